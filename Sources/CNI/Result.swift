@@ -1,0 +1,101 @@
+/// The parts of a CNI result (spec "Success") that a chained plugin reads, and the conversion of
+/// a result between spec versions.
+public enum CNIResult {
+    /// One address of the result's `ips`, as written (`"198.18.0.2/24"`).
+    public struct Address: Equatable, Sendable {
+        public let cidr: String
+        /// The interface's name when `interface` indexes into `interfaces`.
+        public let interfaceName: String?
+    }
+
+    /// The addresses on the pod's side: those whose interface has a `sandbox`. An address that names
+    /// no interface counts as the pod's too (0.3.x results may omit `interface`).
+    public static func podAddresses(_ result: JSONValue) throws(CNIError) -> [Address] {
+        guard let object = result.objectValue else {
+            throw CNIError(.decodingFailure, "prevResult must be an object, not a \(result.typeName)")
+        }
+        var interfaces: [(name: String, sandbox: String)] = []
+        if let value = object["interfaces"], value != .null {
+            guard let items = value.arrayValue else {
+                throw CNIError(.decodingFailure, "prevResult.interfaces must be an array, not a \(value.typeName)")
+            }
+            for (index, item) in items.enumerated() {
+                guard let entry = item.objectValue else {
+                    throw CNIError(.decodingFailure, "prevResult.interfaces[\(index)] must be an object, not a \(item.typeName)")
+                }
+                let name = try optionalString(entry, "name", at: "prevResult.interfaces[\(index)]") ?? ""
+                let sandbox = try optionalString(entry, "sandbox", at: "prevResult.interfaces[\(index)]") ?? ""
+                interfaces.append((name, sandbox))
+            }
+        }
+        var addresses: [Address] = []
+        if let value = object["ips"], value != .null {
+            guard let items = value.arrayValue else {
+                throw CNIError(.decodingFailure, "prevResult.ips must be an array, not a \(value.typeName)")
+            }
+            for (index, item) in items.enumerated() {
+                let place = "prevResult.ips[\(index)]"
+                guard let entry = item.objectValue else {
+                    throw CNIError(.decodingFailure, "\(place) must be an object, not a \(item.typeName)")
+                }
+                guard let cidr = try optionalString(entry, "address", at: place) else {
+                    throw CNIError(.invalidConfig, "\(place) has no \"address\"")
+                }
+                guard let interfaceValue = entry["interface"], interfaceValue != .null else {
+                    addresses.append(Address(cidr: cidr, interfaceName: nil))
+                    continue
+                }
+                guard let interfaceIndex = interfaceValue.intValue else {
+                    throw CNIError(.decodingFailure, "\(place).interface must be an integer, not a \(interfaceValue.typeName)")
+                }
+                guard interfaceIndex >= 0, interfaceIndex < interfaces.count else {
+                    throw CNIError(.invalidConfig,
+                                   "\(place).interface is \(interfaceIndex), but prevResult lists \(interfaces.count) interfaces")
+                }
+                let interface = interfaces[Int(interfaceIndex)]
+                if !interface.sandbox.isEmpty {
+                    addresses.append(Address(cidr: cidr, interfaceName: interface.name))
+                }
+            }
+        }
+        return addresses
+    }
+
+    /// `result` in the shape of `version`: `ips[].version` is present before 1.0.0 and absent from
+    /// 1.0.0 on; every other field passes through unchanged.
+    public static func convert(_ result: JSONValue, to version: CNIVersion) throws(CNIError) -> JSONValue {
+        guard var object = result.objectValue else {
+            throw CNIError(.decodingFailure, "prevResult must be an object, not a \(result.typeName)")
+        }
+        if object["ip4"] != nil || object["ip6"] != nil {
+            throw CNIError(.incompatibleVersion, "prevResult is a 0.2.0-style result (ip4/ip6)",
+                           details: "randsnat understands results of cniVersion 0.3.0 and later")
+        }
+        object["cniVersion"] = .string(version.description)
+        if let items = object["ips"]?.arrayValue {
+            var converted: [JSONValue] = []
+            for (index, item) in items.enumerated() {
+                guard var entry = item.objectValue else {
+                    throw CNIError(.decodingFailure, "prevResult.ips[\(index)] must be an object, not a \(item.typeName)")
+                }
+                if version < CNIVersion(1, 0, 0) {
+                    let address = entry["address"]?.stringValue ?? ""
+                    entry["version"] = .string(address.contains(":") ? "6" : "4")
+                } else {
+                    entry["version"] = nil
+                }
+                converted.append(.object(entry))
+            }
+            object["ips"] = .array(converted)
+        }
+        return .object(object)
+    }
+
+    static func optionalString(_ object: [String: JSONValue], _ key: String, at place: String) throws(CNIError) -> String? {
+        guard let value = object[key], value != .null else { return nil }
+        guard let text = value.stringValue else {
+            throw CNIError(.decodingFailure, "\(place).\(key) must be a string, not a \(value.typeName)")
+        }
+        return text
+    }
+}

@@ -1,0 +1,242 @@
+import CNetfilter
+import Glibc
+import RandSNATCore
+
+/// randsnat's state in the legacy xtables nat tables (libiptc/libip6tc) and in ipsets.
+///
+/// Per network and family, written once (one commit) and removed once:
+///
+///     nat POSTROUTING  -m set --match-set RANDSNAT-<net>-<gen>-P4 src -j RANDSNAT-<net>-<gen>
+///     nat RANDSNAT-<net>-<gen>   bypass rules, then MASQUERADE/SNAT --random-fully
+///     ipset RANDSNAT-<net>-<gen>-P4  hash:ip       pods           (comment <net>/<container>/<ifname>)
+///     ipset RANDSNAT-<net>-<gen>-L4  hash:net,net  (pod, subnet)  (same comment)
+///
+/// Per pod, only set members change: a netlink message each, whatever the size of the nat table.
+/// The member set's reference count (held by the jump rule) tells without reading the table that
+/// the rules are still there.
+public final class IPTablesBackend: NATBackend {
+    private let netlink: NetlinkSocket
+    private let xtablesLock: FileLock
+    private let lockTimeoutSeconds: Double
+
+    public init(xtablesLock: FileLock, lockTimeoutSeconds: Double) throws(NetfilterError) {
+        netlink = try NetlinkSocket()
+        self.xtablesLock = xtablesLock
+        self.lockTimeoutSeconds = lockTimeoutSeconds
+    }
+
+    private var ipset: IPSet { IPSet(socket: netlink) }
+
+    public func isInstalled(_ plan: FamilyPlan) throws -> Bool {
+        for name in [plan.names.memberSet, plan.names.localSet] {
+            guard let header = try ipset.header(name), header.references > 0 else { return false }
+        }
+        return true
+    }
+
+    func encode(_ plan: FamilyPlan) throws(NetfilterError) -> (jump: EncodedRule, rules: [EncodedRule]) {
+        var indexes: [String: UInt16] = [:]
+        let index = { (name: String) throws(NetfilterError) -> UInt16 in
+            if let known = indexes[name] { return known }
+            let found = try IPSet.index(of: name)
+            indexes[name] = found
+            return found
+        }
+        let jump = try RuleEncoder.encode(plan.jump, family: plan.family, chain: "POSTROUTING", setIndex: index)
+        var rules: [EncodedRule] = []
+        for rule in plan.rules {
+            rules.append(try RuleEncoder.encode(rule, family: plan.family, chain: plan.names.chain, setIndex: index))
+        }
+        return (jump, rules)
+    }
+
+    public func install(_ plan: FamilyPlan) throws {
+        try ipset.create(plan.names.memberSet, kind: .hashIP, family: plan.family)
+        try ipset.create(plan.names.localSet, kind: .hashNetNet, family: plan.family)
+        let (jump, rules) = try encode(plan)
+        let chain = plan.names.chain
+        try xtablesLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
+            let table = try IPTCTable(family: plan.family)
+            if !table.chainExists(chain) {
+                try table.createChain(chain)
+                for rule in rules { try table.append(rule, to: chain) }
+            } else if !Self.same(table.rules(in: chain), rules) {
+                try table.flush(chain)
+                for rule in rules { try table.append(rule, to: chain) }
+            }
+            let postrouting = table.rules(in: "POSTROUTING")
+            let jumps = postrouting.indices.filter { postrouting[$0].targetName == chain }
+            if !(jumps.count == 1 && IPTCTable.matches(postrouting[jumps[0]], jump)) {
+                for index in jumps.reversed() { try table.deleteRule(index + 1, in: "POSTROUTING") }
+                try table.append(jump, to: "POSTROUTING")
+            }
+            try table.commit()
+        }
+    }
+
+    static func same(_ current: [IPTCTable.Rule], _ expected: [EncodedRule]) -> Bool {
+        current.count == expected.count && zip(current, expected).allSatisfy { IPTCTable.matches($0, $1) }
+    }
+
+    /// Removes the jumps to `chain` from POSTROUTING, then the chain.
+    private func removeChain(_ chain: String, from table: IPTCTable) throws(NetfilterError) {
+        let postrouting = table.rules(in: "POSTROUTING")
+        for index in postrouting.indices.reversed() where postrouting[index].targetName == chain {
+            try table.deleteRule(index + 1, in: "POSTROUTING")
+        }
+        if table.chainExists(chain) {
+            try table.flush(chain)
+            try table.deleteChain(chain)
+        }
+    }
+
+    public func uninstall(_ names: ObjectNames) throws {
+        try xtablesLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
+            let table = try IPTCTable(family: names.family)
+            try removeChain(names.chain, from: table)
+            try table.commit()
+        }
+        try ipset.destroy(names.memberSet)
+        try ipset.destroy(names.localSet)
+    }
+
+    public func add(_ member: PodPlan.Member, comment: String) throws {
+        let address = member.address
+        try ipset.add(member.names.memberSet, IPSet.Entry(address: address.address, prefix: nil, address2: nil, prefix2: nil, comment: comment))
+        try ipset.add(member.names.localSet, localEntry(address.address, address.subnet, comment: comment))
+    }
+
+    func localEntry(_ address: IPAddress, _ subnet: CIDR, comment: String) -> IPSet.Entry {
+        IPSet.Entry(address: address, prefix: address.family.bitCount, address2: subnet.address, prefix2: subnet.prefix, comment: comment)
+    }
+
+    public func remove(_ member: InstalledMember, from names: ObjectNames) throws {
+        try ipset.delete(names.memberSet, IPSet.Entry(address: member.address, prefix: nil, address2: nil, prefix2: nil, comment: ""))
+    }
+
+    public func remove(_ local: InstalledLocal, from names: ObjectNames) throws {
+        try ipset.delete(names.localSet, localEntry(local.address, local.subnet, comment: ""))
+    }
+
+    public func generations(of id: NetworkID) throws -> [InstalledGeneration] {
+        var generations: [InstalledGeneration] = []
+        for name in try ipset.names() {
+            guard let names = ObjectNames(memberSet: name, of: id) else { continue }
+            let members = (try ipset.entries(names.memberSet) ?? []).map { InstalledMember(address: $0.address, comment: $0.comment) }
+            let locals = (try ipset.entries(names.localSet) ?? []).compactMap { entry -> InstalledLocal? in
+                guard let subnet = entry.address2 else { return nil }
+                return InstalledLocal(address: entry.address, subnet: CIDR(address: subnet, prefix: entry.prefix2 ?? subnet.family.bitCount),
+                                      comment: entry.comment)
+            }
+            generations.append(InstalledGeneration(names: names, members: members, locals: locals))
+        }
+        return generations
+    }
+
+    public func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws {
+        for family in Family.allCases {
+            try xtablesLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
+                let table = try IPTCTable(family: family)
+                for chain in table.chains where chain.hasPrefix(id.namePrefix)
+                    && !keep.contains(where: { $0.chain == chain && $0.family == family }) {
+                    try removeChain(chain, from: table)
+                }
+                try table.commit()
+            }
+        }
+        for name in try ipset.names() where name.hasPrefix(id.namePrefix)
+            && !keep.contains(where: { $0.memberSet == name || $0.localSet == name }) {
+            try ipset.destroy(name)
+        }
+    }
+
+    public func problems(with plan: FamilyPlan) throws -> [String] {
+        var problems: [String] = []
+        for name in [plan.names.memberSet, plan.names.localSet] {
+            guard let header = try ipset.header(name) else {
+                problems.append("ipset \(name) does not exist")
+                continue
+            }
+            if header.references == 0 { problems.append("ipset \(name) is used by no rule") }
+        }
+        guard problems.isEmpty else { return problems }
+        let (jump, rules) = try encode(plan)
+        let table = try IPTCTable(family: plan.family)
+        let chain = plan.names.chain
+        let tableName = plan.family == .ipv4 ? "iptables" : "ip6tables"
+        if !table.chainExists(chain) {
+            problems.append("chain \(chain) is missing from the \(tableName) nat table")
+        } else {
+            let current = table.rules(in: chain)
+            if current.count != rules.count {
+                problems.append("chain \(chain) has \(current.count) rules; randsnat writes \(rules.count)")
+            }
+            for (index, rule) in rules.enumerated() where index >= current.count || !IPTCTable.matches(current[index], rule) {
+                problems.append("rule \(index + 1) of \(chain) is not `\(rule.text)`")
+            }
+        }
+        let postrouting = table.rules(in: "POSTROUTING")
+        let jumps = postrouting.filter { $0.targetName == chain }
+        if jumps.isEmpty {
+            problems.append("\(tableName) nat POSTROUTING has no jump to \(chain)")
+        } else if jumps.count > 1 || !IPTCTable.matches(jumps[0], jump) {
+            problems.append("\(tableName) nat POSTROUTING's jump to \(chain) is not `\(jump.text)`")
+        }
+        return problems
+    }
+
+    public func status() throws -> NodeReport {
+        var report = NodeReport()
+        do {
+            _ = try ipset.names()
+        } catch {
+            report.problems.append("ipset is unusable: \(error)")
+        }
+        var legacyRules = 0
+        for family in Family.allCases {
+            do {
+                let table = try IPTCTable(family: family)
+                for chain in table.chains where !chain.hasPrefix(NetworkID.prefix) {
+                    legacyRules += table.rules(in: chain).filter { !$0.targetName.hasPrefix(NetworkID.prefix) }.count
+                }
+            } catch {
+                report.problems.append("\(error)")
+            }
+            for (kind, name, revision) in [("target", "MASQUERADE", UInt8(0)), ("target", "SNAT", UInt8(family == .ipv4 ? 0 : 1)),
+                                           ("match", "set", UInt8(1)), ("match", "comment", UInt8(0)), ("match", "statistic", UInt8(0))]
+            where !KernelRevision.supported(kind: kind, name: name, revision: revision, family: family) {
+                report.problems.append("the kernel has no \(family == .ipv4 ? "IPv4" : "IPv6") \(kind) \(name) (revision \(revision)); load its module (xt_\(name))")
+            }
+        }
+        let lockFD = open(xtablesLock.path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        if lockFD < 0 {
+            report.problems.append("the xtables lock \(xtablesLock.path) cannot be opened: \(String(cString: strerror(errno)))")
+        } else {
+            close(lockFD)
+        }
+        let nftRules = (try? NFTables(socket: netlink).natRuleCount()) ?? 0
+        if nftRules > 0 && legacyRules == 0 {
+            report.warnings.append("this node's nat rules are in nf_tables (\(nftRules) rules, iptables-nft or nftables) and the legacy nat table holds none: randsnat's legacy rules run beside them in an order nobody chose; a native nftables backend is issue #6")
+            report.notes.append("netfilter: nf_tables")
+        } else {
+            report.notes.append("netfilter: iptables-legacy (\(legacyRules) foreign legacy nat rules, \(nftRules) nf_tables nat rules)")
+        }
+        return report
+    }
+}
+
+/// Asks the kernel whether it has an xtables extension revision (the check iptables makes).
+enum KernelRevision {
+    static func supported(kind: String, name: String, revision: UInt8, family: Family) -> Bool {
+        let fd = socket(family == .ipv4 ? AF_INET : AF_INET6, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_RAW))
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var request = xt_get_revision()
+        withUnsafeMutableBytes(of: &request.name) { RuleEncoder.copy(Array(name.utf8), into: $0) }
+        request.revision = revision
+        var length = socklen_t(MemoryLayout<xt_get_revision>.size)
+        // IPT_SO_GET_REVISION_MATCH / _TARGET are IPT_BASE_CTL + 2 / + 3 (64 + ...), the same for IPv6.
+        let option: Int32 = kind == "match" ? 66 : 67
+        return getsockopt(fd, family == .ipv4 ? Int32(IPPROTO_IP) : Int32(IPPROTO_IPV6), option, &request, &length) == 0
+    }
+}

@@ -1,0 +1,40 @@
+import RandSNATCore
+
+/// A failure of the netfilter adapter; each case names the object and the library's reason.
+public enum NetfilterError: Error, Equatable, Sendable, CustomStringConvertible {
+    case lockTimeout(path: String, waitedSeconds: Double)
+    case lockUnusable(path: String, reason: String)
+    case tableUnavailable(table: String, family: Family, reason: String)
+    case commitFailed(table: String, family: Family, reason: String)
+    case ruleRejected(chain: String, rule: String, reason: String)
+    case chainOperationFailed(operation: String, chain: String, reason: String)
+    case netlink(operation: String, object: String, errno: Int32, reason: String)
+    case setUnknown(name: String)
+
+    public var description: String {
+        switch self {
+        case .lockTimeout(let path, let waited):
+            "timed out after \(waited) s waiting for the lock \(path); another program (kube-proxy, iptables, another randsnat) holds it: try again later"
+        case .lockUnusable(let path, let reason):
+            "cannot use the lock file \(path): \(reason)"
+        case .tableUnavailable(let table, let family, let reason):
+            "cannot read the \(family == .ipv4 ? "iptables" : "ip6tables") \(table) table: \(reason); is the kernel's legacy xtables (ip\(family == .ipv4 ? "" : "6")table_\(table)) available?"
+        case .commitFailed(let table, let family, let reason):
+            "the kernel refused randsnat's rules for the \(family == .ipv4 ? "IPv4" : "IPv6") \(table) table: \(reason); check that the kernel supports MASQUERADE/SNAT with --random-fully and the set match (xt_set)"
+        case .ruleRejected(let chain, let rule, let reason):
+            "libiptc refused the rule for \(chain) (\(rule)): \(reason)"
+        case .chainOperationFailed(let operation, let chain, let reason):
+            "\(operation) \(chain) failed: \(reason)"
+        case .netlink(let operation, let object, let errno, let reason):
+            "\(operation) \(object) failed: \(reason) (errno \(errno))"
+        case .setUnknown(let name):
+            "ipset \(name) does not exist in this network namespace"
+        }
+    }
+
+    /// True for a lock timeout: the runtime should retry (CNI code 11).
+    public var isTransient: Bool {
+        if case .lockTimeout = self { return true }
+        return false
+    }
+}

@@ -1,0 +1,34 @@
+/// A fault in randsnat's own keys of the network config. Each case names the key and the value.
+public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The key holds a JSON value of another type (maps to CNI code 6, like a failed unmarshal).
+    case wrongType(key: String, expected: String, actual: String)
+    case invalidCIDR(key: String, value: String)
+    case invalidAddress(key: String, value: String)
+    case invalidValue(key: String, value: String, reason: String)
+    case missingPrevResult
+    case noPodAddresses(reason: String)
+
+    public var description: String {
+        switch self {
+        case .wrongType(let key, let expected, let actual):
+            "\(key) must be \(expected), not a \(actual)"
+        case .invalidCIDR(let key, let value):
+            "\(key): \"\(value)\" is not a CIDR (ADDRESS/PREFIX, IPv4 prefix 0–32, IPv6 prefix 0–128)"
+        case .invalidAddress(let key, let value):
+            "\(key): \"\(value)\" is not an address or an address range FIRST-LAST of one family"
+        case .invalidValue(let key, let value, let reason):
+            "\(key): \"\(value)\" \(reason)"
+        case .missingPrevResult:
+            "randsnat runs chained here but the config has no prevResult: list it after an interface plugin "
+                + "(bridge, ptp, flannel, ...) in a conflist, or give it an \"ipam\" section to run standalone"
+        case .noPodAddresses(let reason):
+            reason
+        }
+    }
+
+    /// True when the fault is a JSON type mismatch rather than a bad value.
+    public var isDecodingFault: Bool {
+        if case .wrongType = self { return true }
+        return false
+    }
+}

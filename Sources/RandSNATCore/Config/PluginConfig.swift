@@ -1,0 +1,125 @@
+import CNI
+
+/// randsnat's own keys of a network config, flat beside `type` (README, "Configuration").
+public struct PluginConfig: Equatable, Sendable {
+    /// Destinations that bypass SNAT, as ip-masq-agent names them.
+    public var nonMasqueradeCIDRs: [CIDR] = []
+    /// When false (the default), link-local destinations bypass SNAT.
+    public var masqLinkLocal = false
+    /// SNAT to these addresses instead of MASQUERADE; per family, a family with none masquerades.
+    public var toSource: [AddressRange] = []
+    public var portRange: PortRange?
+    /// Only traffic leaving by this interface is SNATed.
+    public var egressInterface: String?
+    /// How long ADD/DEL wait for the xtables lock and randsnat's network lock before code 11.
+    public var lockTimeoutSeconds: Double = 10
+
+    public init() {}
+
+    /// The keys this type reads.
+    public static let keys: [String] = [
+        "nonMasqueradeCIDRs", "masqLinkLocal", "toSource", "portRange", "egressInterface", "lockTimeoutSeconds",
+    ]
+
+    /// Reads randsnat's keys; keys that neither the spec nor randsnat knows come back as warnings.
+    public static func parse(_ members: [String: JSONValue]) throws(ConfigError) -> (config: PluginConfig, warnings: [String]) {
+        var config = PluginConfig()
+        if let items = try stringList(members, "nonMasqueradeCIDRs") {
+            config.nonMasqueradeCIDRs = try items.enumerated().map { (index, text) throws(ConfigError) in
+                guard let cidr = CIDR(text), text.contains("/") else {
+                    throw .invalidCIDR(key: "nonMasqueradeCIDRs[\(index)]", value: text)
+                }
+                return cidr
+            }
+        }
+        if let value = members["masqLinkLocal"], value != .null {
+            guard let flag = value.boolValue else { throw .wrongType(key: "masqLinkLocal", expected: "true or false", actual: value.typeName) }
+            config.masqLinkLocal = flag
+        }
+        if let items = try stringList(members, "toSource", allowSingleString: true) {
+            config.toSource = try items.enumerated().map { (index, text) throws(ConfigError) in
+                guard let range = AddressRange(text) else { throw .invalidAddress(key: "toSource[\(index)]", value: text) }
+                return range
+            }
+            if config.toSource.count > 16 {
+                throw .invalidValue(key: "toSource", value: "\(items.count) items", reason: "is too many: at most 16 addresses or ranges")
+            }
+        }
+        if let text = try string(members, "portRange") {
+            guard let range = PortRange(text) else {
+                throw .invalidValue(key: "portRange", value: text, reason: "is not a port range FIRST-LAST with 1 ≤ FIRST ≤ LAST ≤ 65535")
+            }
+            config.portRange = range
+        }
+        if let name = try string(members, "egressInterface") {
+            guard !name.isEmpty, name.utf8.count <= 15,
+                  !name.utf8.contains(where: { $0 <= 0x20 || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 >= 0x7F })
+            else { throw .invalidValue(key: "egressInterface", value: name, reason: "is not an interface name (1–15 bytes, no '/', ':' or spaces)") }
+            config.egressInterface = name
+        }
+        if let value = members["lockTimeoutSeconds"], value != .null {
+            let seconds: Double? = switch value {
+            case .int(let number): Double(number)
+            case .double(let number): number
+            default: nil
+            }
+            guard let seconds else { throw .wrongType(key: "lockTimeoutSeconds", expected: "a number", actual: value.typeName) }
+            guard seconds > 0, seconds <= 300 else {
+                throw .invalidValue(key: "lockTimeoutSeconds", value: "\(seconds)", reason: "must be more than 0 and at most 300")
+            }
+            config.lockTimeoutSeconds = seconds
+        }
+        if let ipMasq = members["ipMasq"], ipMasq != .null, ipMasq.boolValue == nil {
+            throw .wrongType(key: "ipMasq", expected: "true or false", actual: ipMasq.typeName)
+        }
+        let known = NetworkConfig.specKeys.union(keys)
+        let warnings = members.keys.filter { !known.contains($0) }.sorted().map { key in
+            var text = "ignoring unknown config key \"\(key)\""
+            if let guess = closestKey(to: key, among: keys) { text += " (did you mean \"\(guess)\"?)" }
+            return text
+        }
+        return (config, warnings)
+    }
+
+    static func string(_ members: [String: JSONValue], _ key: String) throws(ConfigError) -> String? {
+        guard let value = members[key], value != .null else { return nil }
+        guard let text = value.stringValue else { throw .wrongType(key: key, expected: "a string", actual: value.typeName) }
+        return text
+    }
+
+    static func stringList(_ members: [String: JSONValue], _ key: String, allowSingleString: Bool = false) throws(ConfigError) -> [String]? {
+        guard let value = members[key], value != .null else { return nil }
+        if allowSingleString, let text = value.stringValue { return [text] }
+        guard let items = value.arrayValue else {
+            throw .wrongType(key: key, expected: allowSingleString ? "a string or an array of strings" : "an array of strings", actual: value.typeName)
+        }
+        return try items.enumerated().map { (index, item) throws(ConfigError) in
+            guard let text = item.stringValue else { throw .wrongType(key: "\(key)[\(index)]", expected: "a string", actual: item.typeName) }
+            return text
+        }
+    }
+
+    /// The known key a typo most likely meant: same letters ignoring case, or edit distance ≤ 3.
+    static func closestKey(to key: String, among candidates: [String]) -> String? {
+        let lowered = Array(key.lowercased().utf8)
+        var best: (key: String, distance: Int)?
+        for candidate in candidates {
+            let distance = editDistance(lowered, Array(candidate.lowercased().utf8))
+            if distance <= 3, distance < (best?.distance ?? .max) { best = (candidate, distance) }
+        }
+        return best?.key
+    }
+
+    static func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {
+        if a.isEmpty { return b.count }
+        var previous = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var current = [i + 1] + [Int](repeating: 0, count: b.count)
+            for (j, y) in b.enumerated() {
+                current[j + 1] = min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+}

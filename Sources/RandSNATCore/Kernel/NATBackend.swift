@@ -1,0 +1,76 @@
+/// A member randsnat finds in a member set: the pod's address and the comment naming its owner.
+public struct InstalledMember: Equatable, Sendable {
+    public let address: IPAddress
+    public let comment: String
+
+    public init(address: IPAddress, comment: String) {
+        self.address = address
+        self.comment = comment
+    }
+}
+
+/// A (pod, own subnet) pair randsnat finds in a local set.
+public struct InstalledLocal: Equatable, Sendable {
+    public let address: IPAddress
+    public let subnet: CIDR
+    public let comment: String
+
+    public init(address: IPAddress, subnet: CIDR, comment: String) {
+        self.address = address
+        self.subnet = subnet
+        self.comment = comment
+    }
+}
+
+/// One family's objects of one generation of a network, as the kernel holds them.
+public struct InstalledGeneration: Equatable, Sendable {
+    public let names: ObjectNames
+    public let members: [InstalledMember]
+    public let locals: [InstalledLocal]
+
+    public init(names: ObjectNames, members: [InstalledMember], locals: [InstalledLocal]) {
+        self.names = names
+        self.members = members
+        self.locals = locals
+    }
+}
+
+/// What the node says about its ability to serve ADDs (STATUS) and which netfilter it runs.
+public struct NodeReport: Equatable, Sendable {
+    /// Faults that stop ADD from working; STATUS fails when there is any.
+    public var problems: [String] = []
+    /// Things an operator should know (such as a node whose nat rules live in nf_tables).
+    public var warnings: [String] = []
+    public var notes: [String] = []
+
+    public init() {}
+}
+
+/// The node's netfilter state as randsnat needs it. The per-pod methods (`isInstalled`, `add`,
+/// `remove`, `generations`) must cost the same however large the node's nat table is; only
+/// `install`, `uninstall`, `removeStrays` and `problems` may read or replace a whole table.
+public protocol NATBackend {
+    /// True when the plan's sets exist and the nat table's rules still use them.
+    func isInstalled(_ plan: FamilyPlan) throws -> Bool
+    /// Creates the sets, the chain with its rules and the jump, replacing what differs; one commit.
+    func install(_ plan: FamilyPlan) throws
+    /// Removes the jump, the chain and the sets; pieces already gone count as removed.
+    func uninstall(_ names: ObjectNames) throws
+    /// Adds (or takes over) the pod's member and local pair, commented with its owner.
+    func add(_ member: PodPlan.Member, comment: String) throws
+    func remove(_ member: InstalledMember, from names: ObjectNames) throws
+    func remove(_ local: InstalledLocal, from names: ObjectNames) throws
+    /// Every generation and family of the network that has a member set, with its members.
+    func generations(of id: NetworkID) throws -> [InstalledGeneration]
+    /// Removes chains and jumps of the network whose generation is not in `keep` (left by a crash).
+    func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws
+    /// How the kernel's chain and jump differ from the plan, one sentence per difference.
+    func problems(with plan: FamilyPlan) throws -> [String]
+    func status() throws -> NodeReport
+}
+
+/// Serialises randsnat's own work on one network across processes, so that a last DEL tearing the
+/// network down and a new ADD can never interleave.
+public protocol NetworkLock {
+    func withLock<T>(_ id: NetworkID, timeoutSeconds: Double, _ body: () throws -> T) throws -> T
+}

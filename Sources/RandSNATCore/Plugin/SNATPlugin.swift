@@ -1,0 +1,212 @@
+import CNI
+
+/// CHECK found the pod's SNAT incomplete; each problem is one sentence.
+public struct CheckFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    public let problems: [String]
+    public var description: String { "SNAT of this pod is incomplete: " + problems.joined(separator: "; ") }
+}
+
+/// STATUS found the node unable to serve ADDs.
+public struct NodeNotReady: Error, Equatable, Sendable, CustomStringConvertible {
+    public let problems: [String]
+    public var description: String { problems.joined(separator: "; ") }
+}
+
+/// randsnat as a chained plugin: the verbs of the spec on top of a `NATBackend`.
+public struct SNATPlugin: CNIPlugin {
+    /// Makes the backend for a request's config (the config sets its lock timeout).
+    let makeBackend: (PluginConfig) throws -> any NATBackend
+    let lock: any NetworkLock
+    /// Writes one line to stderr.
+    let log: (String) -> Void
+    let pathExists: (String) -> Bool
+
+    public init(makeBackend: @escaping (PluginConfig) throws -> any NATBackend, lock: any NetworkLock,
+                log: @escaping (String) -> Void, pathExists: @escaping (String) -> Bool) {
+        self.makeBackend = makeBackend
+        self.lock = lock
+        self.log = log
+        self.pathExists = pathExists
+    }
+
+    func pluginConfig(_ request: Request) throws(ConfigError) -> PluginConfig {
+        let (config, warnings) = try PluginConfig.parse(request.config.members)
+        for warning in warnings { log("randsnat: network \"\(request.config.name)\": \(warning)") }
+        return config
+    }
+
+    func attachment(_ request: Request) -> Attachment {
+        Attachment(network: request.config.name, containerID: request.environment.containerID,
+                   ifName: request.environment.ifName)
+    }
+
+    /// The pod's addresses from prevResult; nil when there is no prevResult.
+    func podAddresses(_ request: Request) throws -> [PodAddress] {
+        guard let prevResult = request.config.prevResult else { throw ConfigError.missingPrevResult }
+        var addresses: [PodAddress] = []
+        for (index, item) in try CNIResult.podAddresses(prevResult).enumerated() {
+            guard let address = PodAddress(item.cidr) else {
+                throw ConfigError.invalidValue(key: "prevResult.ips[\(index)].address", value: item.cidr,
+                                               reason: "is not an address with a prefix length, such as 198.18.0.2/24")
+            }
+            if !addresses.contains(address) { addresses.append(address) }
+        }
+        return addresses
+    }
+
+    public func add(_ request: Request) throws -> JSONValue {
+        let config = try pluginConfig(request)
+        let addresses = try podAddresses(request)
+        guard pathExists(request.environment.netns) else {
+            throw CNIError(.invalidEnvironment, "CNI_NETNS=\"\(request.environment.netns)\" does not exist",
+                           details: "the runtime must pass the path of the pod's network namespace")
+        }
+        let output = try CNIResult.convert(request.config.prevResult!, to: request.config.cniVersion)
+        guard !addresses.isEmpty else {
+            log("randsnat: network \"\(request.config.name)\": prevResult has no address on the pod's side; nothing to SNAT")
+            return output
+        }
+        let pod = Planner.pod(attachment(request), addresses: addresses, config: config)
+        let backend = try makeBackend(config)
+        try lock.withLock(NetworkID(network: request.config.name), timeoutSeconds: config.lockTimeoutSeconds) {
+            var installed: [FamilyPlan] = []
+            var added: [PodPlan.Member] = []
+            do {
+                for family in pod.families {
+                    let plan = Planner.family(family, network: request.config.name, config: config)
+                    if try !backend.isInstalled(plan) {
+                        try backend.install(plan)
+                        installed.append(plan)
+                    }
+                }
+                for member in pod.members {
+                    added.append(member)
+                    try backend.add(member, comment: pod.attachment.comment)
+                }
+            } catch {
+                rollBack(backend, added: added, installed: installed, comment: pod.attachment.comment)
+                throw error
+            }
+        }
+        return output
+    }
+
+    /// Undoes a failed ADD: its members, then the network objects it created if nobody uses them.
+    func rollBack(_ backend: any NATBackend, added: [PodPlan.Member], installed: [FamilyPlan], comment: String) {
+        for member in added {
+            try? backend.remove(InstalledMember(address: member.address.address, comment: comment), from: member.names)
+            try? backend.remove(InstalledLocal(address: member.address.address, subnet: member.address.subnet, comment: comment),
+                                from: member.names)
+        }
+        guard let network = installed.first?.network else { return }
+        let generations = (try? backend.generations(of: NetworkID(network: network))) ?? []
+        for plan in installed {
+            let inUse = generations.contains { $0.names == plan.names && !$0.members.isEmpty }
+            if !inUse { try? backend.uninstall(plan.names) }
+        }
+    }
+
+    /// DEL finds the pod's members by their owner comment, in every generation of the network, so it
+    /// needs neither prevResult nor the config ADD saw; a generation left empty is torn down.
+    public func del(_ request: Request) throws {
+        let config = (try? PluginConfig.parse(request.config.members).config) ?? PluginConfig()
+        let owner = attachment(request)
+        let id = NetworkID(network: owner.network)
+        let backend = try makeBackend(config)
+        try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
+            for generation in try backend.generations(of: id) {
+                try removeMembers(of: generation, backend) { $0 == owner.comment }
+            }
+        }
+    }
+
+    /// Removes the members whose comment `isStale` says goes, then the generation if it is empty.
+    func removeMembers(of generation: InstalledGeneration, _ backend: any NATBackend, where isStale: (String) -> Bool) throws {
+        var remaining = generation.members.count
+        for member in generation.members where isStale(member.comment) {
+            try backend.remove(member, from: generation.names)
+            remaining -= 1
+        }
+        for local in generation.locals where isStale(local.comment) {
+            try backend.remove(local, from: generation.names)
+        }
+        if remaining == 0 { try backend.uninstall(generation.names) }
+    }
+
+    public func check(_ request: Request) throws {
+        let config = try pluginConfig(request)
+        let addresses = try podAddresses(request)
+        let pod = Planner.pod(attachment(request), addresses: addresses, config: config)
+        let backend = try makeBackend(config)
+        var problems: [String] = []
+        for family in pod.families {
+            problems += try backend.problems(with: Planner.family(family, network: request.config.name, config: config))
+        }
+        let generations = try backend.generations(of: NetworkID(network: request.config.name))
+        for member in pod.members {
+            let address = member.address.address
+            guard let generation = generations.first(where: { $0.names == member.names }) else {
+                problems.append("set \(member.names.memberSet) for \(address) does not exist")
+                continue
+            }
+            let owned = generation.members.first { $0.address == address }
+            if owned == nil {
+                problems.append("\(address) is not in set \(member.names.memberSet), so its traffic is not SNATed")
+            } else if owned?.comment != pod.attachment.comment {
+                problems.append("\(address) in set \(member.names.memberSet) belongs to \"\(owned!.comment)\", not \"\(pod.attachment.comment)\"")
+            }
+            let local = InstalledLocal(address: address, subnet: member.address.subnet, comment: pod.attachment.comment)
+            if !generation.locals.contains(local) {
+                problems.append("(\(address), \(member.address.subnet)) is not in set \(member.names.localSet), so traffic to the pod's own subnet would be SNATed")
+            }
+        }
+        if !problems.isEmpty { throw CheckFailure(problems: problems) }
+    }
+
+    public func gc(_ request: Request) throws {
+        let config = try pluginConfig(request)
+        let valid = try validAttachments(request.config.members)
+        let id = NetworkID(network: request.config.name)
+        let backend = try makeBackend(config)
+        try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
+            var keep: Set<ObjectNames> = []
+            for generation in try backend.generations(of: id) {
+                try removeMembers(of: generation, backend) { comment in
+                    guard let owner = Attachment.owner(fromComment: comment) else { return true }
+                    return !valid.contains(Attachment(network: id.network, containerID: owner.containerID, ifName: owner.ifName).comment)
+                }
+                if generation.members.contains(where: { comment in
+                    Attachment.owner(fromComment: comment.comment).map {
+                        valid.contains(Attachment(network: id.network, containerID: $0.containerID, ifName: $0.ifName).comment)
+                    } ?? false
+                }) {
+                    keep.insert(generation.names)
+                }
+            }
+            try backend.removeStrays(of: id, keep: keep)
+        }
+    }
+
+    /// `cni.dev/valid-attachments` as owner comments.
+    func validAttachments(_ members: [String: JSONValue]) throws -> Set<String> {
+        let key = "cni.dev/valid-attachments"
+        guard let value = members[key], value != .null else { return [] }
+        guard let items = value.arrayValue else { throw ConfigError.wrongType(key: key, expected: "an array", actual: value.typeName) }
+        var comments: Set<String> = []
+        for (index, item) in items.enumerated() {
+            guard let containerID = item["containerID"]?.stringValue, let ifName = item["ifname"]?.stringValue else {
+                throw ConfigError.wrongType(key: "\(key)[\(index)]", expected: "an object with string \"containerID\" and \"ifname\"",
+                                            actual: item.typeName)
+            }
+            guard let network = members["name"]?.stringValue else { continue }
+            comments.insert(Attachment(network: network, containerID: containerID, ifName: ifName).comment)
+        }
+        return comments
+    }
+
+    public func status(_ request: Request) throws {
+        let report = try makeBackend(try pluginConfig(request)).status()
+        for warning in report.warnings { log("randsnat: \(warning)") }
+        if !report.problems.isEmpty { throw NodeNotReady(problems: report.problems) }
+    }
+}

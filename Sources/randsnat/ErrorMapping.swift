@@ -1,0 +1,23 @@
+import CNI
+import Netfilter
+import RandSNATCore
+
+/// The one place where errors of the lower layers become CNI error codes.
+enum ErrorMapping {
+    static func cniError(_ error: any Error) -> CNIError {
+        switch error {
+        case let error as CNIError:
+            return error
+        case let error as ConfigError:
+            return CNIError(error.isDecodingFault ? .decodingFailure : .invalidConfig, error.description)
+        case let error as NetfilterError:
+            return CNIError(error.isTransient ? .tryAgainLater : .internal, error.description)
+        case let error as NodeNotReady:
+            return CNIError(.pluginNotAvailable, "randsnat cannot serve ADD on this node", details: error.description)
+        case let error as CheckFailure:
+            return CNIError(.internal, error.description)
+        default:
+            return CNIError(.internal, "\(error)")
+        }
+    }
+}
