@@ -8,8 +8,8 @@ struct IPSet {
     enum Kind: String {
         /// The pods of a network: one address per member.
         case hashIP = "hash:ip"
-        /// (pod, its own subnet) pairs, matched as `src,dst`.
-        case hashNetNet = "hash:net,net"
+        /// The pods' subnets, matched as `dst`.
+        case hashNet = "hash:net"
     }
 
     /// The header of a set: enough to tell whether rules use it.
@@ -21,12 +21,10 @@ struct IPSet {
         let elements: UInt32?
     }
 
-    /// One member as listed: first address (and prefix), optional second address (and prefix), comment.
+    /// One member: an address (with a prefix length in a hash:net set) and its comment.
     struct Entry: Equatable {
         let address: IPAddress
         let prefix: Int?
-        let address2: IPAddress?
-        let prefix2: Int?
         let comment: String
     }
 
@@ -155,8 +153,6 @@ struct IPSet {
                 guard let address = fields[type: UInt16(IPSET_ATTR_IP)].flatMap(Self.address) else { continue }
                 entries.append(Entry(address: address,
                                      prefix: fields[type: UInt16(IPSET_ATTR_CIDR)]?.u8.map(Int.init),
-                                     address2: fields[type: UInt16(IPSET_ATTR_IP2)].flatMap(Self.address),
-                                     prefix2: fields[type: UInt16(IPSET_ATTR_CIDR2)]?.u8.map(Int.init),
                                      comment: fields[type: UInt16(IPSET_ATTR_COMMENT)]?.string ?? ""))
             }
         }
@@ -192,11 +188,9 @@ struct IPSet {
         message.beginNested(UInt16(IPSET_ATTR_DATA))
         Self.addAddress(&message, UInt16(IPSET_ATTR_IP), entry.address)
         if let prefix = entry.prefix { message.addU8(UInt16(IPSET_ATTR_CIDR), UInt8(prefix)) }
-        if let address2 = entry.address2 { Self.addAddress(&message, UInt16(IPSET_ATTR_IP2), address2) }
-        if let prefix2 = entry.prefix2 { message.addU8(UInt16(IPSET_ATTR_CIDR2), UInt8(prefix2)) }
         if command == IPSET_CMD_ADD, !entry.comment.isEmpty { message.addString(UInt16(IPSET_ATTR_COMMENT), entry.comment) }
         message.endNested()
-        let object = "\(entry.address)\(entry.address2.map { ",\($0)/\(entry.prefix2 ?? 0)" } ?? "") in \(name)"
+        let object = "\(entry.address)\(entry.prefix.map { "/\($0)" } ?? "") in \(name)"
         _ = try socket.exchange(message, operation: operation, object: object, describe: Self.describe)
     }
 

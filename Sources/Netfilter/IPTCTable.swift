@@ -137,10 +137,10 @@ final class IPTCTable {
         changed = true
     }
 
-    /// Deletes rule `number` (1-based) of `chain`.
-    func deleteRule(_ number: Int, in chain: String) throws(NetfilterError) {
-        guard functions.deleteNumbered(chain, UInt32(number), handle) != 0 else {
-            throw .chainOperationFailed(operation: "deleting rule \(number) of", chain: chain, reason: reason())
+    /// Deletes the rule at `index` (0-based, as libiptc counts) of `chain`.
+    func deleteRule(at index: Int, in chain: String) throws(NetfilterError) {
+        guard functions.deleteNumbered(chain, UInt32(index), handle) != 0 else {
+            throw .chainOperationFailed(operation: "deleting rule \(index + 1) of", chain: chain, reason: reason())
         }
         changed = true
     }

@@ -9,7 +9,7 @@ import RandSNATCore
 ///     nat POSTROUTING  -m set --match-set RANDSNAT-<net>-<gen>-P4 src -j RANDSNAT-<net>-<gen>
 ///     nat RANDSNAT-<net>-<gen>   bypass rules, then MASQUERADE/SNAT --random-fully
 ///     ipset RANDSNAT-<net>-<gen>-P4  hash:ip       pods           (comment <net>/<container>/<ifname>)
-///     ipset RANDSNAT-<net>-<gen>-L4  hash:net,net  (pod, subnet)  (same comment)
+///     ipset RANDSNAT-<net>-<gen>-S4  hash:net      pod subnets    (shared: no pod named)
 ///
 /// Per pod, only set members change: a netlink message each, whatever the size of the nat table.
 /// The member set's reference count (held by the jump rule) tells without reading the table that
@@ -28,7 +28,7 @@ public final class IPTablesBackend: NATBackend {
     private var ipset: IPSet { IPSet(socket: netlink) }
 
     public func isInstalled(_ plan: FamilyPlan) throws -> Bool {
-        for name in [plan.names.memberSet, plan.names.localSet] {
+        for name in [plan.names.memberSet, plan.names.subnetSet] {
             guard let header = try ipset.header(name), header.references > 0 else { return false }
         }
         return true
@@ -52,7 +52,7 @@ public final class IPTablesBackend: NATBackend {
 
     public func install(_ plan: FamilyPlan) throws {
         try ipset.create(plan.names.memberSet, kind: .hashIP, family: plan.family)
-        try ipset.create(plan.names.localSet, kind: .hashNetNet, family: plan.family)
+        try ipset.create(plan.names.subnetSet, kind: .hashNet, family: plan.family)
         let (jump, rules) = try encode(plan)
         let chain = plan.names.chain
         try xtablesLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
@@ -67,7 +67,7 @@ public final class IPTablesBackend: NATBackend {
             let postrouting = table.rules(in: "POSTROUTING")
             let jumps = postrouting.indices.filter { postrouting[$0].targetName == chain }
             if !(jumps.count == 1 && IPTCTable.matches(postrouting[jumps[0]], jump)) {
-                for index in jumps.reversed() { try table.deleteRule(index + 1, in: "POSTROUTING") }
+                for index in jumps.reversed() { try table.deleteRule(at: index, in: "POSTROUTING") }
                 try table.append(jump, to: "POSTROUTING")
             }
             try table.commit()
@@ -82,7 +82,7 @@ public final class IPTablesBackend: NATBackend {
     private func removeChain(_ chain: String, from table: IPTCTable) throws(NetfilterError) {
         let postrouting = table.rules(in: "POSTROUTING")
         for index in postrouting.indices.reversed() where postrouting[index].targetName == chain {
-            try table.deleteRule(index + 1, in: "POSTROUTING")
+            try table.deleteRule(at: index, in: "POSTROUTING")
         }
         if table.chainExists(chain) {
             try table.flush(chain)
@@ -97,25 +97,24 @@ public final class IPTablesBackend: NATBackend {
             try table.commit()
         }
         try ipset.destroy(names.memberSet)
-        try ipset.destroy(names.localSet)
+        try ipset.destroy(names.subnetSet)
     }
 
     public func add(_ member: PodPlan.Member, comment: String) throws {
-        let address = member.address
-        try ipset.add(member.names.memberSet, IPSet.Entry(address: address.address, prefix: nil, address2: nil, prefix2: nil, comment: comment))
-        try ipset.add(member.names.localSet, localEntry(address.address, address.subnet, comment: comment))
+        try ipset.add(member.names.memberSet, IPSet.Entry(address: member.address.address, prefix: nil, comment: comment))
     }
 
-    func localEntry(_ address: IPAddress, _ subnet: CIDR, comment: String) -> IPSet.Entry {
-        IPSet.Entry(address: address, prefix: address.family.bitCount, address2: subnet.address, prefix2: subnet.prefix, comment: comment)
+    public func add(subnet: CIDR, to names: ObjectNames) throws {
+        try ipset.add(names.subnetSet, IPSet.Entry(address: subnet.address, prefix: subnet.prefix,
+                                                   comment: "randsnat: pod subnet"))
     }
 
     public func remove(_ member: InstalledMember, from names: ObjectNames) throws {
-        try ipset.delete(names.memberSet, IPSet.Entry(address: member.address, prefix: nil, address2: nil, prefix2: nil, comment: ""))
+        try ipset.delete(names.memberSet, IPSet.Entry(address: member.address, prefix: nil, comment: ""))
     }
 
-    public func remove(_ local: InstalledLocal, from names: ObjectNames) throws {
-        try ipset.delete(names.localSet, localEntry(local.address, local.subnet, comment: ""))
+    public func remove(subnet: CIDR, from names: ObjectNames) throws {
+        try ipset.delete(names.subnetSet, IPSet.Entry(address: subnet.address, prefix: subnet.prefix, comment: ""))
     }
 
     public func generations(of id: NetworkID) throws -> [InstalledGeneration] {
@@ -123,12 +122,10 @@ public final class IPTablesBackend: NATBackend {
         for name in try ipset.names() {
             guard let names = ObjectNames(memberSet: name, of: id) else { continue }
             let members = (try ipset.entries(names.memberSet) ?? []).map { InstalledMember(address: $0.address, comment: $0.comment) }
-            let locals = (try ipset.entries(names.localSet) ?? []).compactMap { entry -> InstalledLocal? in
-                guard let subnet = entry.address2 else { return nil }
-                return InstalledLocal(address: entry.address, subnet: CIDR(address: subnet, prefix: entry.prefix2 ?? subnet.family.bitCount),
-                                      comment: entry.comment)
+            let subnets = (try ipset.entries(names.subnetSet) ?? []).map {
+                CIDR(address: $0.address, prefix: $0.prefix ?? $0.address.family.bitCount)
             }
-            generations.append(InstalledGeneration(names: names, members: members, locals: locals))
+            generations.append(InstalledGeneration(names: names, members: members, subnets: subnets))
         }
         return generations
     }
@@ -145,14 +142,14 @@ public final class IPTablesBackend: NATBackend {
             }
         }
         for name in try ipset.names() where name.hasPrefix(id.namePrefix)
-            && !keep.contains(where: { $0.memberSet == name || $0.localSet == name }) {
+            && !keep.contains(where: { $0.memberSet == name || $0.subnetSet == name }) {
             try ipset.destroy(name)
         }
     }
 
     public func problems(with plan: FamilyPlan) throws -> [String] {
         var problems: [String] = []
-        for name in [plan.names.memberSet, plan.names.localSet] {
+        for name in [plan.names.memberSet, plan.names.subnetSet] {
             guard let header = try ipset.header(name) else {
                 problems.append("ipset \(name) does not exist")
                 continue
@@ -203,7 +200,7 @@ public final class IPTablesBackend: NATBackend {
                 report.problems.append("\(error)")
             }
             for (kind, name, revision) in [("target", "MASQUERADE", UInt8(0)), ("target", "SNAT", UInt8(family == .ipv4 ? 0 : 1)),
-                                           ("match", "set", UInt8(1)), ("match", "comment", UInt8(0)), ("match", "statistic", UInt8(0))]
+                                           ("match", "set", UInt8(4)), ("match", "comment", UInt8(0)), ("match", "statistic", UInt8(0))]
             where !KernelRevision.supported(kind: kind, name: name, revision: revision, family: family) {
                 report.problems.append("the kernel has no \(family == .ipv4 ? "IPv4" : "IPv6") \(kind) \(name) (revision \(revision)); load its module (xt_\(name))")
             }

@@ -36,13 +36,14 @@ enum RuleEncoder {
                        setIndex: (String) throws(NetfilterError) -> UInt16) throws(NetfilterError) -> EncodedRule {
         var matches: [UInt8] = []
         if let setMatch = rule.setMatch {
-            var info = xt_set_info_match_v1()
+            // Revision 4 is the one iptables 1.8 writes (and the only one its -save prints).
+            var info = xt_set_info_match_v4()
             info.match_set.index = try setIndex(setMatch.set)
             info.match_set.dim = UInt8(setMatch.directions.count)
             for (dimension, direction) in setMatch.directions.enumerated() where direction == .source {
                 info.match_set.flags |= UInt8(1 << (dimension + 1))  // IPSET_DIM_ONE_SRC << dimension
             }
-            matches += extensionBlock(name: "set", revision: 1, payload: bytes(of: info))
+            matches += extensionBlock(name: "set", revision: 4, payload: bytes(of: info))
         }
         if let probability = rule.probability {
             var info = xt_statistic_info()
@@ -79,6 +80,7 @@ enum RuleEncoder {
         header.withUnsafeMutableBytes { raw in
             if family == .ipv4 {
                 var entry = ipt_entry()
+                entry.ip.proto = rule.proto?.number ?? 0
                 if let destination = rule.destination {
                     withUnsafeMutableBytes(of: &entry.ip.dst) { copy(destination.address.bytes, into: $0) }
                     withUnsafeMutableBytes(of: &entry.ip.dmsk) { copy(mask(destination), into: $0) }
@@ -92,6 +94,10 @@ enum RuleEncoder {
                 withUnsafeBytes(of: entry) { raw.copyMemory(from: $0) }
             } else {
                 var entry = ip6t_entry()
+                if let proto = rule.proto {
+                    entry.ipv6.proto = proto.number
+                    entry.ipv6.flags |= UInt8(IP6T_F_PROTO)
+                }
                 if let destination = rule.destination {
                     withUnsafeMutableBytes(of: &entry.ipv6.dst) { copy(destination.address.bytes, into: $0) }
                     withUnsafeMutableBytes(of: &entry.ipv6.dmsk) { copy(mask(destination), into: $0) }

@@ -9,29 +9,17 @@ public struct InstalledMember: Equatable, Sendable {
     }
 }
 
-/// A (pod, own subnet) pair randsnat finds in a local set.
-public struct InstalledLocal: Equatable, Sendable {
-    public let address: IPAddress
-    public let subnet: CIDR
-    public let comment: String
-
-    public init(address: IPAddress, subnet: CIDR, comment: String) {
-        self.address = address
-        self.subnet = subnet
-        self.comment = comment
-    }
-}
-
 /// One family's objects of one generation of a network, as the kernel holds them.
 public struct InstalledGeneration: Equatable, Sendable {
     public let names: ObjectNames
     public let members: [InstalledMember]
-    public let locals: [InstalledLocal]
+    /// The pods' subnets in the subnet set.
+    public let subnets: [CIDR]
 
-    public init(names: ObjectNames, members: [InstalledMember], locals: [InstalledLocal]) {
+    public init(names: ObjectNames, members: [InstalledMember], subnets: [CIDR]) {
         self.names = names
         self.members = members
-        self.locals = locals
+        self.subnets = subnets
     }
 }
 
@@ -56,10 +44,12 @@ public protocol NATBackend {
     func install(_ plan: FamilyPlan) throws
     /// Removes the jump, the chain and the sets; pieces already gone count as removed.
     func uninstall(_ names: ObjectNames) throws
-    /// Adds (or takes over) the pod's member and local pair, commented with its owner.
+    /// Adds (or takes over) the pod's member, commented with its owner.
     func add(_ member: PodPlan.Member, comment: String) throws
+    /// Adds a pod subnet (shared by the pods in it; its comment names no pod).
+    func add(subnet: CIDR, to names: ObjectNames) throws
     func remove(_ member: InstalledMember, from names: ObjectNames) throws
-    func remove(_ local: InstalledLocal, from names: ObjectNames) throws
+    func remove(subnet: CIDR, from names: ObjectNames) throws
     /// Every generation and family of the network that has a member set, with its members.
     func generations(of id: NetworkID) throws -> [InstalledGeneration]
     /// Removes chains and jumps of the network whose generation is not in `keep` (left by a crash).

@@ -17,6 +17,19 @@ public struct NATRule: Equatable, Sendable {
         case snat(AddressRange, ports: PortRange?)
     }
 
+    /// Layer-4 protocols that have ports; a port range in a NAT target needs one of them (`-p`).
+    public enum PortProtocol: String, CaseIterable, Sendable {
+        case tcp, udp, sctp
+        public var number: UInt16 {
+            switch self {
+            case .tcp: 6
+            case .udp: 17
+            case .sctp: 132
+            }
+        }
+    }
+
+    public var proto: PortProtocol?
     public var destination: CIDR?
     public var outInterface: String?
     public var setMatch: SetMatch?
@@ -25,8 +38,9 @@ public struct NATRule: Equatable, Sendable {
     public var comment: String
     public var target: Target
 
-    public init(destination: CIDR? = nil, outInterface: String? = nil, setMatch: SetMatch? = nil,
+    public init(proto: PortProtocol? = nil, destination: CIDR? = nil, outInterface: String? = nil, setMatch: SetMatch? = nil,
                 probability: Double? = nil, comment: String, target: Target) {
+        self.proto = proto
         self.destination = destination
         self.outInterface = outInterface
         self.setMatch = setMatch
@@ -40,6 +54,7 @@ public struct NATRule: Equatable, Sendable {
         var parts = ["-A", chain]
         if let destination { parts += ["-d", destination.description] }
         if let outInterface { parts += ["-o", outInterface] }
+        if let proto { parts += ["-p", proto.rawValue] }
         if let setMatch {
             parts += ["-m", "set", "--match-set", setMatch.set, setMatch.directions.map(\.rawValue).joined(separator: ",")]
         }

@@ -5,7 +5,7 @@
 ///
 ///     chain       RANDSNAT-<net:11 hex>-<gen:7 hex>            28 bytes, iptables' limit
 ///     member set  RANDSNAT-<net:11 hex>-<gen:7 hex>-P4 | -P6   31 bytes, ipset's limit
-///     local set   RANDSNAT-<net:11 hex>-<gen:7 hex>-L4 | -L6
+///     subnet set  RANDSNAT-<net:11 hex>-<gen:7 hex>-S4 | -S6
 ///
 /// NEVER CHANGE the prefix or the layout after a release: upgraded binaries must find and remove
 /// what older ones wrote.
@@ -29,7 +29,7 @@ public struct NetworkID: Hashable, Sendable, CustomStringConvertible {
 public struct ObjectNames: Hashable, Sendable {
     public let chain: String
     public let memberSet: String
-    public let localSet: String
+    public let subnetSet: String
     public let family: Family
     public let generation: String
 
@@ -38,7 +38,7 @@ public struct ObjectNames: Hashable, Sendable {
         self.generation = generation
         chain = id.namePrefix + generation
         memberSet = chain + "-P" + family.digit
-        localSet = chain + "-L" + family.digit
+        subnetSet = chain + "-S" + family.digit
     }
 
     /// Recovers the names from a member set's name of `id`; nil for any other name.

@@ -3,7 +3,7 @@
 ///
 ///     POSTROUTING
 ///       └─ -m set --match-set <P> src ─→ RANDSNAT-<net>-<gen>
-///            -m set --match-set <L> src,dst  -j RETURN    pod to its own subnet
+///            -m set --match-set <S> dst      -j RETURN    to a pod subnet of the network
 ///            -d 224.0.0.0/4                  -j RETURN    multicast
 ///            -d 169.254.0.0/16               -j RETURN    unless masqLinkLocal
 ///            -d <nonMasqueradeCIDRs...>      -j RETURN
@@ -18,8 +18,9 @@ public struct FamilyPlan: Equatable, Sendable {
     public var family: Family { names.family }
 }
 
-/// The per-pod state: one member in the member set and one (pod, subnet) pair in the local set, per
-/// address. Adding or removing it never touches the nat table.
+/// The per-pod state: one member in the member set per address, and the address's subnet in the
+/// subnet set (shared with the other pods of that subnet). Adding or removing it never touches the
+/// nat table.
 public struct PodPlan: Equatable, Sendable {
     public struct Member: Equatable, Sendable {
         public let address: PodAddress
@@ -55,8 +56,8 @@ public enum Planner {
         let names = ObjectNames(id: NetworkID(network: network), generation: generation(of: config), family: family)
         let tag = "randsnat: name: \"\(network)\""
         var rules: [NATRule] = [
-            NATRule(setMatch: .init(set: names.localSet, directions: [.source, .destination]),
-                    comment: "\(tag): pod to its own subnet", target: .return),
+            NATRule(setMatch: .init(set: names.subnetSet, directions: [.destination]),
+                    comment: "\(tag): pod subnets", target: .return),
             NATRule(destination: family == .ipv4 ? .ipv4Multicast : .ipv6Multicast, comment: "\(tag): multicast", target: .return),
         ]
         if !config.masqLinkLocal {
@@ -66,23 +67,38 @@ public enum Planner {
         for cidr in config.nonMasqueradeCIDRs where cidr.family == family {
             rules.append(NATRule(destination: cidr, comment: "\(tag): nonMasqueradeCIDRs", target: .return))
         }
-        let sources = config.toSource.filter { $0.family == family }
-        if sources.isEmpty {
-            rules.append(NATRule(outInterface: config.egressInterface, comment: "\(tag): masquerade",
-                                 target: .masquerade(ports: config.portRange)))
-        } else {
-            // Rule i of n takes 1/(n-i) of what reaches it, so each source gets 1/n of new flows.
-            for (index, range) in sources.enumerated() {
-                let remaining = sources.count - index
-                rules.append(NATRule(outInterface: config.egressInterface,
-                                     probability: remaining > 1 ? 1.0 / Double(remaining) : nil,
-                                     comment: "\(tag): toSource \(range)", target: .snat(range, ports: config.portRange)))
-            }
-        }
+        rules += snatRules(family: family, config: config, tag: tag)
         let jump = NATRule(setMatch: .init(set: names.memberSet, directions: [.source]),
                            comment: jumpComment(network: network, generation: names.generation),
                            target: .jump(names.chain))
         return FamilyPlan(network: network, names: names, jump: jump, rules: rules)
+    }
+
+    /// The SNAT rules, all with --random-fully. A port range is only valid with a protocol that has
+    /// ports (iptables refuses `--to-ports` without `-p`), so with `portRange` there is one group of
+    /// rules each for tcp, udp and sctp, then one without ports for every other protocol (ICMP).
+    static func snatRules(family: Family, config: PluginConfig, tag: String) -> [NATRule] {
+        let sources = config.toSource.filter { $0.family == family }
+        var groups: [(proto: NATRule.PortProtocol?, ports: PortRange?)] = []
+        if let ports = config.portRange { groups = NATRule.PortProtocol.allCases.map { ($0, ports) } }
+        groups.append((nil, nil))
+        var rules: [NATRule] = []
+        for group in groups {
+            let label = group.proto.map { " \($0.rawValue)" } ?? ""
+            if sources.isEmpty {
+                rules.append(NATRule(proto: group.proto, outInterface: config.egressInterface,
+                                     comment: "\(tag): masquerade\(label)", target: .masquerade(ports: group.ports)))
+                continue
+            }
+            // Rule i of n takes 1/(n-i) of what reaches it, so each source gets 1/n of new flows.
+            for (index, range) in sources.enumerated() {
+                let remaining = sources.count - index
+                rules.append(NATRule(proto: group.proto, outInterface: config.egressInterface,
+                                     probability: remaining > 1 ? 1.0 / Double(remaining) : nil,
+                                     comment: "\(tag): toSource \(range)\(label)", target: .snat(range, ports: group.ports)))
+            }
+        }
+        return rules
     }
 
     public static func pod(_ attachment: Attachment, addresses: [PodAddress], config: PluginConfig) -> PodPlan {

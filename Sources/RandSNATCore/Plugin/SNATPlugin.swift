@@ -70,39 +70,35 @@ public struct SNATPlugin: CNIPlugin {
         let backend = try makeBackend(config)
         try lock.withLock(NetworkID(network: request.config.name), timeoutSeconds: config.lockTimeoutSeconds) {
             var installed: [FamilyPlan] = []
-            var added: [PodPlan.Member] = []
             do {
                 for family in pod.families {
                     let plan = Planner.family(family, network: request.config.name, config: config)
                     if try !backend.isInstalled(plan) {
-                        try backend.install(plan)
                         installed.append(plan)
+                        try backend.install(plan)
                     }
                 }
                 for member in pod.members {
-                    added.append(member)
                     try backend.add(member, comment: pod.attachment.comment)
+                    try backend.add(subnet: member.address.subnet, to: member.names)
                 }
             } catch {
-                rollBack(backend, added: added, installed: installed, comment: pod.attachment.comment)
+                rollBack(backend, id: NetworkID(network: request.config.name), installed: installed, comment: pod.attachment.comment)
                 throw error
             }
         }
         return output
     }
 
-    /// Undoes a failed ADD: its members, then the network objects it created if nobody uses them.
-    func rollBack(_ backend: any NATBackend, added: [PodPlan.Member], installed: [FamilyPlan], comment: String) {
-        for member in added {
-            try? backend.remove(InstalledMember(address: member.address.address, comment: comment), from: member.names)
-            try? backend.remove(InstalledLocal(address: member.address.address, subnet: member.address.subnet, comment: comment),
-                                from: member.names)
+    /// Undoes a failed ADD: the pod's members, the subnets only it used, then the network objects
+    /// this ADD created if nobody uses them.
+    func rollBack(_ backend: any NATBackend, id: NetworkID, installed: [FamilyPlan], comment: String) {
+        for generation in (try? backend.generations(of: id)) ?? [] {
+            try? removeMembers(of: generation, backend, uninstallWhenEmpty: false) { $0 == comment }
         }
-        guard let network = installed.first?.network else { return }
-        let generations = (try? backend.generations(of: NetworkID(network: network))) ?? []
-        for plan in installed {
-            let inUse = generations.contains { $0.names == plan.names && !$0.members.isEmpty }
-            if !inUse { try? backend.uninstall(plan.names) }
+        let after = (try? backend.generations(of: id)) ?? []
+        for plan in installed where !after.contains(where: { $0.names == plan.names && !$0.members.isEmpty }) {
+            try? backend.uninstall(plan.names)
         }
     }
 
@@ -120,17 +116,25 @@ public struct SNATPlugin: CNIPlugin {
         }
     }
 
-    /// Removes the members whose comment `isStale` says goes, then the generation if it is empty.
-    func removeMembers(of generation: InstalledGeneration, _ backend: any NATBackend, where isStale: (String) -> Bool) throws {
-        var remaining = generation.members.count
-        for member in generation.members where isStale(member.comment) {
-            try backend.remove(member, from: generation.names)
-            remaining -= 1
+    /// Removes the members whose comment `isStale` says goes and the subnets no remaining member is
+    /// in, then (when `uninstallWhenEmpty`) the generation if it has no member left.
+    func removeMembers(of generation: InstalledGeneration, _ backend: any NATBackend, uninstallWhenEmpty: Bool = true,
+                       where isStale: (String) -> Bool) throws {
+        var remaining: [IPAddress] = []
+        for member in generation.members {
+            if isStale(member.comment) {
+                try backend.remove(member, from: generation.names)
+            } else {
+                remaining.append(member.address)
+            }
         }
-        for local in generation.locals where isStale(local.comment) {
-            try backend.remove(local, from: generation.names)
+        if remaining.isEmpty && uninstallWhenEmpty {
+            try backend.uninstall(generation.names)
+            return
         }
-        if remaining == 0 { try backend.uninstall(generation.names) }
+        for subnet in generation.subnets where !remaining.contains(where: subnet.contains) {
+            try backend.remove(subnet: subnet, from: generation.names)
+        }
     }
 
     public func check(_ request: Request) throws {
@@ -155,9 +159,8 @@ public struct SNATPlugin: CNIPlugin {
             } else if owned?.comment != pod.attachment.comment {
                 problems.append("\(address) in set \(member.names.memberSet) belongs to \"\(owned!.comment)\", not \"\(pod.attachment.comment)\"")
             }
-            let local = InstalledLocal(address: address, subnet: member.address.subnet, comment: pod.attachment.comment)
-            if !generation.locals.contains(local) {
-                problems.append("(\(address), \(member.address.subnet)) is not in set \(member.names.localSet), so traffic to the pod's own subnet would be SNATed")
+            if !generation.subnets.contains(member.address.subnet) {
+                problems.append("subnet \(member.address.subnet) is not in set \(member.names.subnetSet), so traffic to the pod's own subnet would be SNATed")
             }
         }
         if !problems.isEmpty { throw CheckFailure(problems: problems) }
