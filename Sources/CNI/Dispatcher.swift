@@ -2,6 +2,11 @@
 public struct Request: Sendable {
     public let environment: Environment
     public let config: NetworkConfig
+
+    public init(environment: Environment, config: NetworkConfig) {
+        self.environment = environment
+        self.config = config
+    }
 }
 
 /// What a plugin does for each verb; the dispatcher handles the contract around it.

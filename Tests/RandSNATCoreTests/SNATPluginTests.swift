@@ -1,0 +1,150 @@
+import CNI
+import Testing
+@testable import RandSNATCore
+
+/// An in-memory NATBackend: sets and "rules" as dictionaries, every call recorded.
+final class FakeBackend: NATBackend {
+    struct State { var members: [InstalledMember] = []; var subnets: [CIDR] = [] }
+    var installed: [ObjectNames: State] = [:]
+    var calls: [String] = []
+    var failOn: String?
+
+    func record(_ call: String) throws {
+        calls.append(call)
+        if let failOn, call.hasPrefix(failOn) { throw CNIError(.internal, "injected failure at \(call)") }
+    }
+
+    func isInstalled(_ plan: FamilyPlan) throws -> Bool { try record("isInstalled"); return installed[plan.names] != nil }
+    func install(_ plan: FamilyPlan) throws { try record("install \(plan.family)"); installed[plan.names] = installed[plan.names] ?? State() }
+    func uninstall(_ names: ObjectNames) throws { try record("uninstall \(names.family)"); installed[names] = nil }
+    func add(_ member: PodPlan.Member, comment: String) throws {
+        try record("add \(member.address.address)")
+        installed[member.names]!.members.removeAll { $0.address == member.address.address }
+        installed[member.names]!.members.append(InstalledMember(address: member.address.address, comment: comment))
+    }
+    func add(subnet: CIDR, to names: ObjectNames) throws {
+        try record("addSubnet \(subnet)")
+        if !installed[names]!.subnets.contains(subnet) { installed[names]!.subnets.append(subnet) }
+    }
+    func remove(_ member: InstalledMember, from names: ObjectNames) throws {
+        try record("remove \(member.address)")
+        installed[names]?.members.removeAll { $0.address == member.address }
+    }
+    func remove(subnet: CIDR, from names: ObjectNames) throws {
+        try record("removeSubnet \(subnet)")
+        installed[names]?.subnets.removeAll { $0 == subnet }
+    }
+    func generations(of id: NetworkID) throws -> [InstalledGeneration] {
+        installed.filter { $0.key.chain.hasPrefix(id.namePrefix) }.sorted { $0.key.family < $1.key.family }
+            .map { InstalledGeneration(names: $0.key, members: $0.value.members, subnets: $0.value.subnets) }
+    }
+    func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws {
+        try record("removeStrays \(keep.count)")
+        for names in installed.keys where names.chain.hasPrefix(id.namePrefix) && !keep.contains(names) { installed[names] = nil }
+    }
+    func problems(with plan: FamilyPlan) throws -> [String] { installed[plan.names] == nil ? ["chain missing"] : [] }
+    func status() throws -> NodeReport { NodeReport() }
+}
+
+struct NoLock: NetworkLock {
+    func withLock<T>(_ id: NetworkID, timeoutSeconds: Double, _ body: () throws -> T) throws -> T { try body() }
+}
+
+struct SNATPluginTests {
+    let backend = FakeBackend()
+    var plugin: SNATPlugin { SNATPlugin(makeBackend: { [backend] _ in backend }, lock: NoLock(), log: { _ in }, pathExists: { _ in true }) }
+
+    static func request(_ verb: Verb, container: String = "c1", ips: [String]? = ["198.18.0.2/24", "2001:db8::2/64"],
+                        extra: String = "") -> Request {
+        var text = #"{"cniVersion":"1.1.0","name":"net","type":"randsnat""# + extra
+        if let ips {
+            let list = ips.map { #"{"address":"\#($0)","interface":1}"# }.joined(separator: ",")
+            text += #","prevResult":{"cniVersion":"1.1.0","interfaces":[{"name":"veth"},{"name":"eth0","sandbox":"/ns"}],"ips":[\#(list)]}"#
+        }
+        text += "}"
+        let env = try! Environment.parse(["CNI_COMMAND": verb.rawValue, "CNI_CONTAINERID": container, "CNI_NETNS": "/ns",
+                                          "CNI_IFNAME": "eth0", "CNI_PATH": "/x"])
+        return Request(environment: env, config: try! NetworkConfig.parse(Array(text.utf8)))
+    }
+
+    @Test func firstAddInstallsLaterAddsOnlyAddMembers() throws {
+        let output = try plugin.add(Self.request(.add))
+        #expect(output["ips"]?.arrayValue?.count == 2)
+        #expect(backend.calls.filter { $0.hasPrefix("install") } == ["install ipv4", "install ipv6"])
+        backend.calls = []
+        _ = try plugin.add(Self.request(.add, container: "c2", ips: ["198.18.0.3/24"]))
+        #expect(backend.calls == ["isInstalled", "add 198.18.0.3", "addSubnet 198.18.0.0/24"])
+    }
+
+    @Test func chainedAddWithoutPrevResultIsAConfigError() {
+        #expect(throws: ConfigError.missingPrevResult) { try plugin.add(Self.request(.add, ips: nil)) }
+        #expect(backend.calls.isEmpty)
+    }
+
+    @Test func badPodAddressChangesNothing() {
+        #expect(throws: ConfigError.self) { try plugin.add(Self.request(.add, ips: ["198.18.0.2"])) }
+        #expect(backend.installed.isEmpty)
+    }
+
+    @Test func failedAddRollsBack() throws {
+        backend.failOn = "add 2001"
+        #expect(throws: CNIError.self) { try plugin.add(Self.request(.add)) }
+        #expect(backend.installed.isEmpty, "\(backend.installed)")
+    }
+
+    @Test func failedAddKeepsOtherPodsState() throws {
+        _ = try plugin.add(Self.request(.add, container: "c0", ips: ["198.18.0.9/24"]))
+        backend.failOn = "add 2001"
+        #expect(throws: CNIError.self) { try plugin.add(Self.request(.add)) }
+        let generations = try backend.generations(of: NetworkID(network: "net"))
+        #expect(generations.count == 1)
+        #expect(generations[0].members == [InstalledMember(address: IPAddress("198.18.0.9")!, comment: "net/c0/eth0")])
+        #expect(generations[0].subnets == [CIDR("198.18.0.0/24")!])
+    }
+
+    @Test func delRemovesOnlyItsOwnAndLastDelTearsDown() throws {
+        _ = try plugin.add(Self.request(.add, container: "c1"))
+        _ = try plugin.add(Self.request(.add, container: "c2", ips: ["198.18.0.3/24"]))
+        try plugin.del(Self.request(.del, container: "c1", ips: nil))
+        var generations = try backend.generations(of: NetworkID(network: "net"))
+        #expect(generations.count == 1, "the IPv6 generation had only c1")
+        #expect(generations[0].members.map(\.comment) == ["net/c2/eth0"])
+        #expect(generations[0].subnets == [CIDR("198.18.0.0/24")!], "c2 still uses the subnet")
+        try plugin.del(Self.request(.del, container: "c2"))
+        try plugin.del(Self.request(.del, container: "c2"))
+        generations = try backend.generations(of: NetworkID(network: "net"))
+        #expect(generations.isEmpty)
+    }
+
+    @Test func subnetGoesWithItsLastPod() throws {
+        _ = try plugin.add(Self.request(.add, container: "c1", ips: ["198.18.0.2/24"]))
+        _ = try plugin.add(Self.request(.add, container: "c2", ips: ["198.18.1.2/24"]))
+        try plugin.del(Self.request(.del, container: "c1"))
+        #expect(try backend.generations(of: NetworkID(network: "net"))[0].subnets == [CIDR("198.18.1.0/24")!])
+    }
+
+    @Test func checkNamesWhatIsMissing() throws {
+        _ = try plugin.add(Self.request(.add))
+        try plugin.check(Self.request(.check))
+        let names = backend.installed.keys.first { $0.family == .ipv4 }!
+        backend.installed[names]!.members = []
+        let failure = #expect(throws: CheckFailure.self) { try plugin.check(Self.request(.check)) }
+        #expect(failure?.problems == ["198.18.0.2 is not in set \(names.memberSet), so its traffic is not SNATed"])
+    }
+
+    @Test func gcKeepsValidAttachmentsOnly() throws {
+        _ = try plugin.add(Self.request(.add, container: "c1"))
+        _ = try plugin.add(Self.request(.add, container: "c2", ips: ["198.18.0.3/24"]))
+        try plugin.gc(Self.request(.gc, ips: nil, extra: #","cni.dev/valid-attachments":[{"containerID":"c2","ifname":"eth0"}]"#))
+        let generations = try backend.generations(of: NetworkID(network: "net"))
+        #expect(generations.flatMap(\.members).map(\.comment) == ["net/c2/eth0"])
+        try plugin.gc(Self.request(.gc, ips: nil, extra: #","cni.dev/valid-attachments":[]"#))
+        #expect(backend.installed.isEmpty)
+    }
+
+    @Test func gcRejectsMalformedAttachments() {
+        #expect(throws: ConfigError.self) {
+            try plugin.gc(Self.request(.gc, ips: nil, extra: #","cni.dev/valid-attachments":[{"containerID":1}]"#))
+        }
+    }
+}
