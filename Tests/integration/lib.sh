@@ -1,0 +1,128 @@
+# The integration test bed: namespaces made per test, the built binary run as a runtime runs it.
+#
+#  [pod ns] eth0 198.18.0.x ─┐                    ┌─ [vpc] 198.19.0.10 / 2001:db8:19::10 (routes back to pods)
+#  [pod ns] eth0 2001:db8:18::x ┤ rsnbr0 (node ns) │
+#                            ─┘  198.18.0.1       └─ [ext] 203.0.113.10 / 2001:db8:ee::10 (NO route back)
+#
+# Every name starts with $RUN (unique per run), so two runs cannot collide; every test removes what it
+# made in an EXIT trap, also when it fails. Nothing touches the root namespace's links, routes or sets.
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+RANDSNAT_BIN=${RANDSNAT_BIN:-$ROOT/.build/release/randsnat}
+RUN=${RUN:-rs$(printf '%04x' $((RANDOM % 65536)))}
+TMP_BASE=$(mktemp -d /tmp/randsnat-it.XXXXXX)
+export CNI_PATH="$(dirname "$RANDSNAT_BIN"):/usr/lib/cni"
+
+failures=0
+fail() { echo "    FAIL: $*"; failures=$((failures + 1)); }
+pass() { echo "    ok: $*"; }
+# expect DESCRIPTION COMMAND...: the command must succeed.
+expect() { local what=$1; shift; if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi; }
+expect_eq() { if [ "$2" = "$3" ]; then pass "$1"; else fail "$1: expected [$3], got [$2]"; fi; }
+expect_contains() { if printf '%s' "$2" | grep -qF -- "$3"; then pass "$1"; else fail "$1: [$3] not in: $(printf '%s' "$2" | head -c 600)"; fi; }
+expect_absent() { if printf '%s' "$2" | grep -qF -- "$3"; then fail "$1: [$3] found"; else pass "$1"; fi; }
+
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+# bed_up: node, ext and vpc namespaces with their links; T is the per-test prefix.
+bed_up() {
+    T="$RUN$1"
+    NODE=$T-node EXT=$T-ext VPC=$T-vpc
+    WORK=$TMP_BASE/$1
+    mkdir -p "$WORK/cache" "$WORK/ipam"
+    export CNI_CACHE_DIR=$WORK/cache
+    PODS=()
+    for ns in $NODE $EXT $VPC; do
+        ip netns add "$ns"
+        in_ns "$ns" ip link set lo up
+        in_ns "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    done
+    in_ns "$NODE" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+    ip link add "${T}e0" netns "$NODE" type veth peer name "${T}e1" netns "$EXT"
+    ip link add "${T}v0" netns "$NODE" type veth peer name "${T}v1" netns "$VPC"
+    in_ns "$NODE" ip addr add 203.0.113.1/24 dev "${T}e0"
+    in_ns "$NODE" ip addr add 2001:db8:ee::1/64 dev "${T}e0" nodad
+    in_ns "$NODE" ip link set "${T}e0" up
+    in_ns "$NODE" ip addr add 198.19.0.1/16 dev "${T}v0"
+    in_ns "$NODE" ip addr add 2001:db8:19::1/64 dev "${T}v0" nodad
+    in_ns "$NODE" ip link set "${T}v0" up
+    in_ns "$EXT" ip addr add 203.0.113.10/24 dev "${T}e1"
+    in_ns "$EXT" ip addr add 2001:db8:ee::10/64 dev "${T}e1" nodad
+    in_ns "$EXT" ip link set "${T}e1" up
+    in_ns "$VPC" ip addr add 198.19.0.10/16 dev "${T}v1"
+    in_ns "$VPC" ip addr add 2001:db8:19::10/64 dev "${T}v1" nodad
+    in_ns "$VPC" ip link set "${T}v1" up
+    in_ns "$VPC" ip route add 198.18.0.0/16 via 198.19.0.1
+    in_ns "$VPC" ip -6 route add 2001:db8:18::/48 via 2001:db8:19::1
+    # ext has no route to 198.18.0.0/16 or 2001:db8:18::/48: only SNATed traffic gets answers.
+    in_ns "$EXT" timeout 300 python3 "$HERE/peer.py" serve 8080 300 >/dev/null 2>&1 &
+    in_ns "$VPC" timeout 300 python3 "$HERE/peer.py" serve 8080 300 >/dev/null 2>&1 &
+    sleep 0.3
+}
+
+bed_down() {
+    for ns in "${PODS[@]}" $NODE $EXT $VPC; do
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
+        ip netns del "$ns" 2>/dev/null
+    done
+    rm -rf "$WORK"
+}
+
+# conflist NAME RANDSNAT_EXTRA_JSON [CNI_VERSION]: [bridge (ipMasq off), randsnat] with host-local IPAM.
+# The default version is 1.0.0 because Debian 12's reference plugins (1.1.1) do not accept 1.1.0;
+# STATUS and GC (1.1.0 only) are run on randsnat's own config of the same network (randsnat_conf).
+conflist() {
+    local name=$1 extra=${2:-} version=${3:-1.0.0}
+    cat > "$WORK/$name.conflist" <<JSON
+{"cniVersion":"$version","name":"$name","plugins":[
+ {"type":"bridge","bridge":"rsnbr0","isGateway":true,"ipMasq":false,
+  "ipam":{"type":"host-local","dataDir":"$WORK/ipam","ranges":[[{"subnet":"198.18.0.0/24"}],[{"subnet":"2001:db8:18::/64"}]],
+          "routes":[{"dst":"0.0.0.0/0"},{"dst":"::/0"}]}},
+ {"type":"randsnat"${extra:+,$extra}}]}
+JSON
+    echo "$WORK/$name.conflist"
+}
+
+# pod_add CONFLIST N: a pod namespace and the chain's ADD for it; prints the result.
+pod_add() {
+    local pod=$T-pod$2
+    ip netns add "$pod" && PODS+=("$pod")
+    in_ns "$pod" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    in_ns "$NODE" python3 "$HERE/cni.py" add "$1" "c$2-$RUN" "/var/run/netns/$pod" eth0
+}
+pod_del() { in_ns "$NODE" python3 "$HERE/cni.py" del "$1" "c$2-$RUN" "/var/run/netns/$T-pod$2" eth0; }
+pod_check() { in_ns "$NODE" python3 "$HERE/cni.py" check "$1" "c$2-$RUN" "/var/run/netns/$T-pod$2" eth0; }
+# ask N HOST: what the server at HOST:8080 sees when pod N connects.
+ask() { in_ns "$T-pod$1" python3 "$HERE/peer.py" ask "$2" 8080 2>&1; }
+
+# randsnat_conf NAME [EXTRA_JSON]: randsnat's own config (cniVersion 1.1.0) in a file; prints its path.
+randsnat_conf() {
+    local file="$WORK/$1-$RANDOM.json"
+    printf '{"cniVersion":"1.1.0","name":"%s","type":"randsnat"%s}' "$1" "${2:+,$2}" > "$file"
+    echo "$file"
+}
+
+# randsnat_exec VERB CONFIG_FILE [CONTAINER] [NETNS] [IFNAME]: the binary alone, as a runtime runs it.
+randsnat_exec() {
+    in_ns "$NODE" env CNI_COMMAND="$1" CNI_CONTAINERID="${3-}" CNI_NETNS="${4-}" CNI_IFNAME="${5-}" CNI_PATH="$CNI_PATH" \
+        "$RANDSNAT_BIN" < "$2"
+}
+
+# The node's netfilter state as text: both nat tables without counters, and all sets.
+nat_state() {
+    { in_ns "$NODE" iptables-legacy-save -t nat; in_ns "$NODE" ip6tables-legacy-save -t nat; in_ns "$NODE" ipset save; } 2>/dev/null \
+        | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
+}
+
+# run_test NAME: runs test_NAME on a fresh bed in a subshell, always tearing it down.
+passed=0 failed=0 failed_names=()
+run_test() {
+    local name=$1
+    echo "--- $name"
+    if ( set +e; failures=0; trap bed_down EXIT; bed_up "$(printf '%s' "$name" | cksum | cut -c1-4)"; "test_$name"; exit $((failures > 0)) ); then
+        passed=$((passed + 1)); echo "--- $name: ok"
+    else
+        failed=$((failed + 1)); failed_names+=("$name"); echo "--- $name: FAILED"
+    fi
+}
