@@ -91,13 +91,22 @@ public final class IPTablesBackend: NATBackend {
     }
 
     public func uninstall(_ names: ObjectNames) throws {
+        // Sets no rule references mean the jump and the chain's set rule are gone (or never were, as
+        // after a failed first ADD): the table need not be read, nor its lock taken.
+        let referenced = try [names.memberSet, names.subnetSet].contains { (try ipset.header($0)?.references ?? 0) > 0 }
+        if referenced {
+            try removeTableState(names)
+        }
+        try ipset.destroy(names.memberSet)
+        try ipset.destroy(names.subnetSet)
+    }
+
+    private func removeTableState(_ names: ObjectNames) throws {
         try xtablesLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
             let table = try IPTCTable(family: names.family)
             try removeChain(names.chain, from: table)
             try table.commit()
         }
-        try ipset.destroy(names.memberSet)
-        try ipset.destroy(names.subnetSet)
     }
 
     public func add(_ member: PodPlan.Member, comment: String) throws {

@@ -32,7 +32,6 @@ bed_up() {
     WORK=$TMP_BASE/$1
     mkdir -p "$WORK/cache" "$WORK/ipam"
     export CNI_CACHE_DIR=$WORK/cache
-    PODS=()
     for ns in $NODE $EXT $VPC; do
         ip netns add "$ns"
         in_ns "$ns" ip link set lo up
@@ -62,7 +61,9 @@ bed_up() {
 }
 
 bed_down() {
-    for ns in "${PODS[@]}" $NODE $EXT $VPC; do
+    # Every namespace this test made starts with "$T-" (pods are made in command substitutions, so a
+    # list kept in a variable would miss them).
+    for ns in $(ip netns list | awk '{print $1}' | grep "^$T-"); do
         ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
         ip netns del "$ns" 2>/dev/null
     done
@@ -87,7 +88,7 @@ JSON
 # pod_add CONFLIST N: a pod namespace and the chain's ADD for it; prints the result.
 pod_add() {
     local pod=$T-pod$2
-    ip netns add "$pod" && PODS+=("$pod")
+    ip netns add "$pod"
     in_ns "$pod" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
     in_ns "$NODE" python3 "$HERE/cni.py" add "$1" "c$2-$RUN" "/var/run/netns/$pod" eth0
 }

@@ -1,0 +1,78 @@
+# Many ADDs and DELs at once, with a foreign writer on the same nat table.
+
+# pod_conf NETWORK ADDRESS: randsnat's config with a prevResult holding ADDRESS, as a chain passes it.
+pod_conf() {
+    local file="$WORK/$1-${2%%/*}.json"
+    printf '{"cniVersion":"1.0.0","name":"%s","type":"randsnat","prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/%s"}],"ips":[{"address":"%s","interface":0}]}}' \
+        "$1" "$NODE" "$2" > "$file"
+    echo "$file"
+}
+
+test_concurrent_adds_and_dels_with_a_foreign_writer() {
+    local before; before=$(nat_state)
+    local n i pids=()
+    # The foreign writer: kube-proxy-like appends through iptables-legacy -w (the same xtables lock).
+    ( for i in $(seq 1 100); do in_ns "$NODE" iptables-legacy -w 10 -t nat -A POSTROUTING -d 192.0.2.$i/32 -m comment --comment foreign -j RETURN; done ) &
+    local writer=$!
+    # 50 ADDs over 5 networks: each network's first ADD commits both tables, the rest add set members.
+    for n in 1 2 3 4 5; do
+        for i in $(seq 1 10); do
+            local conf; conf=$(pod_conf "$T-c$n" "198.18.$n.$((i + 1))/24")
+            ( timeout 60 env CNI_COMMAND=ADD CNI_CONTAINERID="c$n-$i" CNI_NETNS="/var/run/netns/$NODE" CNI_IFNAME=eth0 \
+                CNI_PATH=/x ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf" > "$WORK/add-$n-$i.out" 2>&1; echo $? > "$WORK/add-$n-$i.rc" ) &
+            pids+=($!)
+        done
+    done
+    wait "${pids[@]}" "$writer"
+    local bad=0
+    for n in 1 2 3 4 5; do for i in $(seq 1 10); do [ "$(cat "$WORK/add-$n-$i.rc")" = 0 ] || { bad=$((bad + 1)); head -c 300 "$WORK/add-$n-$i.out"; }; done; done
+    expect_eq "50 concurrent ADDs succeed" "$bad" "0"
+    local saved; saved=$(in_ns "$NODE" iptables-legacy-save -t nat)
+    expect_eq "all 100 foreign rules are there" "$(printf '%s\n' "$saved" | grep -c 'comment foreign')" "100"
+    expect_eq "one jump per network" "$(printf '%s\n' "$saved" | grep -c '^-A POSTROUTING .*-j RANDSNAT-')" "5"
+    expect_eq "all 50 pods are members" "$(in_ns "$NODE" ipset save | grep -c '^add RANDSNAT-.*-P4 .*comment')" "50"
+    for n in 1 2 3 4 5; do
+        expect "network $n: CHECK of its last pod passes" env CNI_COMMAND=CHECK CNI_CONTAINERID="c$n-10" CNI_NETNS="/var/run/netns/$NODE" \
+            CNI_IFNAME=eth0 CNI_PATH=/x ip netns exec "$NODE" "$RANDSNAT_BIN" < "$WORK/$T-c$n-198.18.$n.11.json"
+    done
+    ( for i in $(seq 101 150); do in_ns "$NODE" iptables-legacy -w 10 -t nat -A POSTROUTING -d 192.0.2.$i/32 -m comment --comment foreign -j RETURN; done ) &
+    writer=$!
+    pids=()
+    for n in 1 2 3 4 5; do
+        for i in $(seq 1 10); do
+            ( timeout 60 env CNI_COMMAND=DEL CNI_CONTAINERID="c$n-$i" CNI_NETNS="" CNI_IFNAME=eth0 CNI_PATH=/x \
+                ip netns exec "$NODE" "$RANDSNAT_BIN" < "$WORK/$T-c$n-198.18.$n.$((i + 1)).json" > "$WORK/del-$n-$i.out" 2>&1; echo $? > "$WORK/del-$n-$i.rc" ) &
+            pids+=($!)
+        done
+    done
+    wait "${pids[@]}" "$writer"
+    bad=0
+    for n in 1 2 3 4 5; do for i in $(seq 1 10); do [ "$(cat "$WORK/del-$n-$i.rc")" = 0 ] || { bad=$((bad + 1)); head -c 300 "$WORK/del-$n-$i.out"; }; done; done
+    expect_eq "50 concurrent DELs succeed" "$bad" "0"
+    saved=$(in_ns "$NODE" iptables-legacy-save -t nat)
+    expect_eq "all 150 foreign rules are there" "$(printf '%s\n' "$saved" | grep -c 'comment foreign')" "150"
+    expect_absent "no randsnat rule is left" "$saved$(in_ns "$NODE" ip6tables-legacy-save -t nat)" "RANDSNAT"
+    expect_eq "no randsnat set is left" "$(in_ns "$NODE" ipset list -n | grep -c RANDSNAT)" "0"
+    for i in $(seq 1 150); do in_ns "$NODE" iptables-legacy -w -t nat -D POSTROUTING -d 192.0.2.$i/32 -m comment --comment foreign -j RETURN; done
+    expect_eq "the tables are as before" "$(nat_state)" "$before"
+}
+
+test_lock_timeout_is_code_11_and_changes_nothing() {
+    local before; before=$(nat_state)
+    local lock="$WORK/xtables.lock"
+    touch "$lock"
+    flock "$lock" sleep 4 &
+    local holder=$!
+    sleep 0.2
+    local conf; conf=$(pod_conf "$T-l" "198.18.0.2/24")
+    sed -i 's/"type":"randsnat"/"type":"randsnat","lockTimeoutSeconds":0.5/' "$conf"
+    local out; out=$(env CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_NETNS="/var/run/netns/$NODE" CNI_IFNAME=eth0 CNI_PATH=/x \
+        XTABLES_LOCKFILE="$lock" ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf")
+    expect_contains "ADD waiting on a held xtables lock fails with code 11" "$out" '"code":11'
+    expect_contains "the message names the lock" "$out" "$lock"
+    expect_eq "nothing changed (the sets it made are gone)" "$(nat_state)" "$before"
+    wait "$holder"
+    expect "with the lock free, the same ADD works" env CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_NETNS="/var/run/netns/$NODE" \
+        CNI_IFNAME=eth0 CNI_PATH=/x XTABLES_LOCKFILE="$lock" ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf"
+    env CNI_COMMAND=DEL CNI_CONTAINERID=c1 CNI_IFNAME=eth0 CNI_PATH=/x ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf"
+}
