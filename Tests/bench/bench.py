@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Per-pod cost of randsnat against the reference portmap plugin (Debian containernetworking-plugins,
+forced to iptables-legacy), with an empty nat table and with N kube-proxy-like rules, in one run.
+
+A benchmark, not a test: it prints figures and ratios and asserts nothing. Everything happens in a
+network namespace it makes and removes (also on Ctrl-C or failure).
+
+  bench.py [--rules 20000] [--runs 50] [--portmap-runs 20]
+"""
+import argparse, json, os, resource, shutil, statistics, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+RANDSNAT = os.environ.get("RANDSNAT_BIN", os.path.join(ROOT, ".build/release/randsnat"))
+REFERENCE = "/usr/lib/cni"
+NS = "rsbench%04x" % (os.getpid() % 65536)
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw).stdout
+
+
+def kube_proxy_rules(count):
+    """iptables-restore input shaped like kube-proxy's: per service a KUBE-SERVICES rule, a KUBE-SVC
+    chain splitting over two endpoints, two KUBE-SEP chains (mark + DNAT): 7 rules per service."""
+    services = max(1, count // 7)
+    lines = ["*nat", ":KUBE-SERVICES - [0:0]", ":KUBE-POSTROUTING - [0:0]", ":KUBE-MARK-MASQ - [0:0]"]
+    body = ["-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+            "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+            "-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING",
+            "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000",
+            "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
+            "-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0",
+            "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully"]
+    for s in range(services):
+        svc, a, b = "KUBE-SVC-%012X" % s, "KUBE-SEP-%012XA" % s, "KUBE-SEP-%012XB" % s
+        lines += [":%s - [0:0]" % c for c in (svc, a, b)]
+        ip = "10.96.%d.%d" % (s // 250, s % 250 + 1)
+        body.append("-A KUBE-SERVICES -d %s/32 -p tcp -m comment --comment \"ns%d/svc%d:http cluster IP\" -m tcp --dport 80 -j %s" % (ip, s, s, svc))
+        body.append("-A %s -m comment --comment \"ns%d/svc%d:http\" -m statistic --mode random --probability 0.50000000000 -j %s" % (svc, s, s, a))
+        body.append("-A %s -m comment --comment \"ns%d/svc%d:http\" -j %s" % (svc, s, s, b))
+        for sep, last in ((a, 1), (b, 2)):
+            pod = "10.244.%d.%d" % (s // 120, (s % 120) * 2 + last)
+            body.append("-A %s -s %s/32 -m comment --comment \"ns%d/svc%d:http\" -j KUBE-MARK-MASQ" % (sep, pod, s, s))
+            body.append("-A %s -p tcp -m comment --comment \"ns%d/svc%d:http\" -m tcp -j DNAT --to-destination %s:8080" % (sep, s, s, pod))
+    return "\n".join(lines + body + ["COMMIT", ""])
+
+
+def run_plugin(path, verb, config, container, env_extra=None):
+    env = {"PATH": env_extra.pop("PATH") if env_extra and "PATH" in env_extra else os.environ["PATH"],
+           "CNI_COMMAND": verb, "CNI_CONTAINERID": container, "CNI_NETNS": "/var/run/netns/" + NS,
+           "CNI_IFNAME": "eth0", "CNI_PATH": REFERENCE}
+    env.update(env_extra or {})
+    start = time.perf_counter()
+    done = subprocess.run(["ip", "netns", "exec", NS, path] if False else ["nsenter", "--net=/var/run/netns/" + NS, path],
+                          input=json.dumps(config).encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    elapsed = (time.perf_counter() - start) * 1000
+    if done.returncode != 0:
+        raise RuntimeError("%s %s failed: %s %s" % (os.path.basename(path), verb, done.stdout.decode()[:300], done.stderr.decode()[:300]))
+    return elapsed
+
+
+def prev_result(index):
+    return {"cniVersion": "1.0.0",
+            "interfaces": [{"name": "eth0", "sandbox": "/var/run/netns/" + NS}],
+            "ips": [{"address": "198.18.%d.%d/16" % (index // 250, index % 250 + 2), "interface": 0}]}
+
+
+def randsnat_config(index):
+    return {"cniVersion": "1.0.0", "name": "bench", "type": "randsnat",
+            "nonMasqueradeCIDRs": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"], "prevResult": prev_result(index)}
+
+
+def portmap_config(index):
+    return {"cniVersion": "1.0.0", "name": "bench", "type": "portmap", "capabilities": {"portMappings": True},
+            "runtimeConfig": {"portMappings": [{"hostPort": 30000 + index, "containerPort": 80, "protocol": "tcp"}]},
+            "prevResult": prev_result(index)}
+
+
+def stats(values):
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return statistics.median(ordered), p99
+
+
+def measure(path, make_config, runs, env_extra):
+    adds, dels = [], []
+    for i in range(runs):
+        config = make_config(1000 + i)
+        adds.append(run_plugin(path, "ADD", config, "bench-%d" % i, dict(env_extra)))
+        dels.append(run_plugin(path, "DEL", config, "bench-%d" % i, dict(env_extra)))
+    return stats(adds), stats(dels)
+
+
+def version_time(path, runs=200):
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([path], env={"CNI_COMMAND": "VERSION"}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def peak_rss_kb(path, config):
+    code = ("import json,os,resource,subprocess,sys;"
+            "subprocess.run(['nsenter','--net=/var/run/netns/%s','%s'],input=sys.stdin.buffer.read(),stdout=subprocess.DEVNULL,"
+            "env=dict(os.environ,CNI_COMMAND='ADD',CNI_CONTAINERID='rss',CNI_NETNS='/var/run/netns/%s',CNI_IFNAME='eth0',CNI_PATH='/x'));"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)") % (NS, path, NS)
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(config).encode(), stdout=subprocess.PIPE, check=True).stdout
+    run_plugin(path, "DEL", config, "rss")
+    return int(out.strip())
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rules", type=int, default=20000)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--portmap-runs", type=int, default=20)
+    args = parser.parse_args()
+    legacy_bin = tempfile.mkdtemp(prefix="rsbench-bin.")
+    # The reference plugins exec `iptables`; these links make them use iptables-legacy, as randsnat does.
+    for name in ("iptables", "ip6tables", "iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore"):
+        os.symlink("/usr/sbin/" + name.replace("tables", "tables-legacy", 1), os.path.join(legacy_bin, name))
+    legacy_env = {"PATH": legacy_bin + ":" + os.environ["PATH"]}
+    sh("ip", "netns", "add", NS)
+    try:
+        sh("ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up")
+        results = {}
+        for size in (0, args.rules):
+            if size:
+                print("loading %d kube-proxy-like rules with iptables-legacy-restore --noflush ..." % size, flush=True)
+                subprocess.run(["ip", "netns", "exec", NS, "iptables-legacy-restore", "--noflush"],
+                               input=kube_proxy_rules(size).encode(), check=True)
+                count = sh("ip", "netns", "exec", NS, "iptables-legacy-save", "-t", "nat").decode().count("\n-A ")
+                print("nat table now holds %d rules" % count, flush=True)
+            # randsnat: one resident pod keeps the network's rules in place, as on a node with pods.
+            resident = randsnat_config(1)
+            run_plugin(RANDSNAT, "ADD", resident, "resident")
+            print("randsnat ADD/DEL x%d at %d rules ..." % (args.runs, size), flush=True)
+            results[("randsnat", size)] = measure(RANDSNAT, randsnat_config, args.runs, {})
+            run_plugin(RANDSNAT, "DEL", resident, "resident")
+            print("portmap ADD/DEL x%d at %d rules ..." % (args.portmap_runs, size), flush=True)
+            results[("portmap", size)] = measure(os.path.join(REFERENCE, "portmap"), portmap_config, args.portmap_runs, legacy_env)
+        run_plugin(RANDSNAT, "ADD", randsnat_config(1), "resident")
+        rss_randsnat = peak_rss_kb(RANDSNAT, randsnat_config(7))
+        run_plugin(RANDSNAT, "DEL", randsnat_config(1), "resident")
+        rss_portmap = peak_rss_kb(os.path.join(REFERENCE, "portmap"), portmap_config(7)) if False else None
+        v_randsnat, v_bridge = version_time(RANDSNAT), version_time(os.path.join(REFERENCE, "bridge"))
+    finally:
+        subprocess.run(["ip", "netns", "del", NS])
+        shutil.rmtree(legacy_bin, ignore_errors=True)
+
+    print()
+    print("machine: %s, %s cores, kernel %s" % (open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip(),
+                                                 os.cpu_count(), os.uname().release))
+    print("%-10s %8s | %12s %12s | %12s %12s | %10s" % ("plugin", "rules", "ADD median", "ADD p99", "DEL median", "DEL p99", "ADD+DEL"))
+    for size in (0, args.rules):
+        for plugin in ("randsnat", "portmap"):
+            (am, ap), (dm, dp) = results[(plugin, size)]
+            print("%-10s %8d | %9.2f ms %9.2f ms | %9.2f ms %9.2f ms | %7.2f ms" % (plugin, size, am, ap, dm, dp, am + dm))
+    def total(plugin, size):
+        (am, _), (dm, _) = results[(plugin, size)]
+        return am + dm
+    print()
+    print("ratios (ADD+DEL medians):")
+    for size in (0, args.rules):
+        print("  randsnat / portmap at %6d rules: %.3f" % (size, total("randsnat", size) / total("portmap", size)))
+    print("  randsnat at %d rules / randsnat at 0 rules: %.3f" % (args.rules, total("randsnat", args.rules) / total("randsnat", 0)))
+    print("  portmap at %d rules / portmap at 0 rules: %.3f" % (args.rules, total("portmap", args.rules) / total("portmap", 0)))
+    print("VERSION exec median: randsnat %.2f ms, reference bridge (Go) %.2f ms, ratio %.2f" % (v_randsnat, v_bridge, v_randsnat / v_bridge))
+    print("binary size: randsnat %.1f MB, reference portmap %.1f MB" % (os.path.getsize(RANDSNAT) / 1e6,
+                                                                       os.path.getsize(os.path.join(REFERENCE, "portmap")) / 1e6))
+    print("peak RSS of one randsnat ADD: %d kB" % rss_randsnat)
+
+
+main()
