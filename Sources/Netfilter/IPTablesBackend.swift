@@ -18,11 +18,13 @@ public final class IPTablesBackend: NATBackend {
     private let netlink: NetlinkSocket
     private let xtablesLock: FileLock
     private let lockTimeoutSeconds: Double
+    private let log: (String) -> Void
 
-    public init(xtablesLock: FileLock, lockTimeoutSeconds: Double) throws(NetfilterError) {
+    public init(xtablesLock: FileLock, lockTimeoutSeconds: Double, log: @escaping (String) -> Void = { _ in }) throws(NetfilterError) {
         netlink = try NetlinkSocket()
         self.xtablesLock = xtablesLock
         self.lockTimeoutSeconds = lockTimeoutSeconds
+        self.log = log
     }
 
     private var ipset: IPSet { IPSet(socket: netlink) }
@@ -70,8 +72,27 @@ public final class IPTablesBackend: NATBackend {
                 for index in jumps.reversed() { try table.deleteRule(at: index, in: "POSTROUTING") }
                 try table.append(jump, to: "POSTROUTING")
             }
+            if plan.family == .ipv4, let warning = netfilterWarning(legacyRules: Self.foreignRuleCount(table)) {
+                log("randsnat: \(warning)")
+            }
             try table.commit()
         }
+    }
+
+    /// Rules in the table that are not randsnat's.
+    static func foreignRuleCount(_ table: IPTCTable) -> Int {
+        table.chains.filter { !$0.hasPrefix(NetworkID.prefix) }.reduce(0) { count, chain in
+            count + table.rules(in: chain).filter { !$0.targetName.hasPrefix(NetworkID.prefix) }.count
+        }
+    }
+
+    /// Which netfilter holds the node's nat rules, as kube-proxy's iptables-wrapper decides it:
+    /// nf_tables when its nat tables hold rules and the legacy nat table holds none.
+    func netfilterWarning(legacyRules: Int) -> String? {
+        let nftRules = (try? NFTables(socket: netlink).natRuleCount()) ?? 0
+        guard nftRules > 0 && legacyRules == 0 else { return nil }
+        return "this node's nat rules are in nf_tables (\(nftRules) rules: iptables-nft or nftables) and the legacy nat table holds none: "
+            + "randsnat's legacy rules run beside them in an order nobody chose; a native nftables backend is issue #6"
     }
 
     static func same(_ current: [IPTCTable.Rule], _ expected: [EncodedRule]) -> Bool {
@@ -201,10 +222,7 @@ public final class IPTablesBackend: NATBackend {
         var legacyRules = 0
         for family in Family.allCases {
             do {
-                let table = try IPTCTable(family: family)
-                for chain in table.chains where !chain.hasPrefix(NetworkID.prefix) {
-                    legacyRules += table.rules(in: chain).filter { !$0.targetName.hasPrefix(NetworkID.prefix) }.count
-                }
+                legacyRules += Self.foreignRuleCount(try IPTCTable(family: family))
             } catch {
                 report.problems.append("\(error)")
             }
@@ -220,12 +238,11 @@ public final class IPTablesBackend: NATBackend {
         } else {
             close(lockFD)
         }
-        let nftRules = (try? NFTables(socket: netlink).natRuleCount()) ?? 0
-        if nftRules > 0 && legacyRules == 0 {
-            report.warnings.append("this node's nat rules are in nf_tables (\(nftRules) rules, iptables-nft or nftables) and the legacy nat table holds none: randsnat's legacy rules run beside them in an order nobody chose; a native nftables backend is issue #6")
+        if let warning = netfilterWarning(legacyRules: legacyRules) {
+            report.warnings.append(warning)
             report.notes.append("netfilter: nf_tables")
         } else {
-            report.notes.append("netfilter: iptables-legacy (\(legacyRules) foreign legacy nat rules, \(nftRules) nf_tables nat rules)")
+            report.notes.append("netfilter: iptables-legacy (\(legacyRules) legacy nat rules besides randsnat's)")
         }
         return report
     }

@@ -5,12 +5,13 @@ import RandSNATCore
 
 // The edge: read env and stdin, build the real adapters, run the verb, print, exit.
 let environment = ProcessEnvironment.read()
+let log = { (line: String) in ProcessEnvironment.write("\(line)\n", to: 2) }
 let plugin = SNATPlugin(
     makeBackend: { config in
-        try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds)
+        try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds, log: log)
     },
     lock: NetworkFileLock(),
-    log: { ProcessEnvironment.write("\($0)\n", to: 2) },
+    log: log,
     pathExists: { access($0, F_OK) == 0 })
 let dispatcher = Dispatcher(plugin: plugin, mapError: ErrorMapping.cniError)
 let isVersion = environment[EnvironmentKey.command.rawValue] == Verb.version.rawValue

@@ -150,3 +150,24 @@ test_config_change_makes_a_new_generation() {
     expect_eq "pod 2 still SNATed to ext" "$(ask 2 203.0.113.10)" "203.0.113.1"
     pod_del "$b" 2 >/dev/null
 }
+
+test_nftables_node_is_detected_and_reported() {
+    local conf; conf=$(randsnat_conf "$T-n")
+    local out
+    out=$(randsnat_exec STATUS "$conf" 2>&1)
+    expect_contains "an empty node counts as iptables-legacy" "$out" "netfilter: iptables-legacy"
+    # kube-proxy in iptables-nft mode: its rules are in nf_tables' ip nat table, the legacy one has none.
+    in_ns "$NODE" iptables-nft -t nat -N KUBE-SERVICES
+    in_ns "$NODE" iptables-nft -t nat -A PREROUTING -j KUBE-SERVICES
+    in_ns "$NODE" iptables-nft -t nat -A KUBE-SERVICES -d 10.96.0.1/32 -p tcp --dport 443 -j DNAT --to-destination 198.19.0.10:8080
+    out=$(randsnat_exec STATUS "$conf" 2>&1)
+    expect_contains "STATUS reports an nf_tables node" "$out" "nat rules are in nf_tables"
+    ip netns add "$T-pod1"
+    out=$(in_ns "$NODE" env CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_NETNS="/var/run/netns/$T-pod1" CNI_IFNAME=eth0 CNI_PATH=/x \
+        "$RANDSNAT_BIN" < "$(sed 's/"type":"randsnat"/&,"prevResult":{"ips":[{"address":"198.18.0.9\/24"}]}/' "$conf" > "$WORK/nft.json"; echo "$WORK/nft.json")" 2>&1)
+    expect_contains "ADD warns on stderr on an nf_tables node" "$out" "nat rules are in nf_tables"
+    in_ns "$NODE" iptables-legacy -t nat -A POSTROUTING -d 192.0.2.1/32 -j RETURN
+    out=$(randsnat_exec STATUS "$conf" 2>&1)
+    expect_contains "with legacy rules too, the node counts as legacy" "$out" "netfilter: iptables-legacy (1 legacy nat rules"
+    in_ns "$NODE" env CNI_COMMAND=DEL CNI_CONTAINERID=c1 CNI_IFNAME=eth0 CNI_PATH=/x "$RANDSNAT_BIN" < "$conf"
+}

@@ -209,7 +209,7 @@ public struct SNATPlugin: CNIPlugin {
 
     public func status(_ request: Request) throws {
         let report = try makeBackend(try pluginConfig(request)).status()
-        for warning in report.warnings { log("randsnat: \(warning)") }
+        for line in report.notes + report.warnings { log("randsnat: \(line)") }
         if !report.problems.isEmpty { throw NodeNotReady(problems: report.problems) }
     }
 }
