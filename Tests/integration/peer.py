@@ -4,6 +4,9 @@
   peer.py serve PORT SECONDS        TCP server on [::]:PORT answering each client with the address it
                                     sees, for at most SECONDS
   peer.py ask HOST PORT             connect (3 s timeout) and print what the server saw
+  peer.py load HOST PORT COUNT SECONDS
+                                    at most COUNT fresh connections, one after another, for at most
+                                    SECONDS; prints "attempts failures slowest_ms"
 """
 import socket, sys, time
 
@@ -29,6 +32,22 @@ if sys.argv[1] == "serve":
         except OSError:
             pass
         conn.close()
+elif sys.argv[1] == "load":
+    host, port, count, seconds = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+    deadline = time.time() + seconds
+    attempts = failures = 0
+    slowest = 0.0
+    while attempts < count and time.time() < deadline:
+        attempts += 1
+        start = time.time()
+        try:
+            conn = socket.create_connection((host, port), timeout=3)
+            conn.recv(200)
+            conn.close()
+        except OSError:
+            failures += 1
+        slowest = max(slowest, time.time() - start)
+    print("%d %d %.1f" % (attempts, failures, slowest * 1000))
 else:
     host, port = sys.argv[2], int(sys.argv[3])
     try:

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: installs the Debian packages, builds the release binary as it ships,
+# runs the unit tests (no root needed) and the integration tests (root, private namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+install/deps.sh
+export PATH=/opt/swift/usr/bin:$PATH
+swift build -c release --static-swift-stdlib
+swift test
+Tests/integration/run.sh
