@@ -81,8 +81,9 @@ struct SNATPluginTests {
         #expect(backend.calls.isEmpty)
     }
 
-    @Test func badPodAddressChangesNothing() {
-        #expect(throws: ConfigError.self) { try plugin.add(Self.request(.add, ips: ["198.18.0.2"])) }
+    @Test(arguments: ["198.18.0.2", "198.18.0.2/0", "not-an-address/24"])
+    func badPodAddressChangesNothing(address: String) {
+        #expect(throws: ConfigError.self) { try plugin.add(Self.request(.add, ips: [address])) }
         #expect(backend.installed.isEmpty)
     }
 

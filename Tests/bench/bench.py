@@ -143,7 +143,9 @@ def main():
         run_plugin(RANDSNAT, "ADD", randsnat_config(1), "resident")
         rss_randsnat = peak_rss_kb(RANDSNAT, randsnat_config(7))
         run_plugin(RANDSNAT, "DEL", randsnat_config(1), "resident")
-        v_randsnat, v_bridge = version_time(RANDSNAT), version_time(os.path.join(REFERENCE, "bridge"))
+        v_randsnat = version_time(RANDSNAT)
+        v_bridge = version_time(os.path.join(REFERENCE, "bridge"))
+        v_portmap = version_time(os.path.join(REFERENCE, "portmap"))
     finally:
         subprocess.run(["ip", "netns", "del", NS])
         shutil.rmtree(legacy_bin, ignore_errors=True)
@@ -165,7 +167,8 @@ def main():
         print("  randsnat / portmap at %6d rules: %.3f" % (size, total("randsnat", size) / total("portmap", size)))
     print("  randsnat at %d rules / randsnat at 0 rules: %.3f" % (args.rules, total("randsnat", args.rules) / total("randsnat", 0)))
     print("  portmap at %d rules / portmap at 0 rules: %.3f" % (args.rules, total("portmap", args.rules) / total("portmap", 0)))
-    print("VERSION exec median: randsnat %.2f ms, reference bridge (Go) %.2f ms, ratio %.2f" % (v_randsnat, v_bridge, v_randsnat / v_bridge))
+    print("VERSION exec median: randsnat %.2f ms, reference bridge (Go) %.2f ms (ratio %.2f), reference portmap %.2f ms (ratio %.2f)"
+          % (v_randsnat, v_bridge, v_randsnat / v_bridge, v_portmap, v_randsnat / v_portmap))
     print("binary size: randsnat %.1f MB, reference portmap %.1f MB" % (os.path.getsize(RANDSNAT) / 1e6,
                                                                        os.path.getsize(os.path.join(REFERENCE, "portmap")) / 1e6))
     print("peak RSS of one randsnat ADD: %d kB" % rss_randsnat)

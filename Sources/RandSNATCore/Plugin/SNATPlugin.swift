@@ -45,7 +45,7 @@ public struct SNATPlugin: CNIPlugin {
         guard let prevResult = request.config.prevResult else { throw ConfigError.missingPrevResult }
         var addresses: [PodAddress] = []
         for (index, item) in try CNIResult.podAddresses(prevResult).enumerated() {
-            guard let address = PodAddress(item.cidr) else {
+            guard let address = PodAddress(item.cidr), address.prefix > 0 else {
                 throw ConfigError.invalidValue(key: "prevResult.ips[\(index)].address", value: item.cidr,
                                                reason: "is not an address with a prefix length, such as 198.18.0.2/24")
             }
