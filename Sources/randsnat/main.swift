@@ -10,7 +10,7 @@ let plugin = SNATPlugin(
     makeBackend: { config in
         try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds, log: log)
     },
-    lock: NetworkFileLock(),
+    lock: NetworkFileLock(directory: environment["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"),
     log: log,
     pathExists: { access($0, F_OK) == 0 })
 let dispatcher = Dispatcher(plugin: plugin, mapError: ErrorMapping.cniError)

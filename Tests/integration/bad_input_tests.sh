@@ -76,7 +76,7 @@ test_bad_inputs_are_refused_and_change_nothing() {
         local -a vars=()
         for item in "${!env[@]}"; do vars+=("$item=${env[$item]}"); done
         local out
-        out=$(in_ns "$NODE" env -i PATH="$PATH" "${vars[@]}" "$RANDSNAT_BIN" < "$input" 2>/dev/null)
+        out=$(in_ns "$NODE" env -i PATH="$PATH" RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "${vars[@]}" "$RANDSNAT_BIN" < "$input" 2>/dev/null)
         local rc=$?
         local got; got=$(printf '%s' "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["code"]); print(d["msg"] + " " + d.get("details",""))' 2>/dev/null)
         if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$got" | head -1)" = "$code" ] && printf '%s' "$got" | tail -1 | grep -qF -- "$words"; then

@@ -32,6 +32,8 @@ bed_up() {
     WORK=$TMP_BASE/$1
     mkdir -p "$WORK/cache" "$WORK/ipam"
     export CNI_CACHE_DIR=$WORK/cache
+    # randsnat's network locks go under the test's work dir, not the host's /run/randsnat.
+    export RANDSNAT_RUN_DIR=$WORK/run
     for ns in $NODE $EXT $VPC; do
         ip netns add "$ns"
         in_ns "$ns" ip link set lo up
