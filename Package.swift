@@ -1,8 +1,8 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Layers (imports point one way): randsnat → Netfilter → RandSNATCore → CNI.
-// CNetfilter is the only C module; only Netfilter imports it.
+// Layers (imports point one way): randsnat → Netfilter, Netlink → RandSNATCore → CNI.
+// The C modules hold headers only: CNetfilter is imported by Netfilter, CNetlink by Netlink.
 let package = Package(
     name: "randsnat",
     platforms: [.macOS(.v15)],
@@ -17,10 +17,12 @@ let package = Package(
             pkgConfig: "libiptc",
             providers: [.apt(["libiptc-dev", "libxtables-dev", "linux-libc-dev"])]
         ),
-        .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter"]),
-        .executableTarget(name: "randsnat", dependencies: ["CNI", "RandSNATCore", "Netfilter"]),
+        .systemLibrary(name: "CNetlink"),
+        .target(name: "Netlink", dependencies: ["RandSNATCore", "CNetlink"]),
+        .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "Netlink"]),
+        .executableTarget(name: "randsnat", dependencies: ["CNI", "RandSNATCore", "Netfilter", "Netlink"]),
         .testTarget(name: "CNITests", dependencies: ["CNI"]),
         .testTarget(name: "RandSNATCoreTests", dependencies: ["RandSNATCore", "CNI"]),
-        .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "RandSNATCore"]),
+        .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Netlink", "RandSNATCore"]),
     ]
 )

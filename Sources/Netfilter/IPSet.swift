@@ -1,5 +1,6 @@
 import CNetfilter
 import Glibc
+import Netlink
 import RandSNATCore
 
 /// ipset through its netlink protocol (nfnetlink subsystem IPSET), in process: no exec of `ipset`,
@@ -40,6 +41,16 @@ struct IPSet {
         return request
     }
 
+    /// The socket's exchange, with its error as a NetfilterError.
+    private func exchange(_ message: NetlinkRequest, operation: String, object: String,
+                          describe: (Int32) -> String = IPSet.describe) throws(NetfilterError) -> [NetlinkReply] {
+        do {
+            return try socket.exchange(message, operation: operation, object: object, describe: describe)
+        } catch {
+            throw .netlink(operation: error.operation, object: error.object, errno: error.code, reason: error.reason)
+        }
+    }
+
     static func nfproto(_ family: Family) -> UInt8 { UInt8(family == .ipv4 ? NFPROTO_IPV4 : NFPROTO_IPV6) }
 
     /// ipset's own error numbers (4096 and up) in words; the rest through strerror.
@@ -67,7 +78,7 @@ struct IPSet {
         var message = request(IPSET_CMD_TYPE, family: family)
         message.addString(UInt16(IPSET_ATTR_TYPENAME), kind.rawValue)
         message.addU8(UInt16(IPSET_ATTR_FAMILY), Self.nfproto(family))
-        let replies = try socket.exchange(message, operation: "ipset type query", object: kind.rawValue, describe: Self.describe)
+        let replies = try exchange(message, operation: "ipset type query", object: kind.rawValue)
         guard let revision = replies.first?.nfAttributes[type: UInt16(IPSET_ATTR_REVISION)]?.u8 else {
             throw .netlink(operation: "ipset type query", object: kind.rawValue, errno: 0, reason: "the kernel sent no revision")
         }
@@ -88,7 +99,7 @@ struct IPSet {
         message.beginNested(UInt16(IPSET_ATTR_DATA))
         message.addBE32(UInt16(IPSET_ATTR_CADT_FLAGS), UInt32(IPSET_FLAG_WITH_COMMENT.rawValue))
         message.endNested()
-        _ = try socket.exchange(message, operation: "ipset create", object: name) { code in
+        _ = try exchange(message, operation: "ipset create", object: name) { code in
             code == EEXIST ? "a set of that name exists with another type or options; destroy it (ipset destroy \(name)) or rename the network" : Self.describe(code)
         }
     }
@@ -98,7 +109,7 @@ struct IPSet {
         var message = request(IPSET_CMD_DESTROY)
         message.addString(UInt16(IPSET_ATTR_SETNAME), name)
         do {
-            _ = try socket.exchange(message, operation: "ipset destroy", object: name, describe: Self.describe)
+            _ = try exchange(message, operation: "ipset destroy", object: name)
         } catch NetfilterError.netlink(_, _, let code, _) where code == ENOENT {
         }
     }
@@ -110,7 +121,7 @@ struct IPSet {
         message.addBE32(UInt16(IPSET_ATTR_FLAGS), UInt32(IPSET_FLAG_LIST_HEADER.rawValue))
         let replies: [NetlinkReply]
         do {
-            replies = try socket.exchange(message, operation: "ipset list", object: name, describe: Self.describe)
+            replies = try exchange(message, operation: "ipset list", object: name)
         } catch NetfilterError.netlink(_, _, let code, _) where code == ENOENT {
             return nil
         }
@@ -127,7 +138,7 @@ struct IPSet {
     func names() throws(NetfilterError) -> [String] {
         var message = request(IPSET_CMD_LIST, flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_DUMP)
         message.addBE32(UInt16(IPSET_ATTR_FLAGS), UInt32(IPSET_FLAG_LIST_SETNAME.rawValue))
-        let replies = try socket.exchange(message, operation: "ipset list", object: "all sets", describe: Self.describe)
+        let replies = try exchange(message, operation: "ipset list", object: "all sets")
         var names: [String] = []
         for reply in replies {
             if let name = reply.nfAttributes[type: UInt16(IPSET_ATTR_SETNAME)]?.string, !names.contains(name) { names.append(name) }
@@ -141,7 +152,7 @@ struct IPSet {
         message.addString(UInt16(IPSET_ATTR_SETNAME), name)
         let replies: [NetlinkReply]
         do {
-            replies = try socket.exchange(message, operation: "ipset list", object: name, describe: Self.describe)
+            replies = try exchange(message, operation: "ipset list", object: name)
         } catch NetfilterError.netlink(_, _, let code, _) where code == ENOENT {
             return nil
         }
@@ -191,7 +202,7 @@ struct IPSet {
         if command == IPSET_CMD_ADD, !entry.comment.isEmpty { message.addString(UInt16(IPSET_ATTR_COMMENT), entry.comment) }
         message.endNested()
         let object = "\(entry.address)\(entry.prefix.map { "/\($0)" } ?? "") in \(name)"
-        _ = try socket.exchange(message, operation: operation, object: object, describe: Self.describe)
+        _ = try exchange(message, operation: operation, object: object)
     }
 
     static func addAddress(_ message: inout NetlinkRequest, _ type: UInt16, _ address: IPAddress) {

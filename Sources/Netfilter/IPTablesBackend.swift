@@ -1,5 +1,6 @@
 import CNetfilter
 import Glibc
+import Netlink
 import RandSNATCore
 
 /// randsnat's state in the legacy xtables nat tables (libiptc/libip6tc) and in ipsets.
@@ -21,7 +22,11 @@ public final class IPTablesBackend: NATBackend {
     private let log: (String) -> Void
 
     public init(xtablesLock: FileLock, lockTimeoutSeconds: Double, log: @escaping (String) -> Void = { _ in }) throws(NetfilterError) {
-        netlink = try NetlinkSocket()
+        do {
+            netlink = try NetlinkSocket(family: NetlinkSocket.netfilter)
+        } catch {
+            throw .netlink(operation: error.operation, object: error.object, errno: error.code, reason: error.reason)
+        }
         self.xtablesLock = xtablesLock
         self.lockTimeoutSeconds = lockTimeoutSeconds
         self.log = log

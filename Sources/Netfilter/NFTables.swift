@@ -1,4 +1,5 @@
 import CNetfilter
+import Netlink
 import RandSNATCore
 
 /// The little randsnat reads of nf_tables (for telling an iptables-nft node from a legacy one).
@@ -17,7 +18,9 @@ struct NFTables {
             request.addString(UInt16(NFTA_RULE_TABLE.rawValue), table)
             do {
                 count += try socket.exchange(request, operation: "nf_tables rule dump", object: "table \(table)").count
-            } catch NetfilterError.netlink(_, _, let code, _) where code == 2 /* ENOENT: no such table */ {
+            } catch where error.code == 2 /* ENOENT: no such table */ {
+            } catch {
+                throw .netlink(operation: error.operation, object: error.object, errno: error.code, reason: error.reason)
             }
         }
         return count

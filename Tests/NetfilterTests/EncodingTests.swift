@@ -1,6 +1,7 @@
 import CNetfilter
 import Testing
 @testable import Netfilter
+@testable import Netlink
 @testable import RandSNATCore
 
 /// Byte-level checks of what goes to the kernel, without root.

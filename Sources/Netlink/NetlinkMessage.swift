@@ -1,26 +1,36 @@
 /// Netlink messages as bytes: building requests and reading replies (netlink(7), attributes as in
 /// libmnl). Pure, so tests check the exact bytes without a kernel.
-struct NetlinkAttribute: Equatable {
+public struct NetlinkAttribute: Equatable, Sendable {
     /// The attribute's type without the NESTED / NET_BYTEORDER flags.
-    let type: UInt16
-    let payload: [UInt8]
+    public let type: UInt16
+    public let payload: [UInt8]
 
-    static let nestedFlag: UInt16 = 1 << 15
-    static let netByteOrderFlag: UInt16 = 1 << 14
+    public init(type: UInt16, payload: [UInt8]) {
+        self.type = type
+        self.payload = payload
+    }
+
+    public static let nestedFlag: UInt16 = 1 << 15
+    public static let netByteOrderFlag: UInt16 = 1 << 14
 
     /// The payload's attributes, for a nested attribute.
-    var nested: [NetlinkAttribute] { NetlinkAttribute.parse(payload[...]) }
-    var u8: UInt8? { payload.first }
+    public var nested: [NetlinkAttribute] { NetlinkAttribute.parse(payload[...]) }
+    public var u8: UInt8? { payload.first }
     /// A big-endian (NET_BYTEORDER) u16.
-    var be16: UInt16? { payload.count >= 2 ? UInt16(payload[0]) << 8 | UInt16(payload[1]) : nil }
+    public var be16: UInt16? { payload.count >= 2 ? UInt16(payload[0]) << 8 | UInt16(payload[1]) : nil }
     /// A big-endian (NET_BYTEORDER) u32.
-    var be32: UInt32? {
+    public var be32: UInt32? {
         payload.count >= 4 ? payload[0..<4].reduce(0) { $0 << 8 | UInt32($1) } : nil
     }
     /// A NUL-terminated string.
-    var string: String { String(decoding: payload.prefix { $0 != 0 }, as: UTF8.self) }
+    public var string: String { String(decoding: payload.prefix { $0 != 0 }, as: UTF8.self) }
 
-    static func parse(_ bytes: ArraySlice<UInt8>) -> [NetlinkAttribute] {
+    /// A host-order u32 (rtnetlink's convention).
+    public var u32: UInt32? {
+        payload.count >= 4 ? (0..<4).reduce(0) { $0 | UInt32(payload[$1]) << UInt32($1 * 8) } : nil
+    }
+
+    public static func parse(_ bytes: ArraySlice<UInt8>) -> [NetlinkAttribute] {
         var attributes: [NetlinkAttribute] = []
         var offset = bytes.startIndex
         while offset + 4 <= bytes.endIndex {
@@ -35,52 +45,60 @@ struct NetlinkAttribute: Equatable {
 }
 
 extension Array where Element == NetlinkAttribute {
-    subscript(type type: UInt16) -> NetlinkAttribute? { first { $0.type == type } }
+    public subscript(type type: UInt16) -> NetlinkAttribute? { first { $0.type == type } }
 }
 
-/// Builds one netlink request: `nlmsghdr`, the 4-byte `nfgenmsg`, then attributes.
-struct NetlinkRequest {
+/// Builds one netlink request: `nlmsghdr`, a family header (`nfgenmsg`, `ifinfomsg`, ...), attributes.
+public struct NetlinkRequest {
     private(set) var bytes: [UInt8] = []
     private var nestStarts: [Int] = []
 
-    /// - Parameters:
-    ///   - type: `(subsystem << 8) | command` for nfnetlink.
-    ///   - flags: NLM_F_* flags.
-    ///   - family: the nfgenmsg family (NFPROTO_*).
-    init(type: UInt16, flags: UInt16, sequence: UInt32, family: UInt8, resourceID: UInt16 = 0) {
+    /// A request whose family header is `header` (its bytes as the kernel's struct lays them out).
+    public init(type: UInt16, flags: UInt16, sequence: UInt32, header: [UInt8]) {
         append32(0)  // length, patched in `finished`
         append16(type)
         append16(flags)
         append32(sequence)
         append32(0)  // port id: the kernel fills it in
-        bytes += [family, 0 /* NFNETLINK_V0 */, UInt8(resourceID >> 8), UInt8(resourceID & 0xFF)]
+        bytes += header
+        while bytes.count % 4 != 0 { bytes.append(0) }
+    }
+
+    /// An nfnetlink request: `type` is `(subsystem << 8) | command`, `family` the nfgenmsg family.
+    public init(type: UInt16, flags: UInt16, sequence: UInt32, family: UInt8, resourceID: UInt16 = 0) {
+        self.init(type: type, flags: flags, sequence: sequence,
+                  header: [family, 0 /* NFNETLINK_V0 */, UInt8(resourceID >> 8), UInt8(resourceID & 0xFF)])
     }
 
     private mutating func append16(_ value: UInt16) { bytes += [UInt8(value & 0xFF), UInt8(value >> 8)] }
     private mutating func append32(_ value: UInt32) { for shift in [0, 8, 16, 24] { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) } }
 
-    mutating func add(_ type: UInt16, _ payload: [UInt8], flags: UInt16 = 0) {
+    public mutating func add(_ type: UInt16, _ payload: [UInt8], flags: UInt16 = 0) {
         append16(UInt16(4 + payload.count))
         append16(type | flags)
         bytes += payload
         while bytes.count % 4 != 0 { bytes.append(0) }
     }
 
-    mutating func addU8(_ type: UInt16, _ value: UInt8) { add(type, [value]) }
+    public mutating func addU8(_ type: UInt16, _ value: UInt8) { add(type, [value]) }
     /// A u32 in network byte order, flagged NET_BYTEORDER as ipset requires.
-    mutating func addBE32(_ type: UInt16, _ value: UInt32) {
+    public mutating func addBE32(_ type: UInt16, _ value: UInt32) {
         add(type, [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: value >> UInt32($0)) }, flags: NetlinkAttribute.netByteOrderFlag)
     }
+    /// A host-order u32 (rtnetlink's convention).
+    public mutating func addU32(_ type: UInt16, _ value: UInt32) {
+        add(type, [0, 8, 16, 24].map { UInt8(truncatingIfNeeded: value >> UInt32($0)) })
+    }
     /// A NUL-terminated string.
-    mutating func addString(_ type: UInt16, _ value: String) { add(type, Array(value.utf8) + [0]) }
+    public mutating func addString(_ type: UInt16, _ value: String) { add(type, Array(value.utf8) + [0]) }
 
-    mutating func beginNested(_ type: UInt16) {
+    public mutating func beginNested(_ type: UInt16) {
         nestStarts.append(bytes.count)
         append16(0)
         append16(type | NetlinkAttribute.nestedFlag)
     }
 
-    mutating func endNested() {
+    public mutating func endNested() {
         let start = nestStarts.removeLast()
         let length = UInt16(bytes.count - start)
         bytes[start] = UInt8(length & 0xFF)
@@ -88,7 +106,7 @@ struct NetlinkRequest {
     }
 
     /// The message with its length filled in.
-    var finished: [UInt8] {
+    public var finished: [UInt8] {
         var out = bytes
         let length = UInt32(out.count)
         for index in 0..<4 { out[index] = UInt8(truncatingIfNeeded: length >> UInt32(index * 8)) }
@@ -97,12 +115,12 @@ struct NetlinkRequest {
 }
 
 /// One message of a netlink reply.
-struct NetlinkReply: Equatable {
-    let type: UInt16
-    let flags: UInt16
-    let sequence: UInt32
+public struct NetlinkReply: Equatable, Sendable {
+    public let type: UInt16
+    public let flags: UInt16
+    public let sequence: UInt32
     /// After the nlmsghdr.
-    let body: [UInt8]
+    public let body: [UInt8]
 
     static let error: UInt16 = 2     // NLMSG_ERROR
     static let done: UInt16 = 3      // NLMSG_DONE
@@ -116,9 +134,13 @@ struct NetlinkReply: Equatable {
     }
 
     /// The attributes after the 4-byte nfgenmsg.
-    var nfAttributes: [NetlinkAttribute] { body.count > 4 ? NetlinkAttribute.parse(body[4...]) : [] }
+    public var nfAttributes: [NetlinkAttribute] { attributes(afterHeader: 4) }
+    /// The attributes after a family header of `size` bytes (16 for ifinfomsg, 8 for ifaddrmsg, 12 for rtmsg).
+    public func attributes(afterHeader size: Int) -> [NetlinkAttribute] {
+        body.count > size ? NetlinkAttribute.parse(body[size...]) : []
+    }
     /// The nfgenmsg family.
-    var family: UInt8? { body.first }
+    public var family: UInt8? { body.first }
 
     static func parse(_ bytes: ArraySlice<UInt8>) -> [NetlinkReply] {
         var replies: [NetlinkReply] = []
