@@ -99,3 +99,43 @@ public enum CNIResult {
         return text
     }
 }
+
+extension CNIResult {
+    /// One `ips` entry of an IPAM result.
+    public struct IPConfig: Equatable, Sendable {
+        public let address: String
+        public let gateway: String?
+    }
+
+    /// One `routes` entry.
+    public struct Route: Equatable, Sendable {
+        public let dst: String
+        public let gw: String?
+    }
+
+    /// The parts of an IPAM plugin's result an interface plugin uses (spec "IP Allocation").
+    public static func ipamResult(_ result: JSONValue) throws(CNIError) -> (ips: [IPConfig], routes: [Route], dns: JSONValue?) {
+        guard let object = result.objectValue else {
+            throw CNIError(.decodingFailure, "the IPAM result must be an object, not a \(result.typeName)")
+        }
+        var ips: [IPConfig] = []
+        for (index, item) in (object["ips"]?.arrayValue ?? []).enumerated() {
+            let place = "IPAM result ips[\(index)]"
+            guard let entry = item.objectValue else { throw CNIError(.decodingFailure, "\(place) must be an object") }
+            guard let address = try optionalString(entry, "address", at: place) else {
+                throw CNIError(.decodingFailure, "\(place) has no address")
+            }
+            ips.append(IPConfig(address: address, gateway: try optionalString(entry, "gateway", at: place)))
+        }
+        var routes: [Route] = []
+        for (index, item) in (object["routes"]?.arrayValue ?? []).enumerated() {
+            let place = "IPAM result routes[\(index)]"
+            guard let entry = item.objectValue, let dst = try optionalString(entry, "dst", at: place) else {
+                throw CNIError(.decodingFailure, "\(place) must be an object with a \"dst\"")
+            }
+            routes.append(Route(dst: dst, gw: try optionalString(entry, "gw", at: place)))
+        }
+        let dns = object["dns"].flatMap { $0 == .null ? nil : $0 }
+        return (ips, routes, dns)
+    }
+}

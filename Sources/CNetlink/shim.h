@@ -16,3 +16,4 @@
 #include <pthread.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <sys/random.h>

@@ -1,5 +1,6 @@
 import CNI
 import Netfilter
+import Netlink
 import RandSNATCore
 
 /// The one place where errors of the lower layers become CNI error codes.
@@ -12,6 +13,8 @@ enum ErrorMapping {
             return CNIError(error.isDecodingFault ? .decodingFailure : .invalidConfig, error.description)
         case let error as NetfilterError:
             return CNIError(error.isTransient ? .tryAgainLater : .internal, error.description)
+        case let error as NetlinkError:
+            return CNIError(.internal, error.description)
         case let error as NodeNotReady:
             return CNIError(.pluginNotAvailable, "randsnat cannot serve ADD on this node", details: error.description)
         case let error as CheckFailure:

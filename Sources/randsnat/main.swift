@@ -1,18 +1,22 @@
 import CNI
 import Glibc
 import Netfilter
+import Netlink
 import RandSNATCore
 
 // The edge: read env and stdin, build the real adapters, run the verb, print, exit.
 let environment = ProcessEnvironment.read()
 let log = { (line: String) in ProcessEnvironment.write("\(line)\n", to: 2) }
-let plugin = SNATPlugin(
+let chained = SNATPlugin(
     makeBackend: { config in
         try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds, log: log)
     },
     lock: NetworkFileLock(directory: environment["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"),
     log: log,
     pathExists: { access($0, F_OK) == 0 })
+let plugin = RandSNATPlugin(
+    chained: chained,
+    standalone: StandalonePlugin(snat: chained, network: BridgeNetwork(), ipam: PluginExec(processEnvironment: environment)))
 let dispatcher = Dispatcher(plugin: plugin, mapError: ErrorMapping.cniError)
 let isVersion = environment[EnvironmentKey.command.rawValue] == Verb.version.rawValue
 let (stdin, tooLarge) = isVersion ? ([], false) : ProcessEnvironment.readStandardInput(limit: Dispatcher.maxInputBytes)

@@ -6,6 +6,8 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidAddress(key: String, value: String)
     case invalidValue(key: String, value: String, reason: String)
     case missingPrevResult
+    /// A key of the reference bridge plugin whose behaviour randsnat does not implement.
+    case unsupported(key: String, reason: String)
     case noPodAddresses(reason: String)
 
     public var description: String {
@@ -23,6 +25,8 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
                 + "(bridge, ptp, flannel, ...) in a conflist, or give it an \"ipam\" section to run standalone"
         case .noPodAddresses(let reason):
             reason
+        case .unsupported(let key, let reason):
+            "\(key) is not supported by randsnat: \(reason); remove the key or use the reference bridge plugin"
         }
     }
 

@@ -72,7 +72,7 @@ public struct PluginConfig: Equatable, Sendable {
         if let ipMasq = members["ipMasq"], ipMasq != .null, ipMasq.boolValue == nil {
             throw .wrongType(key: "ipMasq", expected: "true or false", actual: ipMasq.typeName)
         }
-        let known = NetworkConfig.specKeys.union(keys)
+        let known = NetworkConfig.specKeys.union(keys).union(BridgeConfig.keys)
         let warnings = members.keys.filter { !known.contains($0) }.sorted().map { key in
             var text = "ignoring unknown config key \"\(key)\""
             if let guess = closestKey(to: key, among: keys) { text += " (did you mean \"\(guess)\"?)" }

@@ -1,9 +1,9 @@
 import CNI
 
-/// CHECK found the pod's SNAT incomplete; each problem is one sentence.
+/// CHECK found the pod's network not as ADD left it; each problem is one sentence.
 public struct CheckFailure: Error, Equatable, Sendable, CustomStringConvertible {
     public let problems: [String]
-    public var description: String { "SNAT of this pod is incomplete: " + problems.joined(separator: "; ") }
+    public var description: String { "the pod's network is not as ADD left it: " + problems.joined(separator: "; ") }
 }
 
 /// STATUS found the node unable to serve ADDs.
@@ -57,22 +57,33 @@ public struct SNATPlugin: CNIPlugin {
     public func add(_ request: Request) throws -> JSONValue {
         let config = try pluginConfig(request)
         let addresses = try podAddresses(request)
-        guard pathExists(request.environment.netns) else {
-            throw CNIError(.invalidEnvironment, "CNI_NETNS=\"\(request.environment.netns)\" does not exist",
-                           details: "the runtime must pass the path of the pod's network namespace")
-        }
+        try requireNetns(request)
         let output = try CNIResult.convert(request.config.prevResult!, to: request.config.cniVersion)
         guard !addresses.isEmpty else {
             log("randsnat: network \"\(request.config.name)\": prevResult has no address on the pod's side; nothing to SNAT")
             return output
         }
-        let pod = Planner.pod(attachment(request), addresses: addresses, config: config)
+        try addSNAT(Planner.pod(attachment(request), addresses: addresses, config: config), config: config)
+        return output
+    }
+
+    func requireNetns(_ request: Request) throws {
+        guard pathExists(request.environment.netns) else {
+            throw CNIError(.invalidEnvironment, "CNI_NETNS=\"\(request.environment.netns)\" does not exist",
+                           details: "the runtime must pass the path of the pod's network namespace")
+        }
+    }
+
+    /// Installs the network's objects where needed and adds the pod's members, under the network
+    /// lock; on failure removes what it added.
+    func addSNAT(_ pod: PodPlan, config: PluginConfig) throws {
+        let network = pod.attachment.network
         let backend = try makeBackend(config)
-        try lock.withLock(NetworkID(network: request.config.name), timeoutSeconds: config.lockTimeoutSeconds) {
+        try lock.withLock(NetworkID(network: network), timeoutSeconds: config.lockTimeoutSeconds) {
             var installed: [FamilyPlan] = []
             do {
                 for family in pod.families {
-                    let plan = Planner.family(family, network: request.config.name, config: config)
+                    let plan = Planner.family(family, network: network, config: config)
                     if try !backend.isInstalled(plan) {
                         installed.append(plan)
                         try backend.install(plan)
@@ -83,11 +94,10 @@ public struct SNATPlugin: CNIPlugin {
                     try backend.add(subnet: member.address.subnet, to: member.names)
                 }
             } catch {
-                rollBack(backend, id: NetworkID(network: request.config.name), installed: installed, comment: pod.attachment.comment)
+                rollBack(backend, id: NetworkID(network: network), installed: installed, comment: pod.attachment.comment)
                 throw error
             }
         }
-        return output
     }
 
     /// Undoes a failed ADD: the pod's members, the subnets only it used, then the network objects
@@ -105,8 +115,13 @@ public struct SNATPlugin: CNIPlugin {
     /// DEL finds the pod's members by their owner comment, in every generation of the network, so it
     /// needs neither prevResult nor the config ADD saw; a generation left empty is torn down.
     public func del(_ request: Request) throws {
-        let config = (try? PluginConfig.parse(request.config.members).config) ?? PluginConfig()
-        let owner = attachment(request)
+        try removeSNAT(attachment(request), members: request.config.members)
+    }
+
+    /// Removes the pod's members in every generation, and generations left empty. Reads randsnat's
+    /// keys leniently: a config edited since ADD must not keep a pod's state on the node.
+    func removeSNAT(_ owner: Attachment, members: [String: JSONValue]) throws {
+        let config = (try? PluginConfig.parse(members).config) ?? PluginConfig()
         let id = NetworkID(network: owner.network)
         let backend = try makeBackend(config)
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
@@ -139,14 +154,19 @@ public struct SNATPlugin: CNIPlugin {
 
     public func check(_ request: Request) throws {
         let config = try pluginConfig(request)
-        let addresses = try podAddresses(request)
-        let pod = Planner.pod(attachment(request), addresses: addresses, config: config)
+        let pod = Planner.pod(attachment(request), addresses: try podAddresses(request), config: config)
+        let problems = try snatProblems(pod, config: config)
+        if !problems.isEmpty { throw CheckFailure(problems: problems) }
+    }
+
+    /// How the node's SNAT state differs from what `pod` needs.
+    func snatProblems(_ pod: PodPlan, config: PluginConfig) throws -> [String] {
         let backend = try makeBackend(config)
         var problems: [String] = []
         for family in pod.families {
-            problems += try backend.problems(with: Planner.family(family, network: request.config.name, config: config))
+            problems += try backend.problems(with: Planner.family(family, network: pod.attachment.network, config: config))
         }
-        let generations = try backend.generations(of: NetworkID(network: request.config.name))
+        let generations = try backend.generations(of: NetworkID(network: pod.attachment.network))
         for member in pod.members {
             let address = member.address.address
             guard let generation = generations.first(where: { $0.names == member.names }) else {
@@ -163,7 +183,7 @@ public struct SNATPlugin: CNIPlugin {
                 problems.append("subnet \(member.address.subnet) is not in set \(member.names.subnetSet), so traffic to the pod's own subnet would be SNATed")
             }
         }
-        if !problems.isEmpty { throw CheckFailure(problems: problems) }
+        return problems
     }
 
     public func gc(_ request: Request) throws {

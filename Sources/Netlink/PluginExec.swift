@@ -1,0 +1,84 @@
+import CNI
+import CNetlink
+import Glibc
+import RandSNATCore
+
+/// Runs a delegated plugin (IPAM) the way libcni does: found in CNI_PATH, this process's
+/// environment with CNI_COMMAND set to the verb, the config on stdin, the result on stdout.
+public struct PluginExec: IPAMRunner {
+    let processEnvironment: [String: String]
+
+    public init(processEnvironment: [String: String]) { self.processEnvironment = processEnvironment }
+
+    public func run(_ verb: Verb, plugin: String, environment: Environment, config: [UInt8]) throws -> JSONValue? {
+        guard let path = environment.path.map({ $0 + "/" + plugin }).first(where: { access($0, X_OK) == 0 }) else {
+            throw CNIError(.internal, "IPAM plugin \"\(plugin)\" not found in CNI_PATH (\(environment.path.joined(separator: ":")))",
+                           details: "install it (Debian: containernetworking-plugins) or fix ipam.type")
+        }
+        var variables = processEnvironment
+        variables["CNI_COMMAND"] = verb.rawValue
+        let (status, output) = try Self.spawn(path, environment: variables, input: config)
+        if status == 0 {
+            guard output.contains(where: { $0 > 0x20 }) else { return nil }
+            do {
+                return try JSONValue.parse(output)
+            } catch {
+                throw CNIError(.decodingFailure, "IPAM plugin \"\(plugin)\" printed a result that is not JSON", details: error.description)
+            }
+        }
+        if let error = try? JSONValue.parse(output), let code = error["code"]?.intValue {
+            throw CNIError(CNIError.Code(rawValue: Int(code)), error["msg"]?.stringValue ?? "IPAM plugin \"\(plugin)\" failed",
+                           details: error["details"]?.stringValue ?? "")
+        }
+        throw CNIError(.internal, "IPAM plugin \"\(plugin)\" \(verb.rawValue) failed with exit status \(status)")
+    }
+
+    /// posix_spawn with stdin and stdout on pipes; stderr is shared, so the plugin's logs reach the runtime.
+    static func spawn(_ path: String, environment: [String: String], input: [UInt8]) throws -> (Int32, [UInt8]) {
+        var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0]
+        guard pipe2(&toChild, O_CLOEXEC) == 0, pipe2(&fromChild, O_CLOEXEC) == 0 else {
+            throw CNIError(.internal, "cannot make pipes for \(path): \(String(cString: strerror(errno)))")
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for pointer in argv { free(pointer) }
+            for pointer in envp { free(pointer) }
+        }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        close(toChild[0])
+        close(fromChild[1])
+        guard spawned == 0 else {
+            close(toChild[1])
+            close(fromChild[0])
+            throw CNIError(.internal, "cannot run \(path): \(String(cString: strerror(spawned)))")
+        }
+        var offset = 0
+        while offset < input.count {
+            let written = input[offset...].withUnsafeBytes { Glibc.write(toChild[1], $0.baseAddress, $0.count) }
+            if written < 0 && errno == EINTR { continue }
+            if written <= 0 { break }
+            offset += written
+        }
+        close(toChild[1])
+        var output: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fromChild[0], $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { break }
+            output += chunk[0..<count]
+        }
+        close(fromChild[0])
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exited = (status & 0x7F) == 0
+        return (exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F), output)
+    }
+}
