@@ -14,6 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 RANDSNAT = os.environ.get("RANDSNAT_BIN", os.path.join(ROOT, ".build/release/randsnat"))
 REFERENCE = "/usr/lib/cni"
 NS = "rsbench%04x" % (os.getpid() % 65536)
+RUN_DIR = tempfile.mkdtemp(prefix="rsbench-run.")  # randsnat's lock files, not the host's /run/randsnat
 
 
 def sh(*args, **kw):
@@ -47,7 +48,7 @@ def kube_proxy_rules(count):
 
 
 def run_plugin(path, verb, config, container, env_extra=None):
-    env = {"PATH": os.environ["PATH"], "CNI_COMMAND": verb, "CNI_CONTAINERID": container, "CNI_NETNS": "/var/run/netns/" + NS,
+    env = {"PATH": os.environ["PATH"], "RANDSNAT_RUN_DIR": RUN_DIR, "CNI_COMMAND": verb, "CNI_CONTAINERID": container, "CNI_NETNS": "/var/run/netns/" + NS,
            "CNI_IFNAME": "eth0", "CNI_PATH": REFERENCE}
     env.update(env_extra or {})
     start = time.perf_counter()
@@ -103,8 +104,8 @@ def version_time(path, runs=200):
 def peak_rss_kb(path, config):
     code = ("import json,os,resource,subprocess,sys;"
             "subprocess.run(['nsenter','--net=/var/run/netns/%s','%s'],input=sys.stdin.buffer.read(),stdout=subprocess.DEVNULL,"
-            "env=dict(os.environ,CNI_COMMAND='ADD',CNI_CONTAINERID='rss',CNI_NETNS='/var/run/netns/%s',CNI_IFNAME='eth0',CNI_PATH='/x'));"
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)") % (NS, path, NS)
+            "env=dict(os.environ,RANDSNAT_RUN_DIR='%s',CNI_COMMAND='ADD',CNI_CONTAINERID='rss',CNI_NETNS='/var/run/netns/%s',CNI_IFNAME='eth0',CNI_PATH='/x'));"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)") % (NS, path, RUN_DIR, NS)
     out = subprocess.run([sys.executable, "-c", code], input=json.dumps(config).encode(), stdout=subprocess.PIPE, check=True).stdout
     run_plugin(path, "DEL", config, "rss")
     return int(out.strip())
@@ -149,6 +150,7 @@ def main():
     finally:
         subprocess.run(["ip", "netns", "del", NS])
         shutil.rmtree(legacy_bin, ignore_errors=True)
+        shutil.rmtree(RUN_DIR, ignore_errors=True)
 
     print()
     print("machine: %s, %s cores, kernel %s" % (open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip(),

@@ -99,6 +99,18 @@ pod_check() { in_ns "$NODE" python3 "$HERE/cni.py" check "$1" "c$2-$RUN" "/var/r
 # ask N HOST: what the server at HOST:8080 sees when pod N connects.
 ask() { in_ns "$T-pod$1" python3 "$HERE/peer.py" ask "$2" 8080 2>&1; }
 
+# standalone NAME EXTRA_JSON [RANGES_JSON] [CNI_VERSION]: a conflist with randsnat as the only plugin
+# (bridge rsnsa0, host-local IPAM in the work dir); prints its path.
+standalone() {
+    local name=$1 extra=${2:-} ranges=${3:-'[[{"subnet":"198.18.0.0/24"}],[{"subnet":"2001:db8:18::/64"}]]'} version=${4:-1.0.0}
+    cat > "$WORK/$name.conflist" <<JSON
+{"cniVersion":"$version","name":"$name","plugins":[
+ {"type":"randsnat","bridge":"rsnsa0","isGateway":true,"isDefaultGateway":true${extra:+,$extra},
+  "ipam":{"type":"host-local","dataDir":"$WORK/ipam","ranges":$ranges}}]}
+JSON
+    echo "$WORK/$name.conflist"
+}
+
 # randsnat_conf NAME [EXTRA_JSON]: randsnat's own config (cniVersion 1.1.0) in a file; prints its path.
 randsnat_conf() {
     local file="$WORK/$1-$RANDOM.json"

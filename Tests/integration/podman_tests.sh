@@ -55,3 +55,21 @@ test_podman_drives_the_chain() {
     rm -f "/run/randsnat/$(printf 'randsnat/%s' "$T-pm" | sha256sum | cut -c1-11).lock"
     rmdir /run/randsnat 2>/dev/null || true
 }
+
+test_podman_with_randsnat_alone() {
+    local list; list=$(standalone "$T-pa" '"nonMasqueradeCIDRs":["198.19.0.0/16"]')
+    podman_env >/dev/null
+    cp "$list" "$WORK/podman/net.d/$T-pa.conflist"
+    local before; before=$(nat_state)
+    local out
+    out=$(podman_run "$T-pa" /bin/busybox sh -c 'busybox nc -w 3 203.0.113.10 8080; busybox nc -w 3 198.19.0.10 8080; busybox nc -w 3 2001:db8:ee::10 8080' 2>&1)
+    expect_eq "the container reaches ext through SNAT" "$(printf '%s\n' "$out" | sed -n 1p)" "203.0.113.1"
+    expect_contains "the container reaches vpc with its own address" "$(printf '%s\n' "$out" | sed -n 2p)" "198.18.0."
+    expect_eq "IPv6 works at once in the container" "$(printf '%s\n' "$out" | sed -n 3p)" "2001:db8:ee::1"
+    expect_eq "nothing of the container is left in the nat tables and sets" "$(nat_state)" "$before"
+    expect_eq "no veth is left" "$(in_ns "$NODE" ip -o link show type veth | grep -c veth)" "0"
+    expect_eq "the lease is released" "$(ls "$WORK/ipam/$T-pa" | grep -c '^198\|^2001')" "0"
+    env $(podman_env) podman --cgroup-manager cgroupfs system reset --force >/dev/null 2>&1 || true
+    rm -f "/run/randsnat/$(printf 'randsnat/%s' "$T-pa" | sha256sum | cut -c1-11).lock"
+    rmdir /run/randsnat 2>/dev/null || true
+}
