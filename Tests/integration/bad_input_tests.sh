@@ -49,6 +49,18 @@ CHECK at 0.3.1|CHECK||{"cniVersion":"0.3.1","name":"N","type":"randsnat",P}|1|0.
 CHECK without prevResult|CHECK||{"cniVersion":"1.0.0","name":"N","type":"randsnat"}|7|prevResult
 GC at 1.0.0|GC||{"cniVersion":"1.0.0","name":"N","type":"randsnat"}|1|1.1.0
 GC attachments not a list|GC||{"cniVersion":"1.1.0","name":"N","type":"randsnat","cni.dev/valid-attachments":{}}|6|valid-attachments
+standalone ipam not an object|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":"host-local"}|6|ipam
+standalone ipam without type|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":{}}|7|ipam.type
+standalone ipam type is a path|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":{"type":"../bin/sh"}}|7|ipam.type
+standalone ipam plugin missing|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":{"type":"no-such-ipam"}}|999|not found in CNI_PATH
+standalone vlan|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","vlan":5,"ipam":{"type":"host-local"}}|7|vlan is not supported
+standalone enabledad|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","enabledad":true,"ipam":{"type":"host-local"}}|7|enabledad
+standalone macspoofchk|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","macspoofchk":true,"ipam":{"type":"host-local"}}|7|macspoofchk
+standalone ipMasqBackend nftables|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipMasqBackend":"nftables","ipam":{"type":"host-local"}}|7|ipMasqBackend
+standalone mtu string|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","mtu":"1500","ipam":{"type":"host-local"}}|6|mtu
+standalone mtu too small|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","mtu":10,"ipam":{"type":"host-local"}}|7|mtu
+standalone bridge name with a space|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","bridge":"br 0","ipam":{"type":"host-local"}}|7|bridge
+standalone isGateway string|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","isGateway":"yes","ipam":{"type":"host-local"}}|6|isGateway
 STATUS bad config key type|STATUS||{"cniVersion":"1.1.0","name":"N","type":"randsnat","toSource":{}}|6|toSource
 '
 
@@ -56,6 +68,7 @@ test_bad_inputs_are_refused_and_change_nothing() {
     local list; list=$(conflist "$T-n")
     pod_add "$list" 1 >/dev/null   # a resident pod: the node has randsnat state that must stay as it is
     local before; before=$(nat_state)
+    local links; links=$(in_ns "$NODE" ip -o link show | cut -d: -f2)
     local prev='"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/'"$NODE"'"}],"ips":[{"address":"198.18.0.77/24","interface":0}]}'
     python3 -c 'import sys; sys.stdout.write("{\"x\":\"" + "a" * (10 << 20) + "\"}")' > "$WORK/big.json"
     local rows=0 name verb envs stdin code words
@@ -67,7 +80,7 @@ test_bad_inputs_are_refused_and_change_nothing() {
             stdin=${stdin//\"name\":\"N\"/\"name\":\"$T-n\"}
             printf '%s' "${stdin//,P\}/,$prev\}}" > "$input"
         fi
-        local -A env=([CNI_COMMAND]="$verb" [CNI_CONTAINERID]="bad-$RUN" [CNI_NETNS]="/var/run/netns/$NODE" [CNI_IFNAME]=eth0 [CNI_PATH]=/x)
+        local -A env=([CNI_COMMAND]="$verb" [CNI_CONTAINERID]="bad-$RUN" [CNI_NETNS]="/var/run/netns/$NODE" [CNI_IFNAME]=eth0 [CNI_PATH]=/usr/lib/cni)
         local item
         IFS=',' read -ra items <<< "$envs"
         for item in "${items[@]}"; do
@@ -87,5 +100,6 @@ test_bad_inputs_are_refused_and_change_nothing() {
     done <<< "$BAD_INPUTS"
     expect "at least 30 rows ($rows)" test "$rows" -ge 30
     expect_eq "the nat tables and sets are unchanged" "$(nat_state)" "$before"
+    expect_eq "no link was made or removed" "$(in_ns "$NODE" ip -o link show | cut -d: -f2)" "$links"
     pod_del "$list" 1 >/dev/null
 }
