@@ -11,24 +11,48 @@ public struct BridgeNetwork: PodNetwork {
     }
 
     /// The bridge, made if missing; an existing link of that name must be a bridge.
-    func bridge(_ plan: BridgePlan, on host: RouteLink) throws -> Link {
-        if let existing = try host.link(named: plan.bridge) {
+    func bridge(_ name: String, mtu: Int?, on host: RouteLink) throws -> Link {
+        if let existing = try host.link(named: name) {
             guard existing.kind == "bridge" else {
-                throw failure("using", plan.bridge, "\(plan.bridge) exists and is not a bridge (it is a \(existing.kind ?? "device")); set \"bridge\" to another name")
+                throw failure("using", name, "\(name) exists and is not a bridge (it is a \(existing.kind ?? "device")); set \"bridge\" to another name")
             }
             return existing
         }
-        try host.createBridge(plan.bridge, mtu: plan.mtu)
-        guard let made = try host.link(named: plan.bridge), made.kind == "bridge" else {
-            throw failure("creating bridge", plan.bridge, "it is not there after creating it")
+        try host.createBridge(name, mtu: mtu)
+        guard let made = try host.link(named: name), made.kind == "bridge" else {
+            throw failure("creating bridge", name, "it is not there after creating it")
         }
         return made
     }
 
-    public func attach(_ plan: BridgePlan, netns: String, ifName: String) throws -> AttachedPod {
+    public func createLinks(_ plan: LinkPlan, netns: String, ifName: String) throws -> CreatedLinks {
         let host = try RouteLink.current()
-        let bridge = try bridge(plan, on: host)
+        let bridge = try bridge(plan.bridge, mtu: plan.mtu, on: host)
         try host.configure(bridge, up: true, promisc: plan.promisc ? true : nil)
+        let namespace = open(netns, O_RDONLY | O_CLOEXEC)
+        guard namespace >= 0 else {
+            throw NetlinkError(operation: "opening network namespace", object: netns, code: errno, reason: String(cString: strerror(errno)))
+        }
+        defer { close(namespace) }
+        let hostName = "veth" + Self.randomHex(8)
+        try host.createVeth(hostName, peerName: ifName, peerNamespace: namespace, mtu: plan.mtu)
+        guard let hostVeth = try host.link(named: hostName) else { throw failure("creating veth", hostName, "it is not there after creating it") }
+        do {
+            try host.configure(hostVeth, up: true, master: bridge.index)
+            if plan.hairpin { try host.setHairpin(hostVeth, true) }
+        } catch {
+            try? host.delete(hostVeth)
+            throw error
+        }
+        return CreatedLinks(bridgeIndex: bridge.index, hostVeth: hostName, netns: netns, ifName: ifName)
+    }
+
+    public func configure(_ links: CreatedLinks, plan: BridgePlan) throws -> AttachedPod {
+        let host = try RouteLink.current()
+        guard let bridge = try host.link(index: links.bridgeIndex), let hostVeth = try host.link(named: links.hostVeth) else {
+            let why = access(links.netns, F_OK) != 0 ? ": the pod's network namespace \(links.netns) no longer exists" : ""
+            throw failure("configuring", links.hostVeth, "the bridge or the veth pair disappeared during ADD\(why)")
+        }
         if !plan.bridgeAddresses.isEmpty {
             let existing = try host.addresses(of: bridge)
             for address in plan.bridgeAddresses where !existing.contains(address) {
@@ -45,30 +69,20 @@ public struct BridgeNetwork: PodNetwork {
         for family in plan.forwarding {
             try Sysctl.write(family == .ipv4 ? "net/ipv4/ip_forward" : "net/ipv6/conf/all/forwarding", "1")
         }
-        let namespace = open(netns, O_RDONLY | O_CLOEXEC)
-        guard namespace >= 0 else {
-            throw NetlinkError(operation: "opening network namespace", object: netns, code: errno, reason: String(cString: strerror(errno)))
-        }
-        defer { close(namespace) }
-        let hostName = "veth" + Self.randomHex(8)
-        try host.createVeth(hostName, peerName: ifName, peerNamespace: namespace, mtu: plan.mtu)
-        guard let hostVeth = try host.link(named: hostName) else { throw failure("creating veth", hostName, "it is not there after creating it") }
-        do {
-            try host.configure(hostVeth, up: true, master: bridge.index)
-            if plan.hairpin { try host.setHairpin(hostVeth, true) }
-            let pod = try RouteLink.inNamespace(netns)
-            guard let podLink = try pod.link(named: ifName) else { throw failure("finding", ifName, "the pod end of the veth is missing") }
-            for ip in plan.ips { try pod.addAddress(ip.address, to: podLink) }
-            try pod.configure(podLink, up: true)
-            for route in plan.routes { try pod.addRoute(route, via: podLink) }
-            let bridgeNow = try host.link(index: bridge.index) ?? bridge
-            return AttachedPod(bridge: ResultInterface(name: plan.bridge, mac: bridgeNow.macText, sandbox: nil),
-                               hostVeth: ResultInterface(name: hostName, mac: hostVeth.macText, sandbox: nil),
-                               pod: ResultInterface(name: ifName, mac: podLink.macText, sandbox: netns))
-        } catch {
-            try? host.delete(hostVeth)
-            throw error
-        }
+        let pod = try RouteLink.inNamespace(links.netns)
+        guard let podLink = try pod.link(named: links.ifName) else { throw failure("finding", links.ifName, "the pod end of the veth is missing") }
+        for ip in plan.ips { try pod.addAddress(ip.address, to: podLink) }
+        try pod.configure(podLink, up: true)
+        for route in plan.routes { try pod.addRoute(route, via: podLink) }
+        let bridgeNow = try host.link(index: bridge.index) ?? bridge
+        return AttachedPod(bridge: ResultInterface(name: plan.bridge, mac: bridgeNow.macText, sandbox: nil),
+                           hostVeth: ResultInterface(name: links.hostVeth, mac: hostVeth.macText, sandbox: nil),
+                           pod: ResultInterface(name: links.ifName, mac: podLink.macText, sandbox: links.netns))
+    }
+
+    public func remove(_ links: CreatedLinks) throws {
+        let host = try RouteLink.current()
+        if let hostVeth = try host.link(named: links.hostVeth) { try host.delete(hostVeth) }
     }
 
     public func detach(netns: String, ifName: String) throws {

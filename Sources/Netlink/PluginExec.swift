@@ -10,31 +10,80 @@ public struct PluginExec: IPAMRunner {
 
     public init(processEnvironment: [String: String]) { self.processEnvironment = processEnvironment }
 
-    public func run(_ verb: Verb, plugin: String, environment: Environment, config: [UInt8]) throws -> JSONValue? {
+    public func start(_ verb: Verb, plugin: String, environment: Environment, config: [UInt8]) throws -> any RunningIPAM {
         guard let path = environment.path.map({ $0 + "/" + plugin }).first(where: { access($0, X_OK) == 0 }) else {
             throw CNIError(.internal, "IPAM plugin \"\(plugin)\" not found in CNI_PATH (\(environment.path.joined(separator: ":")))",
                            details: "install it (Debian: containernetworking-plugins) or fix ipam.type")
         }
         var variables = processEnvironment
         variables["CNI_COMMAND"] = verb.rawValue
-        let (status, output) = try Self.spawn(path, environment: variables, input: config)
-        if status == 0 {
-            guard output.contains(where: { $0 > 0x20 }) else { return nil }
-            do {
-                return try JSONValue.parse(output)
-            } catch {
-                throw CNIError(.decodingFailure, "IPAM plugin \"\(plugin)\" printed a result that is not JSON", details: error.description)
-            }
-        }
-        if let error = try? JSONValue.parse(output), let code = error["code"]?.intValue {
-            throw CNIError(CNIError.Code(rawValue: Int(code)), error["msg"]?.stringValue ?? "IPAM plugin \"\(plugin)\" failed",
-                           details: error["details"]?.stringValue ?? "")
-        }
-        throw CNIError(.internal, "IPAM plugin \"\(plugin)\" \(verb.rawValue) failed with exit status \(status)")
+        return RunningPlugin(name: plugin, verb: verb, process: try Self.spawn(path, environment: variables, input: config))
     }
 
-    /// posix_spawn with stdin and stdout on pipes; stderr is shared, so the plugin's logs reach the runtime.
-    static func spawn(_ path: String, environment: [String: String], input: [UInt8]) throws -> (Int32, [UInt8]) {
+    /// A spawned plugin; `wait` collects its output once and keeps the answer.
+    final class RunningPlugin: RunningIPAM {
+        let name: String
+        let verb: Verb
+        let process: Spawned
+        var answer: Result<JSONValue?, any Error>?
+
+        init(name: String, verb: Verb, process: Spawned) {
+            self.name = name
+            self.verb = verb
+            self.process = process
+        }
+
+        func wait() throws -> JSONValue? {
+            if let answer { return try answer.get() }
+            let outcome = Result { try interpret(process.finish()) }
+            answer = outcome
+            return try outcome.get()
+        }
+
+        func interpret(_ finished: (status: Int32, output: [UInt8])) throws -> JSONValue? {
+            let (status, output) = finished
+            if status == 0 {
+                guard output.contains(where: { $0 > 0x20 }) else { return nil }
+                do {
+                    return try JSONValue.parse(output)
+                } catch {
+                    throw CNIError(.decodingFailure, "IPAM plugin \"\(name)\" printed a result that is not JSON", details: error.description)
+                }
+            }
+            if let error = try? JSONValue.parse(output), let code = error["code"]?.intValue {
+                throw CNIError(CNIError.Code(rawValue: Int(code)), error["msg"]?.stringValue ?? "IPAM plugin \"\(name)\" failed",
+                               details: error["details"]?.stringValue ?? "")
+            }
+            throw CNIError(.internal, "IPAM plugin \"\(name)\" \(verb.rawValue) failed with exit status \(status)")
+        }
+    }
+
+    /// A child process with its stdout on a pipe.
+    struct Spawned {
+        let pid: pid_t
+        let stdout: Int32
+
+        /// Reads stdout to EOF and reaps the child.
+        func finish() -> (status: Int32, output: [UInt8]) {
+            var output: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let count = chunk.withUnsafeMutableBytes { read(stdout, $0.baseAddress, $0.count) }
+                if count < 0 && errno == EINTR { continue }
+                if count <= 0 { break }
+                output += chunk[0..<count]
+            }
+            close(stdout)
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            let exited = (status & 0x7F) == 0
+            return (exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F), output)
+        }
+    }
+
+    /// posix_spawn with stdin and stdout on pipes; stderr is shared, so the plugin's logs reach the
+    /// runtime. Writes `input` and closes stdin; the caller collects stdout with `finish`.
+    static func spawn(_ path: String, environment: [String: String], input: [UInt8]) throws -> Spawned {
         var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0]
         guard pipe2(&toChild, O_CLOEXEC) == 0, pipe2(&fromChild, O_CLOEXEC) == 0 else {
             throw CNIError(.internal, "cannot make pipes for \(path): \(String(cString: strerror(errno)))")
@@ -67,18 +116,6 @@ public struct PluginExec: IPAMRunner {
             offset += written
         }
         close(toChild[1])
-        var output: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fromChild[0], $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            if count <= 0 { break }
-            output += chunk[0..<count]
-        }
-        close(fromChild[0])
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let exited = (status & 0x7F) == 0
-        return (exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F), output)
+        return Spawned(pid: pid, stdout: fromChild[0])
     }
 }

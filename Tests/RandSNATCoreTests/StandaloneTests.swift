@@ -82,23 +82,32 @@ struct BridgePlannerTests {
 final class FakePodNetwork: PodNetwork {
     var calls: [String] = []
     var failAttach = false
-    func attach(_ plan: BridgePlan, netns: String, ifName: String) throws -> AttachedPod {
-        calls.append("attach \(plan.bridge)")
+    func createLinks(_ plan: LinkPlan, netns: String, ifName: String) throws -> CreatedLinks {
+        calls.append("create \(plan.bridge)")
+        return CreatedLinks(bridgeIndex: 1, hostVeth: "veth0", netns: netns, ifName: ifName)
+    }
+    func configure(_ links: CreatedLinks, plan: BridgePlan) throws -> AttachedPod {
+        calls.append("configure")
         if failAttach { throw CNIError(.internal, "injected") }
         return AttachedPod(bridge: ResultInterface(name: plan.bridge, mac: "aa", sandbox: nil),
-                           hostVeth: ResultInterface(name: "veth0", mac: "bb", sandbox: nil),
-                           pod: ResultInterface(name: ifName, mac: "cc", sandbox: netns))
+                           hostVeth: ResultInterface(name: links.hostVeth, mac: "bb", sandbox: nil),
+                           pod: ResultInterface(name: links.ifName, mac: "cc", sandbox: links.netns))
     }
+    func remove(_ links: CreatedLinks) throws { calls.append("remove") }
     func detach(netns: String, ifName: String) throws { calls.append("detach") }
     func problems(with plan: BridgePlan, netns: String, ifName: String) throws -> [String] { [] }
 }
 
 final class FakeIPAM: IPAMRunner {
+    struct Done: RunningIPAM {
+        let answer: JSONValue?
+        func wait() throws -> JSONValue? { answer }
+    }
     var calls: [Verb] = []
-    func run(_ verb: Verb, plugin: String, environment: Environment, config: [UInt8]) throws -> JSONValue? {
+    func start(_ verb: Verb, plugin: String, environment: Environment, config: [UInt8]) throws -> any RunningIPAM {
         calls.append(verb)
-        guard verb == .add else { return nil }
-        return try JSONValue.parse(Array(#"{"cniVersion":"1.0.0","ips":[{"address":"198.18.0.9/24","gateway":"198.18.0.1"}],"dns":{"nameservers":["10.96.0.10"]}}"#.utf8))
+        guard verb == .add else { return Done(answer: nil) }
+        return Done(answer: try JSONValue.parse(Array(#"{"cniVersion":"1.0.0","ips":[{"address":"198.18.0.9/24","gateway":"198.18.0.1"}],"dns":{"nameservers":["10.96.0.10"]}}"#.utf8)))
     }
 }
 
@@ -138,13 +147,14 @@ struct StandalonePluginTests {
         network.failAttach = true
         #expect(throws: CNIError.self) { try plugin.add(Self.request(.add)) }
         #expect(ipam.calls == [.add, .del])
+        #expect(network.calls == ["create cni0", "configure", "remove"])
         #expect(backend.installed.isEmpty)
     }
 
     @Test func failedSNATRemovesTheVethAndTheLease() {
         backend.failOn = "add 198"
         #expect(throws: CNIError.self) { try plugin.add(Self.request(.add)) }
-        #expect(network.calls == ["attach cni0", "detach"])
+        #expect(network.calls == ["create cni0", "configure", "remove"])
         #expect(ipam.calls == [.add, .del])
         #expect(backend.installed.isEmpty)
     }
@@ -152,7 +162,7 @@ struct StandalonePluginTests {
     @Test func delUndoesAllThree() throws {
         _ = try plugin.add(Self.request(.add))
         try plugin.del(Self.request(.del))
-        #expect(network.calls == ["attach cni0", "detach"])
+        #expect(network.calls == ["create cni0", "configure", "detach"])
         #expect(ipam.calls == [.add, .del])
         #expect(backend.installed.isEmpty)
     }

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Per-pod cost of randsnat against the reference portmap plugin (Debian containernetworking-plugins,
-forced to iptables-legacy), with an empty nat table and with N kube-proxy-like rules, in one run.
+"""Per-pod cost of randsnat against the reference plugins (Debian containernetworking-plugins, forced to
+iptables-legacy), with an empty nat table and with N kube-proxy-like rules, in one run:
+chained randsnat against `portmap`, standalone randsnat against `bridge` with `ipMasq: true` (both
+with host-local IPAM), and 100 pods added, then deleted, concurrently by each of the latter two.
 
 A benchmark, not a test: it prints figures and ratios and asserts nothing. Everything happens in a
 network namespace it makes and removes (also on Ctrl-C or failure).
 
-  bench.py [--rules 20000] [--runs 50] [--portmap-runs 20]
+  bench.py [--rules 20000] [--runs 50] [--portmap-runs 20] [--standalone-runs 30] [--bridge-runs 15] [--concurrent 100]
 """
 import argparse, json, os, resource, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -47,10 +49,15 @@ def kube_proxy_rules(count):
     return "\n".join(lines + body + ["COMMIT", ""])
 
 
-def run_plugin(path, verb, config, container, env_extra=None):
-    env = {"PATH": os.environ["PATH"], "RANDSNAT_RUN_DIR": RUN_DIR, "CNI_COMMAND": verb, "CNI_CONTAINERID": container, "CNI_NETNS": "/var/run/netns/" + NS,
-           "CNI_IFNAME": "eth0", "CNI_PATH": REFERENCE}
+def plugin_env(verb, container, netns, env_extra):
+    env = {"PATH": os.environ["PATH"], "RANDSNAT_RUN_DIR": RUN_DIR, "CNI_COMMAND": verb, "CNI_CONTAINERID": container,
+           "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_PATH": REFERENCE}
     env.update(env_extra or {})
+    return env
+
+
+def run_plugin(path, verb, config, container, env_extra=None, netns=None):
+    env = plugin_env(verb, container, netns or "/var/run/netns/" + NS, env_extra)
     start = time.perf_counter()
     done = subprocess.run(["nsenter", "--net=/var/run/netns/" + NS, path],
                           input=json.dumps(config).encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -75,6 +82,65 @@ def portmap_config(index):
     return {"cniVersion": "1.0.0", "name": "bench", "type": "portmap", "capabilities": {"portMappings": True},
             "runtimeConfig": {"portMappings": [{"hostPort": 30000 + index, "containerPort": 80, "protocol": "tcp"}]},
             "prevResult": prev_result(index)}
+
+
+def standalone_config(plugin, data_dir):
+    config = {"cniVersion": "1.0.0", "name": "sb-" + plugin, "type": plugin, "bridge": "br-" + plugin[:8], "isGateway": True,
+              "ipMasq": True, "ipam": {"type": "host-local", "dataDir": data_dir, "ranges": [[{"subnet": "198.18.0.0/16"}]]}}
+    return config
+
+
+def pod_netns(name):
+    sh("ip", "netns", "add", name)
+    return "/var/run/netns/" + name
+
+
+def measure_standalone(plugin, runs, data_dir, env_extra):
+    """ADD then DEL of `runs` pods, one at a time; each pod gets a fresh netns (made outside the timing)."""
+    path = RANDSNAT if plugin == "randsnat" else os.path.join(REFERENCE, plugin)
+    config = standalone_config(plugin, data_dir)
+    adds, dels = [], []
+    for i in range(runs):
+        name = "%s-s%d" % (NS, i)
+        netns = pod_netns(name)
+        try:
+            adds.append(run_plugin(path, "ADD", config, "sb-%d" % i, dict(env_extra), netns))
+            dels.append(run_plugin(path, "DEL", config, "sb-%d" % i, dict(env_extra), netns))
+        finally:
+            subprocess.run(["ip", "netns", "del", name])
+    return stats(adds), stats(dels)
+
+
+def concurrent(plugin, count, data_dir, env_extra):
+    """`count` ADDs at once, then `count` DELs at once: wall times, failures, what is left."""
+    path = RANDSNAT if plugin == "randsnat" else os.path.join(REFERENCE, plugin)
+    config = json.dumps(standalone_config(plugin, data_dir)).encode()
+    names = ["%s-c%d" % (NS, i) for i in range(count)]
+    for name in names:
+        pod_netns(name)
+    result = {}
+    try:
+        for verb in ("ADD", "DEL"):
+            start = time.perf_counter()
+            procs = [subprocess.Popen(["nsenter", "--net=/var/run/netns/" + NS, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, env=plugin_env(verb, "cc-%d" % i, "/var/run/netns/" + name, dict(env_extra)))
+                     for i, name in enumerate(names)]
+            for proc in procs:
+                proc.stdin.write(config)
+                proc.stdin.close()
+            failures = sum(1 for proc in procs if proc.wait(timeout=300) != 0)
+            result[verb] = ((time.perf_counter() - start) * 1000, failures)
+        links = sh("ip", "netns", "exec", NS, "ip", "-o", "link", "show", "type", "veth").decode().count("\n")
+        nat = sh("ip", "netns", "exec", NS, "iptables-legacy-save", "-t", "nat").decode()
+        chains = sum(1 for line in nat.split("\n") if line.startswith(":CNI-") or line.startswith(":RANDSNAT-"))
+        sets = sh("ip", "netns", "exec", NS, "ipset", "list", "-n").decode().split()
+        leases = [f for f in os.listdir(os.path.join(data_dir, "sb-" + plugin)) if f[0].isdigit()] \
+            if os.path.isdir(os.path.join(data_dir, "sb-" + plugin)) else []
+        result["left"] = "%d veths, %d chains, %d sets, %d leases" % (links, chains, len(sets), len(leases))
+    finally:
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL)
+    return result
 
 
 def stats(values):
@@ -116,6 +182,9 @@ def main():
     parser.add_argument("--rules", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--portmap-runs", type=int, default=20)
+    parser.add_argument("--standalone-runs", type=int, default=30)
+    parser.add_argument("--bridge-runs", type=int, default=15)
+    parser.add_argument("--concurrent", type=int, default=100)
     args = parser.parse_args()
     legacy_bin = tempfile.mkdtemp(prefix="rsbench-bin.")
     # The reference plugins exec `iptables`; these links make them use iptables-legacy, as randsnat does.
@@ -123,9 +192,13 @@ def main():
         os.symlink("/usr/sbin/" + name.replace("tables", "tables-legacy", 1), os.path.join(legacy_bin, name))
     legacy_env = {"PATH": legacy_bin + ":" + os.environ["PATH"]}
     sh("ip", "netns", "add", NS)
+    data_dir = tempfile.mkdtemp(prefix="rsbench-ipam.")
     try:
         sh("ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up")
         results = {}
+        print("100 pods at once, empty nat table ...", flush=True)
+        together = {plugin: concurrent(plugin, args.concurrent, data_dir, legacy_env if plugin == "bridge" else {})
+                    for plugin in ("randsnat", "bridge")}
         for size in (0, args.rules):
             if size:
                 print("loading %d kube-proxy-like rules with iptables-legacy-restore --noflush ..." % size, flush=True)
@@ -141,6 +214,15 @@ def main():
             run_plugin(RANDSNAT, "DEL", resident, "resident")
             print("portmap ADD/DEL x%d at %d rules ..." % (args.portmap_runs, size), flush=True)
             results[("portmap", size)] = measure(os.path.join(REFERENCE, "portmap"), portmap_config, args.portmap_runs, legacy_env)
+            # Standalone randsnat keeps a resident pod too; the reference bridge writes per-pod chains.
+            resident_ns = pod_netns(NS + "-res")
+            run_plugin(RANDSNAT, "ADD", standalone_config("randsnat", data_dir), "sb-resident", {}, resident_ns)
+            print("standalone randsnat ADD/DEL x%d at %d rules ..." % (args.standalone_runs, size), flush=True)
+            results[("standalone", size)] = measure_standalone("randsnat", args.standalone_runs, data_dir, {})
+            run_plugin(RANDSNAT, "DEL", standalone_config("randsnat", data_dir), "sb-resident", {}, resident_ns)
+            subprocess.run(["ip", "netns", "del", NS + "-res"])
+            print("bridge (ipMasq) ADD/DEL x%d at %d rules ..." % (args.bridge_runs, size), flush=True)
+            results[("bridge", size)] = measure_standalone("bridge", args.bridge_runs, data_dir, legacy_env)
         run_plugin(RANDSNAT, "ADD", randsnat_config(1), "resident")
         rss_randsnat = peak_rss_kb(RANDSNAT, randsnat_config(7))
         run_plugin(RANDSNAT, "DEL", randsnat_config(1), "resident")
@@ -148,7 +230,10 @@ def main():
         v_bridge = version_time(os.path.join(REFERENCE, "bridge"))
         v_portmap = version_time(os.path.join(REFERENCE, "portmap"))
     finally:
-        subprocess.run(["ip", "netns", "del", NS])
+        for name in os.listdir("/var/run/netns"):
+            if name.startswith(NS):
+                subprocess.run(["ip", "netns", "del", name])
+        shutil.rmtree(data_dir, ignore_errors=True)
         shutil.rmtree(legacy_bin, ignore_errors=True)
         shutil.rmtree(RUN_DIR, ignore_errors=True)
 
@@ -157,9 +242,10 @@ def main():
                                                  os.cpu_count(), os.uname().release))
     print("%-10s %8s | %12s %12s | %12s %12s | %10s" % ("plugin", "rules", "ADD median", "ADD p99", "DEL median", "DEL p99", "ADD+DEL"))
     for size in (0, args.rules):
-        for plugin in ("randsnat", "portmap"):
+        for plugin in ("randsnat", "portmap", "standalone", "bridge"):
             (am, ap), (dm, dp) = results[(plugin, size)]
-            print("%-10s %8d | %9.2f ms %9.2f ms | %9.2f ms %9.2f ms | %7.2f ms" % (plugin, size, am, ap, dm, dp, am + dm))
+            label = {"standalone": "randsnat-sa", "bridge": "bridge+masq"}.get(plugin, plugin)
+            print("%-11s %7d | %9.2f ms %9.2f ms | %9.2f ms %9.2f ms | %7.2f ms" % (label, size, am, ap, dm, dp, am + dm))
     def total(plugin, size):
         (am, _), (dm, _) = results[(plugin, size)]
         return am + dm
@@ -169,6 +255,16 @@ def main():
         print("  randsnat / portmap at %6d rules: %.3f" % (size, total("randsnat", size) / total("portmap", size)))
     print("  randsnat at %d rules / randsnat at 0 rules: %.3f" % (args.rules, total("randsnat", args.rules) / total("randsnat", 0)))
     print("  portmap at %d rules / portmap at 0 rules: %.3f" % (args.rules, total("portmap", args.rules) / total("portmap", 0)))
+    for size in (0, args.rules):
+        (sa, _), _ = results[("standalone", size)]
+        (ba, _), _ = results[("bridge", size)]
+        print("  standalone randsnat / bridge+ipMasq at %6d rules: ADD+DEL %.3f, ADD alone %.3f" % (size, total("standalone", size) / total("bridge", size), sa / ba))
+    print("  standalone randsnat at %d rules / at 0 rules: %.3f" % (args.rules, total("standalone", args.rules) / total("standalone", 0)))
+    print()
+    print("%d pods at once (empty nat table; wall time, failures):" % args.concurrent)
+    for plugin in ("randsnat", "bridge"):
+        r = together[plugin]
+        print("  %-9s ADD %8.0f ms, %d failed | DEL %8.0f ms, %d failed | left: %s" % (plugin, r["ADD"][0], r["ADD"][1], r["DEL"][0], r["DEL"][1], r["left"]))
     print("VERSION exec median: randsnat %.2f ms, reference bridge (Go) %.2f ms (ratio %.2f), reference portmap %.2f ms (ratio %.2f)"
           % (v_randsnat, v_bridge, v_randsnat / v_bridge, v_portmap, v_randsnat / v_portmap))
     print("binary size: randsnat %.1f MB, reference portmap %.1f MB" % (os.path.getsize(RANDSNAT) / 1e6,

@@ -16,19 +16,23 @@ public struct StandalonePlugin {
     /// The config as the IPAM plugin gets it on stdin.
     func ipamInput(_ request: Request) -> [UInt8] { JSONValue.object(request.config.members).serialized() }
 
+    /// ADD: IPAM runs while the bridge and the veth are made (neither needs an address), then the
+    /// addresses, routes and SNAT. A failure undoes all of it, the IPAM lease included.
     public func add(_ request: Request, bridge: BridgeConfig) throws -> JSONValue {
         let snatConfig = try snat.pluginConfig(request)
         try snat.requireNetns(request)
         let env = request.environment
-        guard let allocation = try ipam.run(.add, plugin: bridge.ipamType, environment: env, config: ipamInput(request)) else {
-            throw CNIError(.internal, "IPAM plugin \"\(bridge.ipamType)\" printed no result")
-        }
-        var attached = false
+        let running = try ipam.start(.add, plugin: bridge.ipamType, environment: env, config: ipamInput(request))
+        var links: CreatedLinks?
+        var allocated = false
         do {
+            links = try network.createLinks(LinkPlan(bridge), netns: env.netns, ifName: env.ifName)
+            let answer = try running.wait()
+            allocated = true
+            guard let allocation = answer else { throw CNIError(.internal, "IPAM plugin \"\(bridge.ipamType)\" printed no result") }
             let parsed = try CNIResult.ipamResult(allocation)
             let plan = try BridgePlanner.plan(bridge, ipam: parsed)
-            let pod = try network.attach(plan, netns: env.netns, ifName: env.ifName)
-            attached = true
+            let pod = try network.configure(links!, plan: plan)
             if bridge.ipMasq {
                 try snat.addSNAT(Planner.pod(snat.attachment(request), addresses: plan.ips.map(\.address), config: snatConfig),
                                  config: snatConfig)
@@ -36,8 +40,9 @@ public struct StandalonePlugin {
             return try Self.result(version: request.config.cniVersion, pod: pod, plan: plan,
                                    ipamRoutes: allocation["routes"], dns: parsed.dns)
         } catch {
-            if attached { try? network.detach(netns: env.netns, ifName: env.ifName) }
-            _ = try? ipam.run(.del, plugin: bridge.ipamType, environment: env, config: ipamInput(request))
+            if let links { try? network.remove(links) }
+            if !allocated { allocated = (try? running.wait()) != nil }
+            if allocated { _ = try? ipam.run(.del, plugin: bridge.ipamType, environment: env, config: ipamInput(request)) }
             throw error
         }
     }
@@ -77,11 +82,18 @@ public struct StandalonePlugin {
     /// step treats "not there" as done, so DEL can run any number of times.
     public func del(_ request: Request, bridge: BridgeConfig) throws {
         let env = request.environment
-        if !env.netns.isEmpty && snat.pathExists(env.netns) {
-            try network.detach(netns: env.netns, ifName: env.ifName)
+        // The IPAM plugin releases the lease while the kernel tears the veth down.
+        let running = try ipam.start(.del, plugin: bridge.ipamType, environment: env, config: ipamInput(request))
+        do {
+            if !env.netns.isEmpty && snat.pathExists(env.netns) {
+                try network.detach(netns: env.netns, ifName: env.ifName)
+            }
+            try snat.removeSNAT(snat.attachment(request), members: request.config.members)
+        } catch {
+            _ = try? running.wait()
+            throw error
         }
-        try snat.removeSNAT(snat.attachment(request), members: request.config.members)
-        _ = try ipam.run(.del, plugin: bridge.ipamType, environment: env, config: ipamInput(request))
+        _ = try running.wait()
     }
 
     /// CHECK: the IPAM plugin's CHECK, then interfaces, addresses and routes as the result said,
