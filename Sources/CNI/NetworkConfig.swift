@@ -10,6 +10,8 @@ public struct NetworkConfig: Sendable {
     public let runtimeConfig: [String: JSONValue]
     /// The whole config object.
     public let members: [String: JSONValue]
+    /// The config exactly as it came on stdin (delegated plugins get the same bytes).
+    public let raw: [UInt8]
 
     /// Keys the spec (or a runtime) puts in a plugin's config; they never count as unknown.
     public static let specKeys: Set<String> = [
@@ -55,7 +57,7 @@ public struct NetworkConfig: Sendable {
             prevResult = value
         }
         return NetworkConfig(cniVersion: version, name: name, type: type, prevResult: prevResult,
-                             runtimeConfig: runtimeConfig, members: members)
+                             runtimeConfig: runtimeConfig, members: members, raw: bytes)
     }
 
     /// The version a config names, best effort, for printing an error in it before the config is

@@ -13,8 +13,8 @@ public struct StandalonePlugin {
         self.ipam = ipam
     }
 
-    /// The config as the IPAM plugin gets it on stdin.
-    func ipamInput(_ request: Request) -> [UInt8] { JSONValue.object(request.config.members).serialized() }
+    /// The config as the IPAM plugin gets it on stdin: the bytes randsnat got (the spec's "same stdin").
+    func ipamInput(_ request: Request) -> [UInt8] { request.config.raw }
 
     /// ADD: IPAM runs while the bridge and the veth are made (neither needs an address), then the
     /// addresses, routes and SNAT. A failure undoes all of it, the IPAM lease included.
