@@ -20,10 +20,12 @@ let package = Package(
         .systemLibrary(name: "CNetlink"),
         .target(name: "Netlink", dependencies: ["RandSNATCore", "CNetlink"]),
         .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "Netlink"]),
-        .executableTarget(name: "randsnat", dependencies: ["CNI", "RandSNATCore", "Netfilter", "Netlink"]),
+        .target(name: "Installer", dependencies: ["CNI", "RandSNATCore", "CNetlink"]),
+        .executableTarget(name: "randsnat", dependencies: ["CNI", "RandSNATCore", "Netfilter", "Netlink", "Installer"]),
         .testTarget(name: "CNITests", dependencies: ["CNI"]),
         .testTarget(name: "RandSNATCoreTests", dependencies: ["RandSNATCore", "CNI"]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Netlink", "RandSNATCore"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "CNetlink", "RandSNATCore"]),
+        .testTarget(name: "InstallerTests", dependencies: ["Installer", "CNI"]),
     ]
 )

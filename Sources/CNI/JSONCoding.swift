@@ -17,6 +17,40 @@ extension JSONValue {
         return out
     }
 
+    /// This value as indented JSON with sorted keys and a final newline, for files people read.
+    public func pretty() -> [UInt8] {
+        var out: [UInt8] = []
+        writePretty(to: &out, indent: 0)
+        out.append(0x0A)
+        return out
+    }
+
+    private func writePretty(to out: inout [UInt8], indent: Int) {
+        let pad = { (level: Int) -> [UInt8] in [0x0A] + [UInt8](repeating: 0x20, count: level * 2) }
+        switch self {
+        case .array(let items) where !items.isEmpty:
+            out.append(UInt8(ascii: "["))
+            for (index, item) in items.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                out += pad(indent + 1)
+                item.writePretty(to: &out, indent: indent + 1)
+            }
+            out += pad(indent) + [UInt8(ascii: "]")]
+        case .object(let members) where !members.isEmpty:
+            out.append(UInt8(ascii: "{"))
+            for (index, key) in members.keys.sorted().enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                out += pad(indent + 1)
+                Self.writeString(key, to: &out)
+                out += Array(": ".utf8)
+                members[key]!.writePretty(to: &out, indent: indent + 1)
+            }
+            out += pad(indent) + [UInt8(ascii: "}")]
+        default:
+            write(to: &out)
+        }
+    }
+
     public struct SyntaxError: Error, CustomStringConvertible, Sendable {
         public let description: String
     }

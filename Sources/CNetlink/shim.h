@@ -17,3 +17,9 @@
 #include <spawn.h>
 #include <sys/wait.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <poll.h>
+#include <dirent.h>
+#include <signal.h>

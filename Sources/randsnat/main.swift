@@ -1,11 +1,25 @@
 import CNI
 import Glibc
+import Installer
 import Netfilter
 import Netlink
 import RandSNATCore
 
 // The edge: read env and stdin, build the real adapters, run the verb, print, exit.
 let environment = ProcessEnvironment.read()
+let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first == "install" {
+    guard let options = Installer.parse(Array(arguments.dropFirst())) else {
+        ProcessEnvironment.write(Installer.usage + "\n", to: 2)
+        exit(Installer.Status.usage.rawValue)
+    }
+    let files = HostFiles(faultBeforeRename: environment["RANDSNAT_INSTALL_FAULT"] == "before-rename")
+    exit(Installer(options: options, files: files, log: { ProcessEnvironment.write("\($0)\n", to: 2) }).run().rawValue)
+}
+if !arguments.isEmpty {
+    ProcessEnvironment.write("randsnat is a CNI plugin: a runtime runs it with CNI_COMMAND set.\n" + Installer.usage + "\n", to: 2)
+    exit(Installer.Status.usage.rawValue)
+}
 let log = { (line: String) in ProcessEnvironment.write("\(line)\n", to: 2) }
 let chained = SNATPlugin(
     makeBackend: { config in

@@ -1,0 +1,225 @@
+import CNI
+import CNetlink
+import Glibc
+import RandSNATCore
+
+/// `randsnat install`: puts the binary into `<host-root>/opt/cni/bin` and chains randsnat into the
+/// node's primary network config in `<host-root>/etc/cni/net.d`; `--uninstall` takes both off again.
+public struct Installer {
+    public struct Options: Equatable, Sendable {
+        public var hostRoot = "/"
+        public var settingsFile: String?
+        public var uninstall = false
+        public var watch = false
+        public var check = false
+        public var uninstallOnExit = false
+        public var fixMasquerade = false
+
+        public init() {}
+    }
+
+    /// Exit statuses: 0 done (or nothing to do), 1 a file operation failed, 2 bad usage,
+    /// 3 refused (config not understood, or a conflict), 4 no primary config yet.
+    public enum Status: Int32 {
+        case done = 0, failed = 1, usage = 2, refused = 3, noConfig = 4
+    }
+
+    public static let usage = """
+        usage: randsnat install [--host-root DIR] [--config FILE] [--turn-off-primary-masquerade]
+                                [--watch [--uninstall-on-exit]] | --uninstall | --check
+          --host-root DIR   the node's root as mounted in the container (default /)
+          --config FILE     a JSON object of randsnat's keys for its chain entry (e.g. nonMasqueradeCIDRs)
+          --turn-off-primary-masquerade
+                            set the primary's own ipMasq to false instead of refusing to chain
+          --watch           stay running and chain again whenever the primary CNI rewrites its config
+          --uninstall-on-exit
+                            with --watch: uninstall on SIGTERM/SIGINT
+          --uninstall       restore the node's config to its original bytes and remove the binary
+          --check           exit 0 when the binary and the chain are in place (a readiness probe)
+        exit status: 0 done, 1 file error, 2 usage, 3 refused (nothing changed), 4 no network config yet
+        """
+
+    public static func parse(_ arguments: [String]) -> Options? {
+        var options = Options()
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            func value() -> String? {
+                index += 1
+                return index < arguments.count ? arguments[index] : nil
+            }
+            switch argument {
+            case "--host-root": guard let v = value(), !v.isEmpty else { return nil }; options.hostRoot = v
+            case "--config": guard let v = value() else { return nil }; options.settingsFile = v
+            case "--uninstall": options.uninstall = true
+            case "--watch": options.watch = true
+            case "--check": options.check = true
+            case "--uninstall-on-exit": options.uninstallOnExit = true
+            case "--turn-off-primary-masquerade": options.fixMasquerade = true
+            default: return nil
+            }
+            index += 1
+        }
+        if options.uninstall && (options.watch || options.check) { return nil }
+        if options.uninstallOnExit && !options.watch { return nil }
+        return options
+    }
+
+    let options: Options
+    let files: HostFiles
+    let log: (String) -> Void
+
+    public init(options: Options, files: HostFiles, log: @escaping (String) -> Void) {
+        self.options = options
+        self.files = files
+        self.log = log
+    }
+
+    var root: String { options.hostRoot.hasSuffix("/") ? String(options.hostRoot.dropLast()) : options.hostRoot }
+    var binDirectory: String { root + "/opt/cni/bin" }
+    var binary: String { binDirectory + "/randsnat" }
+    var configDirectory: String { root + "/etc/cni/net.d" }
+
+    public func run() -> Status {
+        do {
+            if options.uninstall { return try uninstall() }
+            if options.check { return try check() }
+            if options.watch { return try watch() }
+            return try install()
+        } catch let refusal as Refusal {
+            log("randsnat install: refused: \(refusal)")
+            return .refused
+        } catch {
+            log("randsnat install: \(error)")
+            return .failed
+        }
+    }
+
+    func settings() throws -> [String: JSONValue] {
+        guard let path = options.settingsFile else { return [:] }
+        guard let bytes = try files.read(path) else { throw Refusal(description: "the settings file \(path) does not exist") }
+        let (settings, warnings) = try ChainPlanner.settings(bytes)
+        for warning in warnings { log("randsnat install: \(path): \(warning)") }
+        return settings
+    }
+
+    func configFiles() throws -> [ConfigFile] {
+        try (files.list(configDirectory) ?? []).compactMap { name in
+            guard ChainPlan.isLoadable(name) || name.hasSuffix(ChainPlan.backupSuffix) else { return nil }
+            return try files.read(configDirectory + "/" + name).map { ConfigFile(name: name, bytes: $0) }
+        }
+    }
+
+    /// Copies the binary (if it differs), then chains randsnat into the primary config.
+    public func install() throws -> Status {
+        let settings = try settings()
+        try files.makeDirectories(binDirectory)
+        if try files.write(try files.ownExecutable(), to: binary, mode: 0o755) { log("randsnat install: wrote \(binary)") }
+        try files.removeStaleTemps(in: configDirectory)
+        let plan: ChainPlan?
+        do {
+            plan = try ChainPlanner.plan(try configFiles(), settings: settings, fixMasquerade: options.fixMasquerade)
+        } catch let refusal as Refusal where refusal.description.hasPrefix("no network config") {
+            log("randsnat install: \(refusal)")
+            return .noConfig
+        }
+        guard let plan else {
+            log("randsnat install: the primary config is randsnat itself; nothing to chain")
+            return .done
+        }
+        for warning in plan.warnings { log("randsnat install: \(warning)") }
+        let backup = configDirectory + "/" + plan.backupName
+        if try files.read(backup) != plan.original.bytes {
+            try files.write(plan.original.bytes, to: backup, mode: 0o600)
+        }
+        if try files.write(plan.bytes, to: configDirectory + "/" + plan.target, mode: 0o644) {
+            log("randsnat install: chained randsnat into \(configDirectory)/\(plan.target) (original kept as \(plan.backupName))")
+        }
+        for name in plan.remove { try files.remove(configDirectory + "/" + name) }
+        return .done
+    }
+
+    /// Puts the node's config back to its original bytes and removes the binary.
+    public func uninstall() throws -> Status {
+        for name in try files.list(configDirectory) ?? [] where name.hasSuffix(ChainPlan.backupSuffix) {
+            let original = String(name.dropLast(ChainPlan.backupSuffix.count))
+            guard let bytes = try files.read(configDirectory + "/" + name) else { continue }
+            try files.write(bytes, to: configDirectory + "/" + original, mode: 0o644)
+            // A .conf that was turned into a conflist: remove the conflist randsnat wrote.
+            if !original.hasSuffix(".conflist") {
+                let base = original.split(separator: ".", omittingEmptySubsequences: false).dropLast().joined(separator: ".")
+                try files.remove(configDirectory + "/" + base + ".conflist")
+            }
+            try files.remove(configDirectory + "/" + name)
+            log("randsnat install: restored \(configDirectory)/\(original)")
+        }
+        try files.removeStaleTemps(in: configDirectory)
+        try files.remove(binary)
+        return .done
+    }
+
+    /// A readiness probe: the binary is there and the runtime's config chains randsnat.
+    public func check() throws -> Status {
+        guard try files.read(binary) != nil else {
+            log("randsnat install: \(binary) is missing")
+            return .failed
+        }
+        guard let primary = ChainPlan.primary(of: try configFiles()) else {
+            log("randsnat install: no network config in \(configDirectory)")
+            return .noConfig
+        }
+        let document = try? JSONValue.parse(primary.bytes)
+        let plugins = document?["plugins"]?.arrayValue ?? []
+        guard plugins.contains(where: { $0["type"]?.stringValue == "randsnat" }) else {
+            log("randsnat install: \(primary.name) does not chain randsnat")
+            return .failed
+        }
+        return .done
+    }
+
+    /// Installs, then installs again whenever something in net.d changes, until SIGTERM or SIGINT.
+    public func watch() throws -> Status {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        sigprocmask(SIG_BLOCK, &signals, nil)
+        let signalFD = signalfd(-1, &signals, Int32(SFD_CLOEXEC))
+        let inotify = inotify_init1(Int32(IN_CLOEXEC))
+        guard signalFD >= 0, inotify >= 0 else { throw FileError("watching", configDirectory) }
+        defer {
+            close(signalFD)
+            close(inotify)
+        }
+        try files.makeDirectories(configDirectory)
+        let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE)
+        guard inotify_add_watch(inotify, configDirectory, mask) >= 0 else { throw FileError("watching", configDirectory) }
+        var last = Status.done
+        while true {
+            do {
+                last = try install()
+            } catch let refusal as Refusal {
+                log("randsnat install: refused: \(refusal)")
+                last = .refused
+            }
+            // Wait for a change (or a minute, as a fallback), then let the writer finish.
+            var fds = [pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0), pollfd(fd: inotify, events: Int16(POLLIN), revents: 0)]
+            _ = poll(&fds, 2, 60_000)
+            if fds[0].revents != 0 {
+                log("randsnat install: signal received, stopping")
+                if options.uninstallOnExit { return try uninstall() }
+                return last == .failed ? .failed : .done
+            }
+            if fds[1].revents != 0 {
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                _ = buffer.withUnsafeMutableBytes { read(inotify, $0.baseAddress, $0.count) }
+                usleep(200_000)
+                while true {  // drain what came meanwhile
+                    var quick = [pollfd(fd: inotify, events: Int16(POLLIN), revents: 0)]
+                    guard poll(&quick, 1, 0) > 0 else { break }
+                    _ = buffer.withUnsafeMutableBytes { read(inotify, $0.baseAddress, $0.count) }
+                }
+            }
+        }
+    }
+}
