@@ -3,8 +3,7 @@
  * Kernel UAPI headers for randsnat's netlink layer (rtnetlink: links, addresses, routes; veth and
  * bridge attributes) and setns(2). Headers only: the layer itself is Swift (Sources/Netlink).
  */
-#define _GNU_SOURCE 1
-#include <sched.h>
+#include <linux/sched.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <net/if.h>
@@ -23,3 +22,11 @@
 #include <poll.h>
 #include <dirent.h>
 #include <signal.h>
+
+/*
+ * setns(2) and pipe2(2) are declared by glibc only under _GNU_SOURCE, and defining that here would
+ * give this module other struct layouts (fd_set) than Swift's Glibc module, which is built without
+ * it. So the two prototypes are repeated here, exactly as glibc has them.
+ */
+extern int setns(int fd, int nstype);
+extern int pipe2(int pipefd[2], int flags);
