@@ -18,6 +18,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The manifest test validates against the Kubernetes API schemas shipped in kubernetes-validate.
+python3 -c 'import kubernetes_validate, yaml' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate pyyaml
 if ! command -v swift >/dev/null 2>&1 && [ ! -x /opt/swift/usr/bin/swift ]; then
     echo "no Swift toolchain: install Swift 6.x (this machine has it at /opt/swift)" >&2
     exit 1

@@ -139,3 +139,29 @@ PY
     rm -f "/run/randsnat/$(printf 'randsnat/%s' "$T-im" | sha256sum | cut -c1-11).lock"
     rmdir /run/randsnat 2>/dev/null || true
 }
+
+test_manifests_and_chart_are_valid() {
+    # Strict schema validation (kubernetes-validate) and the Helm chart rendered by the test's renderer.
+    local out; out=$(python3 "$HERE/manifests_check.py" 2>&1)
+    local rc=$?
+    printf '%s\n' "$out" | grep -E 'FAIL' | head -10
+    expect_eq "manifests_check.py: $(printf '%s\n' "$out" | tail -1)" "$rc" "0"
+}
+
+test_image_builds_offline_and_installs() {
+    podman_env >/dev/null
+    local tag="localhost/randsnat:test-$RUN"
+    local out; out=$(env $(podman_env) RANDSNAT_BIN="$RANDSNAT_BIN" "$ROOT/install/image/build.sh" "$tag" 2>&1)
+    expect_contains "the image builds from scratch, nothing pulled" "$out" "COMMIT $tag"
+    local root; root=$(host_root image)
+    printf '%s\n' "$BRIDGE_CONF" > "$root/etc/cni/net.d/10-pods.conflist"
+    local original; original=$(fingerprint "$root")
+    local run=(env $(podman_env) timeout 120 nsenter --net="/var/run/netns/$NODE" podman --cgroup-manager cgroupfs run --rm --network none -v "$root:/host" "$tag")
+    expect "the image's installer chains randsnat" "${run[@]}" install --host-root /host
+    expect_contains "the merged config chains randsnat" "$(cat "$root/etc/cni/net.d/10-pods.conflist")" '"type": "randsnat"'
+    expect "the binary it copied runs on this host" sh -c "CNI_COMMAND=VERSION $root/opt/cni/bin/randsnat | grep -q supportedVersions"
+    expect "its readiness check passes" "${run[@]}" install --host-root /host --check
+    expect "its uninstall" "${run[@]}" install --host-root /host --uninstall
+    expect_eq "uninstall restores the host root exactly" "$(fingerprint "$root")" "$original"
+    env $(podman_env) podman --cgroup-manager cgroupfs system reset --force >/dev/null 2>&1 || true
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Checks install/: every manifest against the Kubernetes API schemas (kubernetes-validate, strict:
+unknown fields are errors), the conventions of CNI installers, and the Helm chart. helm is not in
+Debian 12, so the chart is rendered here by a renderer of the template subset it uses ({{ .Values.x }},
+{{ .Release.Namespace }}, {{ toJson .Values.x }}, {{- if .Values.x }} ... {{- end }}); a template
+using anything else fails the check. Prints "manifests: N passed, N failed"."""
+import json, os, re, sys
+import kubernetes_validate
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+passed = failed = 0
+
+
+def check(what, condition, detail=""):
+    global passed, failed
+    if condition:
+        passed += 1
+        print("    ok: " + what)
+    else:
+        failed += 1
+        print("    FAIL: %s %s" % (what, detail))
+
+
+def lookup(path, context):
+    value = context
+    for part in path.split(".")[1:]:
+        value = value[part]
+    return value
+
+
+def render(template, context):
+    def condition(match):
+        return match.group(2) if lookup(match.group(1), context) else ""
+    text = re.sub(r"\{\{- if (\.[\w.]+) \}\}(.*?)\{\{- end \}\}", condition, template, flags=re.S)
+    text = re.sub(r"\{\{ toJson (\.[\w.]+) \}\}", lambda m: json.dumps(lookup(m.group(1), context), separators=(",", ":")), text)
+    text = re.sub(r"\{\{ (\.[\w.]+) \}\}", lambda m: str(lookup(m.group(1), context)), text)
+    leftover = re.search(r"\{\{.*?\}\}", text)
+    if leftover:
+        raise ValueError("template construct the test renderer does not know: " + leftover.group(0))
+    return text
+
+
+def render_chart(values_override):
+    chart = os.path.join(ROOT, "install/helm/randsnat")
+    values = yaml.safe_load(open(os.path.join(chart, "values.yaml")))
+    values.update(values_override)
+    context = {"Values": values, "Release": {"Namespace": "kube-system", "Name": "randsnat"},
+               "Chart": yaml.safe_load(open(os.path.join(chart, "Chart.yaml")))}
+    objects = []
+    for name in sorted(os.listdir(os.path.join(chart, "templates"))):
+        objects += [o for o in yaml.safe_load_all(render(open(os.path.join(chart, "templates", name)).read(), context)) if o]
+    return objects
+
+
+def by_kind(objects):
+    return {o["kind"]: o for o in objects}
+
+
+plain = [o for o in yaml.safe_load_all(open(os.path.join(ROOT, "install/kubernetes/randsnat.yaml"))) if o]
+print("--- install/kubernetes/randsnat.yaml")
+for version in ("1.29.0", "1.33.0", kubernetes_validate.latest_version()):
+    for obj in plain:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+            check("%s valid against the Kubernetes %s API (strict)" % (obj["kind"], version), True)
+        except Exception as error:
+            check("%s valid against the Kubernetes %s API (strict)" % (obj["kind"], version), False, str(error)[:300])
+
+kinds = by_kind(plain)
+check("a ServiceAccount, a ConfigMap and a DaemonSet", set(kinds) == {"ServiceAccount", "ConfigMap", "DaemonSet"}, str(set(kinds)))
+pod = kinds["DaemonSet"]["spec"]["template"]["spec"]
+container = pod["containers"][0]
+mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+paths = {v["name"]: v.get("hostPath", {}).get("path") for v in pod["volumes"]}
+check("priorityClassName is system-node-critical", pod.get("priorityClassName") == "system-node-critical")
+check("tolerates every taint", {"operator": "Exists"} in pod.get("tolerations", []))
+check("runs on the host network (before pod networking works)", pod.get("hostNetwork") is True)
+check("the ServiceAccount is the pod's", pod.get("serviceAccountName") == kinds["ServiceAccount"]["metadata"]["name"])
+check("/opt/cni/bin of the host at /host/opt/cni/bin", paths.get(mounts.get("/host/opt/cni/bin")) == "/opt/cni/bin")
+check("/etc/cni/net.d of the host at /host/etc/cni/net.d", paths.get(mounts.get("/host/etc/cni/net.d")) == "/etc/cni/net.d")
+check("the readiness probe is `randsnat install --check`", "--check" in container["readinessProbe"]["exec"]["command"])
+check("the container runs the watching installer", container["args"][:1] == ["install"] and "--watch" in container["args"])
+settings = json.loads(kinds["ConfigMap"]["data"]["config.json"])
+check("the ConfigMap holds randsnat settings", isinstance(settings.get("nonMasqueradeCIDRs"), list))
+config_volume = [v for v in pod["volumes"] if "configMap" in v][0]
+check("the ConfigMap is mounted where --config points", config_volume["configMap"]["name"] == kinds["ConfigMap"]["metadata"]["name"]
+      and "/etc/randsnat/config.json" in container["args"] and mounts.get("/etc/randsnat") == config_volume["name"])
+
+print("--- install/helm/randsnat")
+rendered = render_chart({})
+check("the chart renders the same objects as the plain manifest", by_kind(rendered) == kinds,
+      json.dumps([o for o in rendered if o != kinds.get(o["kind"])])[:600])
+for obj in rendered:
+    try:
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+        check("rendered %s valid (strict)" % obj["kind"], True)
+    except Exception as error:
+        check("rendered %s valid (strict)" % obj["kind"], False, str(error)[:300])
+flags = by_kind(render_chart({"uninstallOnExit": True, "turnOffPrimaryMasquerade": True}))["DaemonSet"]
+arguments = flags["spec"]["template"]["spec"]["containers"][0]["args"]
+check("values turn on --uninstall-on-exit and --turn-off-primary-masquerade",
+      "--uninstall-on-exit" in arguments and "--turn-off-primary-masquerade" in arguments, str(arguments))
+custom = by_kind(render_chart({"settings": {"toSource": ["203.0.113.5"]}}))["ConfigMap"]
+check("values set randsnat's settings", json.loads(custom["data"]["config.json"]) == {"toSource": ["203.0.113.5"]})
+
+print("manifests: %d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)
