@@ -144,8 +144,11 @@ public final class IPTablesBackend: NATBackend {
                                                    comment: "randsnat: pod subnet"))
     }
 
+    /// Removes the member, then the conntrack entries of the flows it started (as Calico does):
+    /// they would outlive the pod for up to days, and a new pod given the address would get their replies.
     public func remove(_ member: InstalledMember, from names: ObjectNames) throws {
         try ipset.delete(names.memberSet, IPSet.Entry(address: member.address, prefix: nil, comment: ""))
+        try Conntrack(socket: netlink).forgetFlows(from: member.address)
     }
 
     public func remove(subnet: CIDR, from names: ObjectNames) throws {

@@ -171,3 +171,37 @@ test_nftables_node_is_detected_and_reported() {
     expect_contains "with legacy rules too, the node counts as legacy" "$out" "netfilter: iptables-legacy (1 legacy nat rules"
     in_ns "$NODE" env CNI_COMMAND=DEL CNI_CONTAINERID=c1 CNI_IFNAME=eth0 CNI_PATH=/x "$RANDSNAT_BIN" < "$conf"
 }
+
+test_del_forgets_the_pods_flows() {
+    # One address in the range, so the next pod gets the departed pod's address.
+    local list; list=$(conflist "$T-n")
+    python3 - "$list" <<'PY'
+import json, sys
+conf = json.load(open(sys.argv[1]))
+conf["plugins"][0]["ipam"]["ranges"] = [[{"subnet": "198.18.0.0/24", "rangeStart": "198.18.0.2", "rangeEnd": "198.18.0.2"}]]
+json.dump(conf, open(sys.argv[1], "w"))
+PY
+    pod_add "$list" 1 >/dev/null
+    in_ns "$T-pod1" python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 40000)); [s.sendto(b"x", ("203.0.113.10", 9999)) for _ in range(3)]'
+    local flows; flows=$(in_ns "$NODE" conntrack -L -p udp -s 198.18.0.2 2>/dev/null)
+    local mapped; mapped=$(printf '%s\n' "$flows" | grep -o 'dport=[0-9]*' | sed -n 2p | cut -d= -f2)
+    expect "pod 1's UDP flow is in conntrack, SNATed to port $mapped" test -n "$mapped"
+    pod_del "$list" 1 >/dev/null
+    expect_eq "after DEL, no conntrack entry has pod 1's address as its source" "$(in_ns "$NODE" conntrack -L -s 198.18.0.2 2>/dev/null | grep -c src=)" "0"
+    local result; result=$(pod_add "$list" 2)
+    expect_contains "pod 2 gets the same address" "$result" '"address":"198.18.0.2/24"'
+    in_ns "$T-pod2" timeout 3 python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 40000)); s.settimeout(2)
+try:
+    print(s.recvfrom(100)[0].decode())
+except socket.timeout:
+    pass' > "$WORK/received" &
+    local listener=$!
+    sleep 0.3
+    # ext answers the old flow: to the node's address and the port pod 1's flow was mapped to.
+    in_ns "$EXT" python3 -c 'import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 9999)); s.sendto(b"old-reply", ("203.0.113.1", int(sys.argv[1])))' "${mapped:-1}"
+    wait "$listener"
+    expect_eq "pod 2 does not receive the old flow's reply" "$(cat "$WORK/received")" ""
+    pod_del "$list" 2 >/dev/null
+}

@@ -146,9 +146,7 @@ PY
     expect_eq "the container is SNATed toward ext" "$(printf '%s\n' "$out" | sed -n 1p)" "203.0.113.1"
     expect_contains "and keeps its address toward vpc" "$(printf '%s\n' "$out" | sed -n 2p)" "198.18.0."
     expect_eq "nothing is left after it exits" "$(nat_state)" "$before"
-    env $(podman_env) podman --cgroup-manager cgroupfs system reset --force >/dev/null 2>&1 || true
-    rm -f "/run/randsnat/$(printf 'randsnat/%s' "$T-im" | sha256sum | cut -c1-11).lock"
-    rmdir /run/randsnat 2>/dev/null || true
+    podman_done "$T-im"
 }
 
 test_manifests_and_chart_are_valid() {
@@ -174,5 +172,5 @@ test_image_builds_offline_and_installs() {
     expect "its readiness check passes" "${run[@]}" install --host-root /host --check
     expect "its uninstall" "${run[@]}" install --host-root /host --uninstall
     expect_eq "uninstall restores the host root exactly" "$(fingerprint "$root")" "$original"
-    env $(podman_env) podman --cgroup-manager cgroupfs system reset --force >/dev/null 2>&1 || true
+    podman_done "$T-none"
 }

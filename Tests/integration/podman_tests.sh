@@ -31,6 +31,14 @@ CONF
     echo "CONTAINERS_CONF=$dir/containers.conf CONTAINERS_STORAGE_CONF=$dir/storage.conf"
 }
 
+# podman_done NETWORK: removes podman's state, and the lock file randsnat made in the host's
+# /run/randsnat (podman runs plugins with an environment of its own, without RANDSNAT_RUN_DIR).
+podman_done() {
+    env $(podman_env) podman --cgroup-manager cgroupfs system reset --force >/dev/null 2>&1 || true
+    rm -f "/run/randsnat/$(printf 'randsnat/%s' "$1" | sha256sum | cut -c1-11).lock"
+    rmdir /run/randsnat 2>/dev/null || true
+}
+
 # podman_run NETWORK COMMAND...: one container on NETWORK, run from the node namespace.
 podman_run() {
     local network=$1; shift
@@ -50,10 +58,7 @@ test_podman_drives_the_chain() {
     out=$(podman_run "$T-pm" /bin/busybox sh -c 'cat /proc/net/if_inet6 >/dev/null; busybox nc -w 3 203.0.113.10 8080' 2>&1)
     expect_eq "a second container too" "$out" "203.0.113.1"
     expect_eq "nothing of the containers is left in the nat tables and sets" "$(nat_state)" "$before"
-    env $(podman_env) podman --cgroup-manager cgroupfs system reset --force >/dev/null 2>&1 || true
-    # podman runs plugins with an environment of its own, so randsnat used the host's lock directory.
-    rm -f "/run/randsnat/$(printf 'randsnat/%s' "$T-pm" | sha256sum | cut -c1-11).lock"
-    rmdir /run/randsnat 2>/dev/null || true
+    podman_done "$T-pm"
 }
 
 test_podman_with_randsnat_alone() {
@@ -69,7 +74,5 @@ test_podman_with_randsnat_alone() {
     expect_eq "nothing of the container is left in the nat tables and sets" "$(nat_state)" "$before"
     expect_eq "no veth is left" "$(in_ns "$NODE" ip -o link show type veth | grep -c veth)" "0"
     expect_eq "the lease is released" "$(ls "$WORK/ipam/$T-pa" | grep -c '^198\|^2001')" "0"
-    env $(podman_env) podman --cgroup-manager cgroupfs system reset --force >/dev/null 2>&1 || true
-    rm -f "/run/randsnat/$(printf 'randsnat/%s' "$T-pa" | sha256sum | cut -c1-11).lock"
-    rmdir /run/randsnat 2>/dev/null || true
+    podman_done "$T-pa"
 }

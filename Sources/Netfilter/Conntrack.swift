@@ -1,0 +1,103 @@
+import CNetfilter
+import Glibc
+import Netlink
+import RandSNATCore
+
+/// Conntrack entries through ctnetlink, in process (no exec of `conntrack`).
+struct Conntrack {
+    /// One entry, with what randsnat reads of it.
+    struct Entry: Equatable {
+        let family: Family
+        let proto: UInt8
+        let originalSource: IPAddress
+        let originalDestination: IPAddress
+        let originalDestinationPort: UInt16?
+        /// The reply's destination: after SNAT, the node's address.
+        let replyDestination: IPAddress
+        let replyDestinationPort: UInt16?
+        let status: UInt32
+        /// The CTA_TUPLE_ORIG attribute as the kernel sent it, to name the entry in a DELETE.
+        let originalTuple: [UInt8]
+        let id: UInt32?
+
+        /// IPS_SRC_NAT: the entry's source was translated.
+        var isSourceNATed: Bool { status & (1 << 4) != 0 }
+    }
+
+    let socket: NetlinkSocket
+
+    private func exchange(_ message: NetlinkRequest, _ operation: String, _ object: String) throws(NetfilterError) -> [NetlinkReply] {
+        do {
+            return try socket.exchange(message, operation: operation, object: object)
+        } catch {
+            throw .netlink(operation: error.operation, object: error.object, errno: error.code, reason: error.reason)
+        }
+    }
+
+    private static func family(_ family: Family) -> UInt8 { UInt8(family == .ipv4 ? AF_INET : AF_INET6) }
+
+    /// The entries of `family`; with `originalSource`, only those whose original source it is (the
+    /// kernel filters the dump where it can, and randsnat checks again).
+    func entries(_ family: Family, originalSource: IPAddress? = nil) throws(NetfilterError) -> [Entry] {
+        var message = NetlinkRequest(type: UInt16(NFNL_SUBSYS_CTNETLINK << 8) | UInt16(IPCTNL_MSG_CT_GET.rawValue),
+                                     flags: UInt16(NLM_F_REQUEST | NLM_F_ACK | NLM_F_DUMP), sequence: socket.nextSequence(),
+                                     family: Self.family(family))
+        if let source = originalSource {
+            message.beginNested(UInt16(CTA_TUPLE_ORIG.rawValue))
+            message.beginNested(UInt16(CTA_TUPLE_IP.rawValue))
+            message.add(UInt16(family == .ipv4 ? CTA_IP_V4_SRC.rawValue : CTA_IP_V6_SRC.rawValue), source.bytes)
+            message.endNested()
+            message.endNested()
+            message.beginNested(UInt16(CTA_FILTER.rawValue))
+            message.addU32(UInt16(CTA_FILTER_ORIG_FLAGS.rawValue), 1)  // the kernel's CTA_FILTER_F_CTA_IP_SRC
+            message.endNested()
+        }
+        let replies = try exchange(message, "listing conntrack entries", originalSource.map { "from \($0)" } ?? "of \(family)")
+        return replies.compactMap { Self.parse($0, family: family) }.filter { originalSource == nil || $0.originalSource == originalSource }
+    }
+
+    static func parse(_ reply: NetlinkReply, family: Family) -> Entry? {
+        let attributes = reply.nfAttributes
+        guard let original = attributes[type: UInt16(CTA_TUPLE_ORIG.rawValue)], let answer = attributes[type: UInt16(CTA_TUPLE_REPLY.rawValue)]
+        else { return nil }
+        func addresses(_ tuple: NetlinkAttribute) -> (IPAddress?, IPAddress?) {
+            let ip = tuple.nested[type: UInt16(CTA_TUPLE_IP.rawValue)]?.nested ?? []
+            let (source, destination) = family == .ipv4 ? (CTA_IP_V4_SRC.rawValue, CTA_IP_V4_DST.rawValue) : (CTA_IP_V6_SRC.rawValue, CTA_IP_V6_DST.rawValue)
+            return (ip[type: UInt16(source)].flatMap { IPAddress(family: family, bytes: $0.payload) },
+                    ip[type: UInt16(destination)].flatMap { IPAddress(family: family, bytes: $0.payload) })
+        }
+        func proto(_ tuple: NetlinkAttribute) -> [NetlinkAttribute] { tuple.nested[type: UInt16(CTA_TUPLE_PROTO.rawValue)]?.nested ?? [] }
+        let (originalSource, originalDestination) = addresses(original)
+        let (_, replyDestination) = addresses(answer)
+        guard let originalSource, let originalDestination, let replyDestination else { return nil }
+        return Entry(family: family, proto: proto(original)[type: UInt16(CTA_PROTO_NUM.rawValue)]?.u8 ?? 0,
+                     originalSource: originalSource, originalDestination: originalDestination,
+                     originalDestinationPort: proto(original)[type: UInt16(CTA_PROTO_DST_PORT.rawValue)]?.be16,
+                     replyDestination: replyDestination,
+                     replyDestinationPort: proto(answer)[type: UInt16(CTA_PROTO_DST_PORT.rawValue)]?.be16,
+                     status: attributes[type: UInt16(CTA_STATUS.rawValue)]?.be32 ?? 0,
+                     originalTuple: original.payload, id: attributes[type: UInt16(CTA_ID.rawValue)]?.be32)
+    }
+
+    /// Deletes one entry; one that is gone already counts as deleted.
+    func delete(_ entry: Entry) throws(NetfilterError) {
+        var message = NetlinkRequest(type: UInt16(NFNL_SUBSYS_CTNETLINK << 8) | UInt16(IPCTNL_MSG_CT_DELETE.rawValue),
+                                     flags: UInt16(NLM_F_REQUEST | NLM_F_ACK), sequence: socket.nextSequence(),
+                                     family: Self.family(entry.family))
+        message.add(UInt16(CTA_TUPLE_ORIG.rawValue), entry.originalTuple, flags: NetlinkAttribute.nestedFlag)
+        if let id = entry.id { message.addBE32(UInt16(CTA_ID.rawValue), id) }
+        do {
+            _ = try exchange(message, "deleting conntrack entry", "\(entry.originalSource) → \(entry.originalDestination)")
+        } catch NetfilterError.netlink(_, _, let code, _) where code == ENOENT {
+        }
+    }
+
+    /// Forgets every flow a (departed) pod started, so a new pod given its address does not receive
+    /// the old flows' replies. Returns how many entries went.
+    @discardableResult
+    func forgetFlows(from address: IPAddress) throws(NetfilterError) -> Int {
+        let doomed = try entries(address.family, originalSource: address)
+        for entry in doomed { try delete(entry) }
+        return doomed.count
+    }
+}
