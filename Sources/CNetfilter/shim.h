@@ -14,6 +14,7 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/netfilter/nf_tables_compat.h>
 #include <linux/netfilter/ipset/ip_set.h>
 #include <linux/netfilter/xt_set.h>
 #include <linux/netfilter/xt_comment.h>

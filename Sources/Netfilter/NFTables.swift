@@ -26,3 +26,56 @@ struct NFTables {
         return count
     }
 }
+
+extension NFTables {
+    /// Every nf_tables rule that masquerades or SNATs (native `masq`/`nat` expressions, or an
+    /// iptables-nft `target` expression), with whether it is fully random.
+    func snatRules() throws(NetfilterError) -> [NodeFacts.SNATRule] {
+        let request = NetlinkRequest(type: UInt16(NFNL_SUBSYS_NFTABLES << 8) | UInt16(NFT_MSG_GETRULE.rawValue),
+                                     flags: UInt16(NLM_F_REQUEST | NLM_F_ACK | NLM_F_DUMP), sequence: socket.nextSequence(),
+                                     family: UInt8(NFPROTO_UNSPEC))
+        let replies: [NetlinkReply]
+        do {
+            replies = try socket.exchange(request, operation: "nf_tables rule dump", object: "all tables")
+        } catch {
+            throw .netlink(operation: error.operation, object: error.object, errno: error.code, reason: error.reason)
+        }
+        var rules: [NodeFacts.SNATRule] = []
+        var positions: [String: Int] = [:]
+        for reply in replies {
+            let attributes = reply.nfAttributes
+            let table = attributes[type: UInt16(NFTA_RULE_TABLE.rawValue)]?.string ?? "?"
+            let chain = attributes[type: UInt16(NFTA_RULE_CHAIN.rawValue)]?.string ?? "?"
+            let family = [2: "ip", 10: "ip6", 1: "inet", 7: "bridge", 3: "arp", 5: "netdev"][Int(reply.family ?? 0)] ?? "?"
+            let place = "\(family) \(table) \(chain)"
+            positions[place, default: 0] += 1
+            for element in attributes[type: UInt16(NFTA_RULE_EXPRESSIONS.rawValue)]?.nested ?? [] {
+                let expression = element.nested
+                let name = expression[type: UInt16(NFTA_EXPR_NAME.rawValue)]?.string ?? ""
+                let data = expression[type: UInt16(NFTA_EXPR_DATA.rawValue)]?.nested ?? []
+                var found: (String, UInt32, ClosedRange<UInt16>?)?
+                switch name {
+                case "masq":
+                    found = ("masquerade", data[type: UInt16(NFTA_MASQ_FLAGS.rawValue)]?.be32 ?? 0, nil)
+                case "nat" where data[type: UInt16(NFTA_NAT_TYPE.rawValue)]?.be32 == UInt32(NFT_NAT_SNAT.rawValue):
+                    found = ("snat", data[type: UInt16(NFTA_NAT_FLAGS.rawValue)]?.be32 ?? 0, nil)
+                case "target":
+                    let target = data[type: UInt16(NFTA_TARGET_NAME.rawValue)]?.string ?? ""
+                    guard target == "MASQUERADE" || target == "SNAT" else { break }
+                    let revision = data[type: UInt16(NFTA_TARGET_REV.rawValue)]?.be32 ?? 0
+                    let info = data[type: UInt16(NFTA_TARGET_INFO.rawValue)]?.payload ?? []
+                    let (flags, ports) = RuleDecoder.natRange(payload: info, compat: family == "ip" && revision == 0)
+                    found = (target, flags, ports)
+                default:
+                    break
+                }
+                if let (target, flags, ports) = found {
+                    rules.append(NodeFacts.SNATRule(source: "nftables", chain: place, position: positions[place]!, target: target,
+                                                    randomFully: flags & UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY) != 0, ports: ports,
+                                                    isRandsnat: table == "randsnat", shadowsRandsnat: false))
+                }
+            }
+        }
+        return rules
+    }
+}

@@ -15,6 +15,19 @@ public enum NetworkNamespace {
         }
     }
 
+    /// Moves the calling thread into the namespace at `path` for good. Only for a one-shot command
+    /// (`randsnat doctor --netns`) that does all its work there, called before it starts any thread.
+    public static func enterForGood(_ path: String) throws(NetlinkError) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw NetlinkError(operation: "opening network namespace", object: path, code: errno, reason: String(cString: strerror(errno)))
+        }
+        defer { close(fd) }
+        guard setns(fd, CLONE_NEWNET) == 0 else {
+            throw NetlinkError(operation: "entering network namespace", object: path, code: errno, reason: String(cString: strerror(errno)))
+        }
+    }
+
     /// Runs `body` on a new thread that has entered the network namespace at `path`.
     public static func run<T>(in path: String, _ body: @escaping () throws -> T) throws -> T {
         let job = Job(path: path, body: { try body() })

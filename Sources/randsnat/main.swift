@@ -16,8 +16,11 @@ if arguments.first == "install" {
     let files = HostFiles(faultBeforeRename: environment["RANDSNAT_INSTALL_FAULT"] == "before-rename")
     exit(Installer(options: options, files: files, log: { ProcessEnvironment.write("\($0)\n", to: 2) }).run().rawValue)
 }
+if arguments.first == "doctor" {
+    exit(Doctor.run(Array(arguments.dropFirst())))
+}
 if !arguments.isEmpty {
-    ProcessEnvironment.write("randsnat is a CNI plugin: a runtime runs it with CNI_COMMAND set.\n" + Installer.usage + "\n", to: 2)
+    ProcessEnvironment.write("randsnat is a CNI plugin: a runtime runs it with CNI_COMMAND set.\n" + Installer.usage + "\n" + Doctor.usage + "\n", to: 2)
     exit(Installer.Status.usage.rawValue)
 }
 let log = { (line: String) in ProcessEnvironment.write("\(line)\n", to: 2) }

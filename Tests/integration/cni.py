@@ -31,7 +31,8 @@ def run(plugin, verb, config, container="", netns="", ifname="", extra_env=None)
 
 def cache_path(conflist, container, ifname):
     directory = os.environ.get("CNI_CACHE_DIR", "/tmp")
-    return os.path.join(directory, "%s-%s-%s.json" % (conflist["name"], container, ifname))
+    # libcni's own cache layout (/var/lib/cni/results/NETWORK-CONTAINER-IFNAME), which doctor reads.
+    return os.path.join(directory, "%s-%s-%s" % (conflist["name"], container, ifname))
 
 
 def plugin_config(conflist, plugin, prev):

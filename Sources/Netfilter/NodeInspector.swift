@@ -1,0 +1,174 @@
+import CNetfilter
+import Glibc
+import Netlink
+import RandSNATCore
+
+/// Gathers `NodeFacts` for `randsnat doctor` from the calling process's network namespace: conntrack
+/// statistics and entries, the nat rules of iptables-legacy (libiptc) and nf_tables (netlink), and
+/// randsnat's sets. Reads only.
+public struct NodeInspector {
+    let netlink: NetlinkSocket
+    /// libcni's result cache (`/var/lib/cni/results`): an attachment with no file there is unknown
+    /// to the runtime.
+    let cniCache: String
+
+    public init(cniCache: String) throws(NetfilterError) {
+        do {
+            netlink = try NetlinkSocket(family: NetlinkSocket.netfilter)
+        } catch {
+            throw .netlink(operation: error.operation, object: error.object, errno: error.code, reason: error.reason)
+        }
+        self.cniCache = cniCache
+    }
+
+    /// Only the conntrack statistics (for the start of `--interval`).
+    public func counters() -> NodeFacts {
+        var facts = NodeFacts()
+        if let text = try? HostFile.read("/proc/net/stat/nf_conntrack") {
+            facts.counters = NodeFacts.counters(fromStat: text)
+        } else {
+            facts.unreadable.append("/proc/net/stat/nf_conntrack cannot be read (is conntrack loaded?)")
+        }
+        return facts
+    }
+
+    public func gather() -> NodeFacts {
+        var facts = counters()
+        var jumpComments: [String: String] = [:]
+        for family in Family.allCases {
+            do {
+                let table = try IPTCTable(family: family)
+                facts.legacyNATRules += IPTablesBackend.foreignRuleCount(table)
+                facts.rules += legacyRules(table, comments: &jumpComments)
+            } catch {
+                facts.unreadable.append("\(error)")
+            }
+        }
+        let nftRules = (try? NFTables(socket: netlink).snatRules()) ?? []
+        // Rules of iptables-nft's and kube-proxy's nat tables, plus SNAT rules of any other table.
+        facts.nftablesNATRules = ((try? NFTables(socket: netlink).natRuleCount()) ?? 0)
+            + nftRules.filter { !$0.chain.hasPrefix("ip nat ") && !$0.chain.hasPrefix("ip6 nat ") && !$0.chain.contains(" kube-proxy ") }.count
+        facts.rules += nftRules
+        facts.portUse = portUse()
+        facts.networks = networks(jumpComments)
+        return facts
+    }
+
+    /// SNAT/MASQUERADE rules of one legacy nat table; marks those that run before randsnat's jump.
+    func legacyRules(_ table: IPTCTable, comments: inout [String: String]) -> [NodeFacts.SNATRule] {
+        let source = table.family == .ipv4 ? "iptables-legacy" : "ip6tables-legacy"
+        var shadowingChains: Set<String> = []
+        let postrouting = table.rules(in: "POSTROUTING")
+        if let first = postrouting.firstIndex(where: { $0.targetName.hasPrefix(NetworkID.prefix) }) {
+            for rule in postrouting[..<first] where table.chainExists(rule.targetName) { shadowingChains.insert(rule.targetName) }
+            for rule in postrouting where rule.targetName.hasPrefix(NetworkID.prefix) {
+                comments[rule.targetName] = RuleDecoder.comment(rule.bytes, family: table.family)
+            }
+        }
+        let firstJump = postrouting.firstIndex { $0.targetName.hasPrefix(NetworkID.prefix) }
+        var found: [NodeFacts.SNATRule] = []
+        for chain in table.chains {
+            for (index, rule) in table.rules(in: chain).enumerated() where rule.targetName == "MASQUERADE" || rule.targetName == "SNAT" {
+                let (flags, ports) = RuleDecoder.natRange(rule.bytes, family: table.family)
+                let early = chain == "POSTROUTING" ? (firstJump.map { index < $0 } ?? false) : shadowingChains.contains(chain)
+                found.append(NodeFacts.SNATRule(source: source, chain: "nat \(chain)", position: index + 1, target: rule.targetName,
+                                                randomFully: flags & UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY) != 0, ports: ports,
+                                                isRandsnat: chain.hasPrefix(NetworkID.prefix), shadowsRandsnat: early))
+            }
+        }
+        return found
+    }
+
+    /// SNATed conntrack entries grouped by destination and SNAT address, busiest first.
+    func portUse() -> [NodeFacts.PortUse] {
+        var counts: [String: (NodeFacts.PortUse, Int)] = [:]
+        for family in Family.allCases {
+            for entry in (try? Conntrack(socket: netlink).entries(family)) ?? [] where entry.isSourceNATed {
+                let proto = [6: "tcp", 17: "udp", 132: "sctp", 1: "icmp", 58: "icmpv6"][Int(entry.proto)] ?? "\(entry.proto)"
+                let key = "\(entry.originalDestination)|\(entry.originalDestinationPort ?? 0)|\(proto)|\(entry.replyDestination)"
+                let use = NodeFacts.PortUse(destination: "\(entry.originalDestination)", port: entry.originalDestinationPort ?? 0, proto: proto,
+                                            snatAddress: "\(entry.replyDestination)", entries: 0)
+                counts[key, default: (use, 0)].1 += 1
+            }
+        }
+        return counts.values.map { NodeFacts.PortUse(destination: $0.0.destination, port: $0.0.port, proto: $0.0.proto,
+                                                     snatAddress: $0.0.snatAddress, entries: $0.1) }
+            .sorted { ($0.entries, $0.destination) > ($1.entries, $1.destination) }
+    }
+
+    /// randsnat's networks from its member sets, named by the comments of their jumps.
+    func networks(_ comments: [String: String]) -> [NodeFacts.Network] {
+        let ipset = IPSet(socket: netlink)
+        let cacheKnown = access(cniCache, F_OK) == 0
+        var networks: [NodeFacts.Network] = []
+        for name in (try? ipset.names()) ?? [] where name.hasPrefix(NetworkID.prefix) && (name.hasSuffix("-P4") || name.hasSuffix("-P6")) {
+            let chain = String(name.dropLast(3))
+            let comment = comments[chain] ?? ""
+            let network = comment.split(separator: "\"").dropFirst().first.map(String.init) ?? "(unknown: \(chain))"
+            let members = (try? ipset.entries(name)) ?? []
+            let orphans = cacheKnown ? members.filter { member in
+                guard let owner = Attachment.owner(fromComment: member.comment) else { return true }
+                return access("\(cniCache)/\(network)-\(owner.containerID)-\(owner.ifName)", F_OK) != 0
+            }.map { "\($0.address) (\($0.comment))" } : []
+            networks.append(NodeFacts.Network(name: network, generation: String(chain.suffix(7)),
+                                              family: name.hasSuffix("6") ? .ipv6 : .ipv4, pods: members.count, orphans: orphans))
+        }
+        return networks.sorted { ($0.name, $0.family) < ($1.name, $1.family) }
+    }
+}
+
+/// Reads parts of rules randsnat and others wrote (the counterpart of RuleEncoder).
+enum RuleDecoder {
+    /// The NAT range's flags and port range from a MASQUERADE/SNAT target (or an nft xt target's info).
+    static func natRange(_ rule: [UInt8], family: Family) -> (UInt32, ClosedRange<UInt16>?) {
+        let offsets = RuleEncoder.offsetsOffset(family)
+        let targetOffset = Int(UInt16(rule[offsets]) | UInt16(rule[offsets + 1]) << 8)
+        let revision = rule[targetOffset + RuleEncoder.extensionHeaderSize - 1]
+        return natRange(payload: Array(rule[(targetOffset + RuleEncoder.extensionHeaderSize)...]), compat: family == .ipv4 && revision == 0)
+    }
+
+    /// `compat`: nf_nat_ipv4_multi_range_compat (IPv4 revision 0), else nf_nat_range(2).
+    static func natRange(payload: [UInt8], compat: Bool) -> (UInt32, ClosedRange<UInt16>?) {
+        let (flagsAt, portsAt) = compat ? (4, 16) : (0, 36)
+        guard payload.count >= portsAt + 4 else { return (0, nil) }
+        let flags = (0..<4).reduce(UInt32(0)) { $0 | UInt32(payload[flagsAt + $1]) << UInt32($1 * 8) }
+        let low = UInt16(payload[portsAt]) << 8 | UInt16(payload[portsAt + 1])
+        let high = UInt16(payload[portsAt + 2]) << 8 | UInt16(payload[portsAt + 3])
+        let ports = flags & UInt32(NF_NAT_RANGE_PROTO_SPECIFIED) != 0 && low <= high ? low...high : nil
+        return (flags, ports)
+    }
+
+    /// The text of the rule's comment match, if it has one.
+    static func comment(_ rule: [UInt8], family: Family) -> String? {
+        let offsets = RuleEncoder.offsetsOffset(family)
+        let targetOffset = Int(UInt16(rule[offsets]) | UInt16(rule[offsets + 1]) << 8)
+        var offset = RuleEncoder.headerSize(family)
+        while offset + RuleEncoder.extensionHeaderSize <= targetOffset {
+            let size = Int(UInt16(rule[offset]) | UInt16(rule[offset + 1]) << 8)
+            guard size >= RuleEncoder.extensionHeaderSize else { return nil }
+            let name = String(decoding: rule[(offset + 2)..<(offset + 31)].prefix { $0 != 0 }, as: UTF8.self)
+            if name == "comment" {
+                return String(decoding: rule[(offset + 32)..<(offset + size)].prefix { $0 != 0 }, as: UTF8.self)
+            }
+            offset += size
+        }
+        return nil
+    }
+}
+
+/// A small text file (procfs).
+enum HostFile {
+    static func read(_ path: String) throws -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw NetfilterError.lockUnusable(path: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count <= 0 { break }
+            bytes += chunk[0..<count]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

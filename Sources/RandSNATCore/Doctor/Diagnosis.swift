@@ -1,0 +1,162 @@
+import CNI
+
+/// The doctor's verdict on a node: findings, each with a severity, and the exit status.
+public struct Diagnosis: Equatable, Sendable {
+    public enum Severity: Int, Comparable, Sendable {
+        case healthy = 0, warning = 1, problem = 2
+        public static func < (lhs: Severity, rhs: Severity) -> Bool { lhs.rawValue < rhs.rawValue }
+        var word: String { ["ok", "WARNING", "PROBLEM"][rawValue] }
+    }
+
+    public struct Finding: Equatable, Sendable {
+        public let severity: Severity
+        public let text: String
+    }
+
+    /// Counters the doctor watches, in the kernel's names ("clashres" is clash_resolve).
+    public static let watchedCounters = ["insert_failed", "drop", "early_drop", "clashres"]
+    /// The ports MASQUERADE/SNAT picks from when a rule sets no range (1024-65535).
+    public static let defaultPortRange = 64512
+
+    public let facts: NodeFacts
+    public let deltas: [String: UInt64]
+    public let intervalSeconds: Double
+    public let findings: [Finding]
+
+    public var severity: Severity { findings.map(\.severity).max() ?? .healthy }
+
+    /// The ports a flow to one destination can get from one SNAT address: the smallest range a SNAT
+    /// rule on the node sets, else 1024-65535.
+    public static func capacity(_ facts: NodeFacts) -> Int {
+        facts.rules.compactMap { $0.ports.map { Int($0.upperBound) - Int($0.lowerBound) + 1 } }.min() ?? defaultPortRange
+    }
+
+    public init(facts: NodeFacts, earlier: NodeFacts?, intervalSeconds: Double) {
+        self.facts = facts
+        self.intervalSeconds = intervalSeconds
+        var deltas: [String: UInt64] = [:]
+        if let earlier {
+            for name in Self.watchedCounters {
+                deltas[name] = (facts.counters[name] ?? 0) &- (earlier.counters[name] ?? 0)
+            }
+        }
+        self.deltas = deltas
+        var findings: [Finding] = []
+        func add(_ severity: Severity, _ text: String) { findings.append(Finding(severity: severity, text: text)) }
+        for text in facts.unreadable { add(.warning, text) }
+        if let failed = deltas["insert_failed"], failed > 0 {
+            add(.problem, "conntrack insert_failed rose by \(failed) in \(intervalSeconds) s: new connections are being dropped (the SNAT race, or port exhaustion: see port pressure)")
+        } else if let total = facts.counters["insert_failed"], total > 0 {
+            add(.warning, "conntrack insert_failed is \(total) since boot (none during the interval)")
+        }
+        if let dropped = deltas["drop"], dropped > 0 { add(.problem, "conntrack drop rose by \(dropped) in \(intervalSeconds) s") }
+        for rule in facts.rules where !rule.randomFully {
+            add(rule.shadowsRandsnat ? .problem : .warning,
+                "\(rule.source) \(rule.chain) rule \(rule.position): \(rule.target) without --random-fully\(rule.shadowsRandsnat ? ", and it runs before randsnat's rule" : "")")
+        }
+        for rule in facts.rules where rule.randomFully && rule.shadowsRandsnat && !rule.isRandsnat {
+            add(.warning, "\(rule.source) \(rule.chain) rule \(rule.position): \(rule.target) runs before randsnat's rule and may SNAT pod traffic first")
+        }
+        if facts.legacyNATRules > 0 && facts.nftablesNATRules > 0 {
+            add(.warning, "both iptables-legacy (\(facts.legacyNATRules) nat rules) and nf_tables (\(facts.nftablesNATRules)) hold nat rules: they run in an order nobody chose")
+        }
+        let capacity = Self.capacity(facts)
+        for use in facts.portUse {
+            let share = Double(use.entries) / Double(capacity)
+            let text = "\(use.entries) SNATed flows from \(use.snatAddress) to \(use.destination):\(use.port)/\(use.proto) use \(Int(share * 100))% of \(capacity) ports"
+            if share >= 0.9 { add(.problem, text + ": near exhaustion, new flows will fail; add toSource addresses or bypass the destination") }
+            else if share >= 0.5 { add(.warning, text) }
+        }
+        for network in facts.networks where !network.orphans.isEmpty {
+            add(.warning, "network \"\(network.name)\" (\(network.family)): \(network.orphans.count) members the runtime does not know: \(network.orphans.joined(separator: ", ")); CNI GC removes them")
+        }
+        self.findings = findings
+    }
+
+    // MARK: output
+
+    public func human() -> String {
+        var lines = ["randsnat doctor: \(severity.word)"]
+        lines.append("conntrack (summed over CPUs): " + Self.watchedCounters.map { name in
+            "\(name == "clashres" ? "clash_resolve" : name)=\(facts.counters[name] ?? 0)" + (deltas[name].map { " (+\($0) in \(intervalSeconds) s)" } ?? "")
+        }.joined(separator: ", "))
+        let mode = facts.nftablesNATRules > 0 && facts.legacyNATRules == 0 ? "nf_tables" : (facts.nftablesNATRules > 0 ? "both" : "iptables-legacy")
+        lines.append("netfilter: \(mode) (legacy nat rules: \(facts.legacyNATRules), nf_tables nat rules: \(facts.nftablesNATRules))")
+        lines.append("SNAT/MASQUERADE rules:")
+        for rule in facts.rules {
+            lines.append("  \(rule.source) \(rule.chain) #\(rule.position) \(rule.target)\(rule.randomFully ? " --random-fully" : " (no --random-fully)")"
+                         + (rule.ports.map { " ports \($0.lowerBound)-\($0.upperBound)" } ?? "") + (rule.isRandsnat ? " [randsnat]" : "")
+                         + (rule.shadowsRandsnat ? " [runs before randsnat]" : ""))
+        }
+        if facts.rules.isEmpty { lines.append("  none") }
+        lines.append("port pressure (busiest destinations, of \(Self.capacity(facts)) ports each):")
+        for use in facts.portUse.prefix(5) {
+            lines.append("  \(use.destination):\(use.port)/\(use.proto) from \(use.snatAddress): \(use.entries)")
+        }
+        if facts.portUse.isEmpty { lines.append("  no SNATed flows") }
+        lines.append("randsnat networks:")
+        for network in facts.networks {
+            lines.append("  \"\(network.name)\" \(network.family) generation \(network.generation): \(network.pods) pods, \(network.orphans.count) without a live owner")
+        }
+        if facts.networks.isEmpty { lines.append("  none") }
+        if !findings.isEmpty { lines.append("findings:") }
+        for finding in findings { lines.append("  \(finding.severity.word): \(finding.text)") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    public func json() -> JSONValue {
+        .object([
+            "status": .string(["healthy", "warning", "problem"][severity.rawValue]),
+            "conntrack": .object(Dictionary(uniqueKeysWithValues: Self.watchedCounters.map { name in
+                (name, JSONValue.object(["total": .int(Int64(facts.counters[name] ?? 0))].merging(deltas[name].map { ["delta": JSONValue.int(Int64($0))] } ?? [:]) { a, _ in a }))
+            })),
+            "intervalSeconds": .double(intervalSeconds),
+            "netfilter": .object(["legacyNATRules": .int(Int64(facts.legacyNATRules)), "nftablesNATRules": .int(Int64(facts.nftablesNATRules))]),
+            "snatRules": .array(facts.rules.map { rule in
+                .object(["source": .string(rule.source), "chain": .string(rule.chain), "position": .int(Int64(rule.position)),
+                         "target": .string(rule.target), "randomFully": .bool(rule.randomFully), "randsnat": .bool(rule.isRandsnat),
+                         "shadowsRandsnat": .bool(rule.shadowsRandsnat)])
+            }),
+            "portPressure": .array(facts.portUse.map { use in
+                .object(["destination": .string(use.destination), "port": .int(Int64(use.port)), "proto": .string(use.proto),
+                         "snatAddress": .string(use.snatAddress), "entries": .int(Int64(use.entries)),
+                         "capacity": .int(Int64(Self.capacity(facts)))])
+            }),
+            "networks": .array(facts.networks.map { network in
+                .object(["name": .string(network.name), "family": .string(network.family.rawValue), "generation": .string(network.generation),
+                         "pods": .int(Int64(network.pods)), "orphans": .array(network.orphans.map { .string($0) })])
+            }),
+            "findings": .array(findings.map { .object(["severity": .string(["ok", "warning", "problem"][$0.severity.rawValue]), "text": .string($0.text)]) }),
+        ])
+    }
+
+    /// node_exporter's textfile collector format.
+    public func prometheus() -> String {
+        func label(_ value: String) -> String { value.replacingAll("\\", "\\\\").replacingAll("\"", "\\\"") }
+        var lines: [String] = []
+        func metric(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
+            lines.append("# HELP randsnat_\(name) \(help)")
+            lines.append("# TYPE randsnat_\(name) \(type)")
+            for (labels, value) in samples { lines.append("randsnat_\(name)\(labels.isEmpty ? "" : "{\(labels)}") \(value)") }
+        }
+        metric("health", "gauge", "0 healthy, 1 warning, 2 problem.", [("", "\(severity.rawValue)")])
+        metric("conntrack_stat_total", "counter", "conntrack statistics summed over CPUs.",
+               Self.watchedCounters.map { ("counter=\"\($0 == "clashres" ? "clash_resolve" : $0)\"", "\(facts.counters[$0] ?? 0)") })
+        metric("snat_rules", "gauge", "SNAT/MASQUERADE rules in the nat tables.",
+               facts.rules.map { "source=\"\($0.source)\",random_fully=\"\($0.randomFully)\",randsnat=\"\($0.isRandsnat)\"" }
+                   .reduce(into: [String: Int]()) { $0[$1, default: 0] += 1 }.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") })
+        metric("snat_rules_shadowing", "gauge", "SNAT rules that run before randsnat's.", [("", "\(facts.rules.filter { $0.shadowsRandsnat && !$0.isRandsnat }.count)")])
+        metric("port_pressure_ratio", "gauge", "SNATed flows to one destination over the ports available.",
+               facts.portUse.prefix(10).map { ("destination=\"\(label($0.destination))\",port=\"\($0.port)\",proto=\"\($0.proto)\",snat_address=\"\(label($0.snatAddress))\"",
+                                               String(Double($0.entries) / Double(Self.capacity(facts)))) })
+        metric("pods", "gauge", "Pods with SNAT per network.", facts.networks.map { ("network=\"\(label($0.name))\",family=\"\($0.family)\"", "\($0.pods)") })
+        metric("orphan_members", "gauge", "Set members the runtime's CNI cache does not know.", [("", "\(facts.networks.map(\.orphans.count).reduce(0, +))")])
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+extension String {
+    func replacingAll(_ target: String, _ replacement: String) -> String {
+        split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}

@@ -1,0 +1,66 @@
+import CNI
+import Testing
+@testable import RandSNATCore
+
+struct DiagnosisTests {
+    @Test func sumsConntrackStatisticsOverCPUs() {
+        let text = """
+        entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart
+        0000000a  00000001 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000002 00000003 00000000 00000000  00000000 00000000 00000000 00000000
+        0000000a  00000001 00000000 00000000 00000000 00000000 00000000 00000000 00000000 0000000e 00000000 00000000 00000000  00000000 00000000 00000000 00000000
+        """
+        let counters = NodeFacts.counters(fromStat: text)
+        #expect(counters["insert_failed"] == 16)
+        #expect(counters["drop"] == 3)
+        #expect(counters["clashres"] == 2)
+    }
+
+    static func rule(randomFully: Bool, shadows: Bool, randsnat: Bool = false, ports: ClosedRange<UInt16>? = nil) -> NodeFacts.SNATRule {
+        NodeFacts.SNATRule(source: "iptables-legacy", chain: "nat POSTROUTING", position: 1, target: "MASQUERADE",
+                           randomFully: randomFully, ports: ports, isRandsnat: randsnat, shadowsRandsnat: shadows)
+    }
+
+    @Test func severities() {
+        var facts = NodeFacts()
+        #expect(Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0).severity == .healthy)
+        facts.rules = [Self.rule(randomFully: true, shadows: false, randsnat: true)]
+        #expect(Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0).severity == .healthy)
+        facts.rules.append(Self.rule(randomFully: false, shadows: false))
+        #expect(Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0).severity == .warning)
+        facts.rules.append(Self.rule(randomFully: false, shadows: true))
+        #expect(Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0).severity == .problem)
+    }
+
+    @Test func insertFailedDuringTheIntervalIsAProblem() {
+        var earlier = NodeFacts()
+        earlier.counters = ["insert_failed": 5]
+        var now = NodeFacts()
+        now.counters = ["insert_failed": 5]
+        #expect(Diagnosis(facts: now, earlier: earlier, intervalSeconds: 1).severity == .warning)  // only history
+        now.counters = ["insert_failed": 9]
+        let diagnosis = Diagnosis(facts: now, earlier: earlier, intervalSeconds: 1)
+        #expect(diagnosis.severity == .problem)
+        #expect(diagnosis.deltas["insert_failed"] == 4)
+    }
+
+    @Test func portPressureUsesTheSmallestRange() {
+        var facts = NodeFacts()
+        facts.rules = [Self.rule(randomFully: true, shadows: false, randsnat: true, ports: 1000...1099)]
+        facts.portUse = [NodeFacts.PortUse(destination: "203.0.113.10", port: 53, proto: "udp", snatAddress: "203.0.113.1", entries: 60)]
+        #expect(Diagnosis.capacity(facts) == 100)
+        #expect(Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0).severity == .warning)
+        facts.portUse = [NodeFacts.PortUse(destination: "203.0.113.10", port: 53, proto: "udp", snatAddress: "203.0.113.1", entries: 95)]
+        #expect(Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0).severity == .problem)
+        #expect(Diagnosis.capacity(NodeFacts()) == 64512)
+    }
+
+    @Test func outputsAgree() throws {
+        var facts = NodeFacts()
+        facts.networks = [NodeFacts.Network(name: "pods", generation: "abc1234", family: .ipv4, pods: 3, orphans: ["198.18.0.9 (pods/x/eth0)"])]
+        let diagnosis = Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0)
+        #expect(diagnosis.json()["status"] == .string("warning"))
+        #expect(diagnosis.prometheus().contains("randsnat_pods{network=\"pods\",family=\"ipv4\"} 3"))
+        #expect(diagnosis.prometheus().contains("randsnat_orphan_members 1"))
+        #expect(diagnosis.human().contains("\"pods\" ipv4 generation abc1234: 3 pods, 1 without a live owner"))
+    }
+}
