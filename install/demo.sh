@@ -55,6 +55,9 @@ wait "${load[@]}"; printf '\r%50s\r' ''
 for n in 1 2 3; do read -r attempts failures slowest < "$WORK/load$n"; echo "  pod $n: $attempts connects, $failures failed, slowest ${slowest} ms"; done
 echo "  conntrack after:  $(stat)"
 
+step "What randsnat doctor says about the node"
+"$RANDSNAT_BIN" doctor --netns "/var/run/netns/$NODE" --interval 1 --cni-cache "$CNI_CACHE_DIR" | sed 's/^/    /' || true
+
 step "DEL for the pods (randsnat first, then the bridge), and what is left"
 for n in 1 2 3; do pod_del "$list" "$n"; done
 left=$( { in_ns "$NODE" iptables-legacy-save -t nat; in_ns "$NODE" ipset list -n; } | grep -c RANDSNAT || true)
