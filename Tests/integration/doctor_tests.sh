@@ -64,3 +64,23 @@ for port in range(41000, 41095):
     expect_contains "the finding says what to do" "$(doctor)" "near exhaustion"
     pod_del "$list" 1 >/dev/null
 }
+
+test_doctor_sees_insert_failed_rising() {
+    # 100 SNAT ports, 130 UDP flows to one destination while doctor watches: the flows past the
+    # range cannot get a unique tuple, conntrack's insert fails, and doctor sees the counter rise.
+    local list; list=$(conflist "$T-n" '"portRange":"40000-40099"')
+    pod_add "$list" 1 >/dev/null
+    "$RANDSNAT_BIN" doctor --netns "/var/run/netns/$NODE" --interval 4 --json --cni-cache "$CNI_CACHE_DIR" > "$WORK/doctor.json" &
+    local watcher=$!
+    sleep 1
+    in_ns "$T-pod1" python3 -c '
+import socket
+for port in range(41000, 41130):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", port)); s.sendto(b"x", ("203.0.113.10", 9999)); s.close()'
+    wait "$watcher"
+    expect_eq "insert_failed rising during the interval is a problem (exit 2)" "$?" "2"
+    local rose; rose=$(json_get 'd["conntrack"]["insert_failed"]["delta"]' < "$WORK/doctor.json")
+    expect "doctor saw insert_failed rise ($rose)" test "${rose:-0}" -gt 0
+    expect_contains "the finding says so" "$(json_get '[f["text"] for f in d["findings"]]' < "$WORK/doctor.json")" "insert_failed rose by"
+    pod_del "$list" 1 >/dev/null
+}
