@@ -55,6 +55,44 @@ wait "${load[@]}"; printf '\r%50s\r' ''
 for n in 1 2 3; do read -r attempts failures slowest < "$WORK/load$n"; echo "  pod $n: $attempts connects, $failures failed, slowest ${slowest} ms"; done
 echo "  conntrack after:  $(stat)"
 
+step "Port exhaustion toward one destination, and the fix: 130 UDP flows from pod 1 to ext:9999"
+# Pod 1's SNAT is re-added with a 100-port range, so that 130 flows overrun it; then with toSource
+# over 4 node addresses (400 ports). randsnat is run alone with the chain's cached prevResult.
+for address in 2 3 4 5; do in_ns "$NODE" ip addr add 203.0.113.$address/24 dev "${T}e0"; done
+# resnat SETTINGS: pod 1's SNAT again, with SETTINGS (randsnat keys) instead of the demo's.
+resnat() {
+    python3 - "$CNI_CACHE_DIR/$T-demo-c1-$RUN-eth0" "$WORK/pod1.json" "$T-demo" "$1" <<'PY'
+import json, sys
+conf = {"cniVersion": "1.0.0", "name": sys.argv[3], "type": "randsnat", "nonMasqueradeCIDRs": ["198.19.0.0/16", "2001:db8:19::/48"],
+        "prevResult": json.load(open(sys.argv[1]))}
+conf.update(json.loads(sys.argv[4]))
+json.dump(conf, open(sys.argv[2], "w"))
+PY
+    randsnat_exec DEL "$WORK/pod1.json" "c1-$RUN" "" eth0 >/dev/null   # DEL finds the pod by owner, whatever the settings
+    randsnat_exec ADD "$WORK/pod1.json" "c1-$RUN" "/var/run/netns/$T-pod1" eth0 >/dev/null
+}
+flows() {
+    in_ns "$NODE" conntrack -F >/dev/null 2>&1
+    local before; before=$(stat)
+    in_ns "$T-pod1" python3 -c '
+import socket
+for port in range(41000, 41130):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", port)); s.sendto(b"x", ("203.0.113.10", 9999)); s.close()'
+    echo "    before: $before"
+    echo "    after:  $(stat)"
+}
+resnat '{"portRange":"40000-40099"}'
+echo "  one SNAT address, 100 ports (portRange 40000-40099):"
+flows
+# Separate toSource items spread new flows over the addresses (-m statistic); a range "a-b" would not
+# here: the kernel picks an address of a range by hashing source and destination address.
+resnat '{"portRange":"40000-40099","toSource":["203.0.113.2","203.0.113.3","203.0.113.4","203.0.113.5"]}'
+echo "  toSource over 4 addresses, 100 ports each:"
+flows
+echo "  (insert_failed rising is a flow whose first packet was dropped: a 1 s/3 s stall for TCP, a lost"
+echo "  datagram for UDP. More SNAT addresses, or no SNAT toward internal ranges, are what move it here.)"
+resnat '{}'
+
 step "What randsnat doctor says about the node"
 "$RANDSNAT_BIN" doctor --netns "/var/run/netns/$NODE" --interval 1 --cni-cache "$CNI_CACHE_DIR" | sed 's/^/    /' || true
 
