@@ -27,11 +27,7 @@ struct Conntrack {
     let socket: NetlinkSocket
 
     private func exchange(_ message: NetlinkRequest, _ operation: String, _ object: String) throws(NetfilterError) -> [NetlinkReply] {
-        do {
-            return try socket.exchange(message, operation: operation, object: object)
-        } catch {
-            throw .netlink(operation: error.operation, object: error.object, errno: error.code, reason: error.reason)
-        }
+        try socket.netfilterExchange(message, operation: operation, object: object)
     }
 
     private static func family(_ family: Family) -> UInt8 { UInt8(family == .ipv4 ? AF_INET : AF_INET6) }

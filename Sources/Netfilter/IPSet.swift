@@ -41,14 +41,9 @@ struct IPSet {
         return request
     }
 
-    /// The socket's exchange, with its error as a NetfilterError.
     private func exchange(_ message: NetlinkRequest, operation: String, object: String,
                           describe: (Int32) -> String = IPSet.describe) throws(NetfilterError) -> [NetlinkReply] {
-        do {
-            return try socket.exchange(message, operation: operation, object: object, describe: describe)
-        } catch {
-            throw .netlink(operation: error.operation, object: error.object, errno: error.code, reason: error.reason)
-        }
+        try socket.netfilterExchange(message, operation: operation, object: object, describe: describe)
     }
 
     static func nfproto(_ family: Family) -> UInt8 { UInt8(family == .ipv4 ? NFPROTO_IPV4 : NFPROTO_IPV6) }

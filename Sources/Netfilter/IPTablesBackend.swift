@@ -22,11 +22,7 @@ public final class IPTablesBackend: NATBackend {
     private let log: (String) -> Void
 
     public init(xtablesLock: FileLock, lockTimeoutSeconds: Double, log: @escaping (String) -> Void = { _ in }) throws(NetfilterError) {
-        do {
-            netlink = try NetlinkSocket(family: NetlinkSocket.netfilter)
-        } catch {
-            throw .netlink(operation: error.operation, object: error.object, errno: error.code, reason: error.reason)
-        }
+        netlink = try NetlinkSocket.netfilterSocket()
         self.xtablesLock = xtablesLock
         self.lockTimeoutSeconds = lockTimeoutSeconds
         self.log = log

@@ -17,10 +17,8 @@ struct NFTables {
                                          sequence: socket.nextSequence(), family: UInt8(family))
             request.addString(UInt16(NFTA_RULE_TABLE.rawValue), table)
             do {
-                count += try socket.exchange(request, operation: "nf_tables rule dump", object: "table \(table)").count
-            } catch where error.code == 2 /* ENOENT: no such table */ {
-            } catch {
-                throw .netlink(operation: error.operation, object: error.object, errno: error.code, reason: error.reason)
+                count += try socket.netfilterExchange(request, operation: "nf_tables rule dump", object: "table \(table)").count
+            } catch NetfilterError.netlink(_, _, let code, _) where code == 2 /* ENOENT: no such table */ {
             }
         }
         return count
@@ -34,12 +32,7 @@ extension NFTables {
         let request = NetlinkRequest(type: UInt16(NFNL_SUBSYS_NFTABLES << 8) | UInt16(NFT_MSG_GETRULE.rawValue),
                                      flags: UInt16(NLM_F_REQUEST | NLM_F_ACK | NLM_F_DUMP), sequence: socket.nextSequence(),
                                      family: UInt8(NFPROTO_UNSPEC))
-        let replies: [NetlinkReply]
-        do {
-            replies = try socket.exchange(request, operation: "nf_tables rule dump", object: "all tables")
-        } catch {
-            throw .netlink(operation: error.operation, object: error.object, errno: error.code, reason: error.reason)
-        }
+        let replies = try socket.netfilterExchange(request, operation: "nf_tables rule dump", object: "all tables")
         var rules: [NodeFacts.SNATRule] = []
         var positions: [String: Int] = [:]
         for reply in replies {

@@ -1,3 +1,5 @@
+import Glibc
+import Netlink
 import RandSNATCore
 
 /// A failure of the netfilter adapter; each case names the object and the library's reason.
@@ -36,5 +38,33 @@ public enum NetfilterError: Error, Equatable, Sendable, CustomStringConvertible 
     public var isTransient: Bool {
         if case .lockTimeout = self { return true }
         return false
+    }
+}
+
+extension NetfilterError {
+    /// A netlink failure of the netfilter adapter (ipset, ctnetlink, nf_tables).
+    init(_ error: NetlinkError) {
+        self = .netlink(operation: error.operation, object: error.object, errno: error.code, reason: error.reason)
+    }
+}
+
+extension NetlinkSocket {
+    /// `exchange`, failing with a NetfilterError: the one place the adapter converts netlink errors.
+    func netfilterExchange(_ message: NetlinkRequest, operation: String, object: String,
+                           describe: (Int32) -> String = { String(cString: strerror($0)) }) throws(NetfilterError) -> [NetlinkReply] {
+        do {
+            return try exchange(message, operation: operation, object: object, describe: describe)
+        } catch {
+            throw NetfilterError(error)
+        }
+    }
+
+    /// A NETLINK_NETFILTER socket, failing with a NetfilterError.
+    static func netfilterSocket() throws(NetfilterError) -> NetlinkSocket {
+        do {
+            return try NetlinkSocket(family: NetlinkSocket.netfilter)
+        } catch {
+            throw NetfilterError(error)
+        }
     }
 }

@@ -13,11 +13,7 @@ public struct NodeInspector {
     let cniCache: String
 
     public init(cniCache: String) throws(NetfilterError) {
-        do {
-            netlink = try NetlinkSocket(family: NetlinkSocket.netfilter)
-        } catch {
-            throw .netlink(operation: error.operation, object: error.object, errno: error.code, reason: error.reason)
-        }
+        netlink = try NetlinkSocket.netfilterSocket()
         self.cniCache = cniCache
     }
 
