@@ -19,7 +19,6 @@ struct IPSet {
         let type: String
         let family: Family
         let references: UInt32
-        let elements: UInt32?
     }
 
     /// One member: an address (with a prefix length in a hash:net set) and its comment.
@@ -125,8 +124,7 @@ struct IPSet {
         return Header(name: attributes[type: UInt16(IPSET_ATTR_SETNAME)]?.string ?? name,
                       type: attributes[type: UInt16(IPSET_ATTR_TYPENAME)]?.string ?? "",
                       family: attributes[type: UInt16(IPSET_ATTR_FAMILY)]?.u8 == UInt8(NFPROTO_IPV6) ? .ipv6 : .ipv4,
-                      references: data[type: UInt16(IPSET_ATTR_REFERENCES)]?.be32 ?? 0,
-                      elements: data[type: UInt16(IPSET_ATTR_ELEMENTS)]?.be32)
+                      references: data[type: UInt16(IPSET_ATTR_REFERENCES)]?.be32 ?? 0)
     }
 
     /// The names of all sets in this network namespace.
