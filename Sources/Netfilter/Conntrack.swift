@@ -38,16 +38,7 @@ struct Conntrack {
         var message = NetlinkRequest(type: UInt16(NFNL_SUBSYS_CTNETLINK << 8) | UInt16(IPCTNL_MSG_CT_GET.rawValue),
                                      flags: UInt16(NLM_F_REQUEST | NLM_F_ACK | NLM_F_DUMP), sequence: socket.nextSequence(),
                                      family: Self.family(family))
-        if let source = originalSource {
-            message.beginNested(UInt16(CTA_TUPLE_ORIG.rawValue))
-            message.beginNested(UInt16(CTA_TUPLE_IP.rawValue))
-            message.add(UInt16(family == .ipv4 ? CTA_IP_V4_SRC.rawValue : CTA_IP_V6_SRC.rawValue), source.bytes)
-            message.endNested()
-            message.endNested()
-            message.beginNested(UInt16(CTA_FILTER.rawValue))
-            message.addU32(UInt16(CTA_FILTER_ORIG_FLAGS.rawValue), 1)  // the kernel's CTA_FILTER_F_CTA_IP_SRC
-            message.endNested()
-        }
+        if let source = originalSource { Self.addSourceFilter(&message, source) }
         let replies = try exchange(message, "listing conntrack entries", originalSource.map { "from \($0)" } ?? "of \(family)")
         return replies.compactMap { Self.parse($0, family: family) }.filter { originalSource == nil || $0.originalSource == originalSource }
     }
@@ -89,11 +80,39 @@ struct Conntrack {
     }
 
     /// Forgets every flow a (departed) pod started, so a new pod given its address does not receive
-    /// the old flows' replies. Returns how many entries went.
-    @discardableResult
-    func forgetFlows(from address: IPAddress) throws(NetfilterError) -> Int {
-        let doomed = try entries(address.family, originalSource: address)
-        for entry in doomed { try delete(entry) }
-        return doomed.count
+    /// the old flows' replies.
+    ///
+    /// First as one filtered flush (kernel 6.3+: IPCTNL_MSG_CT_DELETE with CTA_FILTER; the kernel skips
+    /// empty buckets and sends nothing back per entry); a kernel without it refuses the request (it
+    /// reads the partial tuple as one entry's and finds it incomplete), and then randsnat lists the
+    /// pod's entries and deletes them one by one.
+    func forgetFlows(from address: IPAddress) throws(NetfilterError) {
+        do {
+            try flush(originalSource: address)
+        } catch NetfilterError.netlink(_, _, let code, _) where code == EINVAL || code == EOPNOTSUPP {
+            for entry in try entries(address.family, originalSource: address) { try delete(entry) }
+        }
+    }
+
+    /// Deletes, in the kernel, every entry of the address's family whose original source it is.
+    func flush(originalSource address: IPAddress) throws(NetfilterError) {
+        // nfgenmsg version 1: the flush keeps to `family` (version 0 would mean every family).
+        var message = NetlinkRequest(type: UInt16(NFNL_SUBSYS_CTNETLINK << 8) | UInt16(IPCTNL_MSG_CT_DELETE.rawValue),
+                                     flags: UInt16(NLM_F_REQUEST | NLM_F_ACK), sequence: socket.nextSequence(),
+                                     family: Self.family(address.family), version: 1)
+        Self.addSourceFilter(&message, address)
+        _ = try exchange(message, "flushing conntrack entries", "from \(address)")
+    }
+
+    /// CTA_TUPLE_ORIG with only the source address, and CTA_FILTER saying that is all to compare.
+    private static func addSourceFilter(_ message: inout NetlinkRequest, _ source: IPAddress) {
+        message.beginNested(UInt16(CTA_TUPLE_ORIG.rawValue))
+        message.beginNested(UInt16(CTA_TUPLE_IP.rawValue))
+        message.add(UInt16(source.family == .ipv4 ? CTA_IP_V4_SRC.rawValue : CTA_IP_V6_SRC.rawValue), source.bytes)
+        message.endNested()
+        message.endNested()
+        message.beginNested(UInt16(CTA_FILTER.rawValue))
+        message.addU32(UInt16(CTA_FILTER_ORIG_FLAGS.rawValue), 1)  // the kernel's CTA_FILTER_F_CTA_IP_SRC
+        message.endNested()
     }
 }

@@ -85,14 +85,16 @@ public struct BridgeNetwork: PodNetwork {
         if let hostVeth = try host.link(named: links.hostVeth) { try host.delete(hostVeth) }
     }
 
-    public func detach(netns: String, ifName: String) throws {
+    public func detach(netns: String, ifName: String, meanwhile: () throws -> Void) throws {
         let pod: RouteLink
         do {
             pod = try RouteLink.inNamespace(netns)
         } catch let error as NetlinkError where error.code == ENOENT {
-            return  // the namespace is gone, and the veth with it
+            return try meanwhile()  // the namespace is gone, and the veth with it
         }
-        if let link = try pod.link(named: ifName) { try pod.delete(link) }
+        guard let link = try pod.link(named: ifName) else { return try meanwhile() }
+        // The kernel's teardown of a veth takes 15-30 ms, mostly waiting for RCU grace periods.
+        try BackgroundThread.run({ try pod.delete(link) }, while: meanwhile)
     }
 
     public func problems(with plan: BridgePlan, netns: String, ifName: String) throws -> [String] {

@@ -64,10 +64,11 @@ public struct NetlinkRequest {
         while bytes.count % 4 != 0 { bytes.append(0) }
     }
 
-    /// An nfnetlink request: `type` is `(subsystem << 8) | command`, `family` the nfgenmsg family.
-    public init(type: UInt16, flags: UInt16, sequence: UInt32, family: UInt8, resourceID: UInt16 = 0) {
+    /// An nfnetlink request: `type` is `(subsystem << 8) | command`, `family` the nfgenmsg family,
+    /// `version` NFNETLINK_V0 unless a command reads it (ctnetlink's flush: 1 = only `family`).
+    public init(type: UInt16, flags: UInt16, sequence: UInt32, family: UInt8, version: UInt8 = 0, resourceID: UInt16 = 0) {
         self.init(type: type, flags: flags, sequence: sequence,
-                  header: [family, 0 /* NFNETLINK_V0 */, UInt8(resourceID >> 8), UInt8(resourceID & 0xFF)])
+                  header: [family, version, UInt8(resourceID >> 8), UInt8(resourceID & 0xFF)])
     }
 
     private mutating func append16(_ value: UInt16) { bytes += [UInt8(value & 0xFF), UInt8(value >> 8)] }

@@ -94,7 +94,10 @@ final class FakePodNetwork: PodNetwork {
                            pod: ResultInterface(name: links.ifName, mac: "cc", sandbox: links.netns))
     }
     func remove(_ links: CreatedLinks) throws { calls.append("remove") }
-    func detach(netns: String, ifName: String) throws { calls.append("detach") }
+    func detach(netns: String, ifName: String, meanwhile: () throws -> Void) throws {
+        calls.append("detach")
+        try meanwhile()
+    }
     func problems(with plan: BridgePlan, netns: String, ifName: String) throws -> [String] { [] }
 }
 

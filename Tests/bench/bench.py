@@ -272,4 +272,5 @@ def main():
     print("peak RSS of one randsnat ADD: %d kB" % rss_randsnat)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -186,8 +186,15 @@ PY
     local flows; flows=$(in_ns "$NODE" conntrack -L -p udp -s 198.18.0.2 2>/dev/null)
     local mapped; mapped=$(printf '%s\n' "$flows" | grep -o 'dport=[0-9]*' | sed -n 2p | cut -d= -f2)
     expect "pod 1's UDP flow is in conntrack, SNATed to port $mapped" test -n "$mapped"
+    # Flows that are not the pod's: another source, the pod's address as destination, and IPv6.
+    in_ns "$NODE" conntrack -I -p udp -s 198.18.0.77 -d 203.0.113.10 --sport 1111 --dport 2222 -t 120 >/dev/null 2>&1
+    in_ns "$NODE" conntrack -I -p udp -s 203.0.113.10 -d 198.18.0.2 --sport 3333 --dport 4444 -t 120 >/dev/null 2>&1
+    in_ns "$NODE" conntrack -I -p udp -s 2001:db8::2 -d 2001:db8:1::10 --sport 5555 --dport 6666 -t 120 >/dev/null 2>&1
+    expect_eq "the three foreign flows are there before DEL" "$(in_ns "$NODE" conntrack -L -f ipv4 2>/dev/null | grep -c -e sport=1111 -e sport=3333)$(in_ns "$NODE" conntrack -L -f ipv6 2>/dev/null | grep -c sport=5555)" "21"
     pod_del "$list" 1 >/dev/null
     expect_eq "after DEL, no conntrack entry has pod 1's address as its source" "$(in_ns "$NODE" conntrack -L -s 198.18.0.2 2>/dev/null | grep -c src=)" "0"
+    expect_eq "the other flows are still there (another source, the pod as destination, IPv6)" \
+        "$(in_ns "$NODE" conntrack -L -f ipv4 2>/dev/null | grep -c -e sport=1111 -e sport=3333)$(in_ns "$NODE" conntrack -L -f ipv6 2>/dev/null | grep -c sport=5555)" "21"
     local result; result=$(pod_add "$list" 2)
     expect_contains "pod 2 gets the same address" "$result" '"address":"198.18.0.2/24"'
     in_ns "$T-pod2" timeout 3 python3 -c '

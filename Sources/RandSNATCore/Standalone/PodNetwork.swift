@@ -65,8 +65,9 @@ public protocol PodNetwork {
     func configure(_ links: CreatedLinks, plan: BridgePlan) throws -> AttachedPod
     /// Removes the veth pair `createLinks` made.
     func remove(_ links: CreatedLinks) throws
-    /// Removes the pod's veth; a missing netns or interface counts as removed.
-    func detach(netns: String, ifName: String) throws
+    /// Removes the pod's veth, running `meanwhile` while the kernel tears it down; a missing netns
+    /// or interface counts as removed (and `meanwhile` still runs).
+    func detach(netns: String, ifName: String, meanwhile: () throws -> Void) throws
     /// How the kernel differs from the plan, one sentence per difference (CHECK).
     func problems(with plan: BridgePlan, netns: String, ifName: String) throws -> [String]
 }

@@ -78,17 +78,20 @@ public struct StandalonePlugin {
         return try CNIResult.convert(.object(result), to: version)
     }
 
-    /// DEL: the pod's veth (gone already when its netns is), its SNAT, then its IPAM lease. Each
+    /// DEL: the pod's veth (gone already when its netns is), its SNAT and its IPAM lease. Each
     /// step treats "not there" as done, so DEL can run any number of times.
     public func del(_ request: Request, bridge: BridgeConfig) throws {
         let env = request.environment
         // The IPAM plugin releases the lease while the kernel tears the veth down.
         let running = try ipam.start(.del, plugin: bridge.ipamType, environment: env, config: ipamInput(request))
         do {
+            // ... and the SNAT state goes while the kernel tears the veth down.
+            let removeSNAT = { try snat.removeSNAT(snat.attachment(request), members: request.config.members) }
             if !env.netns.isEmpty && snat.pathExists(env.netns) {
-                try network.detach(netns: env.netns, ifName: env.ifName)
+                try network.detach(netns: env.netns, ifName: env.ifName, meanwhile: removeSNAT)
+            } else {
+                try removeSNAT()
             }
-            try snat.removeSNAT(snat.attachment(request), members: request.config.members)
         } catch {
             _ = try? running.wait()
             throw error
