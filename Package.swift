@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Layers (imports point one way): randsnat → Netfilter, Netlink → RandSNATCore → CNI.
-// The C modules hold headers only: CNetfilter is imported by Netfilter, CNetlink by Netlink.
+// The C modules hold headers only: CNetfilter (libiptc) and CNFTables (libnftnl, libmnl) are imported by
+// Netfilter, CNetlink by Netlink.
 let package = Package(
     name: "randsnat",
     platforms: [.macOS(.v15)],
@@ -17,9 +18,14 @@ let package = Package(
             pkgConfig: "libiptc",
             providers: [.apt(["libiptc-dev", "libxtables-dev", "linux-libc-dev"])]
         ),
+        .systemLibrary(
+            name: "CNFTables",
+            pkgConfig: "libnftnl",
+            providers: [.apt(["libnftnl-dev", "libmnl-dev"])]
+        ),
         .systemLibrary(name: "CNetlink"),
         .target(name: "Netlink", dependencies: ["RandSNATCore", "CNetlink"]),
-        .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "Netlink"]),
+        .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "CNFTables", "Netlink"]),
         .target(name: "Installer", dependencies: ["CNI", "RandSNATCore", "CNetlink"]),
         .executableTarget(name: "randsnat", dependencies: ["CNI", "RandSNATCore", "Netfilter", "Netlink", "Installer"]),
         .testTarget(name: "CNITests", dependencies: ["CNI"]),

@@ -16,6 +16,7 @@ import RandSNATCore
 /// The member set's reference count (held by the jump rule) tells without reading the table that
 /// the rules are still there.
 public final class IPTablesBackend: NATBackend {
+    public var kind: BackendKind { .iptables }
     private let netlink: NetlinkSocket
     private let xtablesLock: FileLock
     private let lockTimeoutSeconds: Double
@@ -93,7 +94,7 @@ public final class IPTablesBackend: NATBackend {
         let nftRules = (try? NFTables(socket: netlink).natRuleCount()) ?? 0
         guard nftRules > 0 && legacyRules == 0 else { return nil }
         return "this node's nat rules are in nf_tables (\(nftRules) rules: iptables-nft or nftables) and the legacy nat table holds none: "
-            + "randsnat's legacy rules run beside them in an order nobody chose; a native nftables backend is issue #6"
+            + "randsnat's legacy rules run beside them in an order nobody chose: set \"backend\" to \"auto\" or \"nftables\""
     }
 
     static func same(_ current: [IPTCTable.Rule], _ expected: [EncodedRule]) -> Bool {
@@ -250,6 +251,8 @@ public final class IPTablesBackend: NATBackend {
         }
         return report
     }
+
+    public func nodeNetfilter() throws -> BackendKind { try NodeNetfilter.detect(netlink) }
 }
 
 /// Asks the kernel whether it has an xtables extension revision (the check iptables makes).

@@ -24,11 +24,17 @@ if !arguments.isEmpty {
     exit(Installer.Status.usage.rawValue)
 }
 let log = { (line: String) in ProcessEnvironment.write("\(line)\n", to: 2) }
+let runDirectory = environment["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"
 let chained = SNATPlugin(
-    makeBackend: { config in
-        try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds, log: log)
+    makeBackend: { kind, config in
+        switch kind {
+        case .iptables:
+            try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds, log: log)
+        case .nftables:
+            try NFTablesBackend(runDirectory: runDirectory, lockTimeoutSeconds: config.lockTimeoutSeconds, log: log)
+        }
     },
-    lock: NetworkFileLock(directory: environment["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"),
+    lock: NetworkFileLock(directory: runDirectory),
     log: log,
     pathExists: { access($0, F_OK) == 0 })
 let plugin = RandSNATPlugin(

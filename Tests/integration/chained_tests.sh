@@ -3,7 +3,7 @@
 test_snat_and_bypass_ipv4() {
     local list; list=$(conflist "$T-n" '"nonMasqueradeCIDRs":["198.19.0.0/16","2001:db8:19::/48"]')
     local before; before=$(nat_state)
-    in_ns "$NODE" iptables-legacy -t nat -A POSTROUTING -d 192.0.2.99/32 -m comment --comment canary -j RETURN
+    canary_add
     local result; result=$(pod_add "$list" 1)
     expect_contains "ADD passes the bridge's result on" "$result" '"address":"198.18.0.2/24"'
     expect_contains "the result is in the config's version" "$result" '"cniVersion":"1.0.0"'
@@ -13,15 +13,13 @@ test_snat_and_bypass_ipv4() {
     in_ns "$T-pod2" timeout 20 python3 "$HERE/peer.py" serve 8080 20 >/dev/null 2>&1 &
     sleep 0.3
     expect_eq "pod to pod on the bridge keeps the pod's address" "$(ask 1 198.18.0.3)" "198.18.0.2"
-    local saved; saved=$(in_ns "$NODE" iptables-legacy-save -t nat)
-    expect_contains "the rule reads as a person would write it" "$saved" "-j MASQUERADE --random-fully"
-    expect_contains "one jump from POSTROUTING" "$saved" "-A POSTROUTING -m set --match-set RANDSNAT-"
-    expect_eq "exactly one jump" "$(printf '%s\n' "$saved" | grep -c '^-A POSTROUTING .*-j RANDSNAT-')" "1"
+    expect_contains "the rule reads as a person would write it" "$(snat_rules)" "$(masquerade_text)"
+    expect_eq "exactly one jump (IPv4)" "$(jump_count)" "1"
     expect "CHECK passes" pod_check "$list" 1
     pod_del "$list" 1 >/dev/null
     pod_del "$list" 2 >/dev/null
-    expect_contains "the canary rule survives" "$(in_ns "$NODE" iptables-legacy-save -t nat)" "canary"
-    in_ns "$NODE" iptables-legacy -t nat -D POSTROUTING -d 192.0.2.99/32 -m comment --comment canary -j RETURN
+    expect_contains "the canary rule survives" "$(canary_text)" "canary"
+    canary_del
     expect_eq "after the last DEL the nat tables and sets are exactly as before" "$(nat_state)" "$before"
 }
 
@@ -30,7 +28,7 @@ test_snat_ipv6() {
     pod_add "$list" 1 >/dev/null
     expect_eq "ext sees the node's IPv6 address" "$(ask 1 2001:db8:ee::10)" "2001:db8:ee::1"
     expect_eq "vpc sees the pod's IPv6 address" "$(ask 1 2001:db8:19::10)" "2001:db8:18::2"
-    expect_contains "ip6tables rule has --random-fully" "$(in_ns "$NODE" ip6tables-legacy-save -t nat)" "-j MASQUERADE --random-fully"
+    expect_contains "the IPv6 rule is fully random" "$(snat_rules6)" "$(masquerade_text)"
     expect_eq "without a bypass, IPv4 to vpc is SNATed" "$(ask 1 198.19.0.10)" "198.19.0.1"
     pod_del "$list" 1 >/dev/null
 }
@@ -46,9 +44,9 @@ test_to_source_and_port_range() {
         *203.0.113.[23]*) pass "toSource: ext sees only toSource addresses ($seen)" ;;
         *) fail "toSource: ext saw $seen" ;;
     esac
-    local saved; saved=$(in_ns "$NODE" iptables-legacy-save -t nat)
-    expect_contains "SNAT rule with ports per protocol" "$saved" "-p tcp -m comment"
-    expect_contains "SNAT --to-source range --random-fully" "$saved" "-j SNAT --to-source 203.0.113.2-203.0.113.3:40000-40999 --random-fully"
+    local saved; saved=$(snat_rules)
+    expect_contains "SNAT rule with ports per protocol" "$saved" "$(tcp_text)"
+    expect_contains "SNAT to the range, fully random" "$saved" "$(snat_text)"
     in_ns "$EXT" timeout 5 bash -c "conntrack -L -p tcp --dport 8080 2>/dev/null" > "$WORK/ct" || true
     local ports; ports=$(in_ns "$NODE" conntrack -L -p tcp --dport 8080 2>/dev/null | grep -o 'dport=[0-9]*' | sed -n '2~2p' | cut -d= -f2 | sort -u)
     local outside=0
@@ -66,8 +64,8 @@ test_del_is_idempotent_and_leaves_no_trace() {
     printf '{"cniVersion":"1.1.0","name":"%s","type":"randsnat"}' "$T-n" > "$conf"
     expect "DEL without prevResult and with empty CNI_NETNS succeeds" randsnat_exec DEL "$conf" "c1-$RUN" "" eth0
     expect_absent "pod 1's container id is in no rule or set" "$(nat_state)" "c1-$RUN"
-    expect_absent "pod 1's address is in no set" "$(in_ns "$NODE" ipset save)" "198.18.0.2 "
-    expect_contains "pod 2 is still there" "$(in_ns "$NODE" ipset save)" "c2-$RUN"
+    expect_absent "pod 1's address is in no set" "$(snat_members)" "198.18.0.2 "
+    expect_contains "pod 2 is still there" "$(snat_members)" "c2-$RUN"
     expect "a second DEL succeeds" randsnat_exec DEL "$conf" "c1-$RUN" "" eth0
     expect "DEL of a pod never added succeeds" randsnat_exec DEL "$conf" "never-$RUN" "/nonexistent" eth0
     pod_del "$list" 1 >/dev/null
@@ -80,13 +78,12 @@ test_check_names_what_is_missing() {
     local list; list=$(conflist "$T-n")
     pod_add "$list" 1 >/dev/null
     expect "CHECK passes on a whole pod" pod_check "$list" 1
-    local set; set=$(in_ns "$NODE" ipset list -n | grep -- '-P4$')
-    in_ns "$NODE" ipset del "$set" 198.18.0.2
+    local set; set=$(member_set)
+    del_member "$set" 198.18.0.2
     local out; out=$(pod_check "$list" 1)
     expect_contains "CHECK names the missing member" "$out" "198.18.0.2 is not in set $set"
     pod_del "$list" 1 >/dev/null; pod_add "$list" 1 >/dev/null
-    local chain; chain=$(in_ns "$NODE" iptables-legacy-save -t nat | grep -o '^:RANDSNAT-[^ ]*' | tr -d :)
-    in_ns "$NODE" iptables-legacy -t nat -D "$chain" 2
+    local chain; chain=$(drop_second_rule)
     out=$(pod_check "$list" 1)
     expect_contains "CHECK names the changed chain" "$out" "chain $chain has"
     pod_del "$list" 1 >/dev/null
@@ -98,7 +95,7 @@ test_gc_and_status() {
     pod_add "$list" 1 >/dev/null; pod_add "$list" 2 >/dev/null; pod_add "$list" 3 >/dev/null
     local gc; gc=$(randsnat_conf "$T-n" '"cni.dev/valid-attachments":[{"containerID":"c2-'"$RUN"'","ifname":"eth0"}]')
     expect "GC keeping pod 2" randsnat_exec GC "$gc"
-    local sets; sets=$(in_ns "$NODE" ipset save)
+    local sets; sets=$(snat_members)
     expect_absent "GC removed pod 1" "$sets" "c1-$RUN"
     expect_absent "GC removed pod 3" "$sets" "c3-$RUN"
     expect_contains "GC kept pod 2" "$sets" "c2-$RUN"
@@ -108,8 +105,15 @@ test_gc_and_status() {
     local conf; conf=$(randsnat_conf "$T-n")
     expect "STATUS succeeds on a healthy node" randsnat_exec STATUS "$conf"
     mkdir -p "$WORK/lockdir"
-    local out; out=$(in_ns "$NODE" env CNI_COMMAND=STATUS CNI_PATH=/x XTABLES_LOCKFILE="$WORK/lockdir" "$RANDSNAT_BIN" < "$conf")
-    expect_contains "STATUS fails with 50 when the xtables lock is unusable" "$out" '"code":50'
+    local out
+    if [ "$BACKEND" = nftables ]; then
+        touch "$WORK/notadir"
+        out=$(in_ns "$NODE" env CNI_COMMAND=STATUS CNI_PATH=/x RANDSNAT_RUN_DIR="$WORK/notadir" "$RANDSNAT_BIN" < "$conf")
+        expect_contains "STATUS fails with 50 when randsnat's run directory is unusable" "$out" '"code":50'
+    else
+        out=$(in_ns "$NODE" env CNI_COMMAND=STATUS CNI_PATH=/x XTABLES_LOCKFILE="$WORK/lockdir" "$RANDSNAT_BIN" < "$conf")
+        expect_contains "STATUS fails with 50 when the xtables lock is unusable" "$out" '"code":50'
+    fi
     printf '{"cniVersion":"1.0.0","name":"%s","type":"randsnat"}' "$T-n" > "$conf"
     expect_contains "STATUS needs 1.1.0" "$(randsnat_exec STATUS "$conf")" '"code":1'
     pod_del "$list" 2 >/dev/null
@@ -142,34 +146,13 @@ test_config_change_makes_a_new_generation() {
     pod_add "$a" 1 >/dev/null
     local b; b=$(conflist "$T-n" '"nonMasqueradeCIDRs":["198.19.0.0/24"],"masqLinkLocal":true')
     pod_add "$b" 2 >/dev/null
-    expect_eq "two generations side by side" "$(in_ns "$NODE" iptables-legacy-save -t nat | grep -c '^:RANDSNAT-')" "2"
+    expect_eq "two generations side by side" "$(chain_count)" "2"
     expect_eq "pod 1 keeps its config (vpc bypass)" "$(ask 1 198.19.0.10)" "198.18.0.2"
     expect_eq "pod 2 has the new config" "$(ask 2 198.19.0.10)" "198.18.0.3"
     pod_del "$a" 1 >/dev/null
-    expect_eq "the old generation goes with its last pod" "$(in_ns "$NODE" iptables-legacy-save -t nat | grep -c '^:RANDSNAT-')" "1"
+    expect_eq "the old generation goes with its last pod" "$(chain_count)" "1"
     expect_eq "pod 2 still SNATed to ext" "$(ask 2 203.0.113.10)" "203.0.113.1"
     pod_del "$b" 2 >/dev/null
-}
-
-test_nftables_node_is_detected_and_reported() {
-    local conf; conf=$(randsnat_conf "$T-n")
-    local out
-    out=$(randsnat_exec STATUS "$conf" 2>&1)
-    expect_contains "an empty node counts as iptables-legacy" "$out" "netfilter: iptables-legacy"
-    # kube-proxy in iptables-nft mode: its rules are in nf_tables' ip nat table, the legacy one has none.
-    in_ns "$NODE" iptables-nft -t nat -N KUBE-SERVICES
-    in_ns "$NODE" iptables-nft -t nat -A PREROUTING -j KUBE-SERVICES
-    in_ns "$NODE" iptables-nft -t nat -A KUBE-SERVICES -d 10.96.0.1/32 -p tcp --dport 443 -j DNAT --to-destination 198.19.0.10:8080
-    out=$(randsnat_exec STATUS "$conf" 2>&1)
-    expect_contains "STATUS reports an nf_tables node" "$out" "nat rules are in nf_tables"
-    ip netns add "$T-pod1"
-    out=$(in_ns "$NODE" env CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_NETNS="/var/run/netns/$T-pod1" CNI_IFNAME=eth0 CNI_PATH=/x \
-        "$RANDSNAT_BIN" < "$(sed 's/"type":"randsnat"/&,"prevResult":{"ips":[{"address":"198.18.0.9\/24"}]}/' "$conf" > "$WORK/nft.json"; echo "$WORK/nft.json")" 2>&1)
-    expect_contains "ADD warns on stderr on an nf_tables node" "$out" "nat rules are in nf_tables"
-    in_ns "$NODE" iptables-legacy -t nat -A POSTROUTING -d 192.0.2.1/32 -j RETURN
-    out=$(randsnat_exec STATUS "$conf" 2>&1)
-    expect_contains "with legacy rules too, the node counts as legacy" "$out" "netfilter: iptables-legacy (1 legacy nat rules"
-    in_ns "$NODE" env CNI_COMMAND=DEL CNI_CONTAINERID=c1 CNI_IFNAME=eth0 CNI_PATH=/x "$RANDSNAT_BIN" < "$conf"
 }
 
 test_del_forgets_the_pods_flows() {

@@ -14,6 +14,13 @@ RUN=${RUN:-rs$(printf '%04x' $((RANDOM % 65536)))}
 TMP_BASE=$(mktemp -d /tmp/randsnat-it.XXXXXX)
 export CNI_PATH="$(dirname "$RANDSNAT_BIN"):/usr/lib/cni"
 
+# The backend under test: run.sh runs the backend-neutral tests once per backend. For iptables no key
+# is written (`auto` picks it on an empty node); for nftables the configs say "backend":"nftables".
+BACKEND=${RANDSNAT_TEST_BACKEND:-iptables}
+backend_key() { if [ "$BACKEND" = nftables ]; then printf '"backend":"nftables"'; fi; }
+# join_json A B: two JSON member lists joined with a comma (either may be empty).
+join_json() { if [ -n "$1" ] && [ -n "$2" ]; then printf '%s,%s' "$1" "$2"; else printf '%s%s' "$1" "$2"; fi; }
+
 failures=0
 fail() { echo "    FAIL: $*"; failures=$((failures + 1)); }
 pass() { echo "    ok: $*"; }
@@ -76,7 +83,8 @@ bed_down() {
 # The default version is 1.0.0 because Debian 12's reference plugins (1.1.1) do not accept 1.1.0;
 # STATUS and GC (1.1.0 only) are run on randsnat's own config of the same network (randsnat_conf).
 conflist() {
-    local name=$1 extra=${2:-} version=${3:-1.0.0}
+    local name=$1 extra version=${3:-1.0.0}
+    extra=$(join_json "${2:-}" "$(backend_key)")
     cat > "$WORK/$name.conflist" <<JSON
 {"cniVersion":"$version","name":"$name","plugins":[
  {"type":"bridge","bridge":"rsnbr0","isGateway":true,"ipMasq":false,
@@ -102,7 +110,8 @@ ask() { in_ns "$T-pod$1" python3 "$HERE/peer.py" ask "$2" 8080 2>&1; }
 # standalone NAME EXTRA_JSON [RANGES_JSON] [CNI_VERSION]: a conflist with randsnat as the only plugin
 # (bridge rsnsa0, host-local IPAM in the work dir); prints its path.
 standalone() {
-    local name=$1 extra=${2:-} ranges=${3:-'[[{"subnet":"198.18.0.0/24"}],[{"subnet":"2001:db8:18::/64"}]]'} version=${4:-1.0.0}
+    local name=$1 extra ranges=${3:-'[[{"subnet":"198.18.0.0/24"}],[{"subnet":"2001:db8:18::/64"}]]'} version=${4:-1.0.0}
+    extra=$(join_json "${2:-}" "$(backend_key)")
     cat > "$WORK/$name.conflist" <<JSON
 {"cniVersion":"$version","name":"$name","plugins":[
  {"type":"randsnat","bridge":"rsnsa0","isGateway":true,"isDefaultGateway":true${extra:+,$extra},
@@ -113,8 +122,9 @@ JSON
 
 # randsnat_conf NAME [EXTRA_JSON]: randsnat's own config (cniVersion 1.1.0) in a file; prints its path.
 randsnat_conf() {
-    local file="$WORK/$1-$RANDOM.json"
-    printf '{"cniVersion":"1.1.0","name":"%s","type":"randsnat"%s}' "$1" "${2:+,$2}" > "$file"
+    local file="$WORK/$1-$RANDOM.json" extra
+    extra=$(join_json "${2:-}" "$(backend_key)")
+    printf '{"cniVersion":"1.1.0","name":"%s","type":"randsnat"%s}' "$1" "${extra:+,$extra}" > "$file"
     echo "$file"
 }
 
@@ -124,20 +134,100 @@ randsnat_exec() {
         "$RANDSNAT_BIN" < "$2"
 }
 
-# The node's netfilter state as text: both nat tables without counters, and all sets.
+# The node's netfilter state as text: both legacy nat tables without counters, all sets, and the
+# whole nf_tables ruleset (so an exact-restore check covers both backends).
 nat_state() {
-    { in_ns "$NODE" iptables-legacy-save -t nat; in_ns "$NODE" ip6tables-legacy-save -t nat; in_ns "$NODE" ipset save; } 2>/dev/null \
-        | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
+    { in_ns "$NODE" iptables-legacy-save -t nat; in_ns "$NODE" ip6tables-legacy-save -t nat; in_ns "$NODE" ipset save
+      in_ns "$NODE" nft list ruleset; } 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
+}
+
+# Backend-neutral views of randsnat's state, for the tests that run on both backends.
+# snat_rules: randsnat's rules as the backend's own tool prints them.
+snat_rules() {
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft list table inet randsnat 2>/dev/null
+    else { in_ns "$NODE" iptables-legacy-save -t nat; in_ns "$NODE" ip6tables-legacy-save -t nat; } 2>/dev/null; fi
+}
+# snat_rules6: the IPv6 half.
+snat_rules6() {
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft list table inet randsnat 2>/dev/null | awk '/chain RANDSNAT-.*-6 [{]/,/[}]/'
+    else in_ns "$NODE" ip6tables-legacy-save -t nat 2>/dev/null; fi
+}
+# snat_members: every set with its members and their comments.
+snat_members() {
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft list table inet randsnat 2>/dev/null; else in_ns "$NODE" ipset save 2>/dev/null; fi
+}
+# member_count: pod members (IPv4) with an owner comment.
+member_count() {
+    if [ "$BACKEND" = nftables ]; then
+        in_ns "$NODE" nft -j list sets inet 2>/dev/null | python3 -c '
+import json, sys
+data = json.load(sys.stdin).get("nftables", [])
+print(sum(len(i["set"].get("elem", [])) for i in data if "set" in i and i["set"]["table"] == "randsnat" and i["set"]["name"].endswith("-P4")))'
+    else in_ns "$NODE" ipset save | grep -c '^add RANDSNAT-.*-P4 .*comment'; fi
+}
+# jump_count: IPv4 jumps to randsnat chains; chain_count: randsnat's IPv4 chains.
+jump_count() {
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft list chain inet randsnat postrouting 2>/dev/null | grep -c 'ip saddr @RANDSNAT-.* jump RANDSNAT-'
+    else in_ns "$NODE" iptables-legacy-save -t nat | grep -c '^-A POSTROUTING .*-j RANDSNAT-'; fi
+}
+chain_count() {
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft list table inet randsnat 2>/dev/null | grep -c 'chain RANDSNAT-[^ ]*-4 [{]'
+    else in_ns "$NODE" iptables-legacy-save -t nat | grep -c '^:RANDSNAT-'; fi
+}
+# member_set: the IPv4 member set's name; del_member SET ADDRESS: takes a member out behind randsnat's back.
+member_set() {
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft list sets inet 2>/dev/null | grep -o 'RANDSNAT-[^ ]*-P4' | head -1
+    else in_ns "$NODE" ipset list -n | grep -- '-P4$' | head -1; fi
+}
+del_member() {
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft delete element inet randsnat "$1" "{ $2 }"
+    else in_ns "$NODE" ipset del "$1" "$2"; fi
+}
+# drop_second_rule: deletes rule 2 of randsnat's IPv4 chain behind its back; prints the chain's name.
+drop_second_rule() {
+    local chain
+    if [ "$BACKEND" = nftables ]; then
+        chain=$(in_ns "$NODE" nft list table inet randsnat | grep -o 'chain RANDSNAT-[^ ]*-4' | head -1 | cut -d' ' -f2)
+        local handle; handle=$(in_ns "$NODE" nft -a list chain inet randsnat "$chain" | grep -o 'handle [0-9]*' | sed -n 2p | cut -d' ' -f2)
+        in_ns "$NODE" nft delete rule inet randsnat "$chain" handle "$handle"
+    else
+        chain=$(in_ns "$NODE" iptables-legacy-save -t nat | grep -o '^:RANDSNAT-[^ ]*' | tr -d : | head -1)
+        in_ns "$NODE" iptables-legacy -t nat -D "$chain" 2
+    fi
+    echo "$chain"
+}
+# Text the backend's tool prints for randsnat's masquerade, and for toSource 203.0.113.2-3 with ports.
+masquerade_text() { if [ "$BACKEND" = nftables ]; then echo "masquerade fully-random"; else echo "-j MASQUERADE --random-fully"; fi; }
+snat_text() {
+    if [ "$BACKEND" = nftables ]; then echo "snat ip to 203.0.113.2/31:40000-40999 fully-random"
+    else echo "-j SNAT --to-source 203.0.113.2-203.0.113.3:40000-40999 --random-fully"; fi
+}
+tcp_text() { if [ "$BACKEND" = nftables ]; then echo "meta l4proto tcp"; else echo "-p tcp -m comment"; fi; }
+# A foreign rule in the backend's netfilter (a canary that must survive randsnat's writes).
+canary_add() {
+    if [ "$BACKEND" = nftables ]; then
+        in_ns "$NODE" nft add table inet rscanary
+        in_ns "$NODE" nft add chain inet rscanary post '{ type nat hook postrouting priority srcnat - 10; }'
+        in_ns "$NODE" nft add rule inet rscanary post ip daddr 192.0.2.99 return comment canary
+    else in_ns "$NODE" iptables-legacy -t nat -A POSTROUTING -d 192.0.2.99/32 -m comment --comment canary -j RETURN; fi
+}
+canary_text() {
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft list ruleset; else in_ns "$NODE" iptables-legacy-save -t nat; fi
+}
+canary_del() {
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft delete table inet rscanary
+    else in_ns "$NODE" iptables-legacy -t nat -D POSTROUTING -d 192.0.2.99/32 -m comment --comment canary -j RETURN; fi
 }
 
 # run_test NAME: runs test_NAME on a fresh bed in a subshell, always tearing it down.
 passed=0 failed=0 failed_names=()
 run_test() {
-    local name=$1
-    echo "--- $name"
+    local name=$1 label=$1
+    [ "$BACKEND" = iptables ] || label="$1 [$BACKEND]"
+    echo "--- $label"
     if ( set +e; failures=0; trap bed_down EXIT; bed_up "$(printf '%s' "$name" | cksum | cut -c1-4)"; "test_$name"; exit $((failures > 0)) ); then
-        passed=$((passed + 1)); echo "--- $name: ok"
+        passed=$((passed + 1)); echo "--- $label: ok"
     else
-        failed=$((failed + 1)); failed_names+=("$name"); echo "--- $name: FAILED"
+        failed=$((failed + 1)); failed_names+=("$label"); echo "--- $label: FAILED"
     fi
 }

@@ -13,12 +13,15 @@ public struct PluginConfig: Equatable, Sendable {
     public var egressInterface: String?
     /// How long ADD/DEL wait for the xtables lock and randsnat's network lock before code 11.
     public var lockTimeoutSeconds: Double = 10
+    /// Which netfilter randsnat writes: the node's (auto), legacy xtables, or native nf_tables.
+    public var backend: BackendChoice = .auto
 
     public init() {}
 
     /// The keys this type reads.
     public static let keys: [String] = [
         "nonMasqueradeCIDRs", "masqLinkLocal", "toSource", "portRange", "egressInterface", "lockTimeoutSeconds",
+        "backend",
     ]
 
     /// Reads randsnat's keys; keys that neither the spec nor randsnat knows come back as warnings.
@@ -68,6 +71,12 @@ public struct PluginConfig: Equatable, Sendable {
                 throw .invalidValue(key: "lockTimeoutSeconds", value: "\(seconds)", reason: "must be more than 0 and at most 300")
             }
             config.lockTimeoutSeconds = seconds
+        }
+        if let text = try string(members, "backend") {
+            guard let choice = BackendChoice(rawValue: text) else {
+                throw .invalidValue(key: "backend", value: text, reason: "must be \"auto\", \"iptables\" or \"nftables\"")
+            }
+            config.backend = choice
         }
         if let ipMasq = members["ipMasq"], ipMasq != .null, ipMasq.boolValue == nil {
             throw .wrongType(key: "ipMasq", expected: "true or false", actual: ipMasq.typeName)

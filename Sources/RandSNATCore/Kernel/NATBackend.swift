@@ -34,10 +34,29 @@ public struct NodeReport: Equatable, Sendable {
     public init() {}
 }
 
+/// The netfilter implementations randsnat can write to.
+public enum BackendKind: String, CaseIterable, Sendable {
+    /// Legacy xtables through libiptc, with ipsets.
+    case iptables
+    /// Native nf_tables through libnftnl: table `inet randsnat`.
+    case nftables
+}
+
+/// The config key `backend`.
+public enum BackendChoice: String, Sendable {
+    /// What the node uses: nf_tables when its ruleset holds the node's nat rules and the legacy nat
+    /// table holds none, legacy otherwise (an empty node stays on libiptc). A network that has
+    /// state stays where it is until GC finds the node has changed.
+    case auto
+    case iptables
+    case nftables
+}
+
 /// The node's netfilter state as randsnat needs it. The per-pod methods (`isInstalled`, `add`,
 /// `remove`, `generations`) must cost the same however large the node's nat table is; only
 /// `install`, `uninstall`, `removeStrays` and `problems` may read or replace a whole table.
 public protocol NATBackend {
+    var kind: BackendKind { get }
     /// True when the plan's sets exist and the nat table's rules still use them.
     func isInstalled(_ plan: FamilyPlan) throws -> Bool
     /// Creates the sets, the chain with its rules and the jump, replacing what differs; one commit.
@@ -57,6 +76,8 @@ public protocol NATBackend {
     /// How the kernel's chain and jump differ from the plan, one sentence per difference.
     func problems(with plan: FamilyPlan) throws -> [String]
     func status() throws -> NodeReport
+    /// Which netfilter holds the node's nat rules (reads whole tables: not for the per-pod path).
+    func nodeNetfilter() throws -> BackendKind
 }
 
 /// Serialises randsnat's own work on one network across processes, so that a last DEL tearing the

@@ -12,16 +12,16 @@ public struct NodeNotReady: Error, Equatable, Sendable, CustomStringConvertible 
     public var description: String { problems.joined(separator: "; ") }
 }
 
-/// randsnat as a chained plugin: the verbs of the spec on top of a `NATBackend`.
+/// randsnat as a chained plugin: the verbs of the spec on top of the `NATBackend`s.
 public struct SNATPlugin: CNIPlugin {
-    /// Makes the backend for a request's config (the config sets its lock timeout).
-    let makeBackend: (PluginConfig) throws -> any NATBackend
+    /// Makes a backend for a request's config (the config sets its lock timeout).
+    let makeBackend: (BackendKind, PluginConfig) throws -> any NATBackend
     let lock: any NetworkLock
     /// Writes one line to stderr.
     let log: (String) -> Void
     let pathExists: (String) -> Bool
 
-    public init(makeBackend: @escaping (PluginConfig) throws -> any NATBackend, lock: any NetworkLock,
+    public init(makeBackend: @escaping (BackendKind, PluginConfig) throws -> any NATBackend, lock: any NetworkLock,
                 log: @escaping (String) -> Void, pathExists: @escaping (String) -> Bool) {
         self.makeBackend = makeBackend
         self.lock = lock
@@ -75,11 +75,17 @@ public struct SNATPlugin: CNIPlugin {
     }
 
     /// Installs the network's objects where needed and adds the pod's members, under the network
-    /// lock; on failure removes what it added.
+    /// lock; on failure removes what it added. A network with state in the other backend is moved
+    /// first (see `migrate`).
     func addSNAT(_ pod: PodPlan, config: PluginConfig) throws {
         let network = pod.attachment.network
-        let backend = try makeBackend(config)
-        try lock.withLock(NetworkID(network: network), timeoutSeconds: config.lockTimeoutSeconds) {
+        let id = NetworkID(network: network)
+        try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
+            let placement = try place(id, config: config)
+            let backend = placement.chosen
+            for (other, generations) in placement.elsewhere {
+                try migrate(generations, from: other, to: backend, network: network, config: config)
+            }
             var installed: [FamilyPlan] = []
             do {
                 for family in pod.families {
@@ -94,10 +100,72 @@ public struct SNATPlugin: CNIPlugin {
                     try backend.add(subnet: member.address.subnet, to: member.names)
                 }
             } catch {
-                rollBack(backend, id: NetworkID(network: network), installed: installed, comment: pod.attachment.comment)
+                rollBack(backend, id: id, installed: installed, comment: pod.attachment.comment)
                 throw error
             }
         }
+    }
+
+    /// Where a network's state goes, and what other backends hold of it.
+    struct Placement {
+        let chosen: any NATBackend
+        /// Other backends holding generations of the network (to be moved to `chosen`).
+        let elsewhere: [(backend: any NATBackend, generations: [InstalledGeneration])]
+    }
+
+    /// Picks the backend: the configured one; with `auto`, the one holding the network's state, or
+    /// (for a network new on this node, or with `redetect`) the node's netfilter. A backend that is
+    /// not the configured one and cannot be read counts as holding nothing.
+    func place(_ id: NetworkID, config: PluginConfig, redetect: Bool = false) throws -> Placement {
+        var states: [(backend: any NATBackend, generations: [InstalledGeneration])] = []
+        for kind in BackendKind.allCases {
+            let backend = try makeBackend(kind, config)
+            if config.backend.rawValue == kind.rawValue {
+                states.append((backend, try backend.generations(of: id)))
+                continue
+            }
+            do {
+                states.append((backend, try backend.generations(of: id)))
+            } catch {
+                if config.backend == .auto && kind == .iptables { throw error }
+                states.append((backend, []))
+            }
+        }
+        let kind: BackendKind
+        switch config.backend {
+        case .iptables: kind = .iptables
+        case .nftables: kind = .nftables
+        case .auto:
+            if !redetect, let holder = states.first(where: { !$0.generations.isEmpty }) {
+                kind = holder.backend.kind
+            } else {
+                kind = try states[0].backend.nodeNetfilter()
+            }
+        }
+        let chosen = states.first { $0.backend.kind == kind }!.backend
+        return Placement(chosen: chosen, elsewhere: states.filter { $0.backend.kind != kind && !$0.generations.isEmpty })
+    }
+
+    /// Moves a network's state between backends without a moment in which a pod is not SNATed: the
+    /// new backend's rules and members first, then the old backend's objects go. (Both nat hooks sit
+    /// at the srcnat priority; a flow NATed by one is not NATed again by the other.) Pods keep their
+    /// owner comments; every generation moves into the current config's generation.
+    func migrate(_ generations: [InstalledGeneration], from old: any NATBackend, to new: any NATBackend, network: String,
+                 config: PluginConfig) throws {
+        var moved = 0
+        for generation in generations {
+            let plan = Planner.family(generation.names.family, network: network, config: config)
+            if try !new.isInstalled(plan) { try new.install(plan) }
+            for member in generation.members {
+                let prefix = generation.subnets.first { $0.contains(member.address) }?.prefix ?? member.address.family.bitCount
+                let address = PodAddress(address: member.address, prefix: prefix)
+                try new.add(PodPlan.Member(address: address, names: plan.names), comment: member.comment)
+                try new.add(subnet: address.subnet, to: plan.names)
+                moved += 1
+            }
+        }
+        for generation in generations { try old.uninstall(generation.names) }
+        log("randsnat: network \"\(network)\": moved \(moved) pod address(es) from \(old.kind.rawValue) to \(new.kind.rawValue)")
     }
 
     /// Undoes a failed ADD: the pod's members, the subnets only it used, then the network objects
@@ -123,12 +191,29 @@ public struct SNATPlugin: CNIPlugin {
     func removeSNAT(_ owner: Attachment, members: [String: JSONValue]) throws {
         let config = (try? PluginConfig.parse(members).config) ?? PluginConfig()
         let id = NetworkID(network: owner.network)
-        let backend = try makeBackend(config)
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
-            for generation in try backend.generations(of: id) {
-                try removeMembers(of: generation, backend) { $0 == owner.comment }
+            for (backend, generations) in try holdings(id, config: config) {
+                for generation in generations {
+                    try removeMembers(of: generation, backend) { $0 == owner.comment }
+                }
             }
         }
+    }
+
+    /// Every backend with what it holds of the network. DEL and GC look in all of them: the pod may
+    /// have been added before a backend switch. One that cannot be read (no nf_tables, no ipset in
+    /// the kernel) holds nothing unless the config names it.
+    func holdings(_ id: NetworkID, config: PluginConfig) throws -> [(backend: any NATBackend, generations: [InstalledGeneration])] {
+        var states: [(backend: any NATBackend, generations: [InstalledGeneration])] = []
+        for kind in BackendKind.allCases {
+            let backend = try makeBackend(kind, config)
+            do {
+                states.append((backend, try backend.generations(of: id)))
+            } catch {
+                if config.backend.rawValue == kind.rawValue || (config.backend == .auto && kind == .iptables) { throw error }
+            }
+        }
+        return states
     }
 
     /// Removes the members whose comment `isStale` says goes and the subnets no remaining member is
@@ -161,8 +246,12 @@ public struct SNATPlugin: CNIPlugin {
 
     /// How the node's SNAT state differs from what `pod` needs.
     func snatProblems(_ pod: PodPlan, config: PluginConfig) throws -> [String] {
-        let backend = try makeBackend(config)
+        let placement = try place(NetworkID(network: pod.attachment.network), config: config)
+        let backend = placement.chosen
         var problems: [String] = []
+        for (other, _) in placement.elsewhere {
+            problems.append("the network has state in \(other.kind.rawValue) while its backend is \(backend.kind.rawValue); the next ADD or GC moves it")
+        }
         for family in pod.families {
             problems += try backend.problems(with: Planner.family(family, network: pod.attachment.network, config: config))
         }
@@ -190,23 +279,29 @@ public struct SNATPlugin: CNIPlugin {
         let config = try pluginConfig(request)
         let valid = try validAttachments(request.config.members)
         let id = NetworkID(network: request.config.name)
-        let backend = try makeBackend(config)
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
-            var keep: Set<ObjectNames> = []
-            for generation in try backend.generations(of: id) {
-                try removeMembers(of: generation, backend) { comment in
-                    guard let owner = Attachment.owner(fromComment: comment) else { return true }
-                    return !valid.contains(Attachment(network: id.network, containerID: owner.containerID, ifName: owner.ifName).comment)
+            for (backend, generations) in try holdings(id, config: config) {
+                var keep: Set<ObjectNames> = []
+                for generation in generations {
+                    try removeMembers(of: generation, backend) { comment in
+                        guard let owner = Attachment.owner(fromComment: comment) else { return true }
+                        return !valid.contains(Attachment(network: id.network, containerID: owner.containerID, ifName: owner.ifName).comment)
+                    }
+                    if generation.members.contains(where: { comment in
+                        Attachment.owner(fromComment: comment.comment).map {
+                            valid.contains(Attachment(network: id.network, containerID: $0.containerID, ifName: $0.ifName).comment)
+                        } ?? false
+                    }) {
+                        keep.insert(generation.names)
+                    }
                 }
-                if generation.members.contains(where: { comment in
-                    Attachment.owner(fromComment: comment.comment).map {
-                        valid.contains(Attachment(network: id.network, containerID: $0.containerID, ifName: $0.ifName).comment)
-                    } ?? false
-                }) {
-                    keep.insert(generation.names)
-                }
+                try backend.removeStrays(of: id, keep: keep)
             }
-            try backend.removeStrays(of: id, keep: keep)
+            // With `auto`, GC is where a network follows the node to another netfilter.
+            let placement = try place(id, config: config, redetect: config.backend == .auto)
+            for (other, generations) in placement.elsewhere {
+                try migrate(generations, from: other, to: placement.chosen, network: id.network, config: config)
+            }
         }
     }
 
@@ -228,7 +323,11 @@ public struct SNATPlugin: CNIPlugin {
     }
 
     public func status(_ request: Request) throws {
-        let report = try makeBackend(try pluginConfig(request)).status()
+        let config = try pluginConfig(request)
+        var kind = BackendKind(rawValue: config.backend.rawValue)
+        if kind == nil { kind = try makeBackend(.iptables, config).nodeNetfilter() }
+        var report = try makeBackend(kind!, config).status()
+        report.notes.append("backend: \(kind!.rawValue)" + (config.backend == .auto ? " (auto)" : ""))
         for line in report.notes + report.warnings { log("randsnat: \(line)") }
         if !report.problems.isEmpty { throw NodeNotReady(problems: report.problems) }
     }

@@ -1,0 +1,113 @@
+# The nftables backend's own behaviour: auto detection, moving a network between backends, GC of
+# randsnat's table, a foreign nft writer. (The backend-neutral tests run on it too: see run.sh.)
+
+# iptables_nft_rules: kube-proxy in iptables-nft mode: its rules in nf_tables' ip nat table.
+iptables_nft_rules() {
+    in_ns "$NODE" iptables-nft -t nat -N KUBE-SERVICES
+    in_ns "$NODE" iptables-nft -t nat -A PREROUTING -j KUBE-SERVICES
+    in_ns "$NODE" iptables-nft -t nat -A KUBE-SERVICES -d 10.96.0.1/32 -p tcp --dport 443 -j DNAT --to-destination 198.19.0.10:8080
+}
+
+test_auto_follows_the_nodes_netfilter() {
+    local conf; conf=$(randsnat_conf "$T-n")
+    local out; out=$(randsnat_exec STATUS "$conf" 2>&1)
+    expect_contains "an empty node counts as iptables-legacy" "$out" "netfilter: iptables-legacy"
+    expect_contains "auto picks iptables there" "$out" "backend: iptables (auto)"
+    iptables_nft_rules
+    out=$(randsnat_exec STATUS "$conf" 2>&1)
+    expect_contains "with iptables-nft rules and no legacy ones, auto picks nftables" "$out" "backend: nftables (auto)"
+    local list; list=$(conflist "$T-n")
+    pod_add "$list" 1 >/dev/null
+    expect_contains "ADD wrote the pod into table inet randsnat" "$(in_ns "$NODE" nft list table inet randsnat)" "198.18.0.2 comment \"$T-n/c1-$RUN/eth0\""
+    expect_absent "and nothing into the legacy nat table" "$(in_ns "$NODE" iptables-legacy-save -t nat)" "RANDSNAT"
+    expect_eq "ext sees the node" "$(ask 1 203.0.113.10)" "203.0.113.1"
+    expect "CHECK passes" pod_check "$list" 1
+    # The node changes: a legacy nat rule appears. A network with state stays put until GC.
+    in_ns "$NODE" iptables-legacy -t nat -A POSTROUTING -d 192.0.2.1/32 -j RETURN
+    out=$(randsnat_exec STATUS "$conf" 2>&1)
+    expect_contains "with legacy rules too, auto picks iptables" "$out" "backend: iptables (auto)"
+    pod_add "$list" 2 >/dev/null
+    expect_contains "ADD keeps a network where its state is" "$(in_ns "$NODE" nft list table inet randsnat)" "c2-$RUN"
+    local gc; gc=$(randsnat_conf "$T-n" '"cni.dev/valid-attachments":[{"containerID":"c1-'"$RUN"'","ifname":"eth0"},{"containerID":"c2-'"$RUN"'","ifname":"eth0"}]')
+    out=$(randsnat_exec GC "$gc" 2>&1)
+    expect_contains "GC moves the network to the node's netfilter" "$out" "moved 4 pod address(es) from nftables to iptables"
+    expect_contains "the pods are now ipset members" "$(in_ns "$NODE" ipset save)" "c1-$RUN"
+    expect_absent "and randsnat's nf_tables table is gone" "$(in_ns "$NODE" nft list ruleset)" "randsnat"
+    expect_eq "pod 1 is still SNATed" "$(ask 1 203.0.113.10)" "203.0.113.1"
+    pod_del "$list" 1 >/dev/null
+    pod_del "$list" 2 >/dev/null
+    expect_absent "DEL finds the pods after the move" "$(nat_state)" "RANDSNAT"
+    in_ns "$NODE" iptables-legacy -t nat -D POSTROUTING -d 192.0.2.1/32 -j RETURN
+}
+
+test_backend_switch_moves_the_state_without_a_gap() {
+    local before; before=$(nat_state)
+    local old; old=$(conflist "$T-n" '"backend":"iptables"')
+    pod_add "$old" 1 >/dev/null
+    pod_add "$old" 2 >/dev/null
+    expect_eq "pod 1 is SNATed by iptables" "$(ask 1 203.0.113.10)" "203.0.113.1"
+    # New connections from pod 1 all through the switch: each one without SNAT would get no answer.
+    in_ns "$T-pod1" python3 "$HERE/peer.py" load 203.0.113.10 8080 3000 4 > "$WORK/load" &
+    local load=$!
+    sleep 1
+    local new; new=$(conflist "$T-n" '"backend":"nftables"')
+    local out; out=$(pod_add "$new" 3 2>&1)
+    wait "$load"
+    local attempts failures; read -r attempts failures _ < "$WORK/load"
+    expect "connections went on during the switch ($attempts)" test "${attempts:-0}" -gt 50
+    expect_eq "none of them failed" "$failures" "0"
+    local tables; tables=$(in_ns "$NODE" nft list table inet randsnat)
+    for pod in 1 2 3; do expect_contains "pod $pod is in the nftables set" "$tables" "c$pod-$RUN/eth0"; done
+    expect_absent "nothing is left in the legacy nat table" "$(in_ns "$NODE" iptables-legacy-save -t nat; in_ns "$NODE" ipset save)" "RANDSNAT"
+    for pod in 1 2 3; do expect_eq "pod $pod is SNATed" "$(ask $pod 203.0.113.10)" "203.0.113.1"; done
+    expect "CHECK of an old pod passes with the new config" pod_check "$new" 1
+    pod_del "$old" 1 >/dev/null
+    pod_del "$new" 2 >/dev/null
+    pod_del "$new" 3 >/dev/null
+    expect_eq "after the DELs everything is as before" "$(nat_state)" "$before"
+}
+
+test_nft_concurrency_with_foreign_nft_writers() {
+    local before; before=$(nat_state)
+    in_ns "$NODE" nft add table inet rsforeign
+    in_ns "$NODE" nft add chain inet rsforeign post '{ type nat hook postrouting priority srcnat + 10; }'
+    local i n pids=()
+    # Two foreign writers: nft rules in a loop, and kube-proxy-like iptables-nft appends.
+    ( for i in $(seq 1 100); do in_ns "$NODE" nft add rule inet rsforeign post ip daddr 192.0.2.$i return comment foreign; done ) &
+    local writer1=$!
+    ( for i in $(seq 1 100); do in_ns "$NODE" iptables-nft -w 10 -t nat -A POSTROUTING -d 192.0.3.$i/32 -m comment --comment foreign -j RETURN; done ) &
+    local writer2=$!
+    for n in 1 2 3 4 5; do
+        for i in $(seq 1 10); do
+            local conf; conf=$(pod_conf "$T-c$n" "198.18.$n.$((i + 1))/24")
+            sed -i 's/"type":"randsnat"/"type":"randsnat","backend":"nftables"/' "$conf"
+            ( timeout 60 env CNI_COMMAND=ADD CNI_CONTAINERID="c$n-$i" CNI_NETNS="/var/run/netns/$NODE" CNI_IFNAME=eth0 \
+                CNI_PATH=/x ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf" > "$WORK/add-$n-$i.out" 2>&1; echo $? > "$WORK/add-$n-$i.rc" ) &
+            pids+=($!)
+        done
+    done
+    wait "${pids[@]}"
+    local bad=0
+    for n in 1 2 3 4 5; do for i in $(seq 1 10); do [ "$(cat "$WORK/add-$n-$i.rc")" = 0 ] || { bad=$((bad + 1)); head -c 300 "$WORK/add-$n-$i.out"; }; done; done
+    expect_eq "50 concurrent ADDs succeed" "$bad" "0"
+    expect_eq "one jump per network" "$(BACKEND=nftables jump_count)" "5"
+    expect_eq "all 50 pods are members" "$(BACKEND=nftables member_count)" "50"
+    pids=()
+    for n in 1 2 3 4 5; do
+        for i in $(seq 1 10); do
+            ( timeout 60 env CNI_COMMAND=DEL CNI_CONTAINERID="c$n-$i" CNI_NETNS="" CNI_IFNAME=eth0 CNI_PATH=/x \
+                ip netns exec "$NODE" "$RANDSNAT_BIN" < "$WORK/$T-c$n-198.18.$n.$((i + 1)).json" > "$WORK/del-$n-$i.out" 2>&1; echo $? > "$WORK/del-$n-$i.rc" ) &
+            pids+=($!)
+        done
+    done
+    wait "${pids[@]}" "$writer1" "$writer2"
+    bad=0
+    for n in 1 2 3 4 5; do for i in $(seq 1 10); do [ "$(cat "$WORK/del-$n-$i.rc")" = 0 ] || { bad=$((bad + 1)); head -c 300 "$WORK/del-$n-$i.out"; }; done; done
+    expect_eq "50 concurrent DELs succeed" "$bad" "0"
+    local ruleset; ruleset=$(in_ns "$NODE" nft list ruleset)
+    expect_eq "all 200 foreign rules are there" "$(printf '%s\n' "$ruleset" | grep -c 'comment "foreign"')" "200"
+    expect_absent "randsnat's table is gone with its last network" "$ruleset" "table inet randsnat"
+    in_ns "$NODE" nft delete table inet rsforeign
+    in_ns "$NODE" nft delete table ip nat
+    expect_eq "the ruleset is as before" "$(nat_state)" "$before"
+}
