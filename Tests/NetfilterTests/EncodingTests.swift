@@ -85,3 +85,57 @@ struct NetlinkMessageTests {
         #expect(attributes[type: 2]?.nested[type: 1]?.u8 == 42)
     }
 }
+
+struct NFTPlanTests {
+    static func plan(_ config: PluginConfig, family: Family = .ipv4) -> NFTFamilyPlan {
+        NFTFamilyPlan(Planner.family(family, network: "net", config: config))
+    }
+
+    @Test func defaultPlanReadsAsAPersonWouldWriteIt() {
+        let plan = Self.plan(PluginConfig())
+        #expect(plan.chain == plan.names.chain + "-4")
+        #expect(plan.rules.map(\.text) == [
+            "ip daddr @\(plan.names.subnetSet) return comment \"randsnat: name: net: pod subnets\"",
+            "ip daddr @\(plan.bypassSet) return comment \"randsnat: name: net: bypass\"",
+            "masquerade fully-random comment \"randsnat: name: net: masquerade\"",
+        ])
+        #expect(plan.jump.text == "ip saddr @\(plan.names.memberSet) jump \(plan.chain) comment \"randsnat: name: net generation: \(plan.names.generation)\"")
+        #expect(plan.bypass.map { "\($0.first)-\($0.last) \($0.comment)" } == ["169.254.0.0-169.254.255.255 link-local", "224.0.0.0-239.255.255.255 multicast"])
+    }
+
+    @Test func bypassCIDRsAreMergedIntoDisjointIntervals() {
+        var config = PluginConfig()
+        config.nonMasqueradeCIDRs = ["10.0.0.0/8", "10.1.0.0/16", "11.0.0.0/8", "2001:db8::/32"].map { CIDR($0)! }
+        config.masqLinkLocal = true
+        let plan = Self.plan(config)
+        #expect(plan.bypass.map { "\($0.first)-\($0.last)" } == ["10.0.0.0-11.255.255.255", "224.0.0.0-239.255.255.255"])
+        let elements = NFTBatch.elements(plan.bypass)
+        #expect(elements.map { "\($0.key)\($0.isIntervalEnd ? " end" : "")" } == ["10.0.0.0", "12.0.0.0 end", "224.0.0.0", "240.0.0.0 end"])
+        let six = Self.plan(config, family: .ipv6)
+        #expect(six.bypass.map { "\($0.first)" } == ["2001:db8::", "ff00::"])
+    }
+
+    @Test func intervalsComeBackFromADumpAsCIDRs() {
+        let dumped: [(key: IPAddress, isEnd: Bool, comment: String)] = [
+            (IPAddress("198.18.1.0")!, true, ""), (IPAddress("198.18.0.0")!, false, "a"),
+            (IPAddress("255.255.255.0")!, false, "top"),
+        ]
+        let intervals = NFTInterval.pair(dumped)
+        #expect(intervals.map { $0.cidr?.description } == ["198.18.0.0/24", "255.255.255.0/24"])
+    }
+
+    @Test func toSourceWithPortsAndSeveralItems() {
+        var config = PluginConfig()
+        config.toSource = [AddressRange("203.0.113.2")!, AddressRange("203.0.113.3-203.0.113.4")!]
+        config.portRange = PortRange("40000-40999")
+        config.egressInterface = "eth0"
+        let texts = Self.plan(config).rules.map(\.text)
+        #expect(texts.contains { $0.hasPrefix("oifname \"eth0\" meta l4proto tcp numgen random mod 2 0 snat ip to 203.0.113.2:40000-40999 fully-random") })
+        #expect(texts.last?.hasPrefix("oifname \"eth0\" snat ip to 203.0.113.3-203.0.113.4 fully-random") == true)
+    }
+
+    @Test func commentsLoseDoubleQuotesAndStayWithinNftsLimit() {
+        #expect(NFTRule.comment("a \"b\" c") == "a b c")
+        #expect(NFTRule.comment(String(repeating: "x", count: 300)).utf8.count == 127)
+    }
+}

@@ -4,6 +4,10 @@ import Testing
 
 /// An in-memory NATBackend: sets and "rules" as dictionaries, every call recorded.
 final class FakeBackend: NATBackend {
+    let kind: BackendKind
+    /// What `nodeNetfilter` reports.
+    var node: BackendKind = .iptables
+    init(kind: BackendKind = .iptables) { self.kind = kind }
     struct State { var members: [InstalledMember] = []; var subnets: [CIDR] = [] }
     var installed: [ObjectNames: State] = [:]
     var calls: [String] = []
@@ -44,6 +48,7 @@ final class FakeBackend: NATBackend {
     }
     func problems(with plan: FamilyPlan) throws -> [String] { installed[plan.names] == nil ? ["chain missing"] : [] }
     func status() throws -> NodeReport { NodeReport() }
+    func nodeNetfilter() throws -> BackendKind { node }
 }
 
 struct NoLock: NetworkLock {
@@ -52,7 +57,10 @@ struct NoLock: NetworkLock {
 
 struct SNATPluginTests {
     let backend = FakeBackend()
-    var plugin: SNATPlugin { SNATPlugin(makeBackend: { [backend] _ in backend }, lock: NoLock(), log: { _ in }, pathExists: { _ in true }) }
+    let nft = FakeBackend(kind: .nftables)
+    var plugin: SNATPlugin {
+        SNATPlugin(makeBackend: { [backend, nft] kind, _ in kind == .iptables ? backend : nft }, lock: NoLock(), log: { _ in }, pathExists: { _ in true })
+    }
 
     static func request(_ verb: Verb, container: String = "c1", ips: [String]? = ["198.18.0.2/24", "2001:db8::2/64"],
                         extra: String = "") -> Request {
@@ -147,5 +155,48 @@ struct SNATPluginTests {
         #expect(throws: ConfigError.self) {
             try plugin.gc(Self.request(.gc, ips: nil, extra: #","cni.dev/valid-attachments":[{"containerID":1}]"#))
         }
+    }
+
+    // MARK: backends
+
+    @Test func autoPutsANewNetworkWhereTheNodesRulesAre() throws {
+        backend.node = .nftables
+        _ = try plugin.add(Self.request(.add))
+        #expect(backend.installed.isEmpty)
+        #expect(try nft.generations(of: NetworkID(network: "net")).flatMap(\.members).count == 2)
+        // The network stays there even when the node now counts as legacy: only GC moves it.
+        backend.node = .iptables
+        _ = try plugin.add(Self.request(.add, container: "c2", ips: ["198.18.0.3/24"]))
+        #expect(backend.installed.isEmpty)
+        try plugin.gc(Self.request(.gc, ips: nil, extra: #","cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"},{"containerID":"c2","ifname":"eth0"}]"#))
+        #expect(nft.installed.isEmpty)
+        let moved = try backend.generations(of: NetworkID(network: "net"))
+        #expect(Set(moved.flatMap(\.members).map(\.comment)) == ["net/c1/eth0", "net/c2/eth0"])
+        #expect(moved.first { $0.names.family == .ipv4 }?.subnets == [CIDR("198.18.0.0/24")!])
+    }
+
+    @Test func anExplicitBackendMovesTheNetworkNewStateFirst() throws {
+        _ = try plugin.add(Self.request(.add, container: "c1"))
+        #expect(!backend.installed.isEmpty)
+        _ = try plugin.add(Self.request(.add, container: "c2", ips: ["198.18.0.3/24"], extra: #","backend":"nftables""#))
+        #expect(backend.installed.isEmpty)
+        let members = try nft.generations(of: NetworkID(network: "net")).flatMap(\.members).map(\.comment)
+        #expect(Set(members) == ["net/c1/eth0", "net/c2/eth0"])
+        // The old backend's objects went only after the new backend had every member.
+        #expect(nft.calls.firstIndex(of: "add 198.18.0.2") != nil)
+        #expect(backend.calls.last == "uninstall ipv6")
+        try plugin.del(Self.request(.del, container: "c1"))
+        #expect(try nft.generations(of: NetworkID(network: "net")).flatMap(\.members).map(\.comment) == ["net/c2/eth0"])
+    }
+
+    @Test func delFindsAPodInEitherBackend() throws {
+        _ = try plugin.add(Self.request(.add, extra: #","backend":"nftables""#))
+        try plugin.del(Self.request(.del, ips: nil))
+        #expect(nft.installed.isEmpty)
+    }
+
+    @Test func backendKeyIsChecked() {
+        #expect(throws: ConfigError.self) { try plugin.add(Self.request(.add, extra: #","backend":"xtables""#)) }
+        #expect(throws: ConfigError.self) { try plugin.add(Self.request(.add, extra: #","backend":true"#)) }
     }
 }

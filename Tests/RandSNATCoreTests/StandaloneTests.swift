@@ -119,7 +119,7 @@ struct StandalonePluginTests {
     let network = FakePodNetwork()
     let ipam = FakeIPAM()
     var plugin: RandSNATPlugin {
-        let snat = SNATPlugin(makeBackend: { [backend] _ in backend }, lock: NoLock(), log: { _ in }, pathExists: { _ in true })
+        let snat = SNATPlugin(makeBackend: { [backend] kind, _ in kind == .iptables ? backend : FakeBackend(kind: .nftables) }, lock: NoLock(), log: { _ in }, pathExists: { _ in true })
         return RandSNATPlugin(chained: snat, standalone: StandalonePlugin(snat: snat, network: network, ipam: ipam))
     }
 

@@ -105,7 +105,8 @@ test_nft_concurrency_with_foreign_nft_writers() {
     for n in 1 2 3 4 5; do for i in $(seq 1 10); do [ "$(cat "$WORK/del-$n-$i.rc")" = 0 ] || { bad=$((bad + 1)); head -c 300 "$WORK/del-$n-$i.out"; }; done; done
     expect_eq "50 concurrent DELs succeed" "$bad" "0"
     local ruleset; ruleset=$(in_ns "$NODE" nft list ruleset)
-    expect_eq "all 200 foreign rules are there" "$(printf '%s\n' "$ruleset" | grep -c 'comment "foreign"')" "200"
+    expect_eq "all 100 foreign nft rules are there" "$(printf '%s\n' "$ruleset" | grep -c 'comment "foreign"')" "100"
+    expect_eq "all 100 foreign iptables-nft rules are there" "$(in_ns "$NODE" iptables-nft-save -t nat | grep -c 'comment foreign')" "100"
     expect_absent "randsnat's table is gone with its last network" "$ruleset" "table inet randsnat"
     in_ns "$NODE" nft delete table inet rsforeign
     in_ns "$NODE" nft delete table ip nat
