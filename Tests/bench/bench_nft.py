@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""The nftables backend's per-pod cost, in one run, on a node whose nat rules live in nf_tables: with an
+empty ruleset and with N kube-proxy-like rules loaded by `iptables-nft-restore --noflush`:
+
+  randsnat-nft   chained randsnat, "backend": "nftables"
+  randsnat-ipt   chained randsnat, "backend": "iptables" (its legacy table stays empty here)
+  portmap-nft    the reference portmap (Debian 12's 1.1.1 has no nftables backend: forced to iptables-nft)
+  sa-nft         standalone randsnat, "backend": "nftables"
+  bridge-nft     the reference bridge with ipMasq, forced to iptables-nft
+
+A benchmark, not a test: it prints medians, p99 and ratios and asserts nothing. Everything happens in
+network namespaces it makes and removes.
+
+  bench_nft.py [--rules 20000] [--runs 50] [--reference-runs 10] [--standalone-runs 20]
+"""
+import argparse, os, shutil, subprocess, tempfile
+
+import bench
+from bench import NS, RANDSNAT, REFERENCE, sh
+
+
+def with_backend(make, backend):
+    def config(index):
+        c = make(index)
+        c["backend"] = backend
+        return c
+    return config
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rules", type=int, default=20000)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--reference-runs", type=int, default=10)
+    parser.add_argument("--standalone-runs", type=int, default=20)
+    args = parser.parse_args()
+    nft_bin = tempfile.mkdtemp(prefix="rsbench-nftbin.")
+    # The reference plugins exec `iptables`; these links make them use iptables-nft.
+    for name in ("iptables", "ip6tables", "iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore"):
+        os.symlink("/usr/sbin/" + name.replace("tables", "tables-nft", 1), os.path.join(nft_bin, name))
+    nft_env = {"PATH": nft_bin + ":" + os.environ["PATH"]}
+    sh("ip", "netns", "add", NS)
+    data_dir = tempfile.mkdtemp(prefix="rsbench-ipam.")
+    results = {}
+    try:
+        sh("ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up")
+        for size in (0, args.rules):
+            if size:
+                print("loading %d kube-proxy-like rules with iptables-nft-restore --noflush ..." % size, flush=True)
+                subprocess.run(["ip", "netns", "exec", NS, "iptables-nft-restore", "--noflush"],
+                               input=bench.kube_proxy_rules(size).encode(), check=True)
+            count = sh("ip", "netns", "exec", NS, "nft", "list", "ruleset").decode().count("\n\t\t") if size else 0
+            print("nf_tables ruleset lines: %d" % count, flush=True)
+            for label, backend in (("randsnat-nft", "nftables"), ("randsnat-ipt", "iptables")):
+                make = with_backend(bench.randsnat_config, backend)
+                bench.run_plugin(RANDSNAT, "ADD", make(1), "resident")
+                print("%s ADD/DEL x%d at %d rules ..." % (label, args.runs, size), flush=True)
+                results[(label, size)] = bench.measure(RANDSNAT, make, args.runs, {})
+                bench.run_plugin(RANDSNAT, "DEL", make(1), "resident")
+            print("portmap (iptables-nft) ADD/DEL x%d at %d rules ..." % (args.reference_runs, size), flush=True)
+            results[("portmap-nft", size)] = bench.measure(os.path.join(REFERENCE, "portmap"), bench.portmap_config, args.reference_runs, nft_env)
+            resident_ns = bench.pod_netns(NS + "-res")
+            sa = bench.standalone_config("randsnat", data_dir)
+            sa["backend"] = "nftables"
+            bench.run_plugin(RANDSNAT, "ADD", sa, "sb-resident", {}, resident_ns)
+            print("standalone randsnat (nftables) ADD/DEL x%d at %d rules ..." % (args.standalone_runs, size), flush=True)
+            original = bench.standalone_config
+            bench.standalone_config = lambda plugin, d: dict(original(plugin, d), backend="nftables") if plugin == "randsnat" else original(plugin, d)
+            try:
+                results[("sa-nft", size)] = bench.measure_standalone("randsnat", args.standalone_runs, data_dir, {})
+            finally:
+                bench.standalone_config = original
+            bench.run_plugin(RANDSNAT, "DEL", sa, "sb-resident", {}, resident_ns)
+            subprocess.run(["ip", "netns", "del", NS + "-res"])
+            print("bridge (ipMasq, iptables-nft) ADD/DEL x%d at %d rules ..." % (args.reference_runs, size), flush=True)
+            results[("bridge-nft", size)] = bench.measure_standalone("bridge", args.reference_runs, data_dir, nft_env)
+    finally:
+        for name in os.listdir("/var/run/netns"):
+            if name.startswith(NS):
+                subprocess.run(["ip", "netns", "del", name])
+        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(nft_bin, ignore_errors=True)
+        shutil.rmtree(bench.RUN_DIR, ignore_errors=True)
+
+    print()
+    print("machine: %s, %s cores, kernel %s" % (open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip(),
+                                                 os.cpu_count(), os.uname().release))
+    print("%-13s %7s | %12s %12s | %12s %12s | %10s" % ("plugin", "rules", "ADD median", "ADD p99", "DEL median", "DEL p99", "ADD+DEL"))
+    labels = ("randsnat-nft", "randsnat-ipt", "portmap-nft", "sa-nft", "bridge-nft")
+    for size in (0, args.rules):
+        for label in labels:
+            (am, ap), (dm, dp) = results[(label, size)]
+            print("%-13s %7d | %9.2f ms %9.2f ms | %9.2f ms %9.2f ms | %7.2f ms" % (label, size, am, ap, dm, dp, am + dm))
+
+    def total(label, size):
+        (am, _), (dm, _) = results[(label, size)]
+        return am + dm
+    print()
+    print("ratios (ADD+DEL medians):")
+    for size in (0, args.rules):
+        print("  at %6d rules: randsnat-nft / randsnat-ipt %.3f, randsnat-nft / portmap-nft %.3f, sa-nft / bridge-nft %.3f"
+              % (size, total("randsnat-nft", size) / total("randsnat-ipt", size), total("randsnat-nft", size) / total("portmap-nft", size),
+                 total("sa-nft", size) / total("bridge-nft", size)))
+    for label in labels:
+        print("  %-13s at %d rules / at 0 rules: %.3f" % (label, args.rules, total(label, args.rules) / total(label, 0)))
+
+
+if __name__ == "__main__":
+    main()
