@@ -232,9 +232,10 @@ struct NFTBatch {
         }
     }
 
-    mutating func addElements(_ table: String, _ set: String, _ elements: [Element]) {
+    /// Adds elements; an identical element already there is fine unless `exclusive`.
+    mutating func addElements(_ table: String, _ set: String, _ elements: [Element], exclusive: Bool = false) {
         guard !elements.isEmpty else { return }
-        elementMessage(NFT_MSG_NEWSETELEM.rawValue, flags: UInt16(NLM_F_CREATE), table, set, elements,
+        elementMessage(NFT_MSG_NEWSETELEM.rawValue, flags: UInt16(NLM_F_CREATE | (exclusive ? NLM_F_EXCL : 0)), table, set, elements,
                        "adding \(elements.map { "\($0.key)" }.joined(separator: ", ")) to set \(set)")
     }
 

@@ -140,6 +140,9 @@ struct NFTRule: Equatable {
     }
 
     static let randomFully: UInt32 = 1 << 4  // NF_NAT_RANGE_PROTO_RANDOM_FULLY
+    /// NF_NAT_RANGE_PROTO_SPECIFIED: without it the kernel's masq ignores the port registers (nft sets
+    /// it itself for `to :PORTS`; the kernel adds it only for `nat`).
+    static let protoSpecified: UInt32 = 1 << 1
 
     /// `meta nfproto ipv4` then the address loaded into r1 (an inet table serves both families).
     static func addressLoad(_ family: Family, _ direction: NATRule.Direction) -> [NFTExpression] {
@@ -185,7 +188,8 @@ struct NFTRule: Equatable {
             expressions.append(.verdict(.return))
         case .masquerade(let range):
             expressions += ports(range)
-            expressions.append(.masquerade(flags: Self.randomFully, ports: range == nil ? nil : (.r3, .r4)))
+            expressions.append(.masquerade(flags: Self.randomFully | (range == nil ? 0 : Self.protoSpecified),
+                                           ports: range == nil ? nil : (.r3, .r4)))
         case .snat(let addresses, let range):
             expressions += [.immediate(.r1, addresses.first.bytes), .immediate(.r2, addresses.last.bytes)] + ports(range)
             expressions.append(.snat(family: family, addresses: (.r1, .r2), ports: range == nil ? nil : (.r3, .r4), flags: Self.randomFully))

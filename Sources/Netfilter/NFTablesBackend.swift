@@ -27,6 +27,14 @@ public final class NFTablesBackend: NATBackend {
         self.log = log
     }
 
+    /// A backend that only reads (for `randsnat doctor`): no lock directory is made.
+    init(reader netlink: NetlinkSocket) throws(NetfilterError) {
+        self.netlink = netlink
+        tableLock = FileLock(path: "/nonexistent/nftables.lock")
+        lockTimeoutSeconds = 0
+        log = { _ in }
+    }
+
     // MARK: reading randsnat's table
 
     struct InstalledRule {
@@ -184,6 +192,18 @@ public final class NFTablesBackend: NATBackend {
         var batch = NFTBatch()
         batch.addElements(table, member.names.memberSet, [element])
         try batch.commit()
+    }
+
+    /// The pod's element and its subnet in one batch. An element already there (a departed pod's,
+    /// or this pod's from an earlier ADD) or an overlapping subnet makes the kernel refuse it all;
+    /// then the two steps run one by one, each handling its case.
+    public func addPod(_ member: PodPlan.Member, comment: String) throws {
+        var batch = NFTBatch()
+        batch.addElements(table, member.names.memberSet, [NFTBatch.Element(key: member.address.address, comment: comment)], exclusive: true)
+        batch.addElements(table, member.names.subnetSet, NFTBatch.elements([NFTInterval(member.address.subnet, comment: "randsnat: pod subnet")]))
+        guard try Self.refusal(of: batch, allowing: [EEXIST, ENOTEMPTY]) != nil else { return }
+        try add(member, comment: comment)
+        try add(subnet: member.address.subnet, to: member.names)
     }
 
     public func add(subnet: CIDR, to names: ObjectNames) throws {

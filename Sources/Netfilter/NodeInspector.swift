@@ -41,9 +41,9 @@ public struct NodeInspector {
             }
         }
         let nftRules = (try? NFTables(socket: netlink).snatRules()) ?? []
-        // Rules of iptables-nft's and kube-proxy's nat tables, plus SNAT rules of any other table.
+        // Rules of iptables-nft's and kube-proxy's nat tables, plus SNAT rules of any other table but randsnat's own.
         facts.nftablesNATRules = ((try? NFTables(socket: netlink).natRuleCount()) ?? 0)
-            + nftRules.filter { !$0.chain.hasPrefix("ip nat ") && !$0.chain.hasPrefix("ip6 nat ") && !$0.chain.contains(" kube-proxy ") }.count
+            + nftRules.filter { !$0.isRandsnat && !$0.chain.hasPrefix("ip nat ") && !$0.chain.hasPrefix("ip6 nat ") && !$0.chain.contains(" kube-proxy ") }.count
         facts.rules += nftRules
         facts.portUse = portUse()
         facts.networks = networks(jumpComments)
@@ -92,7 +92,8 @@ public struct NodeInspector {
             .sorted { ($0.entries, $0.destination) > ($1.entries, $1.destination) }
     }
 
-    /// randsnat's networks from its member sets, named by the comments of their jumps.
+    /// randsnat's networks from its member sets (ipsets, and the nftables backend's sets), named by
+    /// the comments of their jumps.
     func networks(_ comments: [String: String]) -> [NodeFacts.Network] {
         let ipset = IPSet(socket: netlink)
         let cacheKnown = access(cniCache, F_OK) == 0
@@ -102,14 +103,44 @@ public struct NodeInspector {
             let comment = comments[chain] ?? ""
             let network = comment.split(separator: "\"").dropFirst().first.map(String.init) ?? "(unknown: \(chain))"
             let members = (try? ipset.entries(name)) ?? []
-            let orphans = cacheKnown ? members.filter { member in
-                guard let owner = Attachment.owner(fromComment: member.comment) else { return true }
-                return access("\(cniCache)/\(network)-\(owner.containerID)-\(owner.ifName)", F_OK) != 0
-            }.map { "\($0.address) (\($0.comment))" } : []
-            networks.append(NodeFacts.Network(name: network, generation: String(chain.suffix(7)),
-                                              family: name.hasSuffix("6") ? .ipv6 : .ipv4, pods: members.count, orphans: orphans))
+            networks.append(NodeFacts.Network(name: network, generation: String(chain.suffix(7)), family: name.hasSuffix("6") ? .ipv6 : .ipv4,
+                                              pods: members.count,
+                                              orphans: orphans(members.map { InstalledMember(address: $0.address, comment: $0.comment) },
+                                                               network: network, cacheKnown: cacheKnown)))
         }
+        networks += nftablesNetworks(cacheKnown: cacheKnown)
         return networks.sorted { ($0.name, $0.family) < ($1.name, $1.family) }
+    }
+
+    /// Members the runtime's cache does not know, as "ADDRESS (COMMENT)".
+    func orphans(_ members: [InstalledMember], network: String, cacheKnown: Bool) -> [String] {
+        guard cacheKnown else { return [] }
+        return members.filter { member in
+            guard let owner = Attachment.owner(fromComment: member.comment) else { return true }
+            return access("\(cniCache)/\(network)-\(owner.containerID)-\(owner.ifName)", F_OK) != 0
+        }.map { "\($0.address) (\($0.comment))" }
+    }
+
+    /// The networks of the nftables backend: member sets of `inet randsnat`, named by the comments
+    /// of their jumps (`randsnat: name: NET generation: GEN`).
+    func nftablesNetworks(cacheKnown: Bool) -> [NodeFacts.Network] {
+        guard let backend = try? NFTablesBackend(reader: netlink) else { return [] }
+        var names: [String: String] = [:]
+        for rule in (try? backend.rules(of: NFTFamilyPlan.baseChain)) ?? [] {
+            guard let chain = rule.jumpTarget, let start = rule.comment.utf8.firstIndex(of: UInt8(ascii: ":")) else { continue }
+            let words = rule.comment[rule.comment.index(after: start)...].split(separator: " ")
+            if let index = words.firstIndex(of: "name:"), index + 1 < words.count { names[String(chain.dropLast(2))] = String(words[index + 1]) }
+        }
+        var networks: [NodeFacts.Network] = []
+        for set in (try? backend.setNames()) ?? [] where set.hasPrefix(NetworkID.prefix) && (set.hasSuffix("-P4") || set.hasSuffix("-P6")) {
+            let chain = String(set.dropLast(3))
+            let family: Family = set.hasSuffix("6") ? .ipv6 : .ipv4
+            let network = names[chain] ?? "(unknown: \(chain))"
+            let members = ((try? backend.elements(of: set, family: family)) ?? []).map { InstalledMember(address: $0.key, comment: $0.comment) }
+            networks.append(NodeFacts.Network(name: network, generation: String(chain.suffix(7)), family: family, pods: members.count,
+                                              orphans: orphans(members, network: network, cacheKnown: cacheKnown)))
+        }
+        return networks
     }
 }
 

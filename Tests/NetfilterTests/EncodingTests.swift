@@ -134,6 +134,18 @@ struct NFTPlanTests {
         #expect(texts.last?.hasPrefix("oifname \"eth0\" snat ip to 203.0.113.3-203.0.113.4 fully-random") == true)
     }
 
+    @Test func masqueradeWithPortsSaysTheyAreSpecified() {
+        var config = PluginConfig()
+        config.portRange = PortRange("40000-40099")
+        let rules = Self.plan(config).rules
+        let flags = rules.compactMap { rule -> UInt32? in
+            for case .masquerade(let flags, _) in rule.expressions { return flags }
+            return nil
+        }
+        // tcp, udp, sctp with ports (random-fully | proto-specified), then the catch-all without.
+        #expect(flags == [0x12, 0x12, 0x12, 0x10])
+    }
+
     @Test func commentsLoseDoubleQuotesAndStayWithinNftsLimit() {
         #expect(NFTRule.comment("a \"b\" c") == "a b c")
         #expect(NFTRule.comment(String(repeating: "x", count: 300)).utf8.count == 127)

@@ -59,20 +59,23 @@ test_concurrent_adds_and_dels_with_a_foreign_writer() {
 
 test_lock_timeout_is_code_11_and_changes_nothing() {
     local before; before=$(nat_state)
+    # The lock a network's first ADD waits for: the xtables lock (iptables), randsnat's table lock (nftables).
     local lock="$WORK/xtables.lock"
+    [ "$BACKEND" = nftables ] && { mkdir -p "$RANDSNAT_RUN_DIR"; lock="$RANDSNAT_RUN_DIR/nftables.lock"; }
     touch "$lock"
     flock "$lock" sleep 4 &
     local holder=$!
     sleep 0.2
     local conf; conf=$(pod_conf "$T-l" "198.18.0.2/24")
-    sed -i 's/"type":"randsnat"/"type":"randsnat","lockTimeoutSeconds":0.5/' "$conf"
+    sed -i "s/\"type\":\"randsnat\"/\"type\":\"randsnat\",\"lockTimeoutSeconds\":0.5${BACKEND:+,\"backend\":\"$BACKEND\"}/" "$conf"
     local out; out=$(env CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_NETNS="/var/run/netns/$NODE" CNI_IFNAME=eth0 CNI_PATH=/x \
-        XTABLES_LOCKFILE="$lock" ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf")
-    expect_contains "ADD waiting on a held xtables lock fails with code 11" "$out" '"code":11'
+        XTABLES_LOCKFILE="$WORK/xtables.lock" ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf")
+    expect_contains "ADD waiting on a held lock fails with code 11" "$out" '"code":11'
     expect_contains "the message names the lock" "$out" "$lock"
     expect_eq "nothing changed (the sets it made are gone)" "$(nat_state)" "$before"
     wait "$holder"
     expect "with the lock free, the same ADD works" env CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_NETNS="/var/run/netns/$NODE" \
-        CNI_IFNAME=eth0 CNI_PATH=/x XTABLES_LOCKFILE="$lock" ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf"
+        CNI_IFNAME=eth0 CNI_PATH=/x XTABLES_LOCKFILE="$WORK/xtables.lock" ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf"
     env CNI_COMMAND=DEL CNI_CONTAINERID=c1 CNI_IFNAME=eth0 CNI_PATH=/x ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf"
+    expect_eq "and its DEL restores the tables" "$(nat_state)" "$before"
 }

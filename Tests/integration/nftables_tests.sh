@@ -112,3 +112,37 @@ test_nft_concurrency_with_foreign_nft_writers() {
     in_ns "$NODE" nft delete table ip nat
     expect_eq "the ruleset is as before" "$(nat_state)" "$before"
 }
+
+test_nft_listing_reads_back_as_written() {
+    in_ns "$NODE" ip addr add 203.0.113.2/24 dev "${T}e0"
+    local list; list=$(conflist "$T-n" '"backend":"nftables","toSource":["203.0.113.2","203.0.113.3-203.0.113.4"],"portRange":"40000-40999","nonMasqueradeCIDRs":["198.19.0.0/16","198.19.1.0/24","2001:db8:19::/48"],"egressInterface":"'"${T}e0"'"')
+    pod_add "$list" 1 >/dev/null
+    local listing; listing=$(in_ns "$NODE" nft list table inet randsnat)
+    printf '%s\n' "$listing" > "$WORK/randsnat.nft"
+    expect_contains "the bypass set holds the merged VPC range" "$listing" "198.19.0.0/16 comment \"nonMasqueradeCIDRs\""
+    expect_contains "toSource items are spread with numgen" "$listing" "numgen random mod 2 0"
+    expect_contains "the egress interface is matched by name" "$listing" "oifname \"${T}e0\""
+    # nft itself reads the listing back: it is valid nft syntax, and loading it gives the same listing.
+    ip netns add "$T-rt"
+    expect "nft -f accepts the listing" in_ns "$T-rt" nft -f "$WORK/randsnat.nft"
+    expect_eq "and lists it back the same" "$(in_ns "$T-rt" nft list table inet randsnat)" "$listing"
+    expect "CHECK passes" pod_check "$list" 1
+    pod_del "$list" 1 >/dev/null
+}
+
+test_doctor_reads_the_nftables_backend() {
+    doctor() { "$RANDSNAT_BIN" doctor --netns "/var/run/netns/$NODE" --interval 0 --cni-cache "$CNI_CACHE_DIR" "$@"; }
+    local list; list=$(conflist "$T-n" '"backend":"nftables","portRange":"40000-40999"')
+    pod_add "$list" 1 >/dev/null; pod_add "$list" 2 >/dev/null
+    local out; out=$(doctor --json); expect_eq "with randsnat's pods in nf_tables it is healthy" "$?" "0"
+    expect_eq "it lists the network and its pods" "$(printf '%s' "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print([(n["name"], n["family"], n["pods"]) for n in d["networks"]])')" \
+        "[('$T-n', 'ipv4', 2), ('$T-n', 'ipv6', 2)]"
+    expect_eq "randsnat's nf_tables rules are fully random" \
+        "$(printf '%s' "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sorted(set((r["randsnat"], r["randomFully"]) for r in d["snatRules"])))')" "[(True, True)]"
+    expect_contains "the capacity comes from their port range" "$(doctor)" "of 1000 ports each"
+    expect_contains "randsnat's own table does not make the node an nf_tables node" "$(doctor)" "nf_tables nat rules: 0"
+    rm "$CNI_CACHE_DIR/$T-n-c2-$RUN-eth0"
+    out=$(doctor); expect_eq "an orphan member is a warning (exit 1)" "$?" "1"
+    expect_contains "it names the orphan" "$out" "198.18.0.3 ($T-n/c2-$RUN/eth0)"
+    pod_del "$list" 1 >/dev/null; pod_del "$list" 2 >/dev/null
+}

@@ -67,6 +67,9 @@ public protocol NATBackend {
     func add(_ member: PodPlan.Member, comment: String) throws
     /// Adds a pod subnet (shared by the pods in it; its comment names no pod).
     func add(subnet: CIDR, to names: ObjectNames) throws
+    /// Adds the pod's member and its subnet: the per-pod step of ADD, in one kernel transaction
+    /// where the backend has them (the default makes the two calls above).
+    func addPod(_ member: PodPlan.Member, comment: String) throws
     func remove(_ member: InstalledMember, from names: ObjectNames) throws
     func remove(subnet: CIDR, from names: ObjectNames) throws
     /// Every generation and family of the network that has a member set, with its members.
@@ -78,6 +81,13 @@ public protocol NATBackend {
     func status() throws -> NodeReport
     /// Which netfilter holds the node's nat rules (reads whole tables: not for the per-pod path).
     func nodeNetfilter() throws -> BackendKind
+}
+
+extension NATBackend {
+    public func addPod(_ member: PodPlan.Member, comment: String) throws {
+        try add(member, comment: comment)
+        try add(subnet: member.address.subnet, to: member.names)
+    }
 }
 
 /// Serialises randsnat's own work on one network across processes, so that a last DEL tearing the

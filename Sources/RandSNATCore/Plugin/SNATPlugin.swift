@@ -96,8 +96,7 @@ public struct SNATPlugin: CNIPlugin {
                     }
                 }
                 for member in pod.members {
-                    try backend.add(member, comment: pod.attachment.comment)
-                    try backend.add(subnet: member.address.subnet, to: member.names)
+                    try backend.addPod(member, comment: pod.attachment.comment)
                 }
             } catch {
                 rollBack(backend, id: id, installed: installed, comment: pod.attachment.comment)
@@ -159,8 +158,7 @@ public struct SNATPlugin: CNIPlugin {
             for member in generation.members {
                 let prefix = generation.subnets.first { $0.contains(member.address) }?.prefix ?? member.address.family.bitCount
                 let address = PodAddress(address: member.address, prefix: prefix)
-                try new.add(PodPlan.Member(address: address, names: plan.names), comment: member.comment)
-                try new.add(subnet: address.subnet, to: plan.names)
+                try new.addPod(PodPlan.Member(address: address, names: plan.names), comment: member.comment)
                 moved += 1
             }
         }
