@@ -8,6 +8,9 @@ A benchmark, not a test: it prints figures and ratios and asserts nothing. Every
 network namespace it makes and removes (also on Ctrl-C or failure).
 
   bench.py [--rules 20000] [--runs 50] [--portmap-runs 20] [--standalone-runs 30] [--bridge-runs 15] [--concurrent 100]
+
+Standalone randsnat and the reference bridge run pod by pod in turn: --standalone-runs pairs on the
+empty table, --bridge-runs pairs at N rules.
 """
 import argparse, json, os, resource, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -97,18 +100,25 @@ def pod_netns(name):
 
 def measure_standalone(plugin, runs, data_dir, env_extra):
     """ADD then DEL of `runs` pods, one at a time; each pod gets a fresh netns (made outside the timing)."""
-    path = RANDSNAT if plugin == "randsnat" else os.path.join(REFERENCE, plugin)
-    config = standalone_config(plugin, data_dir)
-    adds, dels = [], []
+    return measure_interleaved([(plugin, standalone_config(plugin, data_dir), env_extra)], runs)[plugin]
+
+
+def measure_interleaved(plugins, runs):
+    """Like measure_standalone for several (plugin, config, env) in turn, pod by pod (randsnat, bridge,
+    randsnat, ...), so that the machine's drift during the run (the kernel's veth teardown varies with
+    the namespace clean-up still going on) falls on all of them alike."""
+    samples = {plugin: ([], []) for plugin, _, _ in plugins}
     for i in range(runs):
-        name = "%s-s%d" % (NS, i)
-        netns = pod_netns(name)
-        try:
-            adds.append(run_plugin(path, "ADD", config, "sb-%d" % i, dict(env_extra), netns))
-            dels.append(run_plugin(path, "DEL", config, "sb-%d" % i, dict(env_extra), netns))
-        finally:
-            subprocess.run(["ip", "netns", "del", name])
-    return stats(adds), stats(dels)
+        for plugin, config, env_extra in plugins:
+            path = RANDSNAT if plugin == "randsnat" else os.path.join(REFERENCE, plugin)
+            name = "%s-s%d%s" % (NS, i, plugin[0])
+            netns = pod_netns(name)
+            try:
+                samples[plugin][0].append(run_plugin(path, "ADD", config, "sb-%d" % i, dict(env_extra), netns))
+                samples[plugin][1].append(run_plugin(path, "DEL", config, "sb-%d" % i, dict(env_extra), netns))
+            finally:
+                subprocess.run(["ip", "netns", "del", name])
+    return {plugin: (stats(adds), stats(dels)) for plugin, (adds, dels) in samples.items()}
 
 
 def concurrent(plugin, count, data_dir, env_extra):
@@ -217,12 +227,14 @@ def main():
             # Standalone randsnat keeps a resident pod too; the reference bridge writes per-pod chains.
             resident_ns = pod_netns(NS + "-res")
             run_plugin(RANDSNAT, "ADD", standalone_config("randsnat", data_dir), "sb-resident", {}, resident_ns)
-            print("standalone randsnat ADD/DEL x%d at %d rules ..." % (args.standalone_runs, size), flush=True)
-            results[("standalone", size)] = measure_standalone("randsnat", args.standalone_runs, data_dir, {})
+            # One pod of each in turn (the bridge's are slow at 20,000 rules: its count sets the pairs there).
+            pairs = args.standalone_runs if size == 0 else args.bridge_runs
+            print("standalone randsnat and bridge (ipMasq), ADD/DEL x%d each, in turn, at %d rules ..." % (pairs, size), flush=True)
+            both = measure_interleaved([("randsnat", standalone_config("randsnat", data_dir), {}),
+                                        ("bridge", standalone_config("bridge", data_dir), legacy_env)], pairs)
+            results[("standalone", size)], results[("bridge", size)] = both["randsnat"], both["bridge"]
             run_plugin(RANDSNAT, "DEL", standalone_config("randsnat", data_dir), "sb-resident", {}, resident_ns)
             subprocess.run(["ip", "netns", "del", NS + "-res"])
-            print("bridge (ipMasq) ADD/DEL x%d at %d rules ..." % (args.bridge_runs, size), flush=True)
-            results[("bridge", size)] = measure_standalone("bridge", args.bridge_runs, data_dir, legacy_env)
         run_plugin(RANDSNAT, "ADD", randsnat_config(1), "resident")
         rss_randsnat = peak_rss_kb(RANDSNAT, randsnat_config(7))
         run_plugin(RANDSNAT, "DEL", randsnat_config(1), "resident")

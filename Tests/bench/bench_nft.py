@@ -12,6 +12,9 @@ A benchmark, not a test: it prints medians, p99 and ratios and asserts nothing. 
 network namespaces it makes and removes.
 
   bench_nft.py [--rules 20000] [--runs 50] [--reference-runs 10] [--standalone-runs 20]
+
+Standalone randsnat and the bridge run pod by pod in turn (--standalone-runs pairs on the empty
+ruleset, --reference-runs pairs at N rules).
 """
 import argparse, os, shutil, subprocess, tempfile
 
@@ -63,12 +66,14 @@ def main():
             sa = bench.standalone_config("randsnat", data_dir)
             sa["backend"] = "nftables"
             bench.run_plugin(RANDSNAT, "ADD", sa, "sb-resident", {}, resident_ns)
-            print("standalone randsnat (nftables) ADD/DEL x%d at %d rules ..." % (args.standalone_runs, size), flush=True)
-            original = bench.standalone_config
-            bench.standalone_config = lambda plugin, d: dict(original(plugin, d), backend="nftables") if plugin == "randsnat" else original(plugin, d)
-            try:
-                results[("sa-nft", size)] = bench.measure_standalone("randsnat", args.standalone_runs, data_dir, {})
-            finally:
+            pairs = args.standalone_runs if size == 0 else args.reference_runs
+            print("standalone randsnat (nftables) and bridge (ipMasq, iptables-nft), ADD/DEL x%d each, in turn, at %d rules ..."
+                  % (pairs, size), flush=True)
+            both = bench.measure_interleaved([("randsnat", sa, {}), ("bridge", bench.standalone_config("bridge", data_dir), nft_env)], pairs)
+            results[("sa-nft", size)], results[("bridge-nft", size)] = both["randsnat"], both["bridge"]
+            bench.run_plugin(RANDSNAT, "DEL", sa, "sb-resident", {}, resident_ns)
+            subprocess.run(["ip", "netns", "del", NS + "-res"])
+    finally:
                 bench.standalone_config = original
             bench.run_plugin(RANDSNAT, "DEL", sa, "sb-resident", {}, resident_ns)
             subprocess.run(["ip", "netns", "del", NS + "-res"])
