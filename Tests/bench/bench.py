@@ -153,6 +153,40 @@ def concurrent(plugin, count, data_dir, env_extra):
     return result
 
 
+def flatness(make_config, restore, rules, runs):
+    """randsnat ADD+DEL (medians) in two namespaces in turn, pod by pod: one whose nat table is empty
+    and one with `rules` kube-proxy-like rules loaded by `restore` (iptables-legacy-restore or
+    iptables-nft-restore). Taken in turn, the machine's drift falls on both alike; returns both."""
+    names = (NS + "-flat0", NS + "-flatN")
+    for name in names:
+        sh("ip", "netns", "add", name)
+    samples = {name: [] for name in names}
+    try:
+        subprocess.run(["ip", "netns", "exec", names[1], restore, "--noflush"], input=kube_proxy_rules(rules).encode(), check=True)
+
+        def run(name, verb, index):
+            config = make_config(index)
+            config["prevResult"]["interfaces"][0]["sandbox"] = "/var/run/netns/" + name
+            env = plugin_env(verb, "flat-%d" % index, "/var/run/netns/" + name, {"RANDSNAT_RUN_DIR": RUN_DIR + "/" + name})
+            start = time.perf_counter()
+            done = subprocess.run(["nsenter", "--net=/var/run/netns/" + name, RANDSNAT], input=json.dumps(config).encode(),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            if done.returncode != 0:
+                raise RuntimeError("randsnat %s failed: %s" % (verb, done.stdout.decode()[:300]))
+            return (time.perf_counter() - start) * 1000
+        for name in names:
+            run(name, "ADD", 1)  # the resident pod: the network's rules stay in place
+        for i in range(runs):
+            for name in names:
+                samples[name].append(run(name, "ADD", 2000 + i) + run(name, "DEL", 2000 + i))
+        for name in names:
+            run(name, "DEL", 1)
+    finally:
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name])
+    return statistics.median(samples[names[0]]), statistics.median(samples[names[1]])
+
+
 def stats(values):
     ordered = sorted(values)
     p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
@@ -235,6 +269,8 @@ def main():
             results[("standalone", size)], results[("bridge", size)] = both["randsnat"], both["bridge"]
             run_plugin(RANDSNAT, "DEL", standalone_config("randsnat", data_dir), "sb-resident", {}, resident_ns)
             subprocess.run(["ip", "netns", "del", NS + "-res"])
+        print("randsnat ADD+DEL in an empty and a %d-rule namespace in turn, x%d ..." % (args.rules, args.runs), flush=True)
+        flat = flatness(randsnat_config, "iptables-legacy-restore", args.rules, args.runs)
         run_plugin(RANDSNAT, "ADD", randsnat_config(1), "resident")
         rss_randsnat = peak_rss_kb(RANDSNAT, randsnat_config(7))
         run_plugin(RANDSNAT, "DEL", randsnat_config(1), "resident")
@@ -267,6 +303,7 @@ def main():
         print("  randsnat / portmap at %6d rules: %.3f" % (size, total("randsnat", size) / total("portmap", size)))
     print("  randsnat at %d rules / randsnat at 0 rules: %.3f" % (args.rules, total("randsnat", args.rules) / total("randsnat", 0)))
     print("  portmap at %d rules / portmap at 0 rules: %.3f" % (args.rules, total("portmap", args.rules) / total("portmap", 0)))
+    print("  randsnat, the two namespaces in turn: %.2f ms empty, %.2f ms at %d rules: %.3f" % (flat[0], flat[1], args.rules, flat[1] / flat[0]))
     for size in (0, args.rules):
         (sa, _), _ = results[("standalone", size)]
         (ba, _), _ = results[("bridge", size)]

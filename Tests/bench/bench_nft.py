@@ -73,12 +73,8 @@ def main():
             results[("sa-nft", size)], results[("bridge-nft", size)] = both["randsnat"], both["bridge"]
             bench.run_plugin(RANDSNAT, "DEL", sa, "sb-resident", {}, resident_ns)
             subprocess.run(["ip", "netns", "del", NS + "-res"])
-    finally:
-                bench.standalone_config = original
-            bench.run_plugin(RANDSNAT, "DEL", sa, "sb-resident", {}, resident_ns)
-            subprocess.run(["ip", "netns", "del", NS + "-res"])
-            print("bridge (ipMasq, iptables-nft) ADD/DEL x%d at %d rules ..." % (args.reference_runs, size), flush=True)
-            results[("bridge-nft", size)] = bench.measure_standalone("bridge", args.reference_runs, data_dir, nft_env)
+        print("randsnat-nft ADD+DEL in an empty and a %d-rule namespace in turn, x%d ..." % (args.rules, args.runs), flush=True)
+        flat = bench.flatness(with_backend(bench.randsnat_config, "nftables"), "iptables-nft-restore", args.rules, args.runs)
     finally:
         for name in os.listdir("/var/run/netns"):
             if name.startswith(NS):
@@ -108,6 +104,7 @@ def main():
                  total("sa-nft", size) / total("bridge-nft", size)))
     for label in labels:
         print("  %-13s at %d rules / at 0 rules: %.3f" % (label, args.rules, total(label, args.rules) / total(label, 0)))
+    print("  randsnat-nft, the two namespaces in turn: %.2f ms empty, %.2f ms at %d rules: %.3f" % (flat[0], flat[1], args.rules, flat[1] / flat[0]))
 
 
 if __name__ == "__main__":

@@ -5,16 +5,40 @@ pod_conf() {
     local file="$WORK/$1-${2%%/*}.json"
     printf '{"cniVersion":"1.0.0","name":"%s","type":"randsnat","prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/%s"}],"ips":[{"address":"%s","interface":0}]}}' \
         "$1" "$NODE" "$2" > "$file"
+    [ "$BACKEND" = nftables ] && sed -i 's/"type":"randsnat"/"type":"randsnat","backend":"nftables"/' "$file"
     echo "$file"
+}
+
+# foreign_writer FIRST LAST: kube-proxy-like writers appending rules numbered FIRST..LAST meanwhile, on the
+# backend's netfilter: iptables-legacy -w (the same xtables lock); or `nft add rule` in a table of
+# its own and iptables-nft -w. foreign_count: how many of those rules exist.
+foreign_writer() {
+    local i
+    if [ "$BACKEND" = nftables ]; then
+        for i in $(seq "$1" "$2"); do in_ns "$NODE" nft add rule inet rsforeign post ip daddr 192.0.2.$i return comment foreign; done &
+        for i in $(seq "$1" "$2"); do in_ns "$NODE" iptables-nft -w 10 -t nat -A POSTROUTING -d 192.0.2.$i/32 -m comment --comment foreign -j RETURN; done &
+    else
+        for i in $(seq "$1" "$2"); do in_ns "$NODE" iptables-legacy -w 10 -t nat -A POSTROUTING -d 192.0.2.$i/32 -m comment --comment foreign -j RETURN; done &
+    fi
+    wait
+}
+foreign_count() {
+    if [ "$BACKEND" = nftables ]; then
+        echo $(( $(in_ns "$NODE" nft list table inet rsforeign | grep -c 'comment "foreign"') + $(in_ns "$NODE" iptables-nft-save -t nat | grep -c 'comment foreign') ))
+    else in_ns "$NODE" iptables-legacy-save -t nat | grep -c 'comment foreign'; fi
 }
 
 test_concurrent_adds_and_dels_with_a_foreign_writer() {
     local before; before=$(nat_state)
+    local per=1; [ "$BACKEND" = nftables ] && per=2  # rules per number: nft and iptables-nft
+    if [ "$BACKEND" = nftables ]; then
+        in_ns "$NODE" nft add table inet rsforeign
+        in_ns "$NODE" nft add chain inet rsforeign post '{ type nat hook postrouting priority srcnat + 10; }'
+    fi
     local n i pids=()
-    # The foreign writer: kube-proxy-like appends through iptables-legacy -w (the same xtables lock).
-    ( for i in $(seq 1 100); do in_ns "$NODE" iptables-legacy -w 10 -t nat -A POSTROUTING -d 192.0.2.$i/32 -m comment --comment foreign -j RETURN; done ) &
+    foreign_writer 1 100 &
     local writer=$!
-    # 50 ADDs over 5 networks: each network's first ADD commits both tables, the rest add set members.
+    # 50 ADDs over 5 networks: each network's first ADD writes its rules, the rest add set members.
     for n in 1 2 3 4 5; do
         for i in $(seq 1 10); do
             local conf; conf=$(pod_conf "$T-c$n" "198.18.$n.$((i + 1))/24")
@@ -27,15 +51,14 @@ test_concurrent_adds_and_dels_with_a_foreign_writer() {
     local bad=0
     for n in 1 2 3 4 5; do for i in $(seq 1 10); do [ "$(cat "$WORK/add-$n-$i.rc")" = 0 ] || { bad=$((bad + 1)); head -c 300 "$WORK/add-$n-$i.out"; }; done; done
     expect_eq "50 concurrent ADDs succeed" "$bad" "0"
-    local saved; saved=$(in_ns "$NODE" iptables-legacy-save -t nat)
-    expect_eq "all 100 foreign rules are there" "$(printf '%s\n' "$saved" | grep -c 'comment foreign')" "100"
-    expect_eq "one jump per network" "$(printf '%s\n' "$saved" | grep -c '^-A POSTROUTING .*-j RANDSNAT-')" "5"
-    expect_eq "all 50 pods are members" "$(in_ns "$NODE" ipset save | grep -c '^add RANDSNAT-.*-P4 .*comment')" "50"
+    expect_eq "all $((100 * per)) foreign rules are there" "$(foreign_count)" "$((100 * per))"
+    expect_eq "one jump per network" "$(jump_count)" "5"
+    expect_eq "all 50 pods are members" "$(member_count)" "50"
     for n in 1 2 3 4 5; do
         expect "network $n: CHECK of its last pod passes" env CNI_COMMAND=CHECK CNI_CONTAINERID="c$n-10" CNI_NETNS="/var/run/netns/$NODE" \
             CNI_IFNAME=eth0 CNI_PATH=/x ip netns exec "$NODE" "$RANDSNAT_BIN" < "$WORK/$T-c$n-198.18.$n.11.json"
     done
-    ( for i in $(seq 101 150); do in_ns "$NODE" iptables-legacy -w 10 -t nat -A POSTROUTING -d 192.0.2.$i/32 -m comment --comment foreign -j RETURN; done ) &
+    foreign_writer 101 150 &
     writer=$!
     pids=()
     for n in 1 2 3 4 5; do
@@ -49,11 +72,15 @@ test_concurrent_adds_and_dels_with_a_foreign_writer() {
     bad=0
     for n in 1 2 3 4 5; do for i in $(seq 1 10); do [ "$(cat "$WORK/del-$n-$i.rc")" = 0 ] || { bad=$((bad + 1)); head -c 300 "$WORK/del-$n-$i.out"; }; done; done
     expect_eq "50 concurrent DELs succeed" "$bad" "0"
-    saved=$(in_ns "$NODE" iptables-legacy-save -t nat)
-    expect_eq "all 150 foreign rules are there" "$(printf '%s\n' "$saved" | grep -c 'comment foreign')" "150"
-    expect_absent "no randsnat rule is left" "$saved$(in_ns "$NODE" ip6tables-legacy-save -t nat)" "RANDSNAT"
-    expect_eq "no randsnat set is left" "$(in_ns "$NODE" ipset list -n | grep -c RANDSNAT)" "0"
-    for i in $(seq 1 150); do in_ns "$NODE" iptables-legacy -w -t nat -D POSTROUTING -d 192.0.2.$i/32 -m comment --comment foreign -j RETURN; done
+    expect_eq "all $((150 * per)) foreign rules are there" "$(foreign_count)" "$((150 * per))"
+    expect_absent "no randsnat rule or set is left" "$(nat_state)" "RANDSNAT"
+    expect_absent "randsnat's nf_tables table went with its last network" "$(nat_state)" "table inet randsnat"
+    if [ "$BACKEND" = nftables ]; then
+        in_ns "$NODE" nft delete table inet rsforeign
+        in_ns "$NODE" nft delete table ip nat
+    else
+        for i in $(seq 1 150); do in_ns "$NODE" iptables-legacy -w -t nat -D POSTROUTING -d 192.0.2.$i/32 -m comment --comment foreign -j RETURN; done
+    fi
     expect_eq "the tables are as before" "$(nat_state)" "$before"
 }
 

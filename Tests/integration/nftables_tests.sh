@@ -1,5 +1,6 @@
 # The nftables backend's own behaviour: auto detection, moving a network between backends, GC of
-# randsnat's table, a foreign nft writer. (The backend-neutral tests run on it too: see run.sh.)
+# randsnat's table, doctor, nft's own reading of the listing. (The backend-neutral tests, the
+# concurrent ADDs and DELs with foreign nft writers among them, run on it too: see run.sh.)
 
 # iptables_nft_rules: kube-proxy in iptables-nft mode: its rules in nf_tables' ip nat table.
 iptables_nft_rules() {
@@ -65,52 +66,6 @@ test_backend_switch_moves_the_state_without_a_gap() {
     pod_del "$new" 2 >/dev/null
     pod_del "$new" 3 >/dev/null
     expect_eq "after the DELs everything is as before" "$(nat_state)" "$before"
-}
-
-test_nft_concurrency_with_foreign_nft_writers() {
-    local before; before=$(nat_state)
-    in_ns "$NODE" nft add table inet rsforeign
-    in_ns "$NODE" nft add chain inet rsforeign post '{ type nat hook postrouting priority srcnat + 10; }'
-    local i n pids=()
-    # Two foreign writers: nft rules in a loop, and kube-proxy-like iptables-nft appends.
-    ( for i in $(seq 1 100); do in_ns "$NODE" nft add rule inet rsforeign post ip daddr 192.0.2.$i return comment foreign; done ) &
-    local writer1=$!
-    ( for i in $(seq 1 100); do in_ns "$NODE" iptables-nft -w 10 -t nat -A POSTROUTING -d 192.0.3.$i/32 -m comment --comment foreign -j RETURN; done ) &
-    local writer2=$!
-    for n in 1 2 3 4 5; do
-        for i in $(seq 1 10); do
-            local conf; conf=$(pod_conf "$T-c$n" "198.18.$n.$((i + 1))/24")
-            sed -i 's/"type":"randsnat"/"type":"randsnat","backend":"nftables"/' "$conf"
-            ( timeout 60 env CNI_COMMAND=ADD CNI_CONTAINERID="c$n-$i" CNI_NETNS="/var/run/netns/$NODE" CNI_IFNAME=eth0 \
-                CNI_PATH=/x ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf" > "$WORK/add-$n-$i.out" 2>&1; echo $? > "$WORK/add-$n-$i.rc" ) &
-            pids+=($!)
-        done
-    done
-    wait "${pids[@]}"
-    local bad=0
-    for n in 1 2 3 4 5; do for i in $(seq 1 10); do [ "$(cat "$WORK/add-$n-$i.rc")" = 0 ] || { bad=$((bad + 1)); head -c 300 "$WORK/add-$n-$i.out"; }; done; done
-    expect_eq "50 concurrent ADDs succeed" "$bad" "0"
-    expect_eq "one jump per network" "$(BACKEND=nftables jump_count)" "5"
-    expect_eq "all 50 pods are members" "$(BACKEND=nftables member_count)" "50"
-    pids=()
-    for n in 1 2 3 4 5; do
-        for i in $(seq 1 10); do
-            ( timeout 60 env CNI_COMMAND=DEL CNI_CONTAINERID="c$n-$i" CNI_NETNS="" CNI_IFNAME=eth0 CNI_PATH=/x \
-                ip netns exec "$NODE" "$RANDSNAT_BIN" < "$WORK/$T-c$n-198.18.$n.$((i + 1)).json" > "$WORK/del-$n-$i.out" 2>&1; echo $? > "$WORK/del-$n-$i.rc" ) &
-            pids+=($!)
-        done
-    done
-    wait "${pids[@]}" "$writer1" "$writer2"
-    bad=0
-    for n in 1 2 3 4 5; do for i in $(seq 1 10); do [ "$(cat "$WORK/del-$n-$i.rc")" = 0 ] || { bad=$((bad + 1)); head -c 300 "$WORK/del-$n-$i.out"; }; done; done
-    expect_eq "50 concurrent DELs succeed" "$bad" "0"
-    local ruleset; ruleset=$(in_ns "$NODE" nft list ruleset)
-    expect_eq "all 100 foreign nft rules are there" "$(printf '%s\n' "$ruleset" | grep -c 'comment "foreign"')" "100"
-    expect_eq "all 100 foreign iptables-nft rules are there" "$(in_ns "$NODE" iptables-nft-save -t nat | grep -c 'comment foreign')" "100"
-    expect_absent "randsnat's table is gone with its last network" "$ruleset" "table inet randsnat"
-    in_ns "$NODE" nft delete table inet rsforeign
-    in_ns "$NODE" nft delete table ip nat
-    expect_eq "the ruleset is as before" "$(nat_state)" "$before"
 }
 
 test_nft_listing_reads_back_as_written() {

@@ -28,6 +28,8 @@ graphroot = "$dir/root"
 runroot = "$dir/runroot"
 CONF
     cp /bin/busybox "$dir/rootfs/bin/busybox"
+    [ ! -e /run/randsnat/nftables.lock ] || [ -e "$dir/ran" ] || touch "$dir/had-nftables-lock"
+    touch "$dir/ran"
     echo "CONTAINERS_CONF=$dir/containers.conf CONTAINERS_STORAGE_CONF=$dir/storage.conf"
 }
 
@@ -36,6 +38,8 @@ CONF
 podman_done() {
     env $(podman_env) podman --cgroup-manager cgroupfs system reset --force >/dev/null 2>&1 || true
     rm -f "/run/randsnat/$(printf 'randsnat/%s' "$1" | sha256sum | cut -c1-11).lock"
+    # The nftables backend's table lock, unless it was there before the test (podman_env notes that).
+    [ -e "$WORK/podman/had-nftables-lock" ] || rm -f /run/randsnat/nftables.lock
     rmdir /run/randsnat 2>/dev/null || true
 }
 
