@@ -34,19 +34,22 @@ struct NFTBatch {
     // MARK: tables and chains
 
     mutating func addTable(_ name: String) {
-        let table = nftnl_table_alloc()!
+        let table = Self.table(name)
         defer { nftnl_table_free(table) }
-        nftnl_table_set_str(table, UInt16(NFTNL_TABLE_NAME.rawValue), name)
-        nftnl_table_set_u32(table, UInt16(NFTNL_TABLE_FAMILY.rawValue), UInt32(Self.family))
         append(NFT_MSG_NEWTABLE.rawValue, flags: UInt16(NLM_F_CREATE), "creating table inet \(name)") { nftnl_table_nlmsg_build_payload($0, table) }
     }
 
     mutating func deleteTable(_ name: String) {
-        let table = nftnl_table_alloc()!
+        let table = Self.table(name)
         defer { nftnl_table_free(table) }
-        nftnl_table_set_str(table, UInt16(NFTNL_TABLE_NAME.rawValue), name)
-        nftnl_table_set_u32(table, UInt16(NFTNL_TABLE_FAMILY.rawValue), UInt32(Self.family))
         append(NFT_MSG_DELTABLE.rawValue, flags: 0, "deleting table inet \(name)") { nftnl_table_nlmsg_build_payload($0, table) }
+    }
+
+    private static func table(_ name: String) -> OpaquePointer {
+        let table = nftnl_table_alloc()!
+        nftnl_table_set_str(table, UInt16(NFTNL_TABLE_NAME.rawValue), name)
+        nftnl_table_set_u32(table, UInt16(NFTNL_TABLE_FAMILY.rawValue), UInt32(family))
+        return table
     }
 
     private static func chain(_ table: String, _ name: String) -> OpaquePointer {

@@ -52,6 +52,15 @@ def kube_proxy_rules(count):
     return "\n".join(lines + body + ["COMMIT", ""])
 
 
+def forced_iptables(variant):
+    """A directory of `iptables*` links to iptables-VARIANT (legacy or nft), and the env putting it first
+    on PATH: the reference plugins exec `iptables`, and this picks which one they get."""
+    directory = tempfile.mkdtemp(prefix="rsbench-%s-bin." % variant)
+    for name in ("iptables", "ip6tables", "iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore"):
+        os.symlink("/usr/sbin/" + name.replace("tables", "tables-" + variant, 1), os.path.join(directory, name))
+    return directory, {"PATH": directory + ":" + os.environ["PATH"]}
+
+
 def plugin_env(verb, container, netns, env_extra):
     env = {"PATH": os.environ["PATH"], "RANDSNAT_RUN_DIR": RUN_DIR, "CNI_COMMAND": verb, "CNI_CONTAINERID": container,
            "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_PATH": REFERENCE}
@@ -230,11 +239,8 @@ def main():
     parser.add_argument("--bridge-runs", type=int, default=15)
     parser.add_argument("--concurrent", type=int, default=100)
     args = parser.parse_args()
-    legacy_bin = tempfile.mkdtemp(prefix="rsbench-bin.")
-    # The reference plugins exec `iptables`; these links make them use iptables-legacy, as randsnat does.
-    for name in ("iptables", "ip6tables", "iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore"):
-        os.symlink("/usr/sbin/" + name.replace("tables", "tables-legacy", 1), os.path.join(legacy_bin, name))
-    legacy_env = {"PATH": legacy_bin + ":" + os.environ["PATH"]}
+    # The reference plugins exec `iptables`: make them use iptables-legacy, as randsnat does.
+    legacy_bin, legacy_env = forced_iptables("legacy")
     sh("ip", "netns", "add", NS)
     data_dir = tempfile.mkdtemp(prefix="rsbench-ipam.")
     try:

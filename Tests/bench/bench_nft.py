@@ -37,11 +37,7 @@ def main():
     parser.add_argument("--reference-runs", type=int, default=10)
     parser.add_argument("--standalone-runs", type=int, default=20)
     args = parser.parse_args()
-    nft_bin = tempfile.mkdtemp(prefix="rsbench-nftbin.")
-    # The reference plugins exec `iptables`; these links make them use iptables-nft.
-    for name in ("iptables", "ip6tables", "iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore"):
-        os.symlink("/usr/sbin/" + name.replace("tables", "tables-nft", 1), os.path.join(nft_bin, name))
-    nft_env = {"PATH": nft_bin + ":" + os.environ["PATH"]}
+    nft_bin, nft_env = bench.forced_iptables("nft")
     sh("ip", "netns", "add", NS)
     data_dir = tempfile.mkdtemp(prefix="rsbench-ipam.")
     results = {}
