@@ -252,7 +252,7 @@ public final class IPTablesBackend: NATBackend {
         return report
     }
 
-    public func nodeNetfilter() throws -> BackendKind { try NodeNetfilter.detect(netlink) }
+    public func nodeNetfilter() throws -> BackendKind { NodeNetfilter.detect(netlink) }
 }
 
 /// Asks the kernel whether it has an xtables extension revision (the check iptables makes).

@@ -350,18 +350,18 @@ public final class NFTablesBackend: NATBackend {
         return report
     }
 
-    public func nodeNetfilter() throws -> BackendKind { try NodeNetfilter.detect(netlink) }
+    public func nodeNetfilter() throws -> BackendKind { NodeNetfilter.detect(netlink) }
 }
 
 /// Which netfilter holds the node's nat rules, as kube-proxy's iptables-wrapper decides it:
 /// nf_tables when its nat tables hold rules and the legacy nat table holds none; legacy otherwise.
 enum NodeNetfilter {
-    static func detect(_ netlink: NetlinkSocket) throws -> BackendKind {
+    static func detect(_ netlink: NetlinkSocket) -> BackendKind {
         let nftRules = (try? NFTables(socket: netlink).natRuleCount()) ?? 0
         guard nftRules > 0 else { return .iptables }
-        var legacyRules = 0
-        for family in Family.allCases {
-            legacyRules += IPTablesBackend.foreignRuleCount(try IPTCTable(family: family))
+        // A kernel without legacy xtables nat holds no legacy rules.
+        let legacyRules = Family.allCases.reduce(0) { count, family in
+            count + ((try? IPTCTable(family: family)).map(IPTablesBackend.foreignRuleCount) ?? 0)
         }
         return legacyRules == 0 ? .nftables : .iptables
     }

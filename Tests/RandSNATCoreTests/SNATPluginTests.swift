@@ -7,6 +7,8 @@ final class FakeBackend: NATBackend {
     let kind: BackendKind
     /// What `nodeNetfilter` reports.
     var node: BackendKind = .iptables
+    /// A backend the kernel cannot serve (no ipset, no nf_tables): every read fails.
+    var unreadable = false
     init(kind: BackendKind = .iptables) { self.kind = kind }
     struct State { var members: [InstalledMember] = []; var subnets: [CIDR] = [] }
     var installed: [ObjectNames: State] = [:]
@@ -39,7 +41,8 @@ final class FakeBackend: NATBackend {
         installed[names]?.subnets.removeAll { $0 == subnet }
     }
     func generations(of id: NetworkID) throws -> [InstalledGeneration] {
-        installed.filter { $0.key.chain.hasPrefix(id.namePrefix) }.sorted { $0.key.family < $1.key.family }
+        if unreadable { throw CNIError(.internal, "\(kind) cannot be read") }
+        return installed.filter { $0.key.chain.hasPrefix(id.namePrefix) }.sorted { $0.key.family < $1.key.family }
             .map { InstalledGeneration(names: $0.key, members: $0.value.members, subnets: $0.value.subnets) }
     }
     func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws {
@@ -198,5 +201,17 @@ struct SNATPluginTests {
     @Test func backendKeyIsChecked() {
         #expect(throws: ConfigError.self) { try plugin.add(Self.request(.add, extra: #","backend":"xtables""#)) }
         #expect(throws: ConfigError.self) { try plugin.add(Self.request(.add, extra: #","backend":true"#)) }
+    }
+
+    @Test func aBackendTheKernelLacksDoesNotStopAutoNorDel() throws {
+        backend.unreadable = true  // a pure nftables node without ipset
+        backend.node = .nftables
+        nft.node = .nftables
+        _ = try plugin.add(Self.request(.add))
+        #expect(try nft.generations(of: NetworkID(network: "net")).flatMap(\.members).count == 2)
+        try plugin.del(Self.request(.del, ips: nil))
+        #expect(nft.installed.isEmpty)
+        // Named in the config, the same backend's failure is the verb's.
+        #expect(throws: CNIError.self) { try plugin.del(Self.request(.del, ips: nil, extra: #","backend":"iptables""#)) }
     }
 }

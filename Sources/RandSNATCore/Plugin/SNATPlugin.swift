@@ -113,23 +113,9 @@ public struct SNATPlugin: CNIPlugin {
     }
 
     /// Picks the backend: the configured one; with `auto`, the one holding the network's state, or
-    /// (for a network new on this node, or with `redetect`) the node's netfilter. A backend that is
-    /// not the configured one and cannot be read counts as holding nothing.
+    /// (for a network new on this node, or with `redetect`) the node's netfilter.
     func place(_ id: NetworkID, config: PluginConfig, redetect: Bool = false) throws -> Placement {
-        var states: [(backend: any NATBackend, generations: [InstalledGeneration])] = []
-        for kind in BackendKind.allCases {
-            let backend = try makeBackend(kind, config)
-            if config.backend.rawValue == kind.rawValue {
-                states.append((backend, try backend.generations(of: id)))
-                continue
-            }
-            do {
-                states.append((backend, try backend.generations(of: id)))
-            } catch {
-                if config.backend == .auto && kind == .iptables { throw error }
-                states.append((backend, []))
-            }
-        }
+        let states = try holdings(id, config: config)
         let kind: BackendKind
         switch config.backend {
         case .iptables: kind = .iptables
@@ -138,10 +124,10 @@ public struct SNATPlugin: CNIPlugin {
             if !redetect, let holder = states.first(where: { !$0.generations.isEmpty }) {
                 kind = holder.backend.kind
             } else {
-                kind = try states[0].backend.nodeNetfilter()
+                kind = try (states.first?.backend ?? makeBackend(.iptables, config)).nodeNetfilter()
             }
         }
-        let chosen = states.first { $0.backend.kind == kind }!.backend
+        let chosen = try states.first { $0.backend.kind == kind }?.backend ?? makeBackend(kind, config)
         return Placement(chosen: chosen, elsewhere: states.filter { $0.backend.kind != kind && !$0.generations.isEmpty })
     }
 
@@ -198,17 +184,20 @@ public struct SNATPlugin: CNIPlugin {
         }
     }
 
-    /// Every backend with what it holds of the network. DEL and GC look in all of them: the pod may
-    /// have been added before a backend switch. One that cannot be read (no nf_tables, no ipset in
-    /// the kernel) holds nothing unless the config names it.
+    /// Every backend with what it holds of the network. ADD, DEL and GC look in all of them: the pod
+    /// may have been added before a backend switch. A backend the config does not name and that
+    /// cannot be read (a kernel without nf_tables, or without ipset on a pure nftables node) holds
+    /// nothing, with a line on stderr: its state could not be changed anyway, and a node that lacks
+    /// one of them must still run pods.
     func holdings(_ id: NetworkID, config: PluginConfig) throws -> [(backend: any NATBackend, generations: [InstalledGeneration])] {
         var states: [(backend: any NATBackend, generations: [InstalledGeneration])] = []
         for kind in BackendKind.allCases {
-            let backend = try makeBackend(kind, config)
             do {
+                let backend = try makeBackend(kind, config)
                 states.append((backend, try backend.generations(of: id)))
             } catch {
-                if config.backend.rawValue == kind.rawValue || (config.backend == .auto && kind == .iptables) { throw error }
+                if config.backend.rawValue == kind.rawValue { throw error }
+                log("randsnat: \(id): cannot read the \(kind.rawValue) backend, taking it to hold nothing: \(error)")
             }
         }
         return states
