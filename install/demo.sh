@@ -93,10 +93,18 @@ echo "  (insert_failed rising is a flow whose first packet was dropped: a 1 s/3 
 echo "  datagram for UDP. More SNAT addresses, or no SNAT toward internal ranges, are what move it here.)"
 resnat '{}'
 
+step "The native nftables backend: pod 1 ADDed again with \"backend\": \"nftables\" moves the whole network"
+# A network never has state in both backends: the new backend gets the rules and every pod's member
+# first, then the legacy rules and sets go (no moment without SNAT).
+resnat '{"backend":"nftables"}'
+in_ns "$NODE" nft list table inet randsnat | grep -v '^\s*$' | sed 's/^/    /'
+echo "  ext sees pod 2 as $(ask 2 203.0.113.10); randsnat rules and sets left in iptables-legacy/ipset:" \
+    "$( { in_ns "$NODE" iptables-legacy-save -t nat; in_ns "$NODE" ipset list -n; } | grep -c RANDSNAT || true)"
+
 step "What randsnat doctor says about the node"
 "$RANDSNAT_BIN" doctor --netns "/var/run/netns/$NODE" --interval 1 --cni-cache "$CNI_CACHE_DIR" | sed 's/^/    /' || true
 
 step "DEL for the pods (randsnat first, then the bridge), and what is left"
 for n in 1 2 3; do pod_del "$list" "$n"; done
-left=$( { in_ns "$NODE" iptables-legacy-save -t nat; in_ns "$NODE" ipset list -n; } | grep -c RANDSNAT || true)
-echo "  randsnat rules and sets left on the node: $left"
+left=$( { in_ns "$NODE" iptables-legacy-save -t nat; in_ns "$NODE" ipset list -n; in_ns "$NODE" nft list ruleset; } | grep -c -i randsnat || true)
+echo "  randsnat rules, sets and tables left on the node: $left"
