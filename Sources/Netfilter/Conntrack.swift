@@ -4,6 +4,15 @@ import Netlink
 import RandSNATCore
 
 /// Conntrack entries through ctnetlink, in process (no exec of `conntrack`).
+/// How DEL deletes a departed pod's conntrack flows.
+public enum FlowCleanup: Sendable {
+    /// One filtered flush where the kernel has it, else `dumpAndDelete`.
+    case flush
+    /// Always list the pod's entries and delete them one by one: what a kernel without filtered
+    /// flushes gets (`RANDSNAT_CONNTRACK_CLEANUP=dump` forces it, so the tests reach this path too).
+    case dumpAndDelete
+}
+
 struct Conntrack {
     /// One entry, with what randsnat reads of it.
     struct Entry: Equatable {
@@ -82,16 +91,19 @@ struct Conntrack {
     /// Forgets every flow a (departed) pod started, so a new pod given its address does not receive
     /// the old flows' replies.
     ///
-    /// First as one filtered flush (kernel 6.3+: IPCTNL_MSG_CT_DELETE with CTA_FILTER; the kernel skips
+    /// First as one filtered flush (IPCTNL_MSG_CT_DELETE with CTA_FILTER, on kernels whose flush takes a
+    /// filter, such as 6.18; the kernel skips
     /// empty buckets and sends nothing back per entry); a kernel without it refuses the request (it
     /// reads the partial tuple as one entry's and finds it incomplete), and then randsnat lists the
     /// pod's entries and deletes them one by one.
-    func forgetFlows(from address: IPAddress) throws(NetfilterError) {
-        do {
-            try flush(originalSource: address)
-        } catch NetfilterError.netlink(_, _, let code, _) where code == EINVAL || code == EOPNOTSUPP {
-            for entry in try entries(address.family, originalSource: address) { try delete(entry) }
+    func forgetFlows(from address: IPAddress, cleanup: FlowCleanup = .flush) throws(NetfilterError) {
+        if cleanup == .flush {
+            do {
+                return try flush(originalSource: address)
+            } catch NetfilterError.netlink(_, _, let code, _) where code == EINVAL || code == EOPNOTSUPP {
+            }
         }
+        for entry in try entries(address.family, originalSource: address) { try delete(entry) }
     }
 
     /// Deletes, in the kernel, every entry of the address's family whose original source it is.

@@ -22,7 +22,11 @@ public final class IPTablesBackend: NATBackend {
     private let lockTimeoutSeconds: Double
     private let log: (String) -> Void
 
-    public init(xtablesLock: FileLock, lockTimeoutSeconds: Double, log: @escaping (String) -> Void = { _ in }) throws(NetfilterError) {
+    private let flowCleanup: FlowCleanup
+
+    public init(xtablesLock: FileLock, lockTimeoutSeconds: Double, flowCleanup: FlowCleanup = .flush,
+                log: @escaping (String) -> Void = { _ in }) throws(NetfilterError) {
+        self.flowCleanup = flowCleanup
         netlink = try NetlinkSocket.netfilterSocket()
         self.xtablesLock = xtablesLock
         self.lockTimeoutSeconds = lockTimeoutSeconds
@@ -145,7 +149,7 @@ public final class IPTablesBackend: NATBackend {
     /// they would outlive the pod for up to days, and a new pod given the address would get their replies.
     public func remove(_ member: InstalledMember, from names: ObjectNames) throws {
         try ipset.delete(names.memberSet, IPSet.Entry(address: member.address, prefix: nil, comment: ""))
-        try Conntrack(socket: netlink).forgetFlows(from: member.address)
+        try Conntrack(socket: netlink).forgetFlows(from: member.address, cleanup: flowCleanup)
     }
 
     public func remove(subnet: CIDR, from names: ObjectNames) throws {

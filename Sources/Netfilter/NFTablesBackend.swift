@@ -17,7 +17,11 @@ public final class NFTablesBackend: NATBackend {
     private let table = NFTFamilyPlan.table
     private let baseChain = NFTFamilyPlan.baseChain
 
-    public init(runDirectory: String, lockTimeoutSeconds: Double, log: @escaping (String) -> Void = { _ in }) throws(NetfilterError) {
+    private let flowCleanup: FlowCleanup
+
+    public init(runDirectory: String, lockTimeoutSeconds: Double, flowCleanup: FlowCleanup = .flush,
+                log: @escaping (String) -> Void = { _ in }) throws(NetfilterError) {
+        self.flowCleanup = flowCleanup
         netlink = try NetlinkSocket.netfilterSocket()
         if mkdir(runDirectory, 0o700) != 0 && errno != EEXIST {
             throw NetfilterError.lockUnusable(path: runDirectory, reason: String(cString: strerror(errno)))
@@ -30,6 +34,7 @@ public final class NFTablesBackend: NATBackend {
     /// A backend that only reads (for `randsnat doctor`): no lock directory is made.
     init(reader netlink: NetlinkSocket) throws(NetfilterError) {
         self.netlink = netlink
+        flowCleanup = .flush
         tableLock = FileLock(path: "/nonexistent/nftables.lock")
         lockTimeoutSeconds = 0
         log = { _ in }
@@ -236,7 +241,7 @@ public final class NFTablesBackend: NATBackend {
         var batch = NFTBatch()
         batch.deleteElements(table, names.memberSet, [NFTBatch.Element(key: member.address)])
         _ = try Self.refusal(of: batch, allowing: [ENOENT])
-        try Conntrack(socket: netlink).forgetFlows(from: member.address)
+        try Conntrack(socket: netlink).forgetFlows(from: member.address, cleanup: flowCleanup)
     }
 
     public func remove(subnet: CIDR, from names: ObjectNames) throws {

@@ -25,13 +25,15 @@ if !arguments.isEmpty {
 }
 let log = { (line: String) in ProcessEnvironment.write("\(line)\n", to: 2) }
 let runDirectory = environment["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"
+let flowCleanup: FlowCleanup = environment["RANDSNAT_CONNTRACK_CLEANUP"] == "dump" ? .dumpAndDelete : .flush
 let chained = SNATPlugin(
     makeBackend: { kind, config in
         switch kind {
         case .iptables:
-            try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds, log: log)
+            try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds,
+                                flowCleanup: flowCleanup, log: log)
         case .nftables:
-            try NFTablesBackend(runDirectory: runDirectory, lockTimeoutSeconds: config.lockTimeoutSeconds, log: log)
+            try NFTablesBackend(runDirectory: runDirectory, lockTimeoutSeconds: config.lockTimeoutSeconds, flowCleanup: flowCleanup, log: log)
         }
     },
     lock: NetworkFileLock(directory: runDirectory),

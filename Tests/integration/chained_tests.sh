@@ -195,3 +195,11 @@ except socket.timeout:
     expect_eq "pod 2 does not receive the old flow's reply" "$(cat "$WORK/received")" ""
     pod_del "$list" 2 >/dev/null
 }
+
+# The same on the path of kernels whose ctnetlink cannot flush with a filter (before the 2024 patch
+# "netfilter: ctnetlink: support CTA_FILTER for flush"): the pod's entries listed, then deleted one by one.
+test_del_forgets_the_pods_flows_by_dump_and_delete() {
+    export RANDSNAT_CONNTRACK_CLEANUP=dump
+    test_del_forgets_the_pods_flows
+}
+
