@@ -138,7 +138,7 @@ public struct NodeInspector {
             let network = names[chain] ?? "(unknown: \(chain))"
             let members = ((try? backend.elements(of: set, family: family)) ?? []).map { InstalledMember(address: $0.key, comment: $0.comment) }
             networks.append(NodeFacts.Network(name: network, generation: String(chain.suffix(7)), family: family, pods: members.count,
-                                              orphans: orphans(members, network: network, cacheKnown: cacheKnown)))
+                                              orphans: orphans(members, network: network, cacheKnown: cacheKnown), backend: .nftables))
         }
         return networks
     }

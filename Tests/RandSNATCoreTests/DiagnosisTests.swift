@@ -59,8 +59,8 @@ struct DiagnosisTests {
         facts.networks = [NodeFacts.Network(name: "pods", generation: "abc1234", family: .ipv4, pods: 3, orphans: ["198.18.0.9 (pods/x/eth0)"])]
         let diagnosis = Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0)
         #expect(diagnosis.json()["status"] == .string("warning"))
-        #expect(diagnosis.prometheus().contains("randsnat_pods{network=\"pods\",family=\"ipv4\"} 3"))
+        #expect(diagnosis.prometheus().contains("randsnat_pods{network=\"pods\",family=\"ipv4\",backend=\"iptables\"} 3"))
         #expect(diagnosis.prometheus().contains("randsnat_orphan_members 1"))
-        #expect(diagnosis.human().contains("\"pods\" ipv4 generation abc1234: 3 pods, 1 without a live owner"))
+        #expect(diagnosis.human().contains("\"pods\" ipv4 generation abc1234 (iptables): 3 pods, 1 without a live owner"))
     }
 }

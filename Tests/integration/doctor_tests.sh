@@ -44,7 +44,7 @@ test_doctor_reports_each_condition() {
     expect_contains "both netfilters holding nat rules is reported" "$out" "both iptables-legacy"
     out=$(doctor --prometheus)
     expect_contains "--prometheus: health" "$out" "randsnat_health 1"
-    expect_contains "--prometheus: pods per network" "$out" "randsnat_pods{network=\"$T-n\",family=\"ipv4\"} 1"
+    expect_contains "--prometheus: pods per network" "$out" "randsnat_pods{network=\"$T-n\",family=\"ipv4\",backend=\"iptables\"} 1"
     pod_del "$list" 1 >/dev/null
 }
 

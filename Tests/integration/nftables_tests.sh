@@ -92,8 +92,9 @@ test_doctor_reads_the_nftables_backend() {
     local list; list=$(conflist "$T-n" '"backend":"nftables","portRange":"40000-40999"')
     pod_add "$list" 1 >/dev/null; pod_add "$list" 2 >/dev/null
     local out; out=$(doctor --json); expect_eq "with randsnat's pods in nf_tables it is healthy" "$?" "0"
-    expect_eq "it lists the network and its pods" "$(printf '%s' "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print([(n["name"], n["family"], n["pods"]) for n in d["networks"]])')" \
-        "[('$T-n', 'ipv4', 2), ('$T-n', 'ipv6', 2)]"
+    expect_eq "it lists the network, its pods and its backend" \
+        "$(printf '%s' "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print([(n["name"], n["family"], n["pods"], n["backend"]) for n in d["networks"]])')" \
+        "[('$T-n', 'ipv4', 2, 'nftables'), ('$T-n', 'ipv6', 2, 'nftables')]"
     expect_eq "randsnat's nf_tables rules are fully random" \
         "$(printf '%s' "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sorted(set((r["randsnat"], r["randomFully"]) for r in d["snatRules"])))')" "[(True, True)]"
     expect_contains "the capacity comes from their port range" "$(doctor)" "of 1000 ports each"

@@ -96,7 +96,7 @@ public struct Diagnosis: Equatable, Sendable {
         if facts.portUse.isEmpty { lines.append("  no SNATed flows") }
         lines.append("randsnat networks:")
         for network in facts.networks {
-            lines.append("  \"\(network.name)\" \(network.family) generation \(network.generation): \(network.pods) pods, \(network.orphans.count) without a live owner")
+            lines.append("  \"\(network.name)\" \(network.family) generation \(network.generation) (\(network.backend.rawValue)): \(network.pods) pods, \(network.orphans.count) without a live owner")
         }
         if facts.networks.isEmpty { lines.append("  none") }
         if !findings.isEmpty { lines.append("findings:") }
@@ -124,6 +124,7 @@ public struct Diagnosis: Equatable, Sendable {
             }),
             "networks": .array(facts.networks.map { network in
                 .object(["name": .string(network.name), "family": .string(network.family.rawValue), "generation": .string(network.generation),
+                         "backend": .string(network.backend.rawValue),
                          "pods": .int(Int64(network.pods)), "orphans": .array(network.orphans.map { .string($0) })])
             }),
             "findings": .array(findings.map { .object(["severity": .string(["ok", "warning", "problem"][$0.severity.rawValue]), "text": .string($0.text)]) }),
@@ -149,7 +150,7 @@ public struct Diagnosis: Equatable, Sendable {
         metric("port_pressure_ratio", "gauge", "SNATed flows to one destination over the ports available.",
                facts.portUse.prefix(10).map { ("destination=\"\(label($0.destination))\",port=\"\($0.port)\",proto=\"\($0.proto)\",snat_address=\"\(label($0.snatAddress))\"",
                                                String(Double($0.entries) / Double(Self.capacity(facts)))) })
-        metric("pods", "gauge", "Pods with SNAT per network.", facts.networks.map { ("network=\"\(label($0.name))\",family=\"\($0.family)\"", "\($0.pods)") })
+        metric("pods", "gauge", "Pods with SNAT per network.", facts.networks.map { ("network=\"\(label($0.name))\",family=\"\($0.family)\",backend=\"\($0.backend.rawValue)\"", "\($0.pods)") })
         metric("orphan_members", "gauge", "Set members the runtime's CNI cache does not know.", [("", "\(facts.networks.map(\.orphans.count).reduce(0, +))")])
         return lines.joined(separator: "\n") + "\n"
     }

@@ -53,8 +53,11 @@ public struct NodeFacts: Equatable, Sendable {
         public let pods: Int
         /// Members whose attachment the runtime's CNI cache does not know.
         public let orphans: [String]
+        /// Where the network's state lives.
+        public let backend: BackendKind
 
-        public init(name: String, generation: String, family: Family, pods: Int, orphans: [String]) {
+        public init(name: String, generation: String, family: Family, pods: Int, orphans: [String], backend: BackendKind = .iptables) {
+            self.backend = backend
             self.name = name
             self.generation = generation
             self.family = family
