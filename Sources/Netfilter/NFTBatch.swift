@@ -15,7 +15,6 @@ struct NFTBatch {
     private var nextSetID: UInt32 = 1
 
     static let family = UInt16(NFPROTO_INET)
-    var isEmpty: Bool { messages.isEmpty }
 
     /// Appends one message whose payload `fill` writes (from a libnftnl object).
     private mutating func append(_ type: UInt32, flags: UInt16, _ purpose: String, capacity: Int = 8192,

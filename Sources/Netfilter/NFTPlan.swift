@@ -163,11 +163,10 @@ struct NFTRule: Equatable {
             name += [UInt8](repeating: 0, count: max(0, 16 - name.count))
             expressions += [.meta(.oifname, .r1), .equal(.r1, name)]
         }
+        // The planner gives destinations only to bypass RETURN rules, which NFTFamilyPlan turns into
+        // the bypass set's lookup before it gets here.
         if let setMatch = rule.setMatch, let direction = setMatch.directions.first {
             expressions += Self.addressLookup(family, direction, set: setMatch.set)
-        } else if let destination = rule.destination {
-            // Only bypass rules have destinations, and those go to the bypass set; kept for completeness.
-            expressions += Self.addressLoad(family, .destination) + [.equal(.r1, destination.address.bytes)]
         }
         if let proto = rule.proto {
             expressions += [.meta(.l4proto, .r1), .equal(.r1, [UInt8(proto.number)])]

@@ -134,6 +134,22 @@ struct NFTPlanTests {
         #expect(texts.last?.hasPrefix("oifname \"eth0\" snat ip to 203.0.113.3-203.0.113.4 fully-random") == true)
     }
 
+    @Test func everyDestinationRuleEndsUpInTheBypassSet() {
+        var config = PluginConfig()
+        config.nonMasqueradeCIDRs = ["10.0.0.0/8", "2001:db8::/32"].map { CIDR($0)! }
+        config.toSource = [AddressRange("203.0.113.2")!, AddressRange("203.0.113.3")!]
+        config.portRange = PortRange("40000-40999")
+        config.egressInterface = "eth0"
+        for family in Family.allCases {
+            let plan = Planner.family(family, network: "net", config: config)
+            // The nftables translation relies on it: a destination only ever comes with a plain RETURN.
+            #expect(plan.rules.filter { $0.destination != nil }.allSatisfy { $0.target == .return && $0.setMatch == nil && $0.proto == nil })
+            let nft = NFTFamilyPlan(plan)
+            #expect(nft.rules.count == plan.rules.filter { $0.destination == nil }.count + 1)
+            #expect(nft.bypass.count == 3)  // the CIDR, link-local, multicast: disjoint here
+        }
+    }
+
     @Test func masqueradeWithPortsSaysTheyAreSpecified() {
         var config = PluginConfig()
         config.portRange = PortRange("40000-40099")
