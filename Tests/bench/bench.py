@@ -196,6 +196,24 @@ def flatness(make_config, restore, rules, runs):
     return statistics.median(samples[names[0]]), statistics.median(samples[names[1]])
 
 
+def print_table(results, plugins, sizes, labels=None):
+    """The machine, then one row per plugin and size: ADD and DEL median and p99, ADD+DEL. Returns the
+    ADD+DEL median of (plugin, size), for the ratios."""
+    print("machine: %s, %s cores, kernel %s" % (open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip(),
+                                                 os.cpu_count(), os.uname().release))
+    print("%-13s %7s | %12s %12s | %12s %12s | %10s" % ("plugin", "rules", "ADD median", "ADD p99", "DEL median", "DEL p99", "ADD+DEL"))
+    for size in sizes:
+        for plugin in plugins:
+            (am, ap), (dm, dp) = results[(plugin, size)]
+            label = (labels or {}).get(plugin, plugin)
+            print("%-13s %7d | %9.2f ms %9.2f ms | %9.2f ms %9.2f ms | %7.2f ms" % (label, size, am, ap, dm, dp, am + dm))
+
+    def total(plugin, size):
+        (am, _), (dm, _) = results[(plugin, size)]
+        return am + dm
+    return total
+
+
 def stats(values):
     ordered = sorted(values)
     p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
@@ -292,17 +310,8 @@ def main():
         shutil.rmtree(RUN_DIR, ignore_errors=True)
 
     print()
-    print("machine: %s, %s cores, kernel %s" % (open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip(),
-                                                 os.cpu_count(), os.uname().release))
-    print("%-10s %8s | %12s %12s | %12s %12s | %10s" % ("plugin", "rules", "ADD median", "ADD p99", "DEL median", "DEL p99", "ADD+DEL"))
-    for size in (0, args.rules):
-        for plugin in ("randsnat", "portmap", "standalone", "bridge"):
-            (am, ap), (dm, dp) = results[(plugin, size)]
-            label = {"standalone": "randsnat-sa", "bridge": "bridge+masq"}.get(plugin, plugin)
-            print("%-11s %7d | %9.2f ms %9.2f ms | %9.2f ms %9.2f ms | %7.2f ms" % (label, size, am, ap, dm, dp, am + dm))
-    def total(plugin, size):
-        (am, _), (dm, _) = results[(plugin, size)]
-        return am + dm
+    total = print_table(results, ("randsnat", "portmap", "standalone", "bridge"), (0, args.rules),
+                        {"standalone": "randsnat-sa", "bridge": "bridge+masq"})
     print()
     print("ratios (ADD+DEL medians):")
     for size in (0, args.rules):

@@ -80,18 +80,8 @@ def main():
         shutil.rmtree(bench.RUN_DIR, ignore_errors=True)
 
     print()
-    print("machine: %s, %s cores, kernel %s" % (open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip(),
-                                                 os.cpu_count(), os.uname().release))
-    print("%-13s %7s | %12s %12s | %12s %12s | %10s" % ("plugin", "rules", "ADD median", "ADD p99", "DEL median", "DEL p99", "ADD+DEL"))
     labels = ("randsnat-nft", "randsnat-ipt", "portmap-nft", "sa-nft", "bridge-nft")
-    for size in (0, args.rules):
-        for label in labels:
-            (am, ap), (dm, dp) = results[(label, size)]
-            print("%-13s %7d | %9.2f ms %9.2f ms | %9.2f ms %9.2f ms | %7.2f ms" % (label, size, am, ap, dm, dp, am + dm))
-
-    def total(label, size):
-        (am, _), (dm, _) = results[(label, size)]
-        return am + dm
+    total = bench.print_table(results, labels, (0, args.rules))
     print()
     print("ratios (ADD+DEL medians):")
     for size in (0, args.rules):
