@@ -21,8 +21,10 @@ backend_key() { if [ "$BACKEND" = nftables ]; then printf '"backend":"nftables"'
 # join_json A B: two JSON member lists joined with a comma (either may be empty).
 join_json() { if [ -n "$1" ] && [ -n "$2" ]; then printf '%s,%s' "$1" "$2"; else printf '%s%s' "$1" "$2"; fi; }
 
-failures=0
-fail() { echo "    FAIL: $*"; failures=$((failures + 1)); }
+# The count of failed expectations of the running test (a name no test uses for a local of its own:
+# a local of the same name would hide it from fail(), and the test would pass).
+rs_failed_expectations=0
+fail() { echo "    FAIL: $*"; rs_failed_expectations=$((rs_failed_expectations + 1)); }
 pass() { echo "    ok: $*"; }
 # expect DESCRIPTION COMMAND...: the command must succeed.
 expect() { local what=$1; shift; if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi; }
@@ -225,7 +227,7 @@ run_test() {
     local name=$1 label=$1
     [ "$BACKEND" = iptables ] || label="$1 [$BACKEND]"
     echo "--- $label"
-    if ( set +e; failures=0; trap bed_down EXIT; bed_up "$(printf '%s' "$name" | cksum | cut -c1-4)"; "test_$name"; exit $((failures > 0)) ); then
+    if ( set +e; rs_failed_expectations=0; trap bed_down EXIT; bed_up "$(printf '%s' "$name" | cksum | cut -c1-4)"; "test_$name"; exit $((rs_failed_expectations > 0)) ); then
         passed=$((passed + 1)); echo "--- $label: ok"
     else
         failed=$((failed + 1)); failed_names+=("$label"); echo "--- $label: FAILED"

@@ -47,18 +47,22 @@ test_backend_switch_moves_the_state_without_a_gap() {
     pod_add "$old" 1 >/dev/null
     pod_add "$old" 2 >/dev/null
     expect_eq "pod 1 is SNATed by iptables" "$(ask 1 203.0.113.10)" "203.0.113.1"
-    # New connections from pod 1 all through the switch: each one without SNAT would get no answer.
+    # New connections from pod 1 all through the switch. ext counts every packet that reaches it
+    # with a pod's own source address: a moment without SNAT shows there (a count of connection
+    # stalls would not do: a 1 s SYN retry also happens now and then with no switch at all).
+    in_ns "$EXT" nft add table inet probe
+    in_ns "$EXT" nft add chain inet probe input '{ type filter hook input priority 0; }'
+    in_ns "$EXT" nft add rule inet probe input ip saddr 198.18.0.0/16 counter
     in_ns "$T-pod1" python3 "$HERE/peer.py" load 203.0.113.10 8080 50000 4 > "$WORK/load" &
     local load=$!
     sleep 1
     local new; new=$(conflist "$T-n" '"backend":"nftables"')
     local out; out=$(pod_add "$new" 3 2>&1)
     wait "$load"
-    local attempts failures slowest; read -r attempts failures slowest < "$WORK/load"
-    expect "connections went on during the switch ($attempts)" test "${attempts:-0}" -gt 50
-    expect_eq "none of them failed" "$failures" "0"
-    # A SYN sent without SNAT gets no answer and is retried after 1 s: a gap would show as a stall.
-    expect "none of them stalled (slowest ${slowest} ms)" test "${slowest%.*}" -lt 900
+    local attempts refused slowest; read -r attempts refused slowest < "$WORK/load"
+    expect "connections went on during the switch ($attempts, slowest ${slowest} ms)" test "${attempts:-0}" -gt 50
+    expect_eq "none of them failed" "$refused" "0"
+    expect_eq "ext saw no packet without SNAT" "$(in_ns "$EXT" nft list chain inet probe input | grep -o 'packets [0-9]*')" "packets 0"
     local tables; tables=$(in_ns "$NODE" nft list table inet randsnat)
     for pod in 1 2 3; do expect_contains "pod $pod is in the nftables set" "$tables" "c$pod-$RUN/eth0"; done
     expect_absent "nothing is left in the legacy nat table" "$(in_ns "$NODE" iptables-legacy-save -t nat; in_ns "$NODE" ipset save)" "RANDSNAT"
