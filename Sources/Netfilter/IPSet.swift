@@ -29,6 +29,8 @@ struct IPSet {
     }
 
     let socket: NetlinkSocket
+    /// The bytes a member's comment holds (the kernel's IPSET_MAX_COMMENT_SIZE).
+    static let commentLimit = 255
     /// ipset protocol 6 is understood by every kernel that has comments (3.x and later).
     static let protocolVersion: UInt8 = 6
 

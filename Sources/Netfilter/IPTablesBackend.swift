@@ -17,6 +17,7 @@ import RandSNATCore
 /// the rules are still there.
 public final class IPTablesBackend: NATBackend {
     public var kind: BackendKind { .iptables }
+    public var commentLimit: Int { IPSet.commentLimit }
     private let netlink: NetlinkSocket
     private let xtablesLock: FileLock
     private let lockTimeoutSeconds: Double

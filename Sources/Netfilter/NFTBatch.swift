@@ -270,10 +270,13 @@ struct NFTBatch {
         append(type, flags: flags, purpose, capacity: 4096 + elements.count * 512) { nftnl_set_elems_nlmsg_build_payload($0, set) }
     }
 
-    /// A user-data buffer with one string (a comment, as nft writes it: at most 127 bytes and a NUL).
+    /// The bytes a comment holds in nf_tables user data, as nft writes it (127 and a NUL).
+    static let commentLimit = 127
+
+    /// A user-data buffer with one string (a comment, cut to `commentLimit`).
     private static func userData(type: UInt8, _ text: String) -> OpaquePointer {
         let buffer = nftnl_udata_buf_alloc(256)!
-        _ = nftnl_udata_put_strz(buffer, type, Attachment.clip(text, to: 127))
+        _ = nftnl_udata_put_strz(buffer, type, Attachment.clip(text, to: commentLimit))
         return buffer
     }
 

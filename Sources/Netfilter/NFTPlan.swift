@@ -136,7 +136,7 @@ struct NFTRule: Equatable {
     }
 
     static func comment(_ text: String) -> String {
-        Attachment.clip(String(text.unicodeScalars.filter { $0 != "\"" }.map(Character.init)), to: 127)
+        Attachment.clip(String(text.unicodeScalars.filter { $0 != "\"" }.map(Character.init)), to: NFTBatch.commentLimit)
     }
 
     static let randomFully: UInt32 = 1 << 4  // NF_NAT_RANGE_PROTO_RANDOM_FULLY

@@ -9,6 +9,7 @@ import RandSNATCore
 /// rewrites anybody else's ruleset, however large it is.
 public final class NFTablesBackend: NATBackend {
     public var kind: BackendKind { .nftables }
+    public var commentLimit: Int { NFTBatch.commentLimit }
     private let netlink: NetlinkSocket
     /// Serialises creating randsnat's table with removing it (GC), across networks and processes.
     private let tableLock: FileLock
@@ -188,7 +189,7 @@ public final class NFTablesBackend: NATBackend {
     public func add(_ member: PodPlan.Member, comment: String) throws {
         let element = NFTBatch.Element(key: member.address.address, comment: comment)
         if let current = try elements(of: member.names.memberSet, family: member.address.family)?.first(where: { $0.key == element.key }) {
-            if current.comment == Attachment.clip(comment, to: 127) { return }
+            if current.comment == Attachment.clip(comment, to: commentLimit) { return }
             var batch = NFTBatch()
             batch.deleteElements(table, member.names.memberSet, [element])
             batch.addElements(table, member.names.memberSet, [element])

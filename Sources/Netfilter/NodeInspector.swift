@@ -116,7 +116,8 @@ public struct NodeInspector {
     func orphans(_ members: [InstalledMember], network: String, cacheKnown: Bool) -> [String] {
         guard cacheKnown else { return [] }
         return members.filter { member in
-            guard let owner = Attachment.owner(fromComment: member.comment) else { return true }
+            // A digest, or a comment an earlier release cut short, names no container to look up.
+            guard let owner = Attachment.owner(fromComment: member.comment, network: network) else { return false }
             return access("\(cniCache)/\(network)-\(owner.containerID)-\(owner.ifName)", F_OK) != 0
         }.map { "\($0.address) (\($0.comment))" }
     }

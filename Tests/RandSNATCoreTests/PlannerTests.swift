@@ -67,10 +67,4 @@ struct PlannerTests {
         config.nonMasqueradeCIDRs = [CIDR("10.0.0.0/8")!]
         #expect(Planner.generation(of: config) != first)
     }
-
-    @Test func commentsAreClipped() {
-        let long = Attachment(network: String(repeating: "n", count: 128), containerID: String(repeating: "c", count: 200), ifName: "eth0")
-        #expect(long.comment.utf8.count == 255)
-        #expect(Attachment.owner(fromComment: "net/abc/eth0")! == ("abc", "eth0"))
-    }
 }

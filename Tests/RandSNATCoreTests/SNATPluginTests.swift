@@ -5,6 +5,7 @@ import Testing
 /// An in-memory NATBackend: sets and "rules" as dictionaries, every call recorded.
 final class FakeBackend: NATBackend {
     let kind: BackendKind
+    var commentLimit: Int { kind == .nftables ? 127 : 255 }
     /// What `nodeNetfilter` reports.
     var node: BackendKind = .iptables
     /// A backend the kernel cannot serve (no ipset, no nf_tables): every read fails.
@@ -26,7 +27,8 @@ final class FakeBackend: NATBackend {
     func add(_ member: PodPlan.Member, comment: String) throws {
         try record("add \(member.address.address)")
         installed[member.names]!.members.removeAll { $0.address == member.address.address }
-        installed[member.names]!.members.append(InstalledMember(address: member.address.address, comment: comment))
+        // As the kernel keeps it: cut to the backend's limit.
+        installed[member.names]!.members.append(InstalledMember(address: member.address.address, comment: Attachment.clip(comment, to: commentLimit)))
     }
     func add(subnet: CIDR, to names: ObjectNames) throws {
         try record("addSubnet \(subnet)")

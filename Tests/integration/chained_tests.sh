@@ -203,3 +203,45 @@ test_del_forgets_the_pods_flows_by_dump_and_delete() {
     test_del_forgets_the_pods_flows
 }
 
+
+# Issue 10 §1: the longest network name randsnat accepts (128 bytes) with 64-hex container ids, as
+# Kubernetes runtimes make them. nf_tables comments hold 127 bytes, so a comment repeating the network
+# name no longer fits: ADD, CHECK, GC keeping both pods, DEL of each must still find every member, and
+# members commented as the previous release wrote them (the full form cut to the backend's limit) too.
+test_long_network_names_keep_their_pods() {
+    local name; name=$T-$(printf 'n%.0s' $(seq 1 $((128 - ${#T} - 1))))
+    [ ${#name} -eq 128 ] || fail "test setup: network name is ${#name} bytes, not 128"
+    local list; list=$(conflist "$name")
+    local c1 c2 pod1=$T-pod1 pod2=$T-pod2
+    c1=$(printf '%s' "1-$RUN" | sha256sum | cut -c1-64); c2=$(printf '%s' "2-$RUN" | sha256sum | cut -c1-64)
+    ip netns add "$pod1"; ip netns add "$pod2"
+    expect "ADD pod 1" in_ns "$NODE" python3 "$HERE/cni.py" add "$list" "$c1" "/var/run/netns/$pod1" eth0
+    expect "ADD pod 2" in_ns "$NODE" python3 "$HERE/cni.py" add "$list" "$c2" "/var/run/netns/$pod2" eth0
+    expect_eq "two members" "$(member_count)" 2
+    expect "CHECK pod 1" in_ns "$NODE" python3 "$HERE/cni.py" check "$list" "$c1" "/var/run/netns/$pod1" eth0
+    expect "CHECK pod 2" in_ns "$NODE" python3 "$HERE/cni.py" check "$list" "$c2" "/var/run/netns/$pod2" eth0
+    expect_eq "pod 1 SNATed" "$(ask 1 203.0.113.10)" "203.0.113.1"
+    local gc; gc=$(randsnat_conf "$name" '"cni.dev/valid-attachments":[{"containerID":"'"$c1"'","ifname":"eth0"},{"containerID":"'"$c2"'","ifname":"eth0"}]')
+    expect "GC listing both pods" randsnat_exec GC "$gc"
+    expect_eq "GC kept both members" "$(member_count)" 2
+    expect_eq "pod 2 still SNATed after GC" "$(ask 2 203.0.113.10)" "203.0.113.1"
+    # Pod 2's member as the previous release wrote it: "<network>/<container>/<ifname>" cut to the limit.
+    local set address limit old
+    set=$(member_set)
+    address=$(in_ns "$pod2" ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
+    if [ "$BACKEND" = nftables ]; then limit=127; else limit=255; fi
+    old=$(printf '%s/%s/eth0' "$name" "$c2" | cut -c1-$limit)
+    del_member "$set" "$address"
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft add element inet randsnat "$set" "{ $address comment \"$old\" }"
+    else in_ns "$NODE" ipset add "$set" "$address" comment "$old"; fi
+    expect_contains "the old-format comment is in place" "$(snat_members)" "$old"
+    expect "CHECK pod 2 with the old-format comment" in_ns "$NODE" python3 "$HERE/cni.py" check "$list" "$c2" "/var/run/netns/$pod2" eth0
+    expect "GC listing both pods, old format" randsnat_exec GC "$gc"
+    expect_eq "GC kept the old-format member" "$(member_count)" 2
+    expect "DEL pod 1" in_ns "$NODE" python3 "$HERE/cni.py" del "$list" "$c1" "/var/run/netns/$pod1" eth0
+    expect_eq "one member after DEL of pod 1" "$(member_count)" 1
+    expect "DEL pod 2 (old-format comment)" in_ns "$NODE" python3 "$HERE/cni.py" del "$list" "$c2" "/var/run/netns/$pod2" eth0
+    expect_eq "no member left" "$(member_count)" 0
+    expect_eq "no chain left" "$(chain_count)" 0
+    expect_eq "no jump left" "$(jump_count)" 0
+}

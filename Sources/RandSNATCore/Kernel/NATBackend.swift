@@ -57,13 +57,15 @@ public enum BackendChoice: String, Sendable {
 /// `install`, `uninstall`, `removeStrays` and `problems` may read or replace a whole table.
 public protocol NATBackend {
     var kind: BackendKind { get }
+    /// How many bytes a member's comment holds here (`Attachment.comment(limit:)` renders for it).
+    var commentLimit: Int { get }
     /// True when the plan's sets exist and the nat table's rules still use them.
     func isInstalled(_ plan: FamilyPlan) throws -> Bool
     /// Creates the sets, the chain with its rules and the jump, replacing what differs; one commit.
     func install(_ plan: FamilyPlan) throws
     /// Removes the jump, the chain and the sets; pieces already gone count as removed.
     func uninstall(_ names: ObjectNames) throws
-    /// Adds (or takes over) the pod's member, commented with its owner.
+    /// Adds (or takes over) the pod's member, commented with its owner (at most `commentLimit` bytes).
     func add(_ member: PodPlan.Member, comment: String) throws
     /// Adds a pod subnet (shared by the pods in it; its comment names no pod).
     func add(subnet: CIDR, to names: ObjectNames) throws

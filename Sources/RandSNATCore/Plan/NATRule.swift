@@ -37,6 +37,8 @@ public struct NATRule: Equatable, Sendable {
     public var probability: Double?
     public var comment: String
     public var target: Target
+    /// The bytes an xtables comment holds (`xt_comment`: XT_MAX_COMMENT_LEN 256 with its NUL).
+    public static let commentLimit = 255
 
     public init(proto: PortProtocol? = nil, destination: CIDR? = nil, outInterface: String? = nil, setMatch: SetMatch? = nil,
                 probability: Double? = nil, comment: String, target: Target) {
@@ -45,7 +47,7 @@ public struct NATRule: Equatable, Sendable {
         self.outInterface = outInterface
         self.setMatch = setMatch
         self.probability = probability
-        self.comment = Attachment.clip(comment)
+        self.comment = Attachment.clip(comment, to: Self.commentLimit)
         self.target = target
     }
 

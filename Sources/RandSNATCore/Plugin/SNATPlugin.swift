@@ -96,10 +96,10 @@ public struct SNATPlugin: CNIPlugin {
                     }
                 }
                 for member in pod.members {
-                    try backend.addPod(member, comment: pod.attachment.comment)
+                    try backend.addPod(member, comment: pod.attachment.comment(limit: backend.commentLimit))
                 }
             } catch {
-                rollBack(backend, id: id, installed: installed, comment: pod.attachment.comment)
+                rollBack(backend, id: id, installed: installed, owner: pod.attachment, addresses: pod.members.map(\.address.address))
                 throw error
             }
         }
@@ -144,7 +144,8 @@ public struct SNATPlugin: CNIPlugin {
             for member in generation.members {
                 let prefix = generation.subnets.first { $0.contains(member.address) }?.prefix ?? member.address.family.bitCount
                 let address = PodAddress(address: member.address, prefix: prefix)
-                try new.addPod(PodPlan.Member(address: address, names: plan.names), comment: member.comment)
+                let comment = Attachment.recomment(member.comment, network: network, limit: new.commentLimit)
+                try new.addPod(PodPlan.Member(address: address, names: plan.names), comment: comment)
                 moved += 1
             }
         }
@@ -154,9 +155,9 @@ public struct SNATPlugin: CNIPlugin {
 
     /// Undoes a failed ADD: the pod's members, the subnets only it used, then the network objects
     /// this ADD created if nobody uses them.
-    func rollBack(_ backend: any NATBackend, id: NetworkID, installed: [FamilyPlan], comment: String) {
+    func rollBack(_ backend: any NATBackend, id: NetworkID, installed: [FamilyPlan], owner: Attachment, addresses: [IPAddress]) {
         for generation in (try? backend.generations(of: id)) ?? [] {
-            try? removeMembers(of: generation, backend, uninstallWhenEmpty: false) { $0 == comment }
+            try? removeMembers(of: generation, backend, uninstallWhenEmpty: false) { owner.owns($0, of: addresses, limit: backend.commentLimit) }
         }
         let after = (try? backend.generations(of: id)) ?? []
         for plan in installed where !after.contains(where: { $0.names == plan.names && !$0.members.isEmpty }) {
@@ -167,18 +168,25 @@ public struct SNATPlugin: CNIPlugin {
     /// DEL finds the pod's members by their owner comment, in every generation of the network, so it
     /// needs neither prevResult nor the config ADD saw; a generation left empty is torn down.
     public func del(_ request: Request) throws {
-        try removeSNAT(attachment(request), members: request.config.members)
+        try removeSNAT(attachment(request), members: request.config.members, addresses: knownAddresses(request))
+    }
+
+    /// The pod's addresses when DEL is given a prevResult that names them (it need not be).
+    func knownAddresses(_ request: Request) -> [IPAddress] {
+        ((try? podAddresses(request)) ?? []).map(\.address)
     }
 
     /// Removes the pod's members in every generation, and generations left empty. Reads randsnat's
-    /// keys leniently: a config edited since ADD must not keep a pod's state on the node.
-    func removeSNAT(_ owner: Attachment, members: [String: JSONValue]) throws {
+    /// keys leniently: a config edited since ADD must not keep a pod's state on the node. A member
+    /// whose comment names the pod only ambiguously (see `Attachment.Claim`) goes when its address
+    /// is one of `addresses`.
+    func removeSNAT(_ owner: Attachment, members: [String: JSONValue], addresses: [IPAddress]) throws {
         let config = (try? PluginConfig.parse(members).config) ?? PluginConfig()
         let id = NetworkID(network: owner.network)
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
             for (backend, generations) in try holdings(id, config: config) {
                 for generation in generations {
-                    try removeMembers(of: generation, backend) { $0 == owner.comment }
+                    try removeMembers(of: generation, backend) { owner.owns($0, of: addresses, limit: backend.commentLimit) }
                 }
             }
         }
@@ -203,13 +211,13 @@ public struct SNATPlugin: CNIPlugin {
         return states
     }
 
-    /// Removes the members whose comment `isStale` says goes and the subnets no remaining member is
-    /// in, then (when `uninstallWhenEmpty`) the generation if it has no member left.
+    /// Removes the members `isStale` says go and the subnets no remaining member is in, then (when
+    /// `uninstallWhenEmpty`) the generation if it has no member left.
     func removeMembers(of generation: InstalledGeneration, _ backend: any NATBackend, uninstallWhenEmpty: Bool = true,
-                       where isStale: (String) -> Bool) throws {
+                       where isStale: (InstalledMember) -> Bool) throws {
         var remaining: [IPAddress] = []
         for member in generation.members {
-            if isStale(member.comment) {
+            if isStale(member) {
                 try backend.remove(member, from: generation.names)
             } else {
                 remaining.append(member.address)
@@ -252,8 +260,8 @@ public struct SNATPlugin: CNIPlugin {
             let owned = generation.members.first { $0.address == address }
             if owned == nil {
                 problems.append("\(address) is not in set \(member.names.memberSet), so its traffic is not SNATed")
-            } else if owned?.comment != pod.attachment.comment {
-                problems.append("\(address) in set \(member.names.memberSet) belongs to \"\(owned!.comment)\", not \"\(pod.attachment.comment)\"")
+            } else if let owned, pod.attachment.claim(owned.comment, limit: backend.commentLimit) == nil {
+                problems.append("\(address) in set \(member.names.memberSet) belongs to \"\(owned.comment)\", not \"\(pod.attachment.comment(limit: backend.commentLimit))\"")
             }
             if !generation.subnets.contains(member.address.subnet) {
                 problems.append("subnet \(member.address.subnet) is not in set \(member.names.subnetSet), so traffic to the pod's own subnet would be SNATed")
@@ -269,16 +277,10 @@ public struct SNATPlugin: CNIPlugin {
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
             for (backend, generations) in try holdings(id, config: config) {
                 var keep: Set<ObjectNames> = []
+                let live = Set(valid.flatMap { $0.comments(limit: backend.commentLimit) })
                 for generation in generations {
-                    try removeMembers(of: generation, backend) { comment in
-                        guard let owner = Attachment.owner(fromComment: comment) else { return true }
-                        return !valid.contains(Attachment(network: id.network, containerID: owner.containerID, ifName: owner.ifName).comment)
-                    }
-                    if generation.members.contains(where: { comment in
-                        Attachment.owner(fromComment: comment.comment).map {
-                            valid.contains(Attachment(network: id.network, containerID: $0.containerID, ifName: $0.ifName).comment)
-                        } ?? false
-                    }) {
+                    try removeMembers(of: generation, backend) { !live.contains($0.comment) }
+                    if generation.members.contains(where: { live.contains($0.comment) }) {
                         keep.insert(generation.names)
                     }
                 }
@@ -292,21 +294,21 @@ public struct SNATPlugin: CNIPlugin {
         }
     }
 
-    /// `cni.dev/valid-attachments` as owner comments.
-    func validAttachments(_ members: [String: JSONValue]) throws -> Set<String> {
+    /// `cni.dev/valid-attachments` of this network.
+    func validAttachments(_ members: [String: JSONValue]) throws -> Set<Attachment> {
         let key = "cni.dev/valid-attachments"
         guard let value = members[key], value != .null else { return [] }
         guard let items = value.arrayValue else { throw ConfigError.wrongType(key: key, expected: "an array", actual: value.typeName) }
-        var comments: Set<String> = []
+        var attachments: Set<Attachment> = []
         for (index, item) in items.enumerated() {
             guard let containerID = item["containerID"]?.stringValue, let ifName = item["ifname"]?.stringValue else {
                 throw ConfigError.wrongType(key: "\(key)[\(index)]", expected: "an object with string \"containerID\" and \"ifname\"",
                                             actual: item.typeName)
             }
             guard let network = members["name"]?.stringValue else { continue }
-            comments.insert(Attachment(network: network, containerID: containerID, ifName: ifName).comment)
+            attachments.insert(Attachment(network: network, containerID: containerID, ifName: ifName))
         }
-        return comments
+        return attachments
     }
 
     public func status(_ request: Request) throws {

@@ -86,7 +86,7 @@ public struct StandalonePlugin {
         let running = try ipam.start(.del, plugin: bridge.ipamType, environment: env, config: ipamInput(request))
         do {
             // ... and the SNAT state goes while the kernel tears the veth down.
-            let removeSNAT = { try snat.removeSNAT(snat.attachment(request), members: request.config.members) }
+            let removeSNAT = { try snat.removeSNAT(snat.attachment(request), members: request.config.members, addresses: snat.knownAddresses(request)) }
             if !env.netns.isEmpty && snat.pathExists(env.netns) {
                 try network.detach(netns: env.netns, ifName: env.ifName, meanwhile: removeSNAT)
             } else {
