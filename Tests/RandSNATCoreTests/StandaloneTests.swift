@@ -103,14 +103,28 @@ final class FakePodNetwork: PodNetwork {
 
 final class FakeIPAM: IPAMRunner {
     struct Done: RunningIPAM {
-        let answer: JSONValue?
-        func wait() throws -> JSONValue? { answer }
+        let answer: Result<JSONValue?, CNIError>
+        func wait() throws -> JSONValue? { try answer.get() }
     }
     var calls: [Verb] = []
+    /// The stdin each verb got.
+    var inputs: [Verb: [UInt8]] = [:]
+    /// The error a verb answers with.
+    var failures: [Verb: CNIError] = [:]
+    /// What VERSION lists.
+    var supportedVersions = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]
     func start(_ verb: Verb, plugin: String, environment: Environment, config: [UInt8]) throws -> any RunningIPAM {
         calls.append(verb)
-        guard verb == .add else { return Done(answer: nil) }
-        return Done(answer: try JSONValue.parse(Array(#"{"cniVersion":"1.0.0","ips":[{"address":"198.18.0.9/24","gateway":"198.18.0.1"}],"dns":{"nameservers":["10.96.0.10"]}}"#.utf8)))
+        inputs[verb] = config
+        if let failure = failures[verb] { return Done(answer: .failure(failure)) }
+        switch verb {
+        case .add:
+            return Done(answer: .success(try JSONValue.parse(Array(#"{"cniVersion":"1.0.0","ips":[{"address":"198.18.0.9/24","gateway":"198.18.0.1"}],"dns":{"nameservers":["10.96.0.10"]}}"#.utf8))))
+        case .version:
+            return Done(answer: .success(.object(["cniVersion": .string("1.0.0"), "supportedVersions": .array(supportedVersions.map { .string($0) })])))
+        default:
+            return Done(answer: .success(nil))
+        }
     }
 }
 
@@ -118,15 +132,18 @@ struct StandalonePluginTests {
     let backend = FakeBackend()
     let network = FakePodNetwork()
     let ipam = FakeIPAM()
-    var plugin: RandSNATPlugin {
-        let snat = SNATPlugin(makeBackend: { [backend] kind, _ in kind == .iptables ? backend : FakeBackend(kind: .nftables) }, lock: NoLock(), log: { _ in }, pathExists: { _ in true })
+    var plugin: RandSNATPlugin { plugin(log: Log()) }
+
+    func plugin(log: Log) -> RandSNATPlugin {
+        let snat = SNATPlugin(makeBackend: { [backend] kind, _ in kind == .iptables ? backend : FakeBackend(kind: .nftables) }, lock: NoLock(),
+                              log: { log.lines.append($0) }, pathExists: { _ in true })
         return RandSNATPlugin(chained: snat, standalone: StandalonePlugin(snat: snat, network: network, ipam: ipam))
     }
 
-    static func request(_ verb: Verb, version: String = "0.4.0", extra: String = "") -> Request {
+    static func request(_ verb: Verb, version: String = "0.4.0", extra: String = "", args: String = "") -> Request {
         let text = #"{"cniVersion":"\#(version)","name":"net","type":"randsnat","isGateway":true,"ipam":{"type":"host-local"}\#(extra)}"#
         let env = try! Environment.parse(["CNI_COMMAND": verb.rawValue, "CNI_CONTAINERID": "c1", "CNI_NETNS": "/ns",
-                                          "CNI_IFNAME": "eth0", "CNI_PATH": "/x"])
+                                          "CNI_IFNAME": "eth0", "CNI_PATH": "/x", "CNI_ARGS": args])
         return Request(environment: env, config: try! NetworkConfig.parse(Array(text.utf8)))
     }
 
@@ -169,4 +186,45 @@ struct StandalonePluginTests {
         #expect(ipam.calls == [.add, .del])
         #expect(backend.installed.isEmpty)
     }
+
+    static let gcExtra = #","cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}]"#
+
+    @Test(arguments: [Verb.gc, .status])
+    func gcAndStatusReachTheIPAMPluginWithTheSameConfig(verb: Verb) throws {
+        let request = Self.request(verb, version: "1.1.0", extra: Self.gcExtra)
+        if verb == .gc { try plugin.gc(request) } else { try plugin.status(request) }
+        #expect(ipam.calls == [verb])
+        #expect(ipam.inputs[verb] == request.config.raw)
+        #expect(String(decoding: ipam.inputs[verb] ?? [], as: UTF8.self).contains("cni.dev/valid-attachments"))
+    }
+
+    @Test(arguments: [Verb.gc, .status])
+    func anIPAMPluginThatPredatesTheVerbHasNothingToDo(verb: Verb) throws {
+        // Debian's host-local 1.1.1: its old skel answers "missing containerID", its VERSION stops at 1.0.0.
+        ipam.failures[verb] = CNIError(CNIError.Code(rawValue: 3), "missing containerID")
+        ipam.supportedVersions = ["0.3.1", "0.4.0", "1.0.0"]
+        let log = Log()
+        let request = Self.request(verb, version: "1.1.0", extra: Self.gcExtra)
+        if verb == .gc { try plugin(log: log).gc(request) } else { try plugin(log: log).status(request) }
+        #expect(ipam.calls == [verb, .version])
+        #expect(log.lines.contains { $0.contains("IPAM plugin \"host-local\" predates \(verb.rawValue)") && $0.contains("missing containerID") })
+    }
+
+    @Test(arguments: [Verb.gc, .status])
+    func anIPAMPluginThatKnowsTheVerbPassesItsErrorOn(verb: Verb) {
+        ipam.failures[verb] = CNIError(.tryAgainLater, "store locked")
+        let request = Self.request(verb, version: "1.1.0", extra: Self.gcExtra)
+        let error = #expect(throws: CNIError.self) { if verb == .gc { try plugin.gc(request) } else { try plugin.status(request) } }
+        #expect(error?.msg == "store locked")
+    }
+
+    @Test func anIncompatibleVersionAnswerIsNothingToDo() throws {
+        ipam.failures[.gc] = CNIError(.incompatibleVersion, "incompatible CNI versions")
+        try plugin.gc(Self.request(.gc, version: "1.1.0"))
+        #expect(ipam.calls == [.gc])
+    }
+}
+
+final class Log: @unchecked Sendable {
+    var lines: [String] = []
 }

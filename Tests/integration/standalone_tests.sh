@@ -114,3 +114,52 @@ r=json.loads(sys.argv[1]); print(json.dumps([[i.get("address"), i.get("gateway")
     pod_del "$mine" 1 >/dev/null
     pod_del "$theirs" 2 >/dev/null
 }
+
+# recording_ipam NAME STATUS_ANSWER: an IPAM plugin that records each call's CNI_COMMAND, stdin and
+# CNI_NETNS/CNI_IFNAME under $WORK/rec-NAME-VERB, answers VERSION with 1.1.0, GC with nothing,
+# STATUS with STATUS_ANSWER (empty: success), and hands ADD/DEL/CHECK to host-local.
+recording_ipam() {
+    fake_ipam "$1" 'input=$(cat); rec='"$WORK"'/rec-'"$1"'-$CNI_COMMAND
+printf "%s" "$input" > $rec.stdin; env | grep ^CNI_ > $rec.env
+case $CNI_COMMAND in
+VERSION) echo "{\"cniVersion\":\"1.1.0\",\"supportedVersions\":[\"1.0.0\",\"1.1.0\"]}" ;;
+GC) ;;
+STATUS) '"${2:+printf '%s' '$2'; exit 1}"' ;;
+*) printf "%s" "$input" | exec /usr/lib/cni/host-local ;;
+esac'
+}
+
+test_standalone_gc_and_status_reach_the_ipam_plugin() {
+    local saved_path=$CNI_PATH
+    export CNI_PATH="$WORK/fakebin:$CNI_PATH"
+    # 1. Debian's host-local (1.1.1) predates GC and STATUS: nothing to do, said on stderr.
+    local list; list=$(standalone "$T-g")
+    pod_add "$list" 1 >/dev/null; pod_add "$list" 2 >/dev/null
+    local list11="$WORK/$T-g11.conflist"
+    sed 's/"cniVersion":"1.0.0"/"cniVersion":"1.1.0"/' "$list" > "$list11"
+    local out
+    out=$(in_ns "$NODE" python3 "$HERE/cni.py" gc "$list11" "c1-$RUN:eth0" 2>"$WORK/gc.err")
+    expect_eq "GC with Debian's host-local succeeds" "$?:$out" "0:"
+    expect_contains "stderr says host-local predates GC" "$(cat "$WORK/gc.err")" 'IPAM plugin "host-local" predates GC (CNI 1.1.0), so it has nothing to do'
+    expect_contains "GC kept pod 1's SNAT" "$(snat_members)" "c1-$RUN"
+    expect_absent "GC removed pod 2's SNAT" "$(snat_members)" "c2-$RUN"
+    out=$(in_ns "$NODE" python3 "$HERE/cni.py" status "$list11" 2>"$WORK/status.err")
+    expect_eq "STATUS with Debian's host-local succeeds" "$?:$out" "0:"
+    expect_contains "stderr says host-local predates STATUS" "$(cat "$WORK/status.err")" 'IPAM plugin "host-local" predates STATUS'
+    pod_del "$list" 1 >/dev/null; pod_del "$list" 2 >/dev/null
+    # 2. An IPAM plugin that knows GC and STATUS gets them, with randsnat's config as it came.
+    recording_ipam rec
+    sed 's/"type":"host-local"/"type":"rec"/' "$list11" > "$WORK/rec.conflist"
+    expect "GC with a GC-aware IPAM plugin" in_ns "$NODE" python3 "$HERE/cni.py" gc "$WORK/rec.conflist" "c7-$RUN:eth0"
+    expect_contains "the IPAM plugin ran GC" "$(cat "$WORK/rec-rec-GC.env" 2>&1)" "CNI_COMMAND=GC"
+    expect_contains "its stdin has cni.dev/valid-attachments" "$(cat "$WORK/rec-rec-GC.stdin" 2>&1)" \
+        '"cni.dev/valid-attachments": [{"containerID": "c7-'"$RUN"'", "ifname": "eth0"}]'
+    expect_contains "its stdin is the network config" "$(cat "$WORK/rec-rec-GC.stdin" 2>&1)" '"ipam": {"type": "rec"'
+    expect "STATUS with a STATUS-aware IPAM plugin" in_ns "$NODE" python3 "$HERE/cni.py" status "$WORK/rec.conflist"
+    expect_contains "the IPAM plugin ran STATUS" "$(cat "$WORK/rec-rec-STATUS.env" 2>&1)" "CNI_COMMAND=STATUS"
+    # 3. Its STATUS error is randsnat's.
+    recording_ipam rec '{"cniVersion":"1.1.0","code":51,"msg":"pool almost exhausted"}'
+    out=$(in_ns "$NODE" python3 "$HERE/cni.py" status "$WORK/rec.conflist")
+    expect_contains "the IPAM plugin's STATUS error comes back" "$out" '"code":51,"msg":"pool almost exhausted"'
+    export CNI_PATH=$saved_path
+}

@@ -99,6 +99,54 @@ public struct StandalonePlugin {
         _ = try running.wait()
     }
 
+    /// GC: the SNAT's GC while the IPAM plugin's GC runs. SPEC 1.1.0: a plugin that delegates to
+    /// IPAM forwards GC to it, with the same config (`cni.dev/valid-attachments` included). Each runs
+    /// even when the other fails; when both fail, the IPAM plugin's error goes to stderr and the
+    /// SNAT's is the answer.
+    public func gc(_ request: Request, ipamType: String) throws {
+        let running = Result { try ipam.start(.gc, plugin: ipamType, environment: request.environment, config: ipamInput(request)) }
+        let snatOutcome = Result { try snat.gc(request) }
+        let ipamOutcome = Result { try delegated(.gc, running.get(), plugin: ipamType, request) }
+        if case .failure(let error) = ipamOutcome, case .failure = snatOutcome {
+            snat.log("randsnat: network \"\(request.config.name)\": IPAM plugin \"\(ipamType)\" GC failed too: \(error)")
+        }
+        try snatOutcome.get()
+        try ipamOutcome.get()
+    }
+
+    /// STATUS: the SNAT's STATUS and the IPAM plugin's (SPEC 1.1.0: a plugin that delegates to
+    /// IPAM forwards STATUS and returns its error). The SNAT's error comes first.
+    public func status(_ request: Request, ipamType: String) throws {
+        let running = Result { try ipam.start(.status, plugin: ipamType, environment: request.environment, config: ipamInput(request)) }
+        let snatOutcome = Result { try snat.status(request) }
+        let ipamOutcome = Result { try delegated(.status, running.get(), plugin: ipamType, request) }
+        try snatOutcome.get()
+        try ipamOutcome.get()
+    }
+
+    /// Waits for a GC or STATUS the IPAM plugin runs. An IPAM plugin older than those verbs (CNI
+    /// 1.1.0; Debian 12's host-local 1.1.1 is one) answers with an error: code 1, or "unknown
+    /// CNI_COMMAND" (code 4), or "missing containerID" (code 3) from its older skel. randsnat takes
+    /// any error as "nothing to do" when it is code 1 or when the plugin's VERSION lists no version
+    /// that has the verb, and says so on stderr; any other error is the plugin's answer.
+    func delegated(_ verb: Verb, _ running: any RunningIPAM, plugin: String, _ request: Request) throws {
+        do {
+            _ = try running.wait()
+        } catch let error as CNIError {
+            let minimum = verb.minimumVersion ?? CNIVersion.current
+            guard error.code == .incompatibleVersion || !supports(plugin, minimum, request) else { throw error }
+            snat.log("randsnat: network \"\(request.config.name)\": IPAM plugin \"\(plugin)\" predates \(verb.rawValue) "
+                     + "(CNI \(minimum)), so it has nothing to do (it answered: \(error.msg))")
+        }
+    }
+
+    /// Whether the plugin's VERSION answer lists `version` or a later one (false when it has none).
+    func supports(_ plugin: String, _ version: CNIVersion, _ request: Request) -> Bool {
+        guard let answer = try? ipam.run(.version, plugin: plugin, environment: request.environment, config: ipamInput(request)),
+              let versions = answer["supportedVersions"]?.arrayValue else { return false }
+        return versions.contains { $0.stringValue.flatMap(CNIVersion.init).map { $0 >= version } ?? false }
+    }
+
     /// CHECK: the IPAM plugin's CHECK, then interfaces, addresses and routes as the result said,
     /// then the SNAT.
     public func check(_ request: Request, bridge: BridgeConfig) throws {
@@ -142,15 +190,14 @@ public struct RandSNATPlugin: CNIPlugin {
         try chained.check(request)
     }
 
-    /// GC and STATUS are the SNAT's in both modes: Debian 12's IPAM plugins (1.1.1) predate GC and
-    /// STATUS, so randsnat does not delegate them.
+    /// GC and STATUS are the SNAT's in both modes; standalone also forwards them to the IPAM plugin.
     public func gc(_ request: Request) throws {
-        _ = try BridgeConfig.parse(request.config.members)
+        if let bridge = try BridgeConfig.parse(request.config.members) { return try standalone.gc(request, ipamType: bridge.ipamType) }
         try chained.gc(request)
     }
 
     public func status(_ request: Request) throws {
-        _ = try BridgeConfig.parse(request.config.members)
+        if let bridge = try BridgeConfig.parse(request.config.members) { return try standalone.status(request, ipamType: bridge.ipamType) }
         try chained.status(request)
     }
 }
