@@ -31,7 +31,7 @@ struct BridgeConfigTests {
         (#"{"dns":["10.96.0.10"],"ipam":{"type":"x"}}"#, "dns"), (#"{"dns":{"nameservers":"10.96.0.10"},"ipam":{"type":"x"}}"#, "nameservers"),
         (#"{"vlan":3,"ipam":{"type":"x"}}"#, "vlan"), (#"{"vlanTrunk":[{"id":1}],"ipam":{"type":"x"}}"#, "vlanTrunk"),
         (#"{"enabledad":true,"ipam":{"type":"x"}}"#, "enabledad"), (#"{"portIsolation":true,"ipam":{"type":"x"}}"#, "portIsolation"),
-        (#"{"ipMasqBackend":"nftables","ipam":{"type":"x"}}"#, "ipMasqBackend"), (#"{"mtu":70000,"ipam":{"type":"x"}}"#, "mtu"),
+        (#"{"mtu":70000,"ipam":{"type":"x"}}"#, "mtu"),
         (#"{"hairpinMode":1,"ipam":{"type":"x"}}"#, "hairpinMode"), (#"{"bridge":"a-name-much-too-long","ipam":{"type":"x"}}"#, "bridge"),
     ])
     func rejects(text: String, key: String) throws {
@@ -77,6 +77,21 @@ struct BridgeConfigTests {
     @Test func delNeedsOnlyTheIPAMType() throws {
         #expect(try BridgeConfig.mode(Self.members(#"{"mtu":"big","vlan":3,"ipam":{"type":"host-local"}}"#)) == .standalone(ipamType: "host-local"))
         #expect(try BridgeConfig.mode(Self.members(#"{"mtu":"big"}"#)) == .chained)
+    }
+
+    @Test(arguments: [
+        (#"{"ipMasqBackend":"nftables"}"#, BackendChoice.nftables), (#"{"ipMasqBackend":"iptables"}"#, .iptables),
+        (#"{"ipMasqBackend":"nftables","backend":"nftables"}"#, .nftables), (#"{"ipMasqBackend":null,"backend":"iptables"}"#, .iptables),
+    ])
+    func ipMasqBackendSelectsTheBackend(text: String, expected: BackendChoice) throws {
+        #expect(try PluginConfig.parse(Self.members(text)).config.backend == expected)
+    }
+
+    @Test(arguments: [#"{"ipMasqBackend":"nftables","backend":"iptables"}"#, #"{"ipMasqBackend":"iptables","backend":"auto"}"#,
+                      #"{"ipMasqBackend":"auto"}"#, #"{"ipMasqBackend":"xtables"}"#, #"{"ipMasqBackend":""}"#])
+    func ipMasqBackendRefusesOtherValuesAndConflicts(text: String) throws {
+        let error = #expect(throws: ConfigError.self) { try PluginConfig.parse(Self.members(text)) }
+        #expect(error.map { !$0.isDecodingFault && $0.description.hasPrefix("ipMasqBackend:") } == true, "\(String(describing: error))")
     }
 
     @Test func defaultValuedUnsupportedKeysAreAccepted() throws {
@@ -188,12 +203,13 @@ final class FakeIPAM: IPAMRunner {
 
 struct StandalonePluginTests {
     let backend = FakeBackend()
+    let nftBackend = FakeBackend(kind: .nftables)
     let network = FakePodNetwork()
     let ipam = FakeIPAM()
     var plugin: RandSNATPlugin { plugin(log: Log()) }
 
     func plugin(log: Log) -> RandSNATPlugin {
-        let snat = SNATPlugin(makeBackend: { [backend] kind, _ in kind == .iptables ? backend : FakeBackend(kind: .nftables) }, lock: NoLock(),
+        let snat = SNATPlugin(makeBackend: { [backend, nftBackend] kind, _ in kind == .iptables ? backend : nftBackend }, lock: NoLock(),
                               log: { log.lines.append($0) }, pathExists: { _ in true })
         return RandSNATPlugin(chained: snat, standalone: StandalonePlugin(snat: snat, network: network, ipam: ipam))
     }
@@ -250,6 +266,14 @@ struct StandalonePluginTests {
         #expect(network.linkPlans.map(\.mac?.description) == ["02:42:c6:12:00:07"])
         try plugin.check(Self.request(.check, extra: #","runtimeConfig":{"mac":"02:42:c6:12:00:07"},"prevResult":{"ips":[{"address":"198.18.0.9/24"}]}"#))
         #expect(network.plans.last?.mac == MACAddress("02:42:c6:12:00:07"))
+    }
+
+    @Test(arguments: [("nftables", true), ("iptables", false)])
+    func ipMasqBackendPutsTheSNATThere(name: String, onNFTables: Bool) throws {
+        backend.node = .nftables  // what auto would pick
+        _ = try plugin.add(Self.request(.add, extra: #","ipMasqBackend":"\#(name)""#))
+        #expect(nftBackend.installed.isEmpty == !onNFTables)
+        #expect(backend.installed.isEmpty == onNFTables)
     }
 
     @Test func theConfigsDNSWinsOverIPAMs() throws {

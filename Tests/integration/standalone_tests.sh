@@ -232,3 +232,30 @@ printf "%s" "$input" | exec /usr/lib/cni/host-local'
     expect_eq "no veth is left" "$(in_ns "$NODE" ip -o link show type veth | grep -c veth)" "0"
     export CNI_PATH=$saved_path
 }
+
+test_standalone_ip_masq_backend_selects_the_backend() {
+    # Backend-specific on purpose: the config names the backend itself (ipMasqBackend, the reference
+    # bridge's key), so no "backend" key is written.
+    local BACKEND=iptables
+    # A node whose nat rules are in nf_tables: "auto" would pick nftables for a new network.
+    in_ns "$NODE" nft add table ip nat
+    in_ns "$NODE" nft add chain ip nat rspost '{ type nat hook postrouting priority srcnat + 10; }'
+    in_ns "$NODE" nft add rule ip nat rspost ip daddr 192.0.2.98 return
+    local list; list=$(standalone "$T-i" '"ipMasqBackend":"iptables"')
+    pod_add "$list" 1 >/dev/null
+    expect_contains "ipMasqBackend iptables: the chain is in iptables-legacy" "$(in_ns "$NODE" iptables-legacy-save -t nat)" ":RANDSNAT-"
+    expect "ipMasqBackend iptables: no nf_tables table" bash -c "! ip netns exec $NODE nft list table inet randsnat"
+    expect_eq "ext sees the node" "$(ask 1 203.0.113.10)" "203.0.113.1"
+    pod_del "$list" 1 >/dev/null
+    in_ns "$NODE" nft delete table ip nat
+    list=$(standalone "$T-n" '"ipMasqBackend":"nftables"')
+    pod_add "$list" 2 >/dev/null
+    expect_contains "ipMasqBackend nftables: the pod is in the nf_tables set" "$(in_ns "$NODE" nft list table inet randsnat 2>&1)" "c2-$RUN"
+    expect_absent "ipMasqBackend nftables: no iptables chain" "$(in_ns "$NODE" iptables-legacy-save -t nat)" ":RANDSNAT-"
+    expect_eq "ext sees the node" "$(ask 2 203.0.113.10)" "203.0.113.1"
+    pod_del "$list" 2 >/dev/null
+    list=$(standalone "$T-c" '"ipMasqBackend":"nftables","backend":"iptables"')
+    expect_contains "ipMasqBackend and backend that disagree are refused" "$(pod_add "$list" 3)" \
+        '"code":7,"msg":"ipMasqBackend: \"nftables\" conflicts with \"backend\": \"iptables\"'
+    expect_eq "nothing was made" "$(in_ns "$NODE" ip -o link show type veth | grep -c veth)" "0"
+}

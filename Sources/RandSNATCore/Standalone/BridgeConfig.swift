@@ -108,9 +108,7 @@ public struct BridgeConfig: Equatable, Sendable {
                 ? "randsnat adds IPv6 addresses without duplicate address detection (IFA_F_NODAD), so they are usable at once"
                 : "not implemented")
         }
-        if let backend = try PluginConfig.string(members, "ipMasqBackend"), backend != "iptables" {
-            throw .unsupported(key: "ipMasqBackend", reason: "randsnat writes iptables-legacy rules (a native nftables backend is issue #6)")
-        }
+        // ipMasqBackend is read with `backend` (PluginConfig).
         _ = try flag(members, "preserveDefaultVlan")
         config.mac = try mac(members, cniArgs: cniArgs)
         config.dns = try dns(members)
