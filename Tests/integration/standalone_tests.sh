@@ -188,6 +188,15 @@ test_standalone_layer2_only() {
     expect_eq "no SNAT was written" "$(nat_state)" "$before"
     expect "CHECK passes" pod_check "$list" 1
     expect "DEL" pod_del "$list" 1
+    # CNI_ARGS MAC= (the runtime's way): lowest precedence, so without args.cni.mac here.
+    sed 's/"args":{"cni":{"mac":"02:42:c6:12:00:08"}},//' "$list" | python3 -c 'import json,sys; c=json.load(sys.stdin); p=c["plugins"][0]; p.update(name=c["name"], cniVersion=c["cniVersion"]); print(json.dumps(p))' > "$WORK/l2.json"
+    ip netns add "$T-pod2"
+    result=$(in_ns "$NODE" env CNI_COMMAND=ADD CNI_CONTAINERID="c2-$RUN" CNI_NETNS="/var/run/netns/$T-pod2" CNI_IFNAME=eth0 \
+        CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAME=p2;MAC=02:42:c6:12:00:09" CNI_PATH="$CNI_PATH" "$RANDSNAT_BIN" < "$WORK/l2.json")
+    expect_contains "CNI_ARGS MAC= sets the pod's MAC" "$(in_ns "$T-pod2" ip link show eth0)" "link/ether 02:42:c6:12:00:09 "
+    expect_contains "... and the result's" "$result" '"mac":"02:42:c6:12:00:09","name":"eth0"'
+    expect "DEL" in_ns "$NODE" env CNI_COMMAND=DEL CNI_CONTAINERID="c2-$RUN" CNI_NETNS="/var/run/netns/$T-pod2" CNI_IFNAME=eth0 \
+        CNI_PATH="$CNI_PATH" "$RANDSNAT_BIN" < "$WORK/l2.json"
     expect_eq "no veth is left" "$(in_ns "$NODE" ip -o link show type veth | grep -c veth)" "0"
 }
 
