@@ -35,11 +35,18 @@ public struct BridgeNetwork: PodNetwork {
         }
         defer { close(namespace) }
         let hostName = "veth" + Self.randomHex(8)
-        try host.createVeth(hostName, peerName: ifName, peerNamespace: namespace, mtu: plan.mtu)
+        try host.createVeth(hostName, peerName: ifName, peerNamespace: namespace, mtu: plan.mtu, peerMAC: plan.mac?.bytes)
         guard let hostVeth = try host.link(named: hostName) else { throw failure("creating veth", hostName, "it is not there after creating it") }
         do {
             try host.configure(hostVeth, up: true, master: bridge.index)
             if plan.hairpin { try host.setHairpin(hostVeth, true) }
+            // (The kernel refuses IFF_UP in the peer's header of the veth request: the pair is not
+            // linked yet when it applies it, ENOTCONN.)
+            if plan.podUp {
+                let pod = try RouteLink.inNamespace(netns)
+                guard let podLink = try pod.link(named: ifName) else { throw failure("finding", ifName, "the pod end of the veth is missing") }
+                try pod.configure(podLink, up: true)
+            }
         } catch {
             try? host.delete(hostVeth)
             throw error
@@ -112,6 +119,7 @@ public struct BridgeNetwork: PodNetwork {
         guard let podLink = try pod.link(named: ifName) else { return problems + ["\(ifName) does not exist in \(netns)"] }
         if podLink.kind != "veth" { problems.append("\(ifName) in \(netns) is not a veth") }
         if !podLink.isUp { problems.append("\(ifName) in \(netns) is down") }
+        if let mac = plan.mac, podLink.mac != mac.bytes { problems.append("\(ifName) in \(netns) has MAC \(podLink.macText), not \(mac)") }
         let addresses = try pod.addresses(of: podLink)
         for ip in plan.ips where !addresses.contains(ip.address) {
             problems.append("\(ifName) lacks the address \(ip.address)")

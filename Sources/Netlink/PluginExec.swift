@@ -83,7 +83,12 @@ public struct PluginExec: IPAMRunner {
 
     /// posix_spawn with stdin and stdout on pipes; stderr is shared, so the plugin's logs reach the
     /// runtime. Writes `input` and closes stdin; the caller collects stdout with `finish`.
+    ///
+    /// A plugin may exit without reading its stdin (an old skel answers GC and STATUS so): the write
+    /// then fails with EPIPE, and randsnat ignores SIGPIPE (from here on) so that it is not killed
+    /// by it. The plugin gets the default SIGPIPE back.
     static func spawn(_ path: String, environment: [String: String], input: [UInt8]) throws -> Spawned {
+        signal(SIGPIPE, SIG_IGN)
         var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0]
         guard pipe2(&toChild, O_CLOEXEC) == 0, pipe2(&fromChild, O_CLOEXEC) == 0 else {
             throw CNIError(.internal, "cannot make pipes for \(path): \(String(cString: strerror(errno)))")
@@ -99,8 +104,16 @@ public struct PluginExec: IPAMRunner {
             for pointer in argv { free(pointer) }
             for pointer in envp { free(pointer) }
         }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        let spawned = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
         close(toChild[0])
         close(fromChild[1])
         guard spawned == 0 else {

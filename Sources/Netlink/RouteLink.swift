@@ -114,8 +114,9 @@ public final class RouteLink {
         }
     }
 
-    /// Creates a veth pair: `name` here, `peerName` in the namespace open as `peerNamespace`.
-    public func createVeth(_ name: String, peerName: String, peerNamespace: Int32, mtu: Int?) throws(NetlinkError) {
+    /// Creates a veth pair: `name` here, `peerName` in the namespace open as `peerNamespace`, with
+    /// the MAC address `peerMAC` (nil: the kernel's random one).
+    public func createVeth(_ name: String, peerName: String, peerNamespace: Int32, mtu: Int?, peerMAC: [UInt8]? = nil) throws(NetlinkError) {
         var message = request(Int(RTM_NEWLINK), flags: NLM_F_CREATE | NLM_F_EXCL, header: Self.ifinfomsg())
         message.addString(UInt16(IFLA_IFNAME), name)
         if let mtu { message.addU32(UInt16(IFLA_MTU), UInt32(mtu)) }
@@ -127,6 +128,7 @@ public final class RouteLink {
         peer.addString(UInt16(IFLA_IFNAME), peerName)
         peer.addU32(UInt16(IFLA_NET_NS_FD), UInt32(bitPattern: peerNamespace))
         if let mtu { peer.addU32(UInt16(IFLA_MTU), UInt32(mtu)) }
+        if let peerMAC { peer.add(UInt16(IFLA_ADDRESS), peerMAC) }
         message.add(UInt16(VETH_INFO_PEER), Self.ifinfomsg() + Array(peer.finished.dropFirst(16)))
         message.endNested()
         message.endNested()

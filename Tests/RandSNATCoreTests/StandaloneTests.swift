@@ -21,15 +21,77 @@ struct BridgeConfigTests {
     }
 
     @Test(arguments: [
-        (#"{"ipam":[]}"#, "ipam"), (#"{"ipam":{"type":""}}"#, "ipam.type"), (#"{"ipam":{"type":"a/b"}}"#, "ipam.type"),
+        (#"{"ipam":[]}"#, "ipam"), (#"{"ipam":{"subnet":"198.18.0.0/24"}}"#, "ipam.type"), (#"{"ipam":{"type":"a/b"}}"#, "ipam.type"),
+        (#"{"ipam":{"type":3}}"#, "ipam.type"),
+        (#"{"hairpinMode":true,"promiscMode":true,"ipam":{"type":"x"}}"#, "hairpinMode"),
+        (#"{"runtimeConfig":{"mac":"02:42:c6:12:00"},"ipam":{"type":"x"}}"#, "runtimeConfig.mac"),
+        (#"{"args":{"cni":{"mac":"03:42:c6:12:00:07"}},"ipam":{"type":"x"}}"#, "args.cni.mac"),
+        (#"{"runtimeConfig":{"mac":"00:00:00:00:00:00"},"ipam":{"type":"x"}}"#, "runtimeConfig.mac"),
+        (#"{"runtimeConfig":{"mac":7},"ipam":{"type":"x"}}"#, "runtimeConfig.mac"),
+        (#"{"dns":["10.96.0.10"],"ipam":{"type":"x"}}"#, "dns"), (#"{"dns":{"nameservers":"10.96.0.10"},"ipam":{"type":"x"}}"#, "nameservers"),
         (#"{"vlan":3,"ipam":{"type":"x"}}"#, "vlan"), (#"{"vlanTrunk":[{"id":1}],"ipam":{"type":"x"}}"#, "vlanTrunk"),
         (#"{"enabledad":true,"ipam":{"type":"x"}}"#, "enabledad"), (#"{"portIsolation":true,"ipam":{"type":"x"}}"#, "portIsolation"),
-        (#"{"ipMasqBackend":"nftables","ipam":{"type":"x"}}"#, "ipMasqBackend"), (#"{"mtu":70000,"ipam":{"type":"x"}}"#, "mtu"),
+        (#"{"mtu":70000,"ipam":{"type":"x"}}"#, "mtu"),
         (#"{"hairpinMode":1,"ipam":{"type":"x"}}"#, "hairpinMode"), (#"{"bridge":"a-name-much-too-long","ipam":{"type":"x"}}"#, "bridge"),
     ])
     func rejects(text: String, key: String) throws {
         let error = #expect(throws: ConfigError.self) { try BridgeConfig.parse(Self.members(text)) }
         #expect(error?.description.hasPrefix(key) == true, "\(error?.description ?? "")")
+    }
+
+    @Test(arguments: [
+        ("", #""runtimeConfig":{"mac":"02:00:00:00:00:01"},"args":{"cni":{"mac":"02:00:00:00:00:02"}}"#, "02:00:00:00:00:01"),
+        ("MAC=02:00:00:00:00:03", #""args":{"cni":{"mac":"02-00-00-00-00-0A"}}"#, "02:00:00:00:00:0a"),
+        ("IgnoreUnknown=1;MAC=02:00:00:00:00:03", #""runtimeConfig":{}"#, "02:00:00:00:00:03"),
+        ("MAC=02:00:00:00:00:03", #""runtimeConfig":{"mac":"0200.0000.00fe"}"#, "02:00:00:00:00:fe"),
+        ("IgnoreUnknown=1", #""runtimeConfig":{"mac":""}"#, nil),
+    ])
+    func macHasTheReferenceBridgesPrecedence(cniArgs: String, extra: String, expected: String?) throws {
+        let args = cniArgs.split(separator: ";").map { (key: String($0.split(separator: "=")[0]), value: String($0.split(separator: "=")[1])) }
+        let config = try #require(try BridgeConfig.parse(Self.members(#"{\#(extra),"ipam":{"type":"x"}}"#), cniArgs: args))
+        #expect(config.mac?.description == expected)
+    }
+
+    @Test func macAddressesParseAsGoDoes() {
+        #expect(MACAddress("02:42:C6:12:00:07")?.bytes == [0x02, 0x42, 0xc6, 0x12, 0x00, 0x07])
+        #expect(MACAddress("02-42-c6-12-00-07")?.description == "02:42:c6:12:00:07")
+        #expect(MACAddress("0242.c612.0007")?.description == "02:42:c6:12:00:07")
+        for bad in ["02:42:c6:12:00", "02:42-c6:12:00:07", "02:42:c6:12:00:0g", "0242c6120007", "02:42:c6:12:00:07:", " 02:42:c6:12:00:0"] {
+            #expect(MACAddress(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func dnsIsKeptWhenItSetsSomething() throws {
+        let set = try #require(try BridgeConfig.parse(Self.members(#"{"dns":{"nameservers":["10.96.0.10"],"search":[],"domain":"c.local"},"ipam":{"type":"x"}}"#)))
+        #expect(set.dns == .object(["nameservers": .array([.string("10.96.0.10")]), "domain": .string("c.local")]))
+        let empty = try #require(try BridgeConfig.parse(Self.members(#"{"dns":{"domain":""},"ipam":{"type":"x"}}"#)))
+        #expect(empty.dns == nil)
+    }
+
+    @Test(arguments: [#"{"ipam":{}}"#, #"{"ipam":{"type":""}}"#])
+    func anEmptyIPAMIsLayer2(text: String) throws {
+        #expect(try BridgeConfig.mode(Self.members(text)) == .standalone(ipamType: nil))
+        #expect(try BridgeConfig.parse(Self.members(text))?.ipamType == nil)
+    }
+
+    @Test func delNeedsOnlyTheIPAMType() throws {
+        #expect(try BridgeConfig.mode(Self.members(#"{"mtu":"big","vlan":3,"ipam":{"type":"host-local"}}"#)) == .standalone(ipamType: "host-local"))
+        #expect(try BridgeConfig.mode(Self.members(#"{"mtu":"big"}"#)) == .chained)
+    }
+
+    @Test(arguments: [
+        (#"{"ipMasqBackend":"nftables"}"#, BackendChoice.nftables), (#"{"ipMasqBackend":"iptables"}"#, .iptables),
+        (#"{"ipMasqBackend":"nftables","backend":"nftables"}"#, .nftables), (#"{"ipMasqBackend":null,"backend":"iptables"}"#, .iptables),
+    ])
+    func ipMasqBackendSelectsTheBackend(text: String, expected: BackendChoice) throws {
+        #expect(try PluginConfig.parse(Self.members(text)).config.backend == expected)
+    }
+
+    @Test(arguments: [#"{"ipMasqBackend":"nftables","backend":"iptables"}"#, #"{"ipMasqBackend":"iptables","backend":"auto"}"#,
+                      #"{"ipMasqBackend":"auto"}"#, #"{"ipMasqBackend":"xtables"}"#, #"{"ipMasqBackend":""}"#])
+    func ipMasqBackendRefusesOtherValuesAndConflicts(text: String) throws {
+        let error = #expect(throws: ConfigError.self) { try PluginConfig.parse(Self.members(text)) }
+        #expect(error.map { !$0.isDecodingFault && $0.description.hasPrefix("ipMasqBackend:") } == true, "\(String(describing: error))")
     }
 
     @Test func defaultValuedUnsupportedKeysAreAccepted() throws {
@@ -82,12 +144,16 @@ struct BridgePlannerTests {
 final class FakePodNetwork: PodNetwork {
     var calls: [String] = []
     var failAttach = false
+    var linkPlans: [LinkPlan] = []
+    var plans: [BridgePlan] = []
     func createLinks(_ plan: LinkPlan, netns: String, ifName: String) throws -> CreatedLinks {
         calls.append("create \(plan.bridge)")
+        linkPlans.append(plan)
         return CreatedLinks(bridgeIndex: 1, hostVeth: "veth0", netns: netns, ifName: ifName)
     }
     func configure(_ links: CreatedLinks, plan: BridgePlan) throws -> AttachedPod {
         calls.append("configure")
+        plans.append(plan)
         if failAttach { throw CNIError(.internal, "injected") }
         return AttachedPod(bridge: ResultInterface(name: plan.bridge, mac: "aa", sandbox: nil),
                            hostVeth: ResultInterface(name: links.hostVeth, mac: "bb", sandbox: nil),
@@ -98,35 +164,60 @@ final class FakePodNetwork: PodNetwork {
         calls.append("detach")
         try meanwhile()
     }
-    func problems(with plan: BridgePlan, netns: String, ifName: String) throws -> [String] { [] }
+    func problems(with plan: BridgePlan, netns: String, ifName: String) throws -> [String] {
+        calls.append("problems")
+        plans.append(plan)
+        return []
+    }
 }
 
 final class FakeIPAM: IPAMRunner {
     struct Done: RunningIPAM {
-        let answer: JSONValue?
-        func wait() throws -> JSONValue? { answer }
+        let answer: Result<JSONValue?, CNIError>
+        func wait() throws -> JSONValue? { try answer.get() }
     }
     var calls: [Verb] = []
+    /// The stdin each verb got.
+    var inputs: [Verb: [UInt8]] = [:]
+    /// The error a verb answers with.
+    var failures: [Verb: CNIError] = [:]
+    /// What VERSION lists.
+    var supportedVersions = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+    /// Called when a verb starts (to see the order against the pod network's calls).
+    var onStart: (Verb) -> Void = { _ in }
     func start(_ verb: Verb, plugin: String, environment: Environment, config: [UInt8]) throws -> any RunningIPAM {
         calls.append(verb)
-        guard verb == .add else { return Done(answer: nil) }
-        return Done(answer: try JSONValue.parse(Array(#"{"cniVersion":"1.0.0","ips":[{"address":"198.18.0.9/24","gateway":"198.18.0.1"}],"dns":{"nameservers":["10.96.0.10"]}}"#.utf8)))
+        onStart(verb)
+        inputs[verb] = config
+        if let failure = failures[verb] { return Done(answer: .failure(failure)) }
+        switch verb {
+        case .add:
+            return Done(answer: .success(try JSONValue.parse(Array(#"{"cniVersion":"1.0.0","ips":[{"address":"198.18.0.9/24","gateway":"198.18.0.1"}],"dns":{"nameservers":["10.96.0.10"]}}"#.utf8))))
+        case .version:
+            return Done(answer: .success(.object(["cniVersion": .string("1.0.0"), "supportedVersions": .array(supportedVersions.map { .string($0) })])))
+        default:
+            return Done(answer: .success(nil))
+        }
     }
 }
 
 struct StandalonePluginTests {
     let backend = FakeBackend()
+    let nftBackend = FakeBackend(kind: .nftables)
     let network = FakePodNetwork()
     let ipam = FakeIPAM()
-    var plugin: RandSNATPlugin {
-        let snat = SNATPlugin(makeBackend: { [backend] kind, _ in kind == .iptables ? backend : FakeBackend(kind: .nftables) }, lock: NoLock(), log: { _ in }, pathExists: { _ in true })
+    var plugin: RandSNATPlugin { plugin(log: Log()) }
+
+    func plugin(log: Log) -> RandSNATPlugin {
+        let snat = SNATPlugin(makeBackend: { [backend, nftBackend] kind, _ in kind == .iptables ? backend : nftBackend }, lock: NoLock(),
+                              log: { log.lines.append($0) }, pathExists: { _ in true })
         return RandSNATPlugin(chained: snat, standalone: StandalonePlugin(snat: snat, network: network, ipam: ipam))
     }
 
-    static func request(_ verb: Verb, version: String = "0.4.0", extra: String = "") -> Request {
-        let text = #"{"cniVersion":"\#(version)","name":"net","type":"randsnat","isGateway":true,"ipam":{"type":"host-local"}\#(extra)}"#
+    static func request(_ verb: Verb, version: String = "0.4.0", extra: String = "", args: String = "", ipamType: String = "host-local") -> Request {
+        let text = #"{"cniVersion":"\#(version)","name":"net","type":"randsnat","isGateway":true,"ipam":{"type":"\#(ipamType)"}\#(extra)}"#
         let env = try! Environment.parse(["CNI_COMMAND": verb.rawValue, "CNI_CONTAINERID": "c1", "CNI_NETNS": "/ns",
-                                          "CNI_IFNAME": "eth0", "CNI_PATH": "/x"])
+                                          "CNI_IFNAME": "eth0", "CNI_PATH": "/x", "CNI_ARGS": args])
         return Request(environment: env, config: try! NetworkConfig.parse(Array(text.utf8)))
     }
 
@@ -169,4 +260,107 @@ struct StandalonePluginTests {
         #expect(ipam.calls == [.add, .del])
         #expect(backend.installed.isEmpty)
     }
+
+    @Test func macReachesTheLinkPlanAndCHECK() throws {
+        _ = try plugin.add(Self.request(.add, extra: #","runtimeConfig":{"mac":"02:42:c6:12:00:07"}"#, args: "MAC=02:00:00:00:00:01"))
+        #expect(network.linkPlans.map(\.mac?.description) == ["02:42:c6:12:00:07"])
+        try plugin.check(Self.request(.check, extra: #","runtimeConfig":{"mac":"02:42:c6:12:00:07"},"prevResult":{"ips":[{"address":"198.18.0.9/24"}]}"#))
+        #expect(network.plans.last?.mac == MACAddress("02:42:c6:12:00:07"))
+    }
+
+    @Test(arguments: [("nftables", true), ("iptables", false)])
+    func ipMasqBackendPutsTheSNATThere(name: String, onNFTables: Bool) throws {
+        backend.node = .nftables  // what auto would pick
+        _ = try plugin.add(Self.request(.add, extra: #","ipMasqBackend":"\#(name)""#))
+        #expect(nftBackend.installed.isEmpty == !onNFTables)
+        #expect(backend.installed.isEmpty == onNFTables)
+    }
+
+    @Test func theConfigsDNSWinsOverIPAMs() throws {
+        let result = try plugin.add(Self.request(.add, extra: #","dns":{"nameservers":["192.0.2.53"],"search":["pods.local"]}"#))
+        #expect(result["dns"] == .object(["nameservers": .array([.string("192.0.2.53")]), "search": .array([.string("pods.local")])]))
+    }
+
+    @Test func layer2OnlyCallsNoIPAMAndWritesNoSNAT() throws {
+        let text = #"{"cniVersion":"1.0.0","name":"net","type":"randsnat","ipam":{}}"#
+        func request(_ verb: Verb, _ text: String) -> Request {
+            let env = try! Environment.parse(["CNI_COMMAND": verb.rawValue, "CNI_CONTAINERID": "c1", "CNI_NETNS": "/ns", "CNI_IFNAME": "eth0", "CNI_PATH": "/x"])
+            return Request(environment: env, config: try! NetworkConfig.parse(Array(text.utf8)))
+        }
+        let result = try plugin.add(request(.add, text))
+        #expect(ipam.calls.isEmpty)
+        #expect(backend.installed.isEmpty)
+        #expect(result["ips"] == nil && result["routes"] == nil)
+        #expect(result["interfaces"]?.arrayValue?.map { $0["name"]?.stringValue ?? "" } == ["cni0", "veth0", "eth0"])
+        #expect(network.plans.first.map { $0.ips.isEmpty && $0.routes.isEmpty && $0.bridgeAddresses.isEmpty } == true)
+        let withPrev = #"{"cniVersion":"1.0.0","name":"net","type":"randsnat","ipam":{},"prevResult":\#(String(decoding: result.serialized(), as: UTF8.self))}"#
+        try plugin.check(request(.check, withPrev))
+        try plugin.del(request(.del, text))
+        try plugin.gc(request(.gc, #"{"cniVersion":"1.1.0","name":"net","type":"randsnat","ipam":{}}"#))
+        #expect(ipam.calls.isEmpty)
+        #expect(network.calls == ["create cni0", "configure", "problems", "detach"])
+    }
+
+    @Test func delOfAConfigEditedAfterADDStillReleasesEverything() throws {
+        _ = try plugin.add(Self.request(.add))
+        try plugin.del(Self.request(.del, extra: #","mtu":70000,"hairpinMode":true,"promiscMode":true,"vlan":4,"runtimeConfig":{"mac":"bad"}"#))
+        #expect(ipam.calls == [.add, .del])
+        #expect(network.calls == ["create cni0", "configure", "detach"])
+        #expect(backend.installed.isEmpty)
+    }
+
+    @Test func dhcpRunsAfterThePodsLinkIsUp() throws {
+        ipam.onStart = { [network] verb in network.calls.append("ipam \(verb.rawValue)") }
+        _ = try plugin.add(Self.request(.add, ipamType: "dhcp"))
+        #expect(network.calls == ["create cni0", "ipam ADD", "configure"])
+        #expect(network.linkPlans.first?.podUp == true)
+    }
+
+    @Test func otherIPAMPluginsRunWhileTheLinkIsMade() throws {
+        ipam.onStart = { [network] verb in network.calls.append("ipam \(verb.rawValue)") }
+        _ = try plugin.add(Self.request(.add))
+        #expect(network.calls == ["ipam ADD", "create cni0", "configure"])
+        #expect(network.linkPlans.first?.podUp == false)
+    }
+
+    static let gcExtra = #","cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}]"#
+
+    @Test(arguments: [Verb.gc, .status])
+    func gcAndStatusReachTheIPAMPluginWithTheSameConfig(verb: Verb) throws {
+        let request = Self.request(verb, version: "1.1.0", extra: Self.gcExtra)
+        if verb == .gc { try plugin.gc(request) } else { try plugin.status(request) }
+        #expect(ipam.calls == [verb])
+        #expect(ipam.inputs[verb] == request.config.raw)
+        #expect(String(decoding: ipam.inputs[verb] ?? [], as: UTF8.self).contains("cni.dev/valid-attachments"))
+    }
+
+    @Test(arguments: [Verb.gc, .status])
+    func anIPAMPluginThatPredatesTheVerbHasNothingToDo(verb: Verb) throws {
+        // Debian's host-local 1.1.1: its old skel answers "missing containerID", its VERSION stops at 1.0.0.
+        ipam.failures[verb] = CNIError(CNIError.Code(rawValue: 3), "missing containerID")
+        ipam.supportedVersions = ["0.3.1", "0.4.0", "1.0.0"]
+        let log = Log()
+        let request = Self.request(verb, version: "1.1.0", extra: Self.gcExtra)
+        if verb == .gc { try plugin(log: log).gc(request) } else { try plugin(log: log).status(request) }
+        #expect(ipam.calls == [verb, .version])
+        #expect(log.lines.contains { $0.contains("IPAM plugin \"host-local\" predates \(verb.rawValue)") && $0.contains("missing containerID") })
+    }
+
+    @Test(arguments: [Verb.gc, .status])
+    func anIPAMPluginThatKnowsTheVerbPassesItsErrorOn(verb: Verb) {
+        ipam.failures[verb] = CNIError(.tryAgainLater, "store locked")
+        let request = Self.request(verb, version: "1.1.0", extra: Self.gcExtra)
+        let error = #expect(throws: CNIError.self) { if verb == .gc { try plugin.gc(request) } else { try plugin.status(request) } }
+        #expect(error?.msg == "store locked")
+    }
+
+    @Test func anIncompatibleVersionAnswerIsNothingToDo() throws {
+        ipam.failures[.gc] = CNIError(.incompatibleVersion, "incompatible CNI versions")
+        try plugin.gc(Self.request(.gc, version: "1.1.0"))
+        #expect(ipam.calls == [.gc])
+    }
+}
+
+final class Log: @unchecked Sendable {
+    var lines: [String] = []
 }

@@ -50,13 +50,18 @@ CHECK without prevResult|CHECK||{"cniVersion":"1.0.0","name":"N","type":"randsna
 GC at 1.0.0|GC||{"cniVersion":"1.0.0","name":"N","type":"randsnat"}|1|1.1.0
 GC attachments not a list|GC||{"cniVersion":"1.1.0","name":"N","type":"randsnat","cni.dev/valid-attachments":{}}|6|valid-attachments
 standalone ipam not an object|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":"host-local"}|6|ipam
-standalone ipam without type|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":{}}|7|ipam.type
+standalone ipam without type|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":{"subnet":"198.18.0.0/24"}}|7|ipam.type
 standalone ipam type is a path|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":{"type":"../bin/sh"}}|7|ipam.type
 standalone ipam plugin missing|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":{"type":"no-such-ipam"}}|999|not found in CNI_PATH
 standalone vlan|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","vlan":5,"ipam":{"type":"host-local"}}|7|vlan is not supported
 standalone enabledad|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","enabledad":true,"ipam":{"type":"host-local"}}|7|enabledad
 standalone macspoofchk|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","macspoofchk":true,"ipam":{"type":"host-local"}}|7|macspoofchk
-standalone ipMasqBackend nftables|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipMasqBackend":"nftables","ipam":{"type":"host-local"}}|7|ipMasqBackend
+standalone ipMasqBackend against backend|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipMasqBackend":"nftables","backend":"iptables","ipam":{"type":"host-local"}}|7|conflicts with "backend": "iptables"
+standalone ipMasqBackend auto|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipMasqBackend":"auto","ipam":{"type":"host-local"}}|7|ipMasqBackend
+standalone hairpinMode with promiscMode|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","hairpinMode":true,"promiscMode":true,"ipam":{"type":"host-local"}}|7|promiscMode
+standalone MAC malformed|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","runtimeConfig":{"mac":"02:42:c6:12:00"},"ipam":{"type":"host-local"}}|7|runtimeConfig.mac
+standalone MAC multicast in CNI_ARGS|ADD|CNI_ARGS=MAC=01:00:5e:00:00:01|{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":{"type":"host-local"}}|7|CNI_ARGS MAC
+standalone dns not an object|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","dns":["10.96.0.10"],"ipam":{"type":"host-local"}}|6|dns
 standalone mtu string|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","mtu":"1500","ipam":{"type":"host-local"}}|6|mtu
 standalone mtu too small|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","mtu":10,"ipam":{"type":"host-local"}}|7|mtu
 standalone bridge name with a space|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","bridge":"br 0","ipam":{"type":"host-local"}}|7|bridge

@@ -30,14 +30,21 @@ test_standalone_dual_stack() {
 
 test_standalone_ipv6_only_and_link_options() {
     local list; list=$(standalone "$T-s" '"mtu":1400,"hairpinMode":true,"promiscMode":true' '[[{"subnet":"2001:db8:18::/64"}]]')
-    local result; result=$(pod_add "$list" 1)
+    local result; result=$(pod_add "$list" 9)
+    expect_contains "hairpinMode with promiscMode is refused, as the reference bridge refuses it" "$result" \
+        'hairpinMode: \"true\" cannot be set with \"promiscMode\": true'
+    expect_eq "nothing was made" "$(in_ns "$NODE" ip -o link show | grep -c 'veth\|rsnsa0')" "0"
+    list=$(standalone "$T-s" '"mtu":1400,"hairpinMode":true,"runtimeConfig":{"mac":"02:42:c6:12:00:07"}' '[[{"subnet":"2001:db8:18::/64"}]]')
+    result=$(pod_add "$list" 1)
+    expect_contains "the pod's eth0 has the MAC of runtimeConfig.mac" "$(in_ns "$T-pod1" ip link show eth0)" "link/ether 02:42:c6:12:00:07 "
+    expect_contains "the result lists that MAC" "$result" '"mac":"02:42:c6:12:00:07","name":"eth0"'
+    expect "CHECK passes" pod_check "$list" 1
     expect_eq "IPv6 only: ext sees the node at once" "$(ask 1 2001:db8:ee::10)" "2001:db8:ee::1"
     expect_contains "the pod's eth0 has mtu 1400" "$(in_ns "$T-pod1" ip link show eth0)" "mtu 1400"
     local veth; veth=$(printf '%s' "$result" | python3 -c 'import json,sys; print(json.load(sys.stdin)["interfaces"][1]["name"])')
     expect_contains "the host veth has mtu 1400" "$(in_ns "$NODE" ip link show "$veth")" "mtu 1400"
     expect_contains "the host veth is a port of the bridge" "$(in_ns "$NODE" ip link show "$veth")" "master rsnsa0"
     expect_eq "hairpin mode is on" "$(in_ns "$NODE" cat "/sys/class/net/$veth/brport/hairpin_mode")" "1"
-    expect_contains "the bridge is promiscuous" "$(in_ns "$NODE" ip link show rsnsa0)" "PROMISC"
     expect_eq "no IPv4 chain was written" "$(chain_count)" "0"
     pod_del "$list" 1 >/dev/null
 }
@@ -113,4 +120,151 @@ r=json.loads(sys.argv[1]); print(json.dumps([[i.get("address"), i.get("gateway")
     expect_eq "same ips, gateways, routes and dns" "$(python3 -c "$values" "$a")" "$(python3 -c "$values" "$b")"
     pod_del "$mine" 1 >/dev/null
     pod_del "$theirs" 2 >/dev/null
+}
+
+# recording_ipam NAME STATUS_ANSWER: an IPAM plugin that records each call's CNI_COMMAND, stdin and
+# CNI_NETNS/CNI_IFNAME under $WORK/rec-NAME-VERB, answers VERSION with 1.1.0, GC with nothing,
+# STATUS with STATUS_ANSWER (empty: success), and hands ADD/DEL/CHECK to host-local.
+recording_ipam() {
+    fake_ipam "$1" 'input=$(cat); rec='"$WORK"'/rec-'"$1"'-$CNI_COMMAND
+printf "%s" "$input" > $rec.stdin; env | grep ^CNI_ > $rec.env
+case $CNI_COMMAND in
+VERSION) echo "{\"cniVersion\":\"1.1.0\",\"supportedVersions\":[\"1.0.0\",\"1.1.0\"]}" ;;
+GC) ;;
+STATUS) '"${2:+printf '%s' '$2'; exit 1}"' ;;
+*) printf "%s" "$input" | exec /usr/lib/cni/host-local ;;
+esac'
+}
+
+test_standalone_gc_and_status_reach_the_ipam_plugin() {
+    local saved_path=$CNI_PATH
+    export CNI_PATH="$WORK/fakebin:$CNI_PATH"
+    # 1. Debian's host-local (1.1.1) predates GC and STATUS: nothing to do, said on stderr.
+    local list; list=$(standalone "$T-g")
+    pod_add "$list" 1 >/dev/null; pod_add "$list" 2 >/dev/null
+    local list11="$WORK/$T-g11.conflist"
+    sed 's/"cniVersion":"1.0.0"/"cniVersion":"1.1.0"/' "$list" > "$list11"
+    local out
+    out=$(in_ns "$NODE" python3 "$HERE/cni.py" gc "$list11" "c1-$RUN:eth0" 2>"$WORK/gc.err")
+    expect_eq "GC with Debian's host-local succeeds" "$?:$out" "0:"
+    expect_contains "stderr says host-local predates GC" "$(cat "$WORK/gc.err")" 'IPAM plugin "host-local" predates GC (CNI 1.1.0), so it has nothing to do'
+    expect_contains "GC kept pod 1's SNAT" "$(snat_members)" "c1-$RUN"
+    expect_absent "GC removed pod 2's SNAT" "$(snat_members)" "c2-$RUN"
+    out=$(in_ns "$NODE" python3 "$HERE/cni.py" status "$list11" 2>"$WORK/status.err")
+    expect_eq "STATUS with Debian's host-local succeeds" "$?:$out" "0:"
+    expect_contains "stderr says host-local predates STATUS" "$(cat "$WORK/status.err")" 'IPAM plugin "host-local" predates STATUS'
+    pod_del "$list" 1 >/dev/null; pod_del "$list" 2 >/dev/null
+    # 2. An IPAM plugin that knows GC and STATUS gets them, with randsnat's config as it came.
+    recording_ipam rec
+    sed 's/"type":"host-local"/"type":"rec"/' "$list11" > "$WORK/rec.conflist"
+    expect "GC with a GC-aware IPAM plugin" in_ns "$NODE" python3 "$HERE/cni.py" gc "$WORK/rec.conflist" "c7-$RUN:eth0"
+    expect_contains "the IPAM plugin ran GC" "$(cat "$WORK/rec-rec-GC.env" 2>&1)" "CNI_COMMAND=GC"
+    expect_contains "its stdin has cni.dev/valid-attachments" "$(cat "$WORK/rec-rec-GC.stdin" 2>&1)" \
+        '"cni.dev/valid-attachments": [{"containerID": "c7-'"$RUN"'", "ifname": "eth0"}]'
+    expect_contains "its stdin is the network config" "$(cat "$WORK/rec-rec-GC.stdin" 2>&1)" '"ipam": {"type": "rec"'
+    expect "STATUS with a STATUS-aware IPAM plugin" in_ns "$NODE" python3 "$HERE/cni.py" status "$WORK/rec.conflist"
+    expect_contains "the IPAM plugin ran STATUS" "$(cat "$WORK/rec-rec-STATUS.env" 2>&1)" "CNI_COMMAND=STATUS"
+    # 3. Its STATUS error is randsnat's.
+    recording_ipam rec '{"cniVersion":"1.1.0","code":51,"msg":"pool almost exhausted"}'
+    out=$(in_ns "$NODE" python3 "$HERE/cni.py" status "$WORK/rec.conflist")
+    expect_contains "the IPAM plugin's STATUS error comes back" "$out" '"code":51,"msg":"pool almost exhausted"'
+    export CNI_PATH=$saved_path
+}
+
+test_standalone_layer2_only() {
+    # "ipam": {} as with the reference bridge: links only, no IPAM call, no address, no SNAT.
+    local list; list=$(standalone "$T-l2" '"promiscMode":true,"args":{"cni":{"mac":"02:42:c6:12:00:08"}},"dns":{"nameservers":["192.0.2.53"]}')
+    sed -i 's/"ipam":{.*}}]}$/"ipam":{}}]}/' "$list"
+    local before; before=$(nat_state)
+    local result; result=$(pod_add "$list" 1)
+    expect_contains "the result lists the pod's interface with args.cni.mac" "$result" '"mac":"02:42:c6:12:00:08","name":"eth0","sandbox"'
+    expect_absent "the result has no ips" "$result" '"ips"'
+    expect_contains "the result has the config's dns" "$result" '"dns":{"nameservers":["192.0.2.53"]}'
+    expect_contains "the pod's eth0 is up" "$(in_ns "$T-pod1" ip link show eth0)" "state UP"
+    expect_eq "the pod's eth0 has no global address" "$(in_ns "$T-pod1" ip -o addr show dev eth0 scope global | wc -l)" "0"
+    expect_contains "the bridge is promiscuous" "$(in_ns "$NODE" ip link show rsnsa0)" "PROMISC"
+    expect_eq "the bridge has no address" "$(in_ns "$NODE" ip -o addr show dev rsnsa0 scope global | wc -l)" "0"
+    expect_eq "no IPAM ran" "$(ls "$WORK/ipam" | wc -l)" "0"
+    expect_eq "no SNAT was written" "$(nat_state)" "$before"
+    expect "CHECK passes" pod_check "$list" 1
+    expect "DEL" pod_del "$list" 1
+    # CNI_ARGS MAC= (the runtime's way): lowest precedence, so without args.cni.mac here.
+    sed 's/"args":{"cni":{"mac":"02:42:c6:12:00:08"}},//' "$list" | python3 -c 'import json,sys; c=json.load(sys.stdin); p=c["plugins"][0]; p.update(name=c["name"], cniVersion=c["cniVersion"]); print(json.dumps(p))' > "$WORK/l2.json"
+    ip netns add "$T-pod2"
+    result=$(in_ns "$NODE" env CNI_COMMAND=ADD CNI_CONTAINERID="c2-$RUN" CNI_NETNS="/var/run/netns/$T-pod2" CNI_IFNAME=eth0 \
+        CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAME=p2;MAC=02:42:c6:12:00:09" CNI_PATH="$CNI_PATH" "$RANDSNAT_BIN" < "$WORK/l2.json")
+    expect_contains "CNI_ARGS MAC= sets the pod's MAC" "$(in_ns "$T-pod2" ip link show eth0)" "link/ether 02:42:c6:12:00:09 "
+    expect_contains "... and the result's" "$result" '"mac":"02:42:c6:12:00:09","name":"eth0"'
+    expect "DEL" in_ns "$NODE" env CNI_COMMAND=DEL CNI_CONTAINERID="c2-$RUN" CNI_NETNS="/var/run/netns/$T-pod2" CNI_IFNAME=eth0 \
+        CNI_PATH="$CNI_PATH" "$RANDSNAT_BIN" < "$WORK/l2.json"
+    expect_eq "no veth is left" "$(in_ns "$NODE" ip -o link show type veth | grep -c veth)" "0"
+}
+
+test_standalone_del_of_an_edited_config() {
+    # A config edited after ADD (now invalid bridge keys) must not make DEL fail: DEL needs ipam.type.
+    local list; list=$(standalone "$T-e")
+    local before; before=$(nat_state)
+    pod_add "$list" 1 >/dev/null
+    sed -i 's/"bridge":"rsnsa0"/"bridge":"rsnsa0","mtu":70000,"vlan":5,"hairpinMode":true,"promiscMode":true/' "$list"
+    expect_contains "the edited config is refused by ADD" "$(pod_add "$list" 2)" '"code":7'
+    expect "DEL of the edited config succeeds" pod_del "$list" 1
+    expect_eq "the lease is released" "$(ls "$WORK/ipam/$T-e" | grep -c '^198\|^2001')" "0"
+    expect_eq "no veth is left" "$(in_ns "$NODE" ip -o link show type veth | grep -c veth)" "0"
+    expect_eq "nat tables and sets as before" "$(nat_state)" "$before"
+}
+
+test_standalone_dhcp_ipam_finds_the_pods_link_up() {
+    # The dhcp IPAM plugin talks on the pod's link, so randsnat makes it (up) before running it. This
+    # `dhcp` records what it sees in CNI_NETNS, then hands the allocation to host-local.
+    local saved_path=$CNI_PATH
+    export CNI_PATH="$WORK/fakebin:$CNI_PATH"
+    fake_ipam dhcp 'input=$(cat)
+[ "$CNI_COMMAND" = ADD ] && nsenter --net="$CNI_NETNS" ip -o link show "$CNI_IFNAME" > '"$WORK"'/dhcp-saw 2>&1
+printf "%s" "$input" | exec /usr/lib/cni/host-local'
+    local list; list=$(standalone "$T-d")
+    sed -i 's/"type":"host-local"/"type":"dhcp"/' "$list"
+    local result; result=$(pod_add "$list" 1)
+    expect_contains "ADD succeeds" "$result" '"address":"198.18.0.2/24"'
+    expect_contains "the IPAM plugin found eth0 in the pod" "$(cat "$WORK/dhcp-saw" 2>&1)" ": eth0@"
+    expect_contains "... and up" "$(cat "$WORK/dhcp-saw" 2>&1)" ",UP"
+    expect_eq "ext sees the node" "$(ask 1 203.0.113.10)" "203.0.113.1"
+    # host-local is not among them: it runs while the link is made.
+    sed -i 's/"type":"dhcp"/"type":"host-local"/' "$list"
+    fake_ipam host-local 'input=$(cat)
+[ "$CNI_COMMAND" = ADD ] && nsenter --net="$CNI_NETNS" ip -o link show "$CNI_IFNAME" > '"$WORK"'/hl-saw 2>&1
+printf "%s" "$input" | exec /usr/lib/cni/host-local'
+    pod_add "$list" 2 >/dev/null
+    # (It finds eth0 missing or down, depending on which is first; never up, as dhcp needs.)
+    expect_absent "host-local ran while the link was being made (the overlap)" "$(cat "$WORK/hl-saw" 2>&1)" ",UP"
+    pod_del "$list" 1 >/dev/null
+    pod_del "$list" 2 >/dev/null
+    expect_eq "no veth is left" "$(in_ns "$NODE" ip -o link show type veth | grep -c veth)" "0"
+    export CNI_PATH=$saved_path
+}
+
+test_standalone_ip_masq_backend_selects_the_backend() {
+    # Backend-specific on purpose: the config names the backend itself (ipMasqBackend, the reference
+    # bridge's key), so no "backend" key is written.
+    local BACKEND=iptables
+    # A node whose nat rules are in nf_tables: "auto" would pick nftables for a new network.
+    in_ns "$NODE" nft add table ip nat
+    in_ns "$NODE" nft add chain ip nat rspost '{ type nat hook postrouting priority srcnat + 10; }'
+    in_ns "$NODE" nft add rule ip nat rspost ip daddr 192.0.2.98 return
+    local list; list=$(standalone "$T-i" '"ipMasqBackend":"iptables"')
+    pod_add "$list" 1 >/dev/null
+    expect_contains "ipMasqBackend iptables: the chain is in iptables-legacy" "$(in_ns "$NODE" iptables-legacy-save -t nat)" ":RANDSNAT-"
+    expect "ipMasqBackend iptables: no nf_tables table" bash -c "! ip netns exec $NODE nft list table inet randsnat"
+    expect_eq "ext sees the node" "$(ask 1 203.0.113.10)" "203.0.113.1"
+    pod_del "$list" 1 >/dev/null
+    in_ns "$NODE" nft delete table ip nat
+    list=$(standalone "$T-n" '"ipMasqBackend":"nftables"')
+    pod_add "$list" 2 >/dev/null
+    expect_contains "ipMasqBackend nftables: the pod is in the nf_tables set" "$(in_ns "$NODE" nft list table inet randsnat 2>&1)" "c2-$RUN"
+    expect_absent "ipMasqBackend nftables: no iptables chain" "$(in_ns "$NODE" iptables-legacy-save -t nat)" ":RANDSNAT-"
+    expect_eq "ext sees the node" "$(ask 2 203.0.113.10)" "203.0.113.1"
+    pod_del "$list" 2 >/dev/null
+    list=$(standalone "$T-c" '"ipMasqBackend":"nftables","backend":"iptables"')
+    expect_contains "ipMasqBackend and backend that disagree are refused" "$(pod_add "$list" 3)" \
+        '"code":7,"msg":"ipMasqBackend: \"nftables\" conflicts with \"backend\": \"iptables\"'
+    expect_eq "nothing was made" "$(in_ns "$NODE" ip -o link show type veth | grep -c veth)" "0"
 }

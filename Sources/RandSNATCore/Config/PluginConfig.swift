@@ -78,6 +78,17 @@ public struct PluginConfig: Equatable, Sendable {
             }
             config.backend = choice
         }
+        // The reference bridge's name for it; both may be set only to the same value.
+        if let text = try string(members, "ipMasqBackend") {
+            guard let choice = BackendChoice(rawValue: text), choice != .auto else {
+                throw .invalidValue(key: "ipMasqBackend", value: text, reason: "must be \"iptables\" or \"nftables\"")
+            }
+            if let backend = members["backend"], backend != .null, config.backend != choice {
+                throw .invalidValue(key: "ipMasqBackend", value: text, reason: "conflicts with \"backend\": \"\(config.backend.rawValue)\"; "
+                                    + "set one of them (they name the same thing), or both to the same value")
+            }
+            config.backend = choice
+        }
         if let ipMasq = members["ipMasq"], ipMasq != .null, ipMasq.boolValue == nil {
             throw .wrongType(key: "ipMasq", expected: "true or false", actual: ipMasq.typeName)
         }

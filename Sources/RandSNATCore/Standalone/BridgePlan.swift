@@ -31,6 +31,8 @@ public struct BridgePlan: Equatable, Sendable {
     public let forwarding: [Family]
     public let ips: [PodIP]
     public let routes: [PodRoute]
+    /// The pod interface's MAC address, when the config sets one.
+    public let mac: MACAddress?
 }
 
 public enum BridgePlanner {
@@ -55,7 +57,7 @@ public enum BridgePlanner {
             }
             ips.append(PodIP(address: address, gateway: gateway))
         }
-        guard !ips.isEmpty else { throw .noPodAddresses(reason: "IPAM plugin \"\(config.ipamType)\" returned no IP address") }
+        guard !ips.isEmpty else { throw .noPodAddresses(reason: "IPAM plugin \"\(config.ipamType ?? "")\" returned no IP address") }
         var routes: [PodRoute] = []
         for (index, route) in ipam.routes.enumerated() {
             guard let destination = CIDR(route.dst), route.dst.contains("/") else {
@@ -92,7 +94,13 @@ public enum BridgePlanner {
         return BridgePlan(bridge: config.bridge, mtu: config.mtu, hairpin: config.hairpinMode, promisc: config.promiscMode,
                           bridgeAddresses: bridgeAddresses, forceAddress: config.forceAddress,
                           forwarding: config.isGateway ? Array(Set(bridgeAddresses.map(\.family))).sorted() : [],
-                          ips: ips, routes: routes)
+                          ips: ips, routes: routes, mac: config.mac)
+    }
+
+    /// The plan of a layer-2 pod (`"ipam": {}`): links only, no address, route or gateway.
+    public static func layer2(_ config: BridgeConfig) -> BridgePlan {
+        BridgePlan(bridge: config.bridge, mtu: config.mtu, hairpin: config.hairpinMode, promisc: config.promiscMode,
+                   bridgeAddresses: [], forceAddress: config.forceAddress, forwarding: [], ips: [], routes: [], mac: config.mac)
     }
 
     /// The first host address of a subnet (network address + 1).

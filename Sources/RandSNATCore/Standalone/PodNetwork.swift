@@ -26,18 +26,26 @@ public struct AttachedPod: Equatable, Sendable {
     }
 }
 
-/// The link-level part of a pod's network, which needs no address: made while IPAM runs.
+/// The link-level part of a pod's network, which needs no address: made while IPAM runs (or,
+/// for an IPAM plugin that needs the pod's link, before it runs).
 public struct LinkPlan: Equatable, Sendable {
     public let bridge: String
     public let mtu: Int?
     public let hairpin: Bool
     public let promisc: Bool
+    /// The pod end's MAC address (nil: the kernel's random one).
+    public let mac: MACAddress?
+    /// `createLinks` brings the pod end up (for an IPAM plugin that talks on it, such as dhcp);
+    /// otherwise `configure` brings it up after its addresses.
+    public let podUp: Bool
 
     public init(_ config: BridgeConfig) {
         bridge = config.bridge
         mtu = config.mtu
         hairpin = config.hairpinMode
         promisc = config.promiscMode
+        mac = config.mac
+        podUp = config.ipamNeedsLink
     }
 }
 
