@@ -98,6 +98,22 @@ struct SNATPluginTests {
         #expect(backend.installed.isEmpty)
     }
 
+    @Test func chainedAddSNATsTheAddressesOfTheInterfaceNamedIfName() throws {
+        // A result with a second sandbox interface (net1): only eth0's (CNI_IFNAME's) address is the pod's here.
+        let prev = #","prevResult":{"cniVersion":"1.1.0","interfaces":[{"name":"eth0","sandbox":"/ns"},{"name":"net1","sandbox":"/ns"}],"#
+            + #""ips":[{"address":"10.9.0.2/24","interface":1},{"address":"198.18.0.2/24","interface":0}]}"#
+        _ = try plugin.add(Self.request(.add, ips: nil, extra: prev))
+        let members = try backend.generations(of: NetworkID(network: "net")).flatMap(\.members).map(\.address.description)
+        #expect(members == ["198.18.0.2"])
+    }
+
+    @Test func aBadPodAddressIsNamedByItsPlaceInIps() {
+        let prev = #","prevResult":{"cniVersion":"1.1.0","interfaces":[{"name":"veth"},{"name":"eth0","sandbox":"/ns"}],"#
+            + #""ips":[{"address":"198.18.0.1/24","interface":0},{"address":"198.18.0.2","interface":1}]}"#
+        let error = #expect(throws: ConfigError.self) { try plugin.add(Self.request(.add, ips: nil, extra: prev)) }
+        #expect(error?.description.hasPrefix("prevResult.ips[1].address") == true, "\(error?.description ?? "")")
+    }
+
     @Test func failedAddRollsBack() throws {
         backend.failOn = "add 2001"
         #expect(throws: CNIError.self) { try plugin.add(Self.request(.add)) }

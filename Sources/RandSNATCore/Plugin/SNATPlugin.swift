@@ -40,13 +40,14 @@ public struct SNATPlugin: CNIPlugin {
                    ifName: request.environment.ifName)
     }
 
-    /// The pod's addresses from prevResult; nil when there is no prevResult.
+    /// The pod's addresses from prevResult: those of the sandbox interface named CNI_IFNAME (see
+    /// `CNIResult.podAddresses`).
     func podAddresses(_ request: Request) throws -> [PodAddress] {
         guard let prevResult = request.config.prevResult else { throw ConfigError.missingPrevResult }
         var addresses: [PodAddress] = []
-        for (index, item) in try CNIResult.podAddresses(prevResult).enumerated() {
+        for item in try CNIResult.podAddresses(prevResult, ifName: request.environment.ifName) {
             guard let address = PodAddress(item.cidr), address.prefix > 0 else {
-                throw ConfigError.invalidValue(key: "prevResult.ips[\(index)].address", value: item.cidr,
+                throw ConfigError.invalidValue(key: "prevResult.ips[\(item.index)].address", value: item.cidr,
                                                reason: "is not an address with a prefix length, such as 198.18.0.2/24")
             }
             if !addresses.contains(address) { addresses.append(address) }
