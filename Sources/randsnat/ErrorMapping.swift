@@ -10,7 +10,8 @@ enum ErrorMapping {
         case let error as CNIError:
             return error
         case let error as ConfigError:
-            return CNIError(error.isDecodingFault ? .decodingFailure : .invalidConfig, error.description)
+            let code: CNIError.Code = error.isDecodingFault ? .decodingFailure : error.isUnsupportedField ? .unsupportedField : .invalidConfig
+            return CNIError(code, error.description)
         case let error as NetfilterError:
             return CNIError(error.isTransient ? .tryAgainLater : .internal, error.description)
         case let error as NetlinkError:

@@ -20,16 +20,55 @@ struct BridgeConfigTests {
         #expect(config.isGateway && config.mtu == nil)
     }
 
-    @Test(arguments: [
-        (#"{"ipam":[]}"#, "ipam"), (#"{"ipam":{"type":""}}"#, "ipam.type"), (#"{"ipam":{"type":"a/b"}}"#, "ipam.type"),
-        (#"{"vlan":3,"ipam":{"type":"x"}}"#, "vlan"), (#"{"vlanTrunk":[{"id":1}],"ipam":{"type":"x"}}"#, "vlanTrunk"),
-        (#"{"enabledad":true,"ipam":{"type":"x"}}"#, "enabledad"), (#"{"portIsolation":true,"ipam":{"type":"x"}}"#, "portIsolation"),
-        (#"{"ipMasqBackend":"nftables","ipam":{"type":"x"}}"#, "ipMasqBackend"), (#"{"mtu":70000,"ipam":{"type":"x"}}"#, "mtu"),
-        (#"{"hairpinMode":1,"ipam":{"type":"x"}}"#, "hairpinMode"), (#"{"bridge":"a-name-much-too-long","ipam":{"type":"x"}}"#, "bridge"),
-    ])
-    func rejects(text: String, key: String) throws {
+    /// How a refused key is classed: the JSON type is wrong (code 6), the key is one randsnat does
+    /// not implement (code 2, "unsupported field"), or its value is wrong (code 7).
+    enum Fault: Sendable { case type, unsupported, value }
+
+    /// Every key BridgeConfig refuses: the config, the key the message starts with, the class, and
+    /// the value the message must show (for an unsupported field, as the spec asks).
+    static let refused: [(String, String, Fault, String)] = [
+        (#"{"ipam":[]}"#, "ipam", .type, ""),
+        (#"{"ipam":{"type":""}}"#, "ipam.type", .value, ""),
+        (#"{"ipam":{"type":"a/b"}}"#, "ipam.type", .value, #""a/b""#),
+        (#"{"bridge":"a-name-much-too-long","ipam":{"type":"x"}}"#, "bridge", .value, #""a-name-much-too-long""#),
+        (#"{"bridge":7,"ipam":{"type":"x"}}"#, "bridge", .type, ""),
+        (#"{"mtu":70000,"ipam":{"type":"x"}}"#, "mtu", .value, "70000"),
+        (#"{"mtu":"1500","ipam":{"type":"x"}}"#, "mtu", .type, ""),
+        (#"{"hairpinMode":1,"ipam":{"type":"x"}}"#, "hairpinMode", .type, ""),
+        (#"{"isGateway":"yes","ipam":{"type":"x"}}"#, "isGateway", .type, ""),
+        (#"{"ipMasq":"false","ipam":{"type":"x"}}"#, "ipMasq", .type, ""),
+        (#"{"vlan":3,"ipam":{"type":"x"}}"#, "vlan", .unsupported, "3"),
+        (#"{"vlan":"3","ipam":{"type":"x"}}"#, "vlan", .type, ""),
+        (#"{"vlanTrunk":[{"id":1}],"ipam":{"type":"x"}}"#, "vlanTrunk", .unsupported, #"[{"id":1}]"#),
+        (#"{"vlanTrunk":{"id":1},"ipam":{"type":"x"}}"#, "vlanTrunk", .type, ""),
+        (#"{"macspoofchk":true,"ipam":{"type":"x"}}"#, "macspoofchk", .unsupported, "true"),
+        (#"{"enabledad":true,"ipam":{"type":"x"}}"#, "enabledad", .unsupported, "true"),
+        (#"{"disableContainerInterface":true,"ipam":{"type":"x"}}"#, "disableContainerInterface", .unsupported, "true"),
+        (#"{"portIsolation":true,"ipam":{"type":"x"}}"#, "portIsolation", .unsupported, "true"),
+        (#"{"portIsolation":"on","ipam":{"type":"x"}}"#, "portIsolation", .type, ""),
+        (#"{"ipMasqBackend":"nftables","ipam":{"type":"x"}}"#, "ipMasqBackend", .unsupported, #""nftables""#),
+        (#"{"ipMasqBackend":1,"ipam":{"type":"x"}}"#, "ipMasqBackend", .type, ""),
+        (#"{"preserveDefaultVlan":"no","ipam":{"type":"x"}}"#, "preserveDefaultVlan", .type, ""),
+    ]
+
+    @Test(arguments: refused)
+    func rejects(text: String, key: String, fault: Fault, value: String) throws {
         let error = #expect(throws: ConfigError.self) { try BridgeConfig.parse(Self.members(text)) }
-        #expect(error?.description.hasPrefix(key) == true, "\(error?.description ?? "")")
+        let description = error?.description ?? ""
+        #expect(description.hasPrefix(key + (fault == .type ? " " : ": ")), "\(description)")
+        #expect(description.contains(value), "the message shows the value: \(description)")
+        #expect(error?.isDecodingFault == (fault == .type), "\(description)")
+        #expect(error?.isUnsupportedField == (fault == .unsupported), "\(description)")
+    }
+
+    @Test func anUnsupportedFieldShowsALongValueCut() throws {
+        let trunk = "[" + (1...500).map { #"{"id":\#($0)}"# }.joined(separator: ",") + "]"
+        let error = #expect(throws: ConfigError.self) {
+            try BridgeConfig.parse(Self.members(#"{"vlanTrunk":"# + trunk + #","ipam":{"type":"x"}}"#))
+        }
+        let description = error?.description ?? ""
+        #expect(description.hasPrefix(#"vlanTrunk: [{"id":1},{"id":2}"#) && description.contains("…"), "\(description)")
+        #expect(description.utf8.count < 400, "\(description)")
     }
 
     @Test func defaultValuedUnsupportedKeysAreAccepted() throws {

@@ -53,10 +53,12 @@ standalone ipam not an object|ADD||{"cniVersion":"1.0.0","name":"N","type":"rand
 standalone ipam without type|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":{}}|7|ipam.type
 standalone ipam type is a path|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":{"type":"../bin/sh"}}|7|ipam.type
 standalone ipam plugin missing|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":{"type":"no-such-ipam"}}|999|not found in CNI_PATH
-standalone vlan|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","vlan":5,"ipam":{"type":"host-local"}}|7|vlan is not supported
-standalone enabledad|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","enabledad":true,"ipam":{"type":"host-local"}}|7|enabledad
-standalone macspoofchk|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","macspoofchk":true,"ipam":{"type":"host-local"}}|7|macspoofchk
-standalone ipMasqBackend nftables|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipMasqBackend":"nftables","ipam":{"type":"host-local"}}|7|ipMasqBackend
+standalone vlan|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","vlan":5,"ipam":{"type":"host-local"}}|2|vlan: 5 is not supported
+standalone vlan string|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","vlan":"5","ipam":{"type":"host-local"}}|6|vlan
+standalone vlanTrunk|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","vlanTrunk":[{"id":5}],"ipam":{"type":"host-local"}}|2|vlanTrunk: [{"id":5}] is not supported
+standalone enabledad|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","enabledad":true,"ipam":{"type":"host-local"}}|2|enabledad: true is not supported
+standalone macspoofchk|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","macspoofchk":true,"ipam":{"type":"host-local"}}|2|macspoofchk: true is not supported
+standalone ipMasqBackend nftables|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipMasqBackend":"nftables","ipam":{"type":"host-local"}}|2|ipMasqBackend: "nftables" is not supported
 standalone mtu string|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","mtu":"1500","ipam":{"type":"host-local"}}|6|mtu
 standalone mtu too small|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","mtu":10,"ipam":{"type":"host-local"}}|7|mtu
 standalone bridge name with a space|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","bridge":"br 0","ipam":{"type":"host-local"}}|7|bridge
