@@ -114,6 +114,20 @@ struct SNATPluginTests {
         #expect(error?.description.hasPrefix("prevResult.ips[1].address") == true, "\(error?.description ?? "")")
     }
 
+    @Test func ownNetnsIsRefusedBeforeAnything() throws {
+        let refusing = SNATPlugin(makeBackend: { [backend, nft] kind, _ in kind == .iptables ? backend : nft }, lock: NoLock(),
+                                  log: { _ in }, pathExists: { _ in true }, isOwnNetworkNamespace: { $0 == "/ns" })
+        _ = try plugin.add(Self.request(.add))   // a pod added before: DEL must not touch it either
+        backend.calls = []
+        for verb in [Verb.add, .del] {
+            let error = #expect(throws: CNIError.self) { try refusing.dispatch(Self.request(verb)) }
+            #expect(error?.code == .invalidNetworkNamespace, "\(verb)")
+            #expect(error?.msg.contains(#"CNI_NETNS="/ns""#) == true, "\(verb): \(error?.msg ?? "")")
+        }
+        #expect(backend.calls.isEmpty && nft.calls.isEmpty, "\(backend.calls) \(nft.calls)")
+        #expect(try backend.generations(of: NetworkID(network: "net")).flatMap(\.members).count == 2)
+    }
+
     @Test func failedAddRollsBack() throws {
         backend.failOn = "add 2001"
         #expect(throws: CNIError.self) { try plugin.add(Self.request(.add)) }
@@ -229,5 +243,19 @@ struct SNATPluginTests {
         #expect(nft.installed.isEmpty)
         // Named in the config, the same backend's failure is the verb's.
         #expect(throws: CNIError.self) { try plugin.del(Self.request(.del, ips: nil, extra: #","backend":"iptables""#)) }
+    }
+}
+
+extension CNIPlugin {
+    /// Runs the verb the request's environment names.
+    func dispatch(_ request: Request) throws {
+        switch request.environment.verb {
+        case .add: _ = try add(request)
+        case .del: try del(request)
+        case .check: try check(request)
+        case .gc: try gc(request)
+        case .status: try status(request)
+        case .version: break
+        }
     }
 }

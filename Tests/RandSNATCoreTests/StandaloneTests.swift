@@ -201,6 +201,19 @@ struct StandalonePluginTests {
         #expect(backend.installed.isEmpty)
     }
 
+    @Test func ownNetnsIsRefusedBeforeAnything() throws {
+        let snat = SNATPlugin(makeBackend: { [backend] kind, _ in kind == .iptables ? backend : FakeBackend(kind: .nftables) }, lock: NoLock(),
+                              log: { _ in }, pathExists: { _ in true }, isOwnNetworkNamespace: { $0 == "/ns" })
+        let refusing = RandSNATPlugin(chained: snat, standalone: StandalonePlugin(snat: snat, network: network, ipam: ipam))
+        for verb in [Verb.add, .del, .check] {
+            let error = #expect(throws: CNIError.self) { try refusing.dispatch(Self.request(verb, extra: #","prevResult":{"ips":[]}"#)) }
+            #expect(error?.code == .invalidNetworkNamespace, "\(verb)")
+        }
+        #expect(network.calls.isEmpty, "no link made or removed: \(network.calls)")
+        #expect(ipam.calls.isEmpty, "IPAM not run: \(ipam.calls)")
+        #expect(backend.calls.isEmpty, "\(backend.calls)")
+    }
+
     @Test func delUndoesAllThree() throws {
         _ = try plugin.add(Self.request(.add))
         try plugin.del(Self.request(.del))

@@ -20,13 +20,17 @@ public struct SNATPlugin: CNIPlugin {
     /// Writes one line to stderr.
     let log: (String) -> Void
     let pathExists: (String) -> Bool
+    /// True when the path names the network namespace randsnat itself runs in.
+    let isOwnNetworkNamespace: (String) throws -> Bool
 
     public init(makeBackend: @escaping (BackendKind, PluginConfig) throws -> any NATBackend, lock: any NetworkLock,
-                log: @escaping (String) -> Void, pathExists: @escaping (String) -> Bool) {
+                log: @escaping (String) -> Void, pathExists: @escaping (String) -> Bool,
+                isOwnNetworkNamespace: @escaping (String) throws -> Bool = { _ in false }) {
         self.makeBackend = makeBackend
         self.lock = lock
         self.log = log
         self.pathExists = pathExists
+        self.isOwnNetworkNamespace = isOwnNetworkNamespace
     }
 
     func pluginConfig(_ request: Request) throws(ConfigError) -> PluginConfig {
@@ -73,6 +77,17 @@ public struct SNATPlugin: CNIPlugin {
             throw CNIError(.invalidEnvironment, "CNI_NETNS=\"\(request.environment.netns)\" does not exist",
                            details: "the runtime must pass the path of the pod's network namespace")
         }
+        try refuseOwnNetns(request)
+    }
+
+    /// Refuses a CNI_NETNS that is randsnat's own network namespace (the node's), as libcni's skel
+    /// does: the pod's interface would be made, or removed, among the node's. A CNI_NETNS that is
+    /// empty or gone is not refused (DEL allows both).
+    func refuseOwnNetns(_ request: Request) throws {
+        let netns = request.environment.netns
+        guard !netns.isEmpty, pathExists(netns), try isOwnNetworkNamespace(netns) else { return }
+        throw CNIError(.invalidNetworkNamespace, "CNI_NETNS=\"\(netns)\" is randsnat's own network namespace, not a pod's",
+                       details: "the runtime must pass the pod's network namespace; randsnat changed nothing")
     }
 
     /// Installs the network's objects where needed and adds the pod's members, under the network
@@ -168,6 +183,7 @@ public struct SNATPlugin: CNIPlugin {
     /// DEL finds the pod's members by their owner comment, in every generation of the network, so it
     /// needs neither prevResult nor the config ADD saw; a generation left empty is torn down.
     public func del(_ request: Request) throws {
+        try refuseOwnNetns(request)
         try removeSNAT(attachment(request), members: request.config.members)
     }
 

@@ -81,6 +81,7 @@ public struct StandalonePlugin {
     /// DEL: the pod's veth (gone already when its netns is), its SNAT and its IPAM lease. Each
     /// step treats "not there" as done, so DEL can run any number of times.
     public func del(_ request: Request, bridge: BridgeConfig) throws {
+        try snat.refuseOwnNetns(request)
         let env = request.environment
         // The IPAM plugin releases the lease while the kernel tears the veth down.
         let running = try ipam.start(.del, plugin: bridge.ipamType, environment: env, config: ipamInput(request))
