@@ -18,6 +18,10 @@ enum ErrorMapping {
             return CNIError(.internal, error.description)
         case let error as NodeNotReady:
             return CNIError(.pluginNotAvailable, "randsnat cannot serve ADD on this node", details: error.description)
+        case let error as GCFailure:
+            // The steps' own code when they agree (a lock held too long everywhere is still 11).
+            let codes = Set(error.steps.map { cniError($0.error).code })
+            return CNIError(codes.count == 1 ? codes.first! : .internal, error.description)
         case let error as CheckFailure:
             return CNIError(.internal, error.description)
         default:

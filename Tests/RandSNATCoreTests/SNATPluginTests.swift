@@ -184,6 +184,67 @@ struct SNATPluginTests {
         #expect(backend.installed.isEmpty)
     }
 
+    /// c1 (both families) and c3 (a subnet of its own) are stale, c2 is valid.
+    func addPodsForGC() throws {
+        _ = try plugin.add(Self.request(.add, container: "c1"))
+        _ = try plugin.add(Self.request(.add, container: "c2", ips: ["198.18.0.3/24"]))
+        _ = try plugin.add(Self.request(.add, container: "c3", ips: ["198.18.1.4/24"]))
+        backend.calls = []
+    }
+    static let keepC2 = #","cni.dev/valid-attachments":[{"containerID":"c2","ifname":"eth0"}]"#
+    /// Every step of that GC, in order.
+    static let gcSteps = ["remove 198.18.0.2", "remove 198.18.1.4", "removeSubnet 198.18.1.0/24",
+                          "remove 2001:db8::2", "uninstall ipv6", "removeStrays 1"]
+
+    /// Each step failing in turn, and the steps that must not follow it (a member left in place
+    /// keeps its subnet and its generation).
+    static let gcFailures: [(String, [String])] = [
+        ("remove 198.18.0.2", []),
+        ("remove 198.18.1.4", ["removeSubnet 198.18.1.0/24"]),
+        ("removeSubnet 198.18.1.0/24", []),
+        ("remove 2001:db8::2", ["uninstall ipv6"]),
+        ("uninstall ipv6", []),
+        ("removeStrays 1", []),
+    ]
+
+    @Test(arguments: gcFailures)
+    func gcGoesOnPastOneFailedStep(failing: String, skipped: [String]) throws {
+        try addPodsForGC()
+        backend.failOn = failing
+        let error = #expect(throws: GCFailure.self) { try plugin.gc(Self.request(.gc, ips: nil, extra: Self.keepC2)) }
+        #expect(backend.calls == Self.gcSteps.filter { !skipped.contains($0) }, "every other step was still tried")
+        #expect(error?.steps.count == 1)
+        let object = failing.split(separator: " ").last.map(String.init) ?? ""
+        #expect(error?.description.contains(object) == true, "the failure names its object: \(error?.description ?? "")")
+        #expect(try backend.generations(of: NetworkID(network: "net")).flatMap(\.members).map(\.comment).contains("net/c2/eth0"))
+    }
+
+    @Test func gcReportsEveryFailureAtTheEnd() throws {
+        try addPodsForGC()
+        backend.failOn = "remove 198"
+        let error = #expect(throws: GCFailure.self) { try plugin.gc(Self.request(.gc, ips: nil, extra: Self.keepC2)) }
+        #expect(error?.steps.count == 2)
+        #expect(error?.steps.map(\.what).map { $0.hasPrefix("removing 198.18.0.2 (net/c1/eth0) from ") || $0.hasPrefix("removing 198.18.1.4 (net/c3/eth0) from ") }
+                == [true, true], "\(error?.steps.map(\.what) ?? [])")
+        #expect(error?.description.contains("injected failure at remove 198.18.1.4") == true, "each step keeps its cause")
+        // The IPv6 generation (c1's alone) went all the same.
+        #expect(backend.calls.contains("uninstall ipv6"))
+        #expect(try backend.generations(of: NetworkID(network: "net")).allSatisfy { $0.names.family == .ipv4 })
+    }
+
+    @Test func gcGoesOnPastAConfiguredBackendItCannotRead() throws {
+        try addPodsForGC()   // in iptables (auto on an iptables node)
+        nft.unreadable = true
+        let error = #expect(throws: GCFailure.self) {
+            try plugin.gc(Self.request(.gc, ips: nil, extra: Self.keepC2 + #","backend":"nftables""#))
+        }
+        #expect(error?.steps.first?.what == "reading the nftables backend", "\(error?.description ?? "")")
+        #expect(error?.description.contains("nftables cannot be read") == true)
+        // The stale pods in iptables went all the same.
+        let comments = try backend.generations(of: NetworkID(network: "net")).flatMap(\.members).map(\.comment)
+        #expect(comments == ["net/c2/eth0"])
+    }
+
     @Test func gcRejectsMalformedAttachments() {
         #expect(throws: ConfigError.self) {
             try plugin.gc(Self.request(.gc, ips: nil, extra: #","cni.dev/valid-attachments":[{"containerID":1}]"#))

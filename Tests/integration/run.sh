@@ -10,7 +10,7 @@ for file in "$HERE"/*_tests.sh; do source "$file"; done
 # with RANDSNAT_TEST_BACKEND=nftables (the configs then say "backend":"nftables").
 both_backends=(
     snat_and_bypass_ipv4 snat_ipv6 to_source_and_port_range del_is_idempotent_and_leaves_no_trace
-    check_names_what_is_missing gc_and_status versions config_change_makes_a_new_generation del_forgets_the_pods_flows
+    check_names_what_is_missing gc_and_status gc_goes_on_past_a_failure versions config_change_makes_a_new_generation del_forgets_the_pods_flows
     standalone_dual_stack standalone_ipv6_only_and_link_options standalone_del_is_idempotent
     standalone_failed_add_leaves_nothing standalone_result_has_the_reference_bridge_shape
     standalone_refuses_the_node_namespace_as_cni_netns

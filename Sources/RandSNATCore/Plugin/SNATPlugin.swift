@@ -12,6 +12,22 @@ public struct NodeNotReady: Error, Equatable, Sendable, CustomStringConvertible 
     public var description: String { problems.joined(separator: "; ") }
 }
 
+/// GC went on past failures and removed what it could (the spec: a plugin "should continue;
+/// removing as many resources as possible, and report the errors back"); each failed step is here.
+public struct GCFailure: Error, Sendable, CustomStringConvertible {
+    public struct Step: Sendable {
+        /// What GC was doing, on which object.
+        public let what: String
+        public let error: any Error
+    }
+    public let network: String
+    public let steps: [Step]
+    public var description: String {
+        "GC of network \"\(network)\" removed what it could, but \(steps.count) step(s) failed: "
+            + steps.map { "\($0.what): \($0.error)" }.joined(separator: "; ")
+    }
+}
+
 /// randsnat as a chained plugin: the verbs of the spec on top of the `NATBackend`s.
 public struct SNATPlugin: CNIPlugin {
     /// Makes a backend for a request's config (the config sets its lock timeout).
@@ -207,37 +223,54 @@ public struct SNATPlugin: CNIPlugin {
     /// nothing, with a line on stderr: its state could not be changed anyway, and a node that lacks
     /// one of them must still run pods.
     func holdings(_ id: NetworkID, config: PluginConfig) throws -> [(backend: any NATBackend, generations: [InstalledGeneration])] {
-        var states: [(backend: any NATBackend, generations: [InstalledGeneration])] = []
-        for kind in BackendKind.allCases {
-            do {
-                let backend = try makeBackend(kind, config)
-                states.append((backend, try backend.generations(of: id)))
-            } catch {
-                if config.backend.rawValue == kind.rawValue { throw error }
-                log("randsnat: \(id): cannot read the \(kind.rawValue) backend, taking it to hold nothing: \(error)")
-            }
+        try BackendKind.allCases.compactMap { kind in try holding(kind, id, config: config) }
+    }
+
+    /// One backend with what it holds of the network; nil for an unreadable backend the config does
+    /// not name (see `holdings`).
+    func holding(_ kind: BackendKind, _ id: NetworkID, config: PluginConfig) throws -> (backend: any NATBackend, generations: [InstalledGeneration])? {
+        do {
+            let backend = try makeBackend(kind, config)
+            return (backend, try backend.generations(of: id))
+        } catch {
+            if config.backend.rawValue == kind.rawValue { throw error }
+            log("randsnat: \(id): cannot read the \(kind.rawValue) backend, taking it to hold nothing: \(error)")
+            return nil
         }
-        return states
     }
 
     /// Removes the members whose comment `isStale` says goes and the subnets no remaining member is
-    /// in, then (when `uninstallWhenEmpty`) the generation if it has no member left.
+    /// in, then (when `uninstallWhenEmpty`) the generation if it has no member left. A failed step
+    /// throws, or, given `onFailure`, is handed to it and the other steps go on (a member that could
+    /// not be removed counts as remaining).
     func removeMembers(of generation: InstalledGeneration, _ backend: any NATBackend, uninstallWhenEmpty: Bool = true,
-                       where isStale: (String) -> Bool) throws {
-        var remaining: [IPAddress] = []
-        for member in generation.members {
-            if isStale(member.comment) {
-                try backend.remove(member, from: generation.names)
-            } else {
-                remaining.append(member.address)
+                       onFailure: ((String, any Error) -> Void)? = nil, where isStale: (String) -> Bool) throws {
+        func attempt(_ what: @autoclosure () -> String, _ step: () throws -> Void) throws -> Bool {
+            do {
+                try step()
+                return true
+            } catch {
+                guard let onFailure else { throw error }
+                onFailure(what(), error)
+                return false
             }
         }
+        var remaining: [IPAddress] = []
+        for member in generation.members {
+            if isStale(member.comment),
+               try attempt("removing \(member.address) (\(member.comment)) from \(generation.names.memberSet)",
+                           { try backend.remove(member, from: generation.names) }) {
+                continue
+            }
+            remaining.append(member.address)
+        }
         if remaining.isEmpty && uninstallWhenEmpty {
-            try backend.uninstall(generation.names)
+            _ = try attempt("removing \(generation.names.chain) and its sets", { try backend.uninstall(generation.names) })
             return
         }
         for subnet in generation.subnets where !remaining.contains(where: subnet.contains) {
-            try backend.remove(subnet: subnet, from: generation.names)
+            _ = try attempt("removing subnet \(subnet) from \(generation.names.subnetSet)",
+                            { try backend.remove(subnet: subnet, from: generation.names) })
         }
     }
 
@@ -283,11 +316,23 @@ public struct SNATPlugin: CNIPlugin {
         let config = try pluginConfig(request)
         let valid = try validAttachments(request.config.members)
         let id = NetworkID(network: request.config.name)
+        // One failure (a backend, a generation, a member) does not stop GC: every step is tried,
+        // and the failures come back together at the end.
+        var failures: [GCFailure.Step] = []
+        let record = { (what: String, error: any Error) in failures.append(GCFailure.Step(what: what, error: error)) }
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
-            for (backend, generations) in try holdings(id, config: config) {
+            for kind in BackendKind.allCases {
+                let held: (backend: any NATBackend, generations: [InstalledGeneration])?
+                do {
+                    held = try holding(kind, id, config: config)
+                } catch {
+                    record("reading the \(kind.rawValue) backend", error)
+                    continue
+                }
+                guard let (backend, generations) = held else { continue }
                 var keep: Set<ObjectNames> = []
                 for generation in generations {
-                    try removeMembers(of: generation, backend) { comment in
+                    try removeMembers(of: generation, backend, onFailure: record) { comment in
                         guard let owner = Attachment.owner(fromComment: comment) else { return true }
                         return !valid.contains(Attachment(network: id.network, containerID: owner.containerID, ifName: owner.ifName).comment)
                     }
@@ -299,14 +344,27 @@ public struct SNATPlugin: CNIPlugin {
                         keep.insert(generation.names)
                     }
                 }
-                try backend.removeStrays(of: id, keep: keep)
+                do {
+                    try backend.removeStrays(of: id, keep: keep)
+                } catch {
+                    record("removing stray objects of the network from \(kind.rawValue)", error)
+                }
             }
             // With `auto`, GC is where a network follows the node to another netfilter.
-            let placement = try place(id, config: config, redetect: config.backend == .auto)
-            for (other, generations) in placement.elsewhere {
-                try migrate(generations, from: other, to: placement.chosen, network: id.network, config: config)
+            do {
+                let placement = try place(id, config: config, redetect: config.backend == .auto)
+                for (other, generations) in placement.elsewhere {
+                    do {
+                        try migrate(generations, from: other, to: placement.chosen, network: id.network, config: config)
+                    } catch {
+                        record("moving the network from \(other.kind.rawValue) to \(placement.chosen.kind.rawValue)", error)
+                    }
+                }
+            } catch {
+                record("choosing the network's backend", error)
             }
         }
+        if !failures.isEmpty { throw GCFailure(network: id.network, steps: failures) }
     }
 
     /// `cni.dev/valid-attachments` as owner comments.
