@@ -12,6 +12,9 @@ public struct CNIError: Error, Equatable, Sendable, CustomStringConvertible {
         public static let ioFailure = Code(rawValue: 5)
         public static let decodingFailure = Code(rawValue: 6)
         public static let invalidConfig = Code(rawValue: 7)
+        /// `CNI_NETNS` is not a namespace the plugin may use (libcni's `ErrInvalidNetNS`, which its
+        /// skel returns when `CNI_NETNS` is the plugin's own namespace; reserved, not in the spec's table).
+        public static let invalidNetworkNamespace = Code(rawValue: 8)
         public static let tryAgainLater = Code(rawValue: 11)
         /// STATUS: the plugin cannot serve ADD requests.
         public static let pluginNotAvailable = Code(rawValue: 50)

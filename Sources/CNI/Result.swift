@@ -6,11 +6,15 @@ public enum CNIResult {
         public let cidr: String
         /// The interface's name when `interface` indexes into `interfaces`.
         public let interfaceName: String?
+        /// Its place in `ips` (for messages that name it).
+        public let index: Int
     }
 
-    /// The addresses on the pod's side: those whose interface has a `sandbox`. An address that names
-    /// no interface counts as the pod's too (0.3.x results may omit `interface`).
-    public static func podAddresses(_ result: JSONValue) throws(CNIError) -> [Address] {
+    /// The addresses of the pod's interface `ifName` (`CNI_IFNAME`), as portmap finds them: those whose
+    /// `interface` is a sandbox interface of that name. When no sandbox interface has that name, those
+    /// whose interface has any `sandbox`. An address that names no interface counts as the pod's in
+    /// both cases (0.3.x results may omit `interface`).
+    public static func podAddresses(_ result: JSONValue, ifName: String) throws(CNIError) -> [Address] {
         guard let object = result.objectValue else {
             throw CNIError(.decodingFailure, "prevResult must be an object, not a \(result.typeName)")
         }
@@ -28,6 +32,7 @@ public enum CNIResult {
                 interfaces.append((name, sandbox))
             }
         }
+        let named = interfaces.contains { !$0.sandbox.isEmpty && $0.name == ifName }
         var addresses: [Address] = []
         if let value = object["ips"], value != .null {
             guard let items = value.arrayValue else {
@@ -42,7 +47,7 @@ public enum CNIResult {
                     throw CNIError(.invalidConfig, "\(place) has no \"address\"")
                 }
                 guard let interfaceValue = entry["interface"], interfaceValue != .null else {
-                    addresses.append(Address(cidr: cidr, interfaceName: nil))
+                    addresses.append(Address(cidr: cidr, interfaceName: nil, index: index))
                     continue
                 }
                 guard let interfaceIndex = interfaceValue.intValue else {
@@ -53,16 +58,21 @@ public enum CNIResult {
                                    "\(place).interface is \(interfaceIndex), but prevResult lists \(interfaces.count) interfaces")
                 }
                 let interface = interfaces[Int(interfaceIndex)]
-                if !interface.sandbox.isEmpty {
-                    addresses.append(Address(cidr: cidr, interfaceName: interface.name))
+                if !interface.sandbox.isEmpty && (!named || interface.name == ifName) {
+                    addresses.append(Address(cidr: cidr, interfaceName: interface.name, index: index))
                 }
             }
         }
         return addresses
     }
 
+    /// The fields of an `interfaces` entry that results before 1.0.0 do not have (libcni's 1.0.0 to
+    /// 0.4.0 converter leaves them out).
+    static let interfaceFieldsSince100: [String] = ["mtu", "socketPath", "pciID"]
+
     /// `result` in the shape of `version`: `ips[].version` is present before 1.0.0 and absent from
-    /// 1.0.0 on; every other field passes through unchanged.
+    /// 1.0.0 on, and interfaces lose `interfaceFieldsSince100` before 1.0.0; every other field passes
+    /// through unchanged.
     public static func convert(_ result: JSONValue, to version: CNIVersion) throws(CNIError) -> JSONValue {
         guard var object = result.objectValue else {
             throw CNIError(.decodingFailure, "prevResult must be an object, not a \(result.typeName)")
@@ -87,6 +97,13 @@ public enum CNIResult {
                 converted.append(.object(entry))
             }
             object["ips"] = .array(converted)
+        }
+        if version < CNIVersion(1, 0, 0), let items = object["interfaces"]?.arrayValue {
+            object["interfaces"] = .array(items.map { item in
+                guard var entry = item.objectValue else { return item }
+                for key in interfaceFieldsSince100 { entry[key] = nil }
+                return .object(entry)
+            })
         }
         return .object(object)
     }

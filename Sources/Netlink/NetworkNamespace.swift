@@ -15,6 +15,20 @@ public enum NetworkNamespace {
         }
     }
 
+    /// True when `path` is the network namespace the calling thread is in: the same device and inode
+    /// as `/proc/thread-self/ns/net` (what libcni's skel compares). False for a path that cannot be
+    /// read (the caller reports a missing namespace on its own terms).
+    public static func isCurrent(_ path: String) throws(NetlinkError) -> Bool {
+        var own = stat()
+        guard stat("/proc/thread-self/ns/net", &own) == 0 else {
+            throw NetlinkError(operation: "reading randsnat's own network namespace", object: "/proc/thread-self/ns/net",
+                               code: errno, reason: String(cString: strerror(errno)))
+        }
+        var other = stat()
+        guard stat(path, &other) == 0 else { return false }
+        return other.st_dev == own.st_dev && other.st_ino == own.st_ino
+    }
+
     /// Moves the calling thread into the namespace at `path` for good. Only for a one-shot command
     /// (`randsnat doctor --netns`) that does all its work there, called before it starts any thread.
     public static func enterForGood(_ path: String) throws(NetlinkError) {

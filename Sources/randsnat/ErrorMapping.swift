@@ -10,13 +10,18 @@ enum ErrorMapping {
         case let error as CNIError:
             return error
         case let error as ConfigError:
-            return CNIError(error.isDecodingFault ? .decodingFailure : .invalidConfig, error.description)
+            let code: CNIError.Code = error.isDecodingFault ? .decodingFailure : error.isUnsupportedField ? .unsupportedField : .invalidConfig
+            return CNIError(code, error.description)
         case let error as NetfilterError:
             return CNIError(error.isTransient ? .tryAgainLater : .internal, error.description)
         case let error as NetlinkError:
             return CNIError(.internal, error.description)
         case let error as NodeNotReady:
             return CNIError(.pluginNotAvailable, "randsnat cannot serve ADD on this node", details: error.description)
+        case let error as GCFailure:
+            // The steps' own code when they agree (a lock held too long everywhere is still 11).
+            let codes = Set(error.steps.map { cniError($0.error).code })
+            return CNIError(codes.count == 1 ? codes.first! : .internal, error.description)
         case let error as CheckFailure:
             return CNIError(.internal, error.description)
         default:

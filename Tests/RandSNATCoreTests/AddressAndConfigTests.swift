@@ -97,5 +97,6 @@ struct PluginConfigTests {
         let error = #expect(throws: ConfigError.self) { try PluginConfig.parse(Self.members(text)) }
         #expect(error?.description.hasPrefix(key) == true, "\(error?.description ?? "")")
         #expect(error?.isDecodingFault == isTypeFault)
+        #expect(error?.isUnsupportedField == false, "randsnat implements all its own keys: a bad one is code 6 or 7")
     }
 }

@@ -100,6 +100,36 @@ struct SNATPluginTests {
         #expect(backend.installed.isEmpty)
     }
 
+    @Test func chainedAddSNATsTheAddressesOfTheInterfaceNamedIfName() throws {
+        // A result with a second sandbox interface (net1): only eth0's (CNI_IFNAME's) address is the pod's here.
+        let prev = #","prevResult":{"cniVersion":"1.1.0","interfaces":[{"name":"eth0","sandbox":"/ns"},{"name":"net1","sandbox":"/ns"}],"#
+            + #""ips":[{"address":"10.9.0.2/24","interface":1},{"address":"198.18.0.2/24","interface":0}]}"#
+        _ = try plugin.add(Self.request(.add, ips: nil, extra: prev))
+        let members = try backend.generations(of: NetworkID(network: "net")).flatMap(\.members).map(\.address.description)
+        #expect(members == ["198.18.0.2"])
+    }
+
+    @Test func aBadPodAddressIsNamedByItsPlaceInIps() {
+        let prev = #","prevResult":{"cniVersion":"1.1.0","interfaces":[{"name":"veth"},{"name":"eth0","sandbox":"/ns"}],"#
+            + #""ips":[{"address":"198.18.0.1/24","interface":0},{"address":"198.18.0.2","interface":1}]}"#
+        let error = #expect(throws: ConfigError.self) { try plugin.add(Self.request(.add, ips: nil, extra: prev)) }
+        #expect(error?.description.hasPrefix("prevResult.ips[1].address") == true, "\(error?.description ?? "")")
+    }
+
+    @Test func ownNetnsIsRefusedBeforeAnything() throws {
+        let refusing = SNATPlugin(makeBackend: { [backend, nft] kind, _ in kind == .iptables ? backend : nft }, lock: NoLock(),
+                                  log: { _ in }, pathExists: { _ in true }, isOwnNetworkNamespace: { $0 == "/ns" })
+        _ = try plugin.add(Self.request(.add))   // a pod added before: DEL must not touch it either
+        backend.calls = []
+        for verb in [Verb.add, .del] {
+            let error = #expect(throws: CNIError.self) { try refusing.dispatch(Self.request(verb)) }
+            #expect(error?.code == .invalidNetworkNamespace, "\(verb)")
+            #expect(error?.msg.contains(#"CNI_NETNS="/ns""#) == true, "\(verb): \(error?.msg ?? "")")
+        }
+        #expect(backend.calls.isEmpty && nft.calls.isEmpty, "\(backend.calls) \(nft.calls)")
+        #expect(try backend.generations(of: NetworkID(network: "net")).flatMap(\.members).count == 2)
+    }
+
     @Test func failedAddRollsBack() throws {
         backend.failOn = "add 2001"
         #expect(throws: CNIError.self) { try plugin.add(Self.request(.add)) }
@@ -154,6 +184,67 @@ struct SNATPluginTests {
         #expect(generations.flatMap(\.members).map(\.comment) == ["net/c2/eth0"])
         try plugin.gc(Self.request(.gc, ips: nil, extra: #","cni.dev/valid-attachments":[]"#))
         #expect(backend.installed.isEmpty)
+    }
+
+    /// c1 (both families) and c3 (a subnet of its own) are stale, c2 is valid.
+    func addPodsForGC() throws {
+        _ = try plugin.add(Self.request(.add, container: "c1"))
+        _ = try plugin.add(Self.request(.add, container: "c2", ips: ["198.18.0.3/24"]))
+        _ = try plugin.add(Self.request(.add, container: "c3", ips: ["198.18.1.4/24"]))
+        backend.calls = []
+    }
+    static let keepC2 = #","cni.dev/valid-attachments":[{"containerID":"c2","ifname":"eth0"}]"#
+    /// Every step of that GC, in order.
+    static let gcSteps = ["remove 198.18.0.2", "remove 198.18.1.4", "removeSubnet 198.18.1.0/24",
+                          "remove 2001:db8::2", "uninstall ipv6", "removeStrays 1"]
+
+    /// Each step failing in turn, and the steps that must not follow it (a member left in place
+    /// keeps its subnet and its generation).
+    static let gcFailures: [(String, [String])] = [
+        ("remove 198.18.0.2", []),
+        ("remove 198.18.1.4", ["removeSubnet 198.18.1.0/24"]),
+        ("removeSubnet 198.18.1.0/24", []),
+        ("remove 2001:db8::2", ["uninstall ipv6"]),
+        ("uninstall ipv6", []),
+        ("removeStrays 1", []),
+    ]
+
+    @Test(arguments: gcFailures)
+    func gcGoesOnPastOneFailedStep(failing: String, skipped: [String]) throws {
+        try addPodsForGC()
+        backend.failOn = failing
+        let error = #expect(throws: GCFailure.self) { try plugin.gc(Self.request(.gc, ips: nil, extra: Self.keepC2)) }
+        #expect(backend.calls == Self.gcSteps.filter { !skipped.contains($0) }, "every other step was still tried")
+        #expect(error?.steps.count == 1)
+        let object = failing.split(separator: " ").last.map(String.init) ?? ""
+        #expect(error?.description.contains(object) == true, "the failure names its object: \(error?.description ?? "")")
+        #expect(try backend.generations(of: NetworkID(network: "net")).flatMap(\.members).map(\.comment).contains("net/c2/eth0"))
+    }
+
+    @Test func gcReportsEveryFailureAtTheEnd() throws {
+        try addPodsForGC()
+        backend.failOn = "remove 198"
+        let error = #expect(throws: GCFailure.self) { try plugin.gc(Self.request(.gc, ips: nil, extra: Self.keepC2)) }
+        #expect(error?.steps.count == 2)
+        #expect(error?.steps.map(\.what).map { $0.hasPrefix("removing 198.18.0.2 (net/c1/eth0) from ") || $0.hasPrefix("removing 198.18.1.4 (net/c3/eth0) from ") }
+                == [true, true], "\(error?.steps.map(\.what) ?? [])")
+        #expect(error?.description.contains("injected failure at remove 198.18.1.4") == true, "each step keeps its cause")
+        // The IPv6 generation (c1's alone) went all the same.
+        #expect(backend.calls.contains("uninstall ipv6"))
+        #expect(try backend.generations(of: NetworkID(network: "net")).allSatisfy { $0.names.family == .ipv4 })
+    }
+
+    @Test func gcGoesOnPastAConfiguredBackendItCannotRead() throws {
+        try addPodsForGC()   // in iptables (auto on an iptables node)
+        nft.unreadable = true
+        let error = #expect(throws: GCFailure.self) {
+            try plugin.gc(Self.request(.gc, ips: nil, extra: Self.keepC2 + #","backend":"nftables""#))
+        }
+        #expect(error?.steps.first?.what == "reading the nftables backend", "\(error?.description ?? "")")
+        #expect(error?.description.contains("nftables cannot be read") == true)
+        // The stale pods in iptables went all the same.
+        let comments = try backend.generations(of: NetworkID(network: "net")).flatMap(\.members).map(\.comment)
+        #expect(comments == ["net/c2/eth0"])
     }
 
     @Test func gcRejectsMalformedAttachments() {
@@ -215,5 +306,19 @@ struct SNATPluginTests {
         #expect(nft.installed.isEmpty)
         // Named in the config, the same backend's failure is the verb's.
         #expect(throws: CNIError.self) { try plugin.del(Self.request(.del, ips: nil, extra: #","backend":"iptables""#)) }
+    }
+}
+
+extension CNIPlugin {
+    /// Runs the verb the request's environment names.
+    func dispatch(_ request: Request) throws {
+        switch request.environment.verb {
+        case .add: _ = try add(request)
+        case .del: try del(request)
+        case .check: try check(request)
+        case .gc: try gc(request)
+        case .status: try status(request)
+        case .version: break
+        }
     }
 }

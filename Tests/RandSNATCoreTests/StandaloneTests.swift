@@ -20,23 +20,61 @@ struct BridgeConfigTests {
         #expect(config.isGateway && config.mtu == nil)
     }
 
-    @Test(arguments: [
-        (#"{"ipam":[]}"#, "ipam"), (#"{"ipam":{"subnet":"198.18.0.0/24"}}"#, "ipam.type"), (#"{"ipam":{"type":"a/b"}}"#, "ipam.type"),
-        (#"{"ipam":{"type":3}}"#, "ipam.type"),
-        (#"{"hairpinMode":true,"promiscMode":true,"ipam":{"type":"x"}}"#, "hairpinMode"),
-        (#"{"runtimeConfig":{"mac":"02:42:c6:12:00"},"ipam":{"type":"x"}}"#, "runtimeConfig.mac"),
-        (#"{"args":{"cni":{"mac":"03:42:c6:12:00:07"}},"ipam":{"type":"x"}}"#, "args.cni.mac"),
-        (#"{"runtimeConfig":{"mac":"00:00:00:00:00:00"},"ipam":{"type":"x"}}"#, "runtimeConfig.mac"),
-        (#"{"runtimeConfig":{"mac":7},"ipam":{"type":"x"}}"#, "runtimeConfig.mac"),
-        (#"{"dns":["10.96.0.10"],"ipam":{"type":"x"}}"#, "dns"), (#"{"dns":{"nameservers":"10.96.0.10"},"ipam":{"type":"x"}}"#, "nameservers"),
-        (#"{"vlan":3,"ipam":{"type":"x"}}"#, "vlan"), (#"{"vlanTrunk":[{"id":1}],"ipam":{"type":"x"}}"#, "vlanTrunk"),
-        (#"{"enabledad":true,"ipam":{"type":"x"}}"#, "enabledad"), (#"{"portIsolation":true,"ipam":{"type":"x"}}"#, "portIsolation"),
-        (#"{"mtu":70000,"ipam":{"type":"x"}}"#, "mtu"),
-        (#"{"hairpinMode":1,"ipam":{"type":"x"}}"#, "hairpinMode"), (#"{"bridge":"a-name-much-too-long","ipam":{"type":"x"}}"#, "bridge"),
-    ])
-    func rejects(text: String, key: String) throws {
+    /// How a refused key is classed: the JSON type is wrong (code 6), the key is one randsnat does
+    /// not implement (code 2, "unsupported field"), or its value is wrong (code 7).
+    enum Fault: Sendable { case type, unsupported, value }
+
+    /// Every key BridgeConfig refuses: the config, the key the message starts with, the class, and
+    /// the value the message must show (for an unsupported field, as the spec asks).
+    static let refused: [(String, String, Fault, String)] = [
+        (#"{"ipam":[]}"#, "ipam", .type, ""),
+        (#"{"ipam":{"type":"a/b"}}"#, "ipam.type", .value, #""a/b""#),
+        (#"{"bridge":"a-name-much-too-long","ipam":{"type":"x"}}"#, "bridge", .value, #""a-name-much-too-long""#),
+        (#"{"bridge":7,"ipam":{"type":"x"}}"#, "bridge", .type, ""),
+        (#"{"mtu":70000,"ipam":{"type":"x"}}"#, "mtu", .value, "70000"),
+        (#"{"mtu":"1500","ipam":{"type":"x"}}"#, "mtu", .type, ""),
+        (#"{"hairpinMode":1,"ipam":{"type":"x"}}"#, "hairpinMode", .type, ""),
+        (#"{"isGateway":"yes","ipam":{"type":"x"}}"#, "isGateway", .type, ""),
+        (#"{"ipMasq":"false","ipam":{"type":"x"}}"#, "ipMasq", .type, ""),
+        (#"{"vlan":3,"ipam":{"type":"x"}}"#, "vlan", .unsupported, "3"),
+        (#"{"vlan":"3","ipam":{"type":"x"}}"#, "vlan", .type, ""),
+        (#"{"vlanTrunk":[{"id":1}],"ipam":{"type":"x"}}"#, "vlanTrunk", .unsupported, #"[{"id":1}]"#),
+        (#"{"vlanTrunk":{"id":1},"ipam":{"type":"x"}}"#, "vlanTrunk", .type, ""),
+        (#"{"macspoofchk":true,"ipam":{"type":"x"}}"#, "macspoofchk", .unsupported, "true"),
+        (#"{"enabledad":true,"ipam":{"type":"x"}}"#, "enabledad", .unsupported, "true"),
+        (#"{"disableContainerInterface":true,"ipam":{"type":"x"}}"#, "disableContainerInterface", .unsupported, "true"),
+        (#"{"portIsolation":true,"ipam":{"type":"x"}}"#, "portIsolation", .unsupported, "true"),
+        (#"{"portIsolation":"on","ipam":{"type":"x"}}"#, "portIsolation", .type, ""),
+        (#"{"ipam":{"subnet":"198.18.0.0/24"}}"#, "ipam.type", .value, ""),
+        (#"{"ipam":{"type":3}}"#, "ipam.type", .type, ""),
+        (#"{"hairpinMode":true,"promiscMode":true,"ipam":{"type":"x"}}"#, "hairpinMode", .value, ""),
+        (#"{"runtimeConfig":{"mac":"02:42:c6:12:00"},"ipam":{"type":"x"}}"#, "runtimeConfig.mac", .value, "02:42:c6:12:00"),
+        (#"{"args":{"cni":{"mac":"03:42:c6:12:00:07"}},"ipam":{"type":"x"}}"#, "args.cni.mac", .value, "03:42:c6:12:00:07"),
+        (#"{"runtimeConfig":{"mac":"00:00:00:00:00:00"},"ipam":{"type":"x"}}"#, "runtimeConfig.mac", .value, "00:00:00:00:00:00"),
+        (#"{"runtimeConfig":{"mac":7},"ipam":{"type":"x"}}"#, "runtimeConfig.mac", .type, ""),
+        (#"{"dns":["10.96.0.10"],"ipam":{"type":"x"}}"#, "dns", .type, ""),
+        (#"{"dns":{"nameservers":"10.96.0.10"},"ipam":{"type":"x"}}"#, "nameservers", .type, ""),
+        (#"{"preserveDefaultVlan":"no","ipam":{"type":"x"}}"#, "preserveDefaultVlan", .type, ""),
+    ]
+
+    @Test(arguments: refused)
+    func rejects(text: String, key: String, fault: Fault, value: String) throws {
         let error = #expect(throws: ConfigError.self) { try BridgeConfig.parse(Self.members(text)) }
-        #expect(error?.description.hasPrefix(key) == true, "\(error?.description ?? "")")
+        let description = error?.description ?? ""
+        #expect(description.hasPrefix(key + (fault == .type ? " " : ": ")), "\(description)")
+        #expect(description.contains(value), "the message shows the value: \(description)")
+        #expect(error?.isDecodingFault == (fault == .type), "\(description)")
+        #expect(error?.isUnsupportedField == (fault == .unsupported), "\(description)")
+    }
+
+    @Test func anUnsupportedFieldShowsALongValueCut() throws {
+        let trunk = "[" + (1...500).map { #"{"id":\#($0)}"# }.joined(separator: ",") + "]"
+        let error = #expect(throws: ConfigError.self) {
+            try BridgeConfig.parse(Self.members(#"{"vlanTrunk":"# + trunk + #","ipam":{"type":"x"}}"#))
+        }
+        let description = error?.description ?? ""
+        #expect(description.hasPrefix(#"vlanTrunk: [{"id":1},{"id":2}"#) && description.contains("…"), "\(description)")
+        #expect(description.utf8.count < 400, "\(description)")
     }
 
     @Test(arguments: [
@@ -251,6 +289,19 @@ struct StandalonePluginTests {
         #expect(network.calls == ["create cni0", "configure", "remove"])
         #expect(ipam.calls == [.add, .del])
         #expect(backend.installed.isEmpty)
+    }
+
+    @Test func ownNetnsIsRefusedBeforeAnything() throws {
+        let snat = SNATPlugin(makeBackend: { [backend] kind, _ in kind == .iptables ? backend : FakeBackend(kind: .nftables) }, lock: NoLock(),
+                              log: { _ in }, pathExists: { _ in true }, isOwnNetworkNamespace: { $0 == "/ns" })
+        let refusing = RandSNATPlugin(chained: snat, standalone: StandalonePlugin(snat: snat, network: network, ipam: ipam))
+        for verb in [Verb.add, .del, .check] {
+            let error = #expect(throws: CNIError.self) { try refusing.dispatch(Self.request(verb, extra: #","prevResult":{"ips":[]}"#)) }
+            #expect(error?.code == .invalidNetworkNamespace, "\(verb)")
+        }
+        #expect(network.calls.isEmpty, "no link made or removed: \(network.calls)")
+        #expect(ipam.calls.isEmpty, "IPAM not run: \(ipam.calls)")
+        #expect(backend.calls.isEmpty, "\(backend.calls)")
     }
 
     @Test func delUndoesAllThree() throws {

@@ -20,6 +20,9 @@ RANDSNAT = os.environ.get("RANDSNAT_BIN", os.path.join(ROOT, ".build/release/ran
 REFERENCE = "/usr/lib/cni"
 NS = "rsbench%04x" % (os.getpid() % 65536)
 RUN_DIR = tempfile.mkdtemp(prefix="rsbench-run.")  # randsnat's lock files, not the host's /run/randsnat
+# The pods' namespace of the chained runs (CNI_NETNS and the sandbox in prevResult): randsnat
+# refuses the namespace it runs in as CNI_NETNS, as libcni's skel does.
+SANDBOX = "/var/run/netns/" + NS + "-pod"
 
 
 def sh(*args, **kw):
@@ -69,7 +72,7 @@ def plugin_env(verb, container, netns, env_extra):
 
 
 def run_plugin(path, verb, config, container, env_extra=None, netns=None):
-    env = plugin_env(verb, container, netns or "/var/run/netns/" + NS, env_extra)
+    env = plugin_env(verb, container, netns or SANDBOX, env_extra)
     start = time.perf_counter()
     done = subprocess.run(["nsenter", "--net=/var/run/netns/" + NS, path],
                           input=json.dumps(config).encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -81,7 +84,7 @@ def run_plugin(path, verb, config, container, env_extra=None, netns=None):
 
 def prev_result(index):
     return {"cniVersion": "1.0.0",
-            "interfaces": [{"name": "eth0", "sandbox": "/var/run/netns/" + NS}],
+            "interfaces": [{"name": "eth0", "sandbox": SANDBOX}],
             "ips": [{"address": "198.18.%d.%d/16" % (index // 250, index % 250 + 2), "interface": 0}]}
 
 
@@ -175,8 +178,7 @@ def flatness(make_config, restore, rules, runs):
 
         def run(name, verb, index):
             config = make_config(index)
-            config["prevResult"]["interfaces"][0]["sandbox"] = "/var/run/netns/" + name
-            env = plugin_env(verb, "flat-%d" % index, "/var/run/netns/" + name, {"RANDSNAT_RUN_DIR": RUN_DIR + "/" + name})
+            env = plugin_env(verb, "flat-%d" % index, SANDBOX, {"RANDSNAT_RUN_DIR": RUN_DIR + "/" + name})
             start = time.perf_counter()
             done = subprocess.run(["nsenter", "--net=/var/run/netns/" + name, RANDSNAT], input=json.dumps(config).encode(),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -260,6 +262,7 @@ def main():
     # The reference plugins exec `iptables`: make them use iptables-legacy, as randsnat does.
     legacy_bin, legacy_env = forced_iptables("legacy")
     sh("ip", "netns", "add", NS)
+    sh("ip", "netns", "add", SANDBOX.rsplit("/", 1)[1])
     data_dir = tempfile.mkdtemp(prefix="rsbench-ipam.")
     try:
         sh("ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up")

@@ -39,6 +39,7 @@ def main():
     args = parser.parse_args()
     nft_bin, nft_env = bench.forced_iptables("nft")
     sh("ip", "netns", "add", NS)
+    sh("ip", "netns", "add", bench.SANDBOX.rsplit("/", 1)[1])
     data_dir = tempfile.mkdtemp(prefix="rsbench-ipam.")
     results = {}
     try:

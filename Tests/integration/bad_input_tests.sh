@@ -42,6 +42,8 @@ no CNI_PATH|ADD|CNI_PATH=-|{"cniVersion":"1.0.0","name":"N","type":"randsnat",P}
 no CNI_COMMAND|ADD|CNI_COMMAND=-|{"cniVersion":"1.0.0","name":"N","type":"randsnat",P}|4|CNI_COMMAND
 unknown CNI_COMMAND|ADD|CNI_COMMAND=ATTACH|{"cniVersion":"1.0.0","name":"N","type":"randsnat",P}|4|ATTACH
 netns that does not exist|ADD|CNI_NETNS=/var/run/netns/does-not-exist|{"cniVersion":"1.0.0","name":"N","type":"randsnat",P}|4|does-not-exist
+netns that is the node namespace|ADD|CNI_NETNS=/var/run/netns/@NODE|{"cniVersion":"1.0.0","name":"N","type":"randsnat",P}|8|own network namespace
+DEL with the node namespace as netns|DEL|CNI_NETNS=/var/run/netns/@NODE|{"cniVersion":"1.0.0","name":"N","type":"randsnat"}|8|own network namespace
 interface name too long|ADD|CNI_IFNAME=abcdefghijklmnopq|{"cniVersion":"1.0.0","name":"N","type":"randsnat",P}|4|CNI_IFNAME
 container id with a slash|ADD|CNI_CONTAINERID=a/b|{"cniVersion":"1.0.0","name":"N","type":"randsnat",P}|4|CNI_CONTAINERID
 DEL without CNI_CONTAINERID|DEL|CNI_CONTAINERID=-|{"cniVersion":"1.0.0","name":"N","type":"randsnat"}|4|CNI_CONTAINERID
@@ -53,9 +55,11 @@ standalone ipam not an object|ADD||{"cniVersion":"1.0.0","name":"N","type":"rand
 standalone ipam without type|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":{"subnet":"198.18.0.0/24"}}|7|ipam.type
 standalone ipam type is a path|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":{"type":"../bin/sh"}}|7|ipam.type
 standalone ipam plugin missing|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipam":{"type":"no-such-ipam"}}|999|not found in CNI_PATH
-standalone vlan|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","vlan":5,"ipam":{"type":"host-local"}}|7|vlan is not supported
-standalone enabledad|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","enabledad":true,"ipam":{"type":"host-local"}}|7|enabledad
-standalone macspoofchk|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","macspoofchk":true,"ipam":{"type":"host-local"}}|7|macspoofchk
+standalone vlan|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","vlan":5,"ipam":{"type":"host-local"}}|2|vlan: 5 is not supported
+standalone vlan string|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","vlan":"5","ipam":{"type":"host-local"}}|6|vlan
+standalone vlanTrunk|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","vlanTrunk":[{"id":5}],"ipam":{"type":"host-local"}}|2|vlanTrunk: [{"id":5}] is not supported
+standalone enabledad|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","enabledad":true,"ipam":{"type":"host-local"}}|2|enabledad: true is not supported
+standalone macspoofchk|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","macspoofchk":true,"ipam":{"type":"host-local"}}|2|macspoofchk: true is not supported
 standalone ipMasqBackend against backend|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipMasqBackend":"nftables","backend":"iptables","ipam":{"type":"host-local"}}|7|conflicts with "backend": "iptables"
 standalone ipMasqBackend auto|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipMasqBackend":"auto","ipam":{"type":"host-local"}}|7|ipMasqBackend
 standalone hairpinMode with promiscMode|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","hairpinMode":true,"promiscMode":true,"ipam":{"type":"host-local"}}|7|promiscMode
@@ -74,7 +78,10 @@ test_bad_inputs_are_refused_and_change_nothing() {
     pod_add "$list" 1 >/dev/null   # a resident pod: the node has randsnat state that must stay as it is
     local before; before=$(nat_state)
     local links; links=$(in_ns "$NODE" ip -o link show | cut -d: -f2)
-    local prev='"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/'"$NODE"'"}],"ips":[{"address":"198.18.0.77/24","interface":0}]}'
+    # The pod namespace the rows name (the node namespace itself is refused: rows of their own).
+    local pod=$T-badpod
+    ip netns add "$pod"
+    local prev='"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/'"$pod"'"}],"ips":[{"address":"198.18.0.77/24","interface":0}]}'
     python3 -c 'import sys; sys.stdout.write("{\"x\":\"" + "a" * (10 << 20) + "\"}")' > "$WORK/big.json"
     local rows=0 name verb envs stdin code words
     while IFS='|' read -r name verb envs stdin code words; do
@@ -85,9 +92,9 @@ test_bad_inputs_are_refused_and_change_nothing() {
             stdin=${stdin//\"name\":\"N\"/\"name\":\"$T-n\"}
             printf '%s' "${stdin//,P\}/,$prev\}}" > "$input"
         fi
-        local -A env=([CNI_COMMAND]="$verb" [CNI_CONTAINERID]="bad-$RUN" [CNI_NETNS]="/var/run/netns/$NODE" [CNI_IFNAME]=eth0 [CNI_PATH]=/usr/lib/cni)
+        local -A env=([CNI_COMMAND]="$verb" [CNI_CONTAINERID]="bad-$RUN" [CNI_NETNS]="/var/run/netns/$pod" [CNI_IFNAME]=eth0 [CNI_PATH]=/usr/lib/cni)
         local item
-        IFS=',' read -ra items <<< "$envs"
+        IFS=',' read -ra items <<< "${envs//@NODE/$NODE}"
         for item in "${items[@]}"; do
             if [ "${item#*=}" = "-" ]; then unset "env[${item%%=*}]"; else env[${item%%=*}]=${item#*=}; fi
         done

@@ -119,6 +119,67 @@ test_gc_and_status() {
     pod_del "$list" 2 >/dev/null
 }
 
+# first_member_set: randsnat's member set (either family) listed first, i.e. the generation GC meets
+# first. pin_set SET / unpin_set SET: a foreign rule that uses SET (so the set cannot be deleted) and
+# its removal.
+first_member_set() {
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft list sets inet 2>/dev/null | grep -o 'RANDSNAT-[^ ]*-P[46]' | head -1
+    else in_ns "$NODE" ipset list -n | grep -- '-P[46]$' | head -1; fi
+}
+pin_set() {
+    local match=ip tool=iptables-legacy
+    case $1 in *-P6) match=ip6; tool=ip6tables-legacy ;; esac
+    if [ "$BACKEND" = nftables ]; then
+        in_ns "$NODE" nft add chain inet randsnat rspin
+        in_ns "$NODE" nft add rule inet randsnat rspin "$match" saddr "@$1" return
+    else
+        in_ns "$NODE" "$tool" -t nat -N RSPIN
+        in_ns "$NODE" "$tool" -t nat -A RSPIN -m set --match-set "$1" src -j RETURN
+    fi
+}
+unpin_set() {
+    local tool=iptables-legacy
+    case $1 in *-P6) tool=ip6tables-legacy ;; esac
+    if [ "$BACKEND" = nftables ]; then
+        in_ns "$NODE" nft flush chain inet randsnat rspin
+        in_ns "$NODE" nft delete chain inet randsnat rspin
+    else
+        in_ns "$NODE" "$tool" -t nat -F RSPIN
+        in_ns "$NODE" "$tool" -t nat -X RSPIN
+    fi
+}
+
+test_gc_goes_on_past_a_failure() {
+    # Two generations of one network (the config changed between two pods). A foreign rule uses the
+    # member set GC meets first, so that generation cannot be removed: GC must still remove the
+    # other generation, and report the failure at the end (spec: "should continue").
+    local before; before=$(nat_state)
+    local a; a=$(conflist "$T-n" '"nonMasqueradeCIDRs":["198.19.0.0/16"]')
+    pod_add "$a" 1 >/dev/null
+    local b; b=$(conflist "$T-n" '"nonMasqueradeCIDRs":["198.19.0.0/24"]')
+    pod_add "$b" 2 >/dev/null
+    expect_eq "two generations" "$(chain_count)" "2"
+    local pinned; pinned=$(first_member_set)
+    expect "a set to pin ($pinned)" test -n "$pinned"
+    pin_set "$pinned"
+    local gc; gc=$(randsnat_conf "$T-n" '"cni.dev/valid-attachments":[]')
+    local out; out=$(randsnat_exec GC "$gc")
+    local rc=$?
+    expect "GC fails" test "$rc" -ne 0
+    expect_contains "GC says it went on" "$out" "removed what it could"
+    expect_contains "the failure names the pinned set" "$out" "$pinned"
+    local members; members=$(snat_members)
+    expect_absent "pod 1's members are gone" "$members" "c1-$RUN"
+    expect_absent "pod 2's members are gone (its generation comes after the failure)" "$members" "c2-$RUN"
+    local sets
+    if [ "$BACKEND" = nftables ]; then sets=$(in_ns "$NODE" nft list sets inet 2>/dev/null | grep -o 'RANDSNAT-[^ ]*-P[46]')
+    else sets=$(in_ns "$NODE" ipset list -n | grep -- '-P[46]$'); fi
+    expect_eq "only the pinned set is left" "$sets" "$pinned"
+    unpin_set "$pinned"
+    expect "GC again, with nothing in the way" randsnat_exec GC "$gc"
+    expect_eq "then the tables are as before" "$(nat_state)" "$before"
+}
+
 test_versions() {
     # Debian 12's bridge (1.1.1) speaks up to 1.0.0; randsnat's 1.1.0 results are covered by the
     # other tests' direct runs and the unit tests.

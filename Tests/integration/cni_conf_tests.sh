@@ -48,8 +48,8 @@ test_cni_conf_files_work() {
             expect "$name: DEL" pod_del "$conf" "$n"
         else
             # The primary is not installed here: randsnat's entry with the prevResult it would pass.
-            local entry="$WORK/entry-$n.json"
-            python3 - "$conf" "$entry" "/var/run/netns/$NODE" <<'PY'
+            local entry="$WORK/entry-$n.json" pod; pod=$(sandbox)
+            python3 - "$conf" "$entry" "$pod" <<'PY'
 import json, sys
 conf = json.load(open(sys.argv[1]))
 entry = [p for p in conf["plugins"] if p["type"] == "randsnat"][0]
@@ -57,8 +57,8 @@ entry.update({"cniVersion": conf["cniVersion"], "name": conf["name"], "prevResul
     "interfaces": [{"name": "eth0", "sandbox": sys.argv[3]}], "ips": [{"address": "198.18.7.7/24", "interface": 0}]}})
 json.dump(entry, open(sys.argv[2], "w"))
 PY
-            expect "$name: randsnat's entry ADDs" randsnat_exec ADD "$entry" "c$n" "/var/run/netns/$NODE" eth0
-            expect "$name: CHECK" randsnat_exec CHECK "$entry" "c$n" "/var/run/netns/$NODE" eth0
+            expect "$name: randsnat's entry ADDs" randsnat_exec ADD "$entry" "c$n" "$pod" eth0
+            expect "$name: CHECK" randsnat_exec CHECK "$entry" "c$n" "$pod" eth0
             expect "$name: DEL" randsnat_exec DEL "$entry" "c$n" "" eth0
         fi
     done

@@ -3,8 +3,8 @@
 # pod_conf NETWORK ADDRESS: randsnat's config with a prevResult holding ADDRESS, as a chain passes it.
 pod_conf() {
     local file="$WORK/$1-${2%%/*}.json"
-    printf '{"cniVersion":"1.0.0","name":"%s","type":"randsnat","prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/%s"}],"ips":[{"address":"%s","interface":0}]}}' \
-        "$1" "$NODE" "$2" > "$file"
+    printf '{"cniVersion":"1.0.0","name":"%s","type":"randsnat","prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"%s"}],"ips":[{"address":"%s","interface":0}]}}' \
+        "$1" "$(sandbox)" "$2" > "$file"
     [ "$BACKEND" = nftables ] && sed -i 's/"type":"randsnat"/"type":"randsnat","backend":"nftables"/' "$file"
     echo "$file"
 }
@@ -42,7 +42,7 @@ test_concurrent_adds_and_dels_with_a_foreign_writer() {
     for n in 1 2 3 4 5; do
         for i in $(seq 1 10); do
             local conf; conf=$(pod_conf "$T-c$n" "198.18.$n.$((i + 1))/24")
-            ( timeout 60 env CNI_COMMAND=ADD CNI_CONTAINERID="c$n-$i" CNI_NETNS="/var/run/netns/$NODE" CNI_IFNAME=eth0 \
+            ( timeout 60 env CNI_COMMAND=ADD CNI_CONTAINERID="c$n-$i" CNI_NETNS="$(sandbox)" CNI_IFNAME=eth0 \
                 CNI_PATH=/x ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf" > "$WORK/add-$n-$i.out" 2>&1; echo $? > "$WORK/add-$n-$i.rc" ) &
             pids+=($!)
         done
@@ -55,7 +55,7 @@ test_concurrent_adds_and_dels_with_a_foreign_writer() {
     expect_eq "one jump per network" "$(jump_count)" "5"
     expect_eq "all 50 pods are members" "$(member_count)" "50"
     for n in 1 2 3 4 5; do
-        expect "network $n: CHECK of its last pod passes" env CNI_COMMAND=CHECK CNI_CONTAINERID="c$n-10" CNI_NETNS="/var/run/netns/$NODE" \
+        expect "network $n: CHECK of its last pod passes" env CNI_COMMAND=CHECK CNI_CONTAINERID="c$n-10" CNI_NETNS="$(sandbox)" \
             CNI_IFNAME=eth0 CNI_PATH=/x ip netns exec "$NODE" "$RANDSNAT_BIN" < "$WORK/$T-c$n-198.18.$n.11.json"
     done
     foreign_writer 101 150 &
@@ -95,13 +95,13 @@ test_lock_timeout_is_code_11_and_changes_nothing() {
     sleep 0.2
     local conf; conf=$(pod_conf "$T-l" "198.18.0.2/24")
     sed -i "s/\"type\":\"randsnat\"/\"type\":\"randsnat\",\"lockTimeoutSeconds\":0.5${BACKEND:+,\"backend\":\"$BACKEND\"}/" "$conf"
-    local out; out=$(env CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_NETNS="/var/run/netns/$NODE" CNI_IFNAME=eth0 CNI_PATH=/x \
+    local out; out=$(env CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_NETNS="$(sandbox)" CNI_IFNAME=eth0 CNI_PATH=/x \
         XTABLES_LOCKFILE="$WORK/xtables.lock" ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf")
     expect_contains "ADD waiting on a held lock fails with code 11" "$out" '"code":11'
     expect_contains "the message names the lock" "$out" "$lock"
     expect_eq "nothing changed (the sets it made are gone)" "$(nat_state)" "$before"
     wait "$holder"
-    expect "with the lock free, the same ADD works" env CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_NETNS="/var/run/netns/$NODE" \
+    expect "with the lock free, the same ADD works" env CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_NETNS="$(sandbox)" \
         CNI_IFNAME=eth0 CNI_PATH=/x XTABLES_LOCKFILE="$WORK/xtables.lock" ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf"
     env CNI_COMMAND=DEL CNI_CONTAINERID=c1 CNI_IFNAME=eth0 CNI_PATH=/x ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf"
     expect_eq "and its DEL restores the tables" "$(nat_state)" "$before"

@@ -27,7 +27,7 @@ test_installer_chains_restores_and_is_idempotent() {
             "randsnat ['198.19.0.0/16']"
         expect_eq "$name: the config is mode 0644" "$(stat -c %a "$merged")" "644"
         # randsnat accepts its merged entry, with the prevResult its primary would pass.
-        python3 - "$merged" "$WORK/entry-$name.json" "/var/run/netns/$NODE" "$T-$name" <<'PY'
+        python3 - "$merged" "$WORK/entry-$name.json" "$(sandbox)" "$T-$name" <<'PY'
 import json, sys
 conf = json.load(open(sys.argv[1]))
 entry = conf["plugins"][-1]
@@ -35,7 +35,7 @@ entry.update({"cniVersion": conf["cniVersion"], "name": sys.argv[4], "prevResult
     "interfaces": [{"name": "eth0", "sandbox": sys.argv[3]}], "ips": [{"address": "198.18.5.5/24", "interface": 0}]}})
 json.dump(entry, open(sys.argv[2], "w"))
 PY
-        expect "$name: randsnat accepts the merged entry (ADD)" randsnat_exec ADD "$WORK/entry-$name.json" "c-$name" "/var/run/netns/$NODE" eth0
+        expect "$name: randsnat accepts the merged entry (ADD)" randsnat_exec ADD "$WORK/entry-$name.json" "c-$name" "$(sandbox)" eth0
         expect "$name: and DEL" randsnat_exec DEL "$WORK/entry-$name.json" "c-$name" "" eth0
         expect "$name: the binary is installed and runs" sh -c "CNI_COMMAND=VERSION $root/opt/cni/bin/randsnat | grep -q supportedVersions"
         expect "$name: --check says ready" install_rs --host-root "$root" --check

@@ -106,6 +106,12 @@ pod_add() {
 }
 pod_del() { in_ns "$NODE" python3 "$HERE/cni.py" del "$1" "c$2-$RUN" "/var/run/netns/$T-pod$2" eth0; }
 pod_check() { in_ns "$NODE" python3 "$HERE/cni.py" check "$1" "c$2-$RUN" "/var/run/netns/$T-pod$2" eth0; }
+# sandbox: a pod namespace for tests that run randsnat's entry alone (randsnat refuses the node's own
+# namespace as CNI_NETNS); made once per test, prints its path.
+sandbox() {
+    [ -e "/var/run/netns/$T-sandbox" ] || ip netns add "$T-sandbox"
+    echo "/var/run/netns/$T-sandbox"
+}
 # ask N HOST: what the server at HOST:8080 sees when pod N connects.
 ask() { in_ns "$T-pod$1" python3 "$HERE/peer.py" ask "$2" 8080 2>&1; }
 

@@ -10,10 +10,11 @@ for file in "$HERE"/*_tests.sh; do source "$file"; done
 # with RANDSNAT_TEST_BACKEND=nftables (the configs then say "backend":"nftables").
 both_backends=(
     snat_and_bypass_ipv4 snat_ipv6 to_source_and_port_range del_is_idempotent_and_leaves_no_trace
-    check_names_what_is_missing gc_and_status versions config_change_makes_a_new_generation del_forgets_the_pods_flows
+    check_names_what_is_missing gc_and_status gc_goes_on_past_a_failure versions config_change_makes_a_new_generation del_forgets_the_pods_flows
     standalone_dual_stack standalone_ipv6_only_and_link_options standalone_del_is_idempotent
     standalone_failed_add_leaves_nothing standalone_result_has_the_reference_bridge_shape standalone_gc_and_status_reach_the_ipam_plugin
     standalone_layer2_only standalone_del_of_an_edited_config standalone_dhcp_ipam_finds_the_pods_link_up
+    standalone_refuses_the_node_namespace_as_cni_netns
     bad_inputs_are_refused_and_change_nothing podman_with_randsnat_alone lock_timeout_is_code_11_and_changes_nothing
     doctor_sees_port_pressure doctor_sees_insert_failed_rising concurrent_adds_and_dels_with_a_foreign_writer podman_drives_the_chain
     cni_conf_files_work del_forgets_the_pods_flows_by_dump_and_delete long_network_names_keep_their_pods

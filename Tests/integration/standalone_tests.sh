@@ -61,6 +61,35 @@ test_standalone_del_is_idempotent() {
     expect_eq "nat tables and sets as before" "$(nat_state)" "$before"
 }
 
+test_standalone_refuses_the_node_namespace_as_cni_netns() {
+    # The runtime (cni.py, run in the node namespace) names the node namespace itself as the pod's:
+    # without the check, ADD would make the pod's veth among the node's links, and DEL would remove a
+    # node link named CNI_IFNAME.
+    local list; list=$(standalone "$T-s")
+    local before; before=$(nat_state)
+    local links; links=$(in_ns "$NODE" ip -o link show | cut -d: -f2)
+    local own="/var/run/netns/$NODE" out
+    out=$(in_ns "$NODE" python3 "$HERE/cni.py" add "$list" "c1-$RUN" "$own" eth0)
+    expect_contains "ADD is refused with code 8" "$out" '"code":8'
+    expect_contains "the message names CNI_NETNS and says why" "$out" "$own\\\" is randsnat's own network namespace"
+    expect_eq "no link was made (no veth, no bridge)" "$(in_ns "$NODE" ip -o link show | cut -d: -f2)" "$links"
+    expect_eq "no IPAM lease was taken" "$(ls "$WORK/ipam/$T-s" 2>/dev/null | grep -c '^198\|^2001')" "0"
+    expect_eq "nat tables and sets as before" "$(nat_state)" "$before"
+    # CHECK with a cached result, as after an ADD.
+    printf '{"cniVersion":"1.0.0","interfaces":[],"ips":[]}' > "$CNI_CACHE_DIR/$T-s-c1-$RUN-eth0"
+    out=$(in_ns "$NODE" python3 "$HERE/cni.py" check "$list" "c1-$RUN" "$own" eth0)
+    expect_contains "CHECK is refused with code 8" "$out" '"code":8'
+    # DEL naming one of the node's links as CNI_IFNAME.
+    out=$(in_ns "$NODE" python3 "$HERE/cni.py" del "$list" "c1-$RUN" "$own" "${T}e0")
+    expect_contains "DEL is refused with code 8" "$out" '"code":8'
+    expect "the node's link ${T}e0 is still there" in_ns "$NODE" ip link show "${T}e0"
+    expect_eq "still no link made or removed" "$(in_ns "$NODE" ip -o link show | cut -d: -f2)" "$links"
+    expect_eq "nat tables and sets still as before" "$(nat_state)" "$before"
+    # The same config with a pod's namespace works (the refusal is about the namespace, nothing else).
+    expect "ADD with a pod's namespace" pod_add "$list" 1
+    expect "DEL with a pod's namespace" pod_del "$list" 1
+}
+
 # fake_ipam NAME SCRIPT: an IPAM plugin for failure injection, in a directory put first in CNI_PATH.
 fake_ipam() {
     mkdir -p "$WORK/fakebin"

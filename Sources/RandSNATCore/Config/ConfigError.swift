@@ -1,3 +1,5 @@
+import CNI
+
 /// A fault in randsnat's own keys of the network config. Each case names the key and the value.
 public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The key holds a JSON value of another type (maps to CNI code 6, like a failed unmarshal).
@@ -6,8 +8,9 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidAddress(key: String, value: String)
     case invalidValue(key: String, value: String, reason: String)
     case missingPrevResult
-    /// A key of the reference bridge plugin whose behaviour randsnat does not implement.
-    case unsupported(key: String, reason: String)
+    /// A key of the reference bridge plugin whose behaviour randsnat does not implement, with the
+    /// value it was given (maps to CNI code 2, "unsupported field", whose message names both).
+    case unsupported(key: String, value: JSONValue, reason: String)
     case noPodAddresses(reason: String)
 
     public var description: String {
@@ -25,14 +28,27 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
                 + "(bridge, ptp, flannel, ...) in a conflist, or give it an \"ipam\" section to run standalone"
         case .noPodAddresses(let reason):
             reason
-        case .unsupported(let key, let reason):
-            "\(key) is not supported by randsnat: \(reason); remove the key or use the reference bridge plugin"
+        case .unsupported(let key, let value, let reason):
+            "\(key): \(Self.excerpt(value)) is not supported by randsnat: \(reason); remove the key or use the reference bridge plugin"
         }
+    }
+
+    /// A value as JSON text, cut to 200 bytes.
+    static func excerpt(_ value: JSONValue) -> String {
+        let bytes = value.serialized()
+        return bytes.count <= 200 ? String(decoding: bytes, as: UTF8.self) : String(decoding: bytes.prefix(200), as: UTF8.self) + "…"
     }
 
     /// True when the fault is a JSON type mismatch rather than a bad value.
     public var isDecodingFault: Bool {
         if case .wrongType = self { return true }
+        return false
+    }
+
+    /// True when the key is one randsnat does not implement (set to other than its default), as
+    /// opposed to a value that is wrong for a key randsnat implements.
+    public var isUnsupportedField: Bool {
+        if case .unsupported = self { return true }
         return false
     }
 }

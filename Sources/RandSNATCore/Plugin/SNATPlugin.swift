@@ -12,6 +12,22 @@ public struct NodeNotReady: Error, Equatable, Sendable, CustomStringConvertible 
     public var description: String { problems.joined(separator: "; ") }
 }
 
+/// GC went on past failures and removed what it could (the spec: a plugin "should continue;
+/// removing as many resources as possible, and report the errors back"); each failed step is here.
+public struct GCFailure: Error, Sendable, CustomStringConvertible {
+    public struct Step: Sendable {
+        /// What GC was doing, on which object.
+        public let what: String
+        public let error: any Error
+    }
+    public let network: String
+    public let steps: [Step]
+    public var description: String {
+        "GC of network \"\(network)\" removed what it could, but \(steps.count) step(s) failed: "
+            + steps.map { "\($0.what): \($0.error)" }.joined(separator: "; ")
+    }
+}
+
 /// randsnat as a chained plugin: the verbs of the spec on top of the `NATBackend`s.
 public struct SNATPlugin: CNIPlugin {
     /// Makes a backend for a request's config (the config sets its lock timeout).
@@ -20,13 +36,17 @@ public struct SNATPlugin: CNIPlugin {
     /// Writes one line to stderr.
     let log: (String) -> Void
     let pathExists: (String) -> Bool
+    /// True when the path names the network namespace randsnat itself runs in.
+    let isOwnNetworkNamespace: (String) throws -> Bool
 
     public init(makeBackend: @escaping (BackendKind, PluginConfig) throws -> any NATBackend, lock: any NetworkLock,
-                log: @escaping (String) -> Void, pathExists: @escaping (String) -> Bool) {
+                log: @escaping (String) -> Void, pathExists: @escaping (String) -> Bool,
+                isOwnNetworkNamespace: @escaping (String) throws -> Bool = { _ in false }) {
         self.makeBackend = makeBackend
         self.lock = lock
         self.log = log
         self.pathExists = pathExists
+        self.isOwnNetworkNamespace = isOwnNetworkNamespace
     }
 
     func pluginConfig(_ request: Request) throws(ConfigError) -> PluginConfig {
@@ -40,13 +60,14 @@ public struct SNATPlugin: CNIPlugin {
                    ifName: request.environment.ifName)
     }
 
-    /// The pod's addresses from prevResult; nil when there is no prevResult.
+    /// The pod's addresses from prevResult: those of the sandbox interface named CNI_IFNAME (see
+    /// `CNIResult.podAddresses`).
     func podAddresses(_ request: Request) throws -> [PodAddress] {
         guard let prevResult = request.config.prevResult else { throw ConfigError.missingPrevResult }
         var addresses: [PodAddress] = []
-        for (index, item) in try CNIResult.podAddresses(prevResult).enumerated() {
+        for item in try CNIResult.podAddresses(prevResult, ifName: request.environment.ifName) {
             guard let address = PodAddress(item.cidr), address.prefix > 0 else {
-                throw ConfigError.invalidValue(key: "prevResult.ips[\(index)].address", value: item.cidr,
+                throw ConfigError.invalidValue(key: "prevResult.ips[\(item.index)].address", value: item.cidr,
                                                reason: "is not an address with a prefix length, such as 198.18.0.2/24")
             }
             if !addresses.contains(address) { addresses.append(address) }
@@ -72,6 +93,17 @@ public struct SNATPlugin: CNIPlugin {
             throw CNIError(.invalidEnvironment, "CNI_NETNS=\"\(request.environment.netns)\" does not exist",
                            details: "the runtime must pass the path of the pod's network namespace")
         }
+        try refuseOwnNetns(request)
+    }
+
+    /// Refuses a CNI_NETNS that is randsnat's own network namespace (the node's), as libcni's skel
+    /// does: the pod's interface would be made, or removed, among the node's. A CNI_NETNS that is
+    /// empty or gone is not refused (DEL allows both).
+    func refuseOwnNetns(_ request: Request) throws {
+        let netns = request.environment.netns
+        guard !netns.isEmpty, pathExists(netns), try isOwnNetworkNamespace(netns) else { return }
+        throw CNIError(.invalidNetworkNamespace, "CNI_NETNS=\"\(netns)\" is randsnat's own network namespace, not a pod's",
+                       details: "the runtime must pass the pod's network namespace; randsnat changed nothing")
     }
 
     /// Installs the network's objects where needed and adds the pod's members, under the network
@@ -168,6 +200,7 @@ public struct SNATPlugin: CNIPlugin {
     /// DEL finds the pod's members by their owner comment, in every generation of the network, so it
     /// needs neither prevResult nor the config ADD saw; a generation left empty is torn down.
     public func del(_ request: Request) throws {
+        try refuseOwnNetns(request)
         try removeSNAT(attachment(request), members: request.config.members, addresses: knownAddresses(request))
     }
 
@@ -198,37 +231,54 @@ public struct SNATPlugin: CNIPlugin {
     /// nothing, with a line on stderr: its state could not be changed anyway, and a node that lacks
     /// one of them must still run pods.
     func holdings(_ id: NetworkID, config: PluginConfig) throws -> [(backend: any NATBackend, generations: [InstalledGeneration])] {
-        var states: [(backend: any NATBackend, generations: [InstalledGeneration])] = []
-        for kind in BackendKind.allCases {
-            do {
-                let backend = try makeBackend(kind, config)
-                states.append((backend, try backend.generations(of: id)))
-            } catch {
-                if config.backend.rawValue == kind.rawValue { throw error }
-                log("randsnat: \(id): cannot read the \(kind.rawValue) backend, taking it to hold nothing: \(error)")
-            }
-        }
-        return states
+        try BackendKind.allCases.compactMap { kind in try holding(kind, id, config: config) }
     }
 
-    /// Removes the members `isStale` says go and the subnets no remaining member is in, then (when
-    /// `uninstallWhenEmpty`) the generation if it has no member left.
+    /// One backend with what it holds of the network; nil for an unreadable backend the config does
+    /// not name (see `holdings`).
+    func holding(_ kind: BackendKind, _ id: NetworkID, config: PluginConfig) throws -> (backend: any NATBackend, generations: [InstalledGeneration])? {
+        do {
+            let backend = try makeBackend(kind, config)
+            return (backend, try backend.generations(of: id))
+        } catch {
+            if config.backend.rawValue == kind.rawValue { throw error }
+            log("randsnat: \(id): cannot read the \(kind.rawValue) backend, taking it to hold nothing: \(error)")
+            return nil
+        }
+    }
+
+    /// Removes the members `isStale` says go and the subnets no remaining member is
+    /// in, then (when `uninstallWhenEmpty`) the generation if it has no member left. A failed step
+    /// throws, or, given `onFailure`, is handed to it and the other steps go on (a member that could
+    /// not be removed counts as remaining).
     func removeMembers(of generation: InstalledGeneration, _ backend: any NATBackend, uninstallWhenEmpty: Bool = true,
-                       where isStale: (InstalledMember) -> Bool) throws {
-        var remaining: [IPAddress] = []
-        for member in generation.members {
-            if isStale(member) {
-                try backend.remove(member, from: generation.names)
-            } else {
-                remaining.append(member.address)
+                       onFailure: ((String, any Error) -> Void)? = nil, where isStale: (InstalledMember) -> Bool) throws {
+        func attempt(_ what: @autoclosure () -> String, _ step: () throws -> Void) throws -> Bool {
+            do {
+                try step()
+                return true
+            } catch {
+                guard let onFailure else { throw error }
+                onFailure(what(), error)
+                return false
             }
         }
+        var remaining: [IPAddress] = []
+        for member in generation.members {
+            if isStale(member),
+               try attempt("removing \(member.address) (\(member.comment)) from \(generation.names.memberSet)",
+                           { try backend.remove(member, from: generation.names) }) {
+                continue
+            }
+            remaining.append(member.address)
+        }
         if remaining.isEmpty && uninstallWhenEmpty {
-            try backend.uninstall(generation.names)
+            _ = try attempt("removing \(generation.names.chain) and its sets", { try backend.uninstall(generation.names) })
             return
         }
         for subnet in generation.subnets where !remaining.contains(where: subnet.contains) {
-            try backend.remove(subnet: subnet, from: generation.names)
+            _ = try attempt("removing subnet \(subnet) from \(generation.names.subnetSet)",
+                            { try backend.remove(subnet: subnet, from: generation.names) })
         }
     }
 
@@ -274,24 +324,49 @@ public struct SNATPlugin: CNIPlugin {
         let config = try pluginConfig(request)
         let valid = try validAttachments(request.config.members)
         let id = NetworkID(network: request.config.name)
+        // One failure (a backend, a generation, a member) does not stop GC: every step is tried,
+        // and the failures come back together at the end.
+        var failures: [GCFailure.Step] = []
+        let record = { (what: String, error: any Error) in failures.append(GCFailure.Step(what: what, error: error)) }
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
-            for (backend, generations) in try holdings(id, config: config) {
+            for kind in BackendKind.allCases {
+                let held: (backend: any NATBackend, generations: [InstalledGeneration])?
+                do {
+                    held = try holding(kind, id, config: config)
+                } catch {
+                    record("reading the \(kind.rawValue) backend", error)
+                    continue
+                }
+                guard let (backend, generations) = held else { continue }
                 var keep: Set<ObjectNames> = []
                 let live = Set(valid.flatMap { $0.comments(limit: backend.commentLimit) })
                 for generation in generations {
-                    try removeMembers(of: generation, backend) { !live.contains($0.comment) }
+                    try removeMembers(of: generation, backend, onFailure: record) { !live.contains($0.comment) }
                     if generation.members.contains(where: { live.contains($0.comment) }) {
                         keep.insert(generation.names)
                     }
                 }
-                try backend.removeStrays(of: id, keep: keep)
+                do {
+                    try backend.removeStrays(of: id, keep: keep)
+                } catch {
+                    record("removing stray objects of the network from \(kind.rawValue)", error)
+                }
             }
             // With `auto`, GC is where a network follows the node to another netfilter.
-            let placement = try place(id, config: config, redetect: config.backend == .auto)
-            for (other, generations) in placement.elsewhere {
-                try migrate(generations, from: other, to: placement.chosen, network: id.network, config: config)
+            do {
+                let placement = try place(id, config: config, redetect: config.backend == .auto)
+                for (other, generations) in placement.elsewhere {
+                    do {
+                        try migrate(generations, from: other, to: placement.chosen, network: id.network, config: config)
+                    } catch {
+                        record("moving the network from \(other.kind.rawValue) to \(placement.chosen.kind.rawValue)", error)
+                    }
+                }
+            } catch {
+                record("choosing the network's backend", error)
             }
         }
+        if !failures.isEmpty { throw GCFailure(network: id.network, steps: failures) }
     }
 
     /// `cni.dev/valid-attachments` of this network.

@@ -2,7 +2,7 @@ import CNI
 
 /// The keys of the reference `bridge` plugin that randsnat's standalone mode reads (README,
 /// "Standalone mode"). Keys of the reference plugin that would change behaviour randsnat does not
-/// implement are refused (code 7), never silently ignored.
+/// implement are refused as unsupported fields (code 2), never silently ignored.
 public struct BridgeConfig: Equatable, Sendable {
     public var bridge = "cni0"
     public var isGateway = false
@@ -96,15 +96,18 @@ public struct BridgeConfig: Equatable, Sendable {
             }
             config.mtu = mtu == 0 ? nil : Int(mtu)
         }
-        // The reference plugin's keys randsnat does not implement: present with a non-default value is an error.
-        if let vlan = members["vlan"], vlan != .null, vlan.intValue != 0 {
-            throw .unsupported(key: "vlan", reason: "VLAN tagging of bridge ports is not implemented")
+        // The reference plugin's keys randsnat does not implement: of the right type and with a
+        // non-default value, an unsupported field.
+        if let vlan = members["vlan"], vlan != .null {
+            guard let number = vlan.intValue else { throw .wrongType(key: "vlan", expected: "an integer", actual: vlan.typeName) }
+            if number != 0 { throw .unsupported(key: "vlan", value: vlan, reason: "VLAN tagging of bridge ports is not implemented") }
         }
-        if let trunk = members["vlanTrunk"], trunk != .null, trunk.arrayValue?.isEmpty != true {
-            throw .unsupported(key: "vlanTrunk", reason: "VLAN trunks are not implemented")
+        if let trunk = members["vlanTrunk"], trunk != .null {
+            guard let items = trunk.arrayValue else { throw .wrongType(key: "vlanTrunk", expected: "an array", actual: trunk.typeName) }
+            if !items.isEmpty { throw .unsupported(key: "vlanTrunk", value: trunk, reason: "VLAN trunks are not implemented") }
         }
         for key in ["macspoofchk", "enabledad", "disableContainerInterface", "portIsolation"] where try flag(members, key) == true {
-            throw .unsupported(key: key, reason: key == "enabledad"
+            throw .unsupported(key: key, value: .bool(true), reason: key == "enabledad"
                 ? "randsnat adds IPv6 addresses without duplicate address detection (IFA_F_NODAD), so they are usable at once"
                 : "not implemented")
         }

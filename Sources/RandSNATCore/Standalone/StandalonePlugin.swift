@@ -99,6 +99,7 @@ public struct StandalonePlugin {
     /// step treats "not there" as done, so DEL can run any number of times. It needs only
     /// `ipam.type` of the config (see `BridgeConfig.mode`).
     public func del(_ request: Request, ipamType: String?) throws {
+        try snat.refuseOwnNetns(request)
         let env = request.environment
         // The IPAM plugin releases the lease while the kernel tears the veth down.
         let running = try ipamType.map { try ipam.start(.del, plugin: $0, environment: env, config: ipamInput(request)) }
