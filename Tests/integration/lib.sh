@@ -85,7 +85,7 @@ runs_on() { [ -z "${rs_only_on[$1]-}" ] || [ "${rs_only_on[$1]}" = "$2" ]; }
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 # bed_up: node, ext and vpc namespaces with their links; T is the per-test prefix. Returns non-zero
-# (after setup_failed) when any step failed or a peer server does not listen.
+# (after setup_failed) when any step failed or a peer server does not listen within 10 s.
 bed_up() {
     T="$RUN$1"
     NODE=$T-node EXT=$T-ext VPC=$T-vpc
@@ -97,14 +97,24 @@ bed_up() {
     ( set -e; bed_build ) >&7 2>&1
     local built=$?
     [ $built -eq 0 ] || { setup_failed "the test bed: a step of bed_up failed (exit $built; its output is above)"; return 1; }
-    local ns tries
-    for ns in $EXT $VPC; do
-        for tries in $(seq 1 100); do
-            [ -n "$(in_ns "$ns" ss -Hltn 'sport = :8080' 2>/dev/null)" ] && continue 2
-            sleep 0.02
-        done
-        setup_failed "the test bed: no server listens on port 8080 in $ns after 2 s"; return 1
+    wait_listening "$EXT" && wait_listening "$VPC"
+}
+# serve NS SECONDS: peer.py's server on port 8080 in NS for SECONDS, in the background; returns once it
+# listens (a fixed sleep is too short on a loaded machine: the client then sees "connection refused").
+serve() {
+    in_ns "$1" timeout "$2" python3 "$HERE/peer.py" serve 8080 "$2" >/dev/null 2>&1 &
+    wait_listening "$1"
+}
+# wait_listening NS [PORT [tcp|udp]]: waits up to 10 s for a socket listening on (tcp) or bound to
+# (udp) PORT, 8080 by default, in NS; setup_failed if none.
+wait_listening() {
+    local port=${2:-8080} flag=-Hltn tries
+    [ "${3:-tcp}" = tcp ] || flag=-Hlun
+    for tries in $(seq 1 500); do
+        [ -z "$(in_ns "$1" ss $flag "sport = :$port" 2>/dev/null)" ] || return 0
+        sleep 0.02
     done
+    setup_failed "nothing listens on ${3:-tcp} port $port in $1 after 10 s"; return 1
 }
 bed_build() {
     mkdir -p "$WORK/cache" "$WORK/ipam"
@@ -133,6 +143,7 @@ bed_build() {
     # ext has no route to 198.18.0.0/16 or 2001:db8:18::/48: only SNATed traffic gets answers.
     in_ns "$EXT" timeout 300 python3 "$HERE/peer.py" serve 8080 300 >/dev/null 2>&1 &
     in_ns "$VPC" timeout 300 python3 "$HERE/peer.py" serve 8080 300 >/dev/null 2>&1 &
+    # (bed_up waits for both to listen)
 }
 
 bed_down() {
@@ -172,7 +183,8 @@ pod_add() {
 }
 pod_add_may_fail() {
     local pod=$T-pod$2
-    ip netns add "$pod" || { setup_failed "ip netns add $pod failed"; return 1; }
+    # A pod added again after its DEL keeps its namespace (as a runtime retrying a sandbox would).
+    [ -e "/var/run/netns/$pod" ] || ip netns add "$pod" || { setup_failed "ip netns add $pod failed"; return 1; }
     in_ns "$pod" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
     in_ns "$NODE" python3 "$HERE/cni.py" add "$1" "c$2-$RUN" "/var/run/netns/$pod" eth0
 }
