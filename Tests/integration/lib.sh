@@ -123,6 +123,10 @@ bed_build() {
         in_ns "$ns" ip link set lo up
         in_ns "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
     done
+    # The servers first: they listen on [::]:8080 before any address exists, and their start (python,
+    # slow on a loaded machine) overlaps the steps below; bed_up waits until both listen.
+    in_ns "$EXT" timeout 300 python3 "$HERE/peer.py" serve 8080 300 >/dev/null 2>&1 &
+    in_ns "$VPC" timeout 300 python3 "$HERE/peer.py" serve 8080 300 >/dev/null 2>&1 &
     in_ns "$NODE" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
     ip link add "${T}e0" netns "$NODE" type veth peer name "${T}e1" netns "$EXT"
     ip link add "${T}v0" netns "$NODE" type veth peer name "${T}v1" netns "$VPC"
@@ -141,9 +145,6 @@ bed_build() {
     in_ns "$VPC" ip route add 198.18.0.0/16 via 198.19.0.1
     in_ns "$VPC" ip -6 route add 2001:db8:18::/48 via 2001:db8:19::1
     # ext has no route to 198.18.0.0/16 or 2001:db8:18::/48: only SNATed traffic gets answers.
-    in_ns "$EXT" timeout 300 python3 "$HERE/peer.py" serve 8080 300 >/dev/null 2>&1 &
-    in_ns "$VPC" timeout 300 python3 "$HERE/peer.py" serve 8080 300 >/dev/null 2>&1 &
-    # (bed_up waits for both to listen)
 }
 
 bed_down() {
