@@ -56,7 +56,10 @@ struct EnvironmentTests {
     func unknownCommandIsCode4(command: String) {
         var variables = Self.full
         variables["CNI_COMMAND"] = command
-        #expect(throws: CNIError.self) { try Environment.parse(variables) }
+        let error = #expect(throws: CNIError.self) { try Environment.parse(variables) }
+        #expect(error?.code.rawValue == 4)
+        #expect(error?.msg.contains("CNI_COMMAND") == true)
+        #expect(error?.msg.contains("\"\(command)\"") == true || command.isEmpty, "the message shows the value: \(error?.msg ?? "")")
     }
 
     @Test(arguments: [("CNI_CONTAINERID", "-leading-dash"), ("CNI_CONTAINERID", "has space"), ("CNI_CONTAINERID", "semi;colon"),

@@ -42,10 +42,38 @@ struct RouteLinkTests {
             return UInt64(info.st_ino)
         }
         let mine = inode("/proc/thread-self/ns/net")
-        let seen = try NetworkNamespace.run(in: "/proc/self/ns/net") { inode("/proc/thread-self/ns/net") }
-        #expect(seen == mine)
+        // Another namespace than this thread's: the body must see it, and this thread must not.
+        let other = try #require(Self.newNamespace(), "unshare(CLONE_NEWNET) failed: errno \(errno)")
+        defer { close(other.fd) }
+        #expect(other.inode != mine)
+        let seen = try NetworkNamespace.run(in: "/proc/self/fd/\(other.fd)") { inode("/proc/thread-self/ns/net") }
+        #expect(seen == other.inode, "the body ran in namespace \(seen), not in the one it was given (\(other.inode))")
         #expect(inode("/proc/thread-self/ns/net") == mine)
         #expect(throws: NetlinkError.self) { try NetworkNamespace.run(in: "/nonexistent/netns") { 1 } }
         #expect(throws: NetlinkError.self) { try NetworkNamespace.run(in: "/proc/self/status") { 1 } }
+    }
+
+    /// A new network namespace, made by `unshare` on a thread of its own that then ends (no test
+    /// thread changes namespace, and NetworkNamespace, under test, is not used): an open fd keeps
+    /// it alive; its inode names it.
+    static func newNamespace() -> (fd: Int32, inode: UInt64)? {
+        let box = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+        box.initialize(to: -1)
+        defer { box.deallocate() }
+        var thread = pthread_t()
+        let started = pthread_create(&thread, nil, { raw in
+            let box = raw!.assumingMemoryBound(to: Int32.self)
+            // unshare(2) is declared by glibc only under _GNU_SOURCE: taken by name, with its C type.
+            typealias Unshare = @convention(c) (Int32) -> Int32
+            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "unshare") else { return nil }
+            if unsafeBitCast(symbol, to: Unshare.self)(Int32(CLONE_NEWNET)) == 0 { box.pointee = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC) }
+            return nil
+        }, box)
+        guard started == 0 else { return nil }
+        pthread_join(thread, nil)
+        guard box.pointee >= 0 else { return nil }
+        var info = stat()
+        guard fstat(box.pointee, &info) == 0 else { close(box.pointee); return nil }
+        return (box.pointee, UInt64(info.st_ino))
     }
 }

@@ -5,13 +5,17 @@ struct PlannerTests {
     @Test func namesArePinned() {
         // These names are in nodes' nat tables: changing them strands state. Never update this test
         // without a migration.
+        // Literal values, not the code's own expression: 11 hex digits of SHA-256("randsnat/" + network),
+        // as `printf randsnat/cbr0 | sha256sum | cut -c1-11` prints them.
         let id = NetworkID(network: "cbr0")
-        #expect(id.hash == String(SHA256.hex("randsnat/cbr0").prefix(11)))
+        #expect(id.hash == "e5175f3625b")
+        #expect(NetworkID(network: "k8s-pod-network").hash == "597dcd16f46")
         let names = ObjectNames(id: id, generation: "abcdef0", family: .ipv4)
-        #expect(names.chain == "RANDSNAT-\(id.hash)-abcdef0")
+        #expect(names.chain == "RANDSNAT-e5175f3625b-abcdef0")
         #expect(names.chain.utf8.count == 28)
-        #expect(names.memberSet == names.chain + "-P4" && names.memberSet.utf8.count == 31)
-        #expect(ObjectNames(id: id, generation: "abcdef0", family: .ipv6).subnetSet == names.chain + "-S6")
+        #expect(names.memberSet == "RANDSNAT-e5175f3625b-abcdef0-P4" && names.memberSet.utf8.count == 31)
+        #expect(names.subnetSet == "RANDSNAT-e5175f3625b-abcdef0-S4")
+        #expect(ObjectNames(id: id, generation: "abcdef0", family: .ipv6).subnetSet == "RANDSNAT-e5175f3625b-abcdef0-S6")
         #expect(ObjectNames(memberSet: names.memberSet, of: id) == names)
         #expect(ObjectNames(memberSet: names.subnetSet, of: id) == nil)
         #expect(ObjectNames(memberSet: names.memberSet, of: NetworkID(network: "other")) == nil)

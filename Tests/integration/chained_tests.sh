@@ -10,8 +10,7 @@ test_snat_and_bypass_ipv4() {
     pod_add "$list" 2 >/dev/null
     expect_eq "ext sees the node's address" "$(ask 1 203.0.113.10)" "203.0.113.1"
     expect_eq "vpc (nonMasqueradeCIDRs) sees the pod's own address" "$(ask 1 198.19.0.10)" "198.18.0.2"
-    in_ns "$T-pod2" timeout 20 python3 "$HERE/peer.py" serve 8080 20 >/dev/null 2>&1 &
-    sleep 0.3
+    serve "$T-pod2" 20
     expect_eq "pod to pod on the bridge keeps the pod's address" "$(ask 1 198.18.0.3)" "198.18.0.2"
     expect_contains "the rule reads as a person would write it" "$(snat_rules)" "$(masquerade_text)"
     expect_eq "exactly one jump (IPv4)" "$(jump_count)" "1"
@@ -249,7 +248,8 @@ try:
 except socket.timeout:
     pass' > "$WORK/received" &
     local listener=$!
-    sleep 0.3
+    # Bound before ext answers: a listener not yet there would receive nothing whatever DEL did.
+    wait_listening "$T-pod2" 40000 udp
     # ext answers the old flow: to the node's address and the port pod 1's flow was mapped to.
     in_ns "$EXT" python3 -c 'import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 9999)); s.sendto(b"old-reply", ("203.0.113.1", int(sys.argv[1])))' "${mapped:-1}"
     wait "$listener"

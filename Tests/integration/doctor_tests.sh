@@ -3,6 +3,7 @@
 doctor() { "$RANDSNAT_BIN" doctor --netns "/var/run/netns/$NODE" --interval 0 --cni-cache "$CNI_CACHE_DIR" "$@"; }
 json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
+backend_specific doctor_reports_each_condition iptables "its foreign rules are iptables-legacy rules placed around randsnat's jump; doctor_reads_the_nftables_backend is its nftables counterpart"
 test_doctor_reports_each_condition() {
     local out
     out=$(doctor); expect_eq "an empty node is healthy (exit 0)" "$?" "0"

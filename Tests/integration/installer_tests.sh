@@ -10,6 +10,7 @@ BRIDGE_CONF='{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"bridge","br
 FLANNEL_CONF='{"name":"cbr0","cniVersion":"0.3.1","plugins":[{"type":"flannel","delegate":{"hairpinMode":true,"isDefaultGateway":true,"ipMasq":false}},{"type":"portmap","capabilities":{"portMappings":true}}]}'
 CALICO_CONF='{"name":"k8s-pod-network","cniVersion":"0.3.1","plugins":[{"type":"calico","datastore_type":"kubernetes","mtu":0,"ipam":{"type":"calico-ipam"},"policy":{"type":"k8s"},"kubernetes":{"kubeconfig":"/etc/cni/net.d/calico-kubeconfig"}},{"type":"bandwidth","capabilities":{"bandwidth":true}},{"type":"portmap","snat":true,"capabilities":{"portMappings":true}}]}'
 
+backend_specific installer_chains_restores_and_is_idempotent iptables "the installer writes files; nothing in it depends on the backend (its one ADD uses auto, iptables on this empty node)"
 test_installer_chains_restores_and_is_idempotent() {
     echo '{"nonMasqueradeCIDRs":["198.19.0.0/16"]}' > "$WORK/settings.json"
     local name conf
@@ -48,6 +49,7 @@ PY
     done
 }
 
+backend_specific installer_edge_cases iptables "the installer writes files; nothing in it depends on the backend"
 test_installer_edge_cases() {
     local root out
     # A single-plugin .conf becomes a conflist; uninstall brings the .conf back.
@@ -107,6 +109,7 @@ test_installer_edge_cases() {
     expect_eq "crash: and removes the temp file" "$(ls -A "$root/etc/cni/net.d" | grep -c randsnat-tmp)" "0"
 }
 
+backend_specific installer_watch_rechains_and_uninstalls_on_exit iptables "the installer writes files; nothing in it depends on the backend"
 test_installer_watch_rechains_and_uninstalls_on_exit() {
     local root; root=$(host_root watch)
     printf '%s\n' "$CALICO_CONF" > "$root/etc/cni/net.d/10-calico.conflist"
@@ -128,6 +131,7 @@ test_installer_watch_rechains_and_uninstalls_on_exit() {
     expect "watch: and removes the binary" test ! -e "$root/opt/cni/bin/randsnat"
 }
 
+backend_specific installer_output_drives_podman iptables "the installer's output as podman loads it (auto: iptables here); podman on both backends is podman_drives_the_chain"
 test_installer_output_drives_podman() {
     # The installer's merged config, as a runtime loads it: podman (CNI backend) runs a container.
     local root; root=$(host_root pm)
@@ -149,6 +153,7 @@ PY
     podman_done "$T-im"
 }
 
+backend_specific manifests_and_chart_are_valid iptables "schema checks of files, no netfilter"
 test_manifests_and_chart_are_valid() {
     # Strict schema validation (kubernetes-validate) and the Helm chart rendered by the test's renderer.
     local out; out=$(python3 "$HERE/manifests_check.py" 2>&1)
@@ -157,6 +162,7 @@ test_manifests_and_chart_are_valid() {
     expect_eq "manifests_check.py: $(printf '%s\n' "$out" | tail -1)" "$rc" "0"
 }
 
+backend_specific image_builds_offline_and_installs iptables "builds the image and runs its installer, no netfilter"
 test_image_builds_offline_and_installs() {
     podman_env >/dev/null
     local tag="localhost/randsnat:test-$RUN"

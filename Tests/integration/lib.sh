@@ -6,6 +6,31 @@
 #
 # Every name starts with $RUN (unique per run), so two runs cannot collide; every test removes what it
 # made in an EXIT trap, also when it fails. Nothing touches the root namespace's links, routes or sets.
+#
+# Writing a test: a function test_NAME in a *_tests.sh file, run on a fresh bed by run_test. It passes
+# only when it made at least one expectation (expect, expect_eq, expect_contains, expect_absent, pass),
+# none of them failed, and it ran to its end. It FAILS when an expectation failed (also one made in a
+# command substitution or a background job: results go to a file, not to a shell variable), when it
+# made no expectation at all, when it stopped early (an unbound variable under `set -u`, an `exit`),
+# when the bed could not be made (bed_up), and when a pod's ADD or DEL through pod_add or pod_del
+# failed (setup_failed records it). For an ADD the test expects to fail, use pod_add_may_fail and
+# assert on what it printed.
+#
+# Backends: EVERY test runs twice, first with BACKEND=iptables, then with BACKEND=nftables (the helpers
+# below, conflist, standalone, randsnat_conf, snat_rules, member_count, ..., follow $BACKEND), unless
+# it declares itself backend-specific with one line next to it, in its *_tests.sh file:
+#
+#     backend_specific NAME BACKEND REASON...
+#     backend_specific doctor_reports_each_condition iptables "its foreign rules are iptables-legacy rules"
+#
+# Such a test runs only in BACKEND's pass. There is no list of names to keep anywhere else: a new test
+# runs on both backends by doing nothing. A declaration with an unknown backend, without a reason or
+# naming no test stops run.sh before any test runs.
+#
+# run.sh [NAME...]: no names runs every test; names run those tests; either way each runs on the
+# backend(s) it declares, both by default. RANDSNAT_TEST_BACKEND=iptables|nftables runs that backend's
+# pass only; a test named on the command line that is declared for the other backend fails, as does a
+# name that is not a test. The last line is "integration: N passed, N failed" (CI reads it).
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -20,34 +45,88 @@ BACKEND=${RANDSNAT_TEST_BACKEND:-iptables}
 backend_key() { if [ "$BACKEND" = nftables ]; then printf '"backend":"nftables"'; fi; }
 # join_json A B: two JSON member lists joined with a comma (either may be empty).
 join_json() { if [ -n "$1" ] && [ -n "$2" ]; then printf '%s,%s' "$1" "$2"; else printf '%s%s' "$1" "$2"; fi; }
+# with_backend EXTRA_JSON: EXTRA_JSON and the pass's backend key, unless EXTRA_JSON names a backend itself.
+with_backend() { case $1 in *'"backend":'*) printf '%s' "$1" ;; *) join_json "$1" "$(backend_key)" ;; esac; }
 
-# The count of failed expectations of the running test (a name no test uses for a local of its own:
-# a local of the same name would hide it from fail(), and the test would pass).
-rs_failed_expectations=0
-fail() { echo "    FAIL: $*"; rs_failed_expectations=$((rs_failed_expectations + 1)); }
-pass() { echo "    ok: $*"; }
+# Each expectation is one line in the running test's results file ($RS_RESULTS, set by run_test):
+# "pass ..." or "fail ...". A file, not a counter: a command substitution or a background job is a
+# subshell whose variables die with it, and a test's own local of the counter's name would hide it.
+# What they print goes to fd 7, run.sh's stdout, also from inside a command substitution.
+exec 7>&1
+RS_RESULTS=/dev/null
+fail() { echo "    FAIL: $*" >&7; echo "fail $*" >> "$RS_RESULTS"; }
+pass() { echo "    ok: $*" >&7; echo "pass $*" >> "$RS_RESULTS"; }
+# setup_failed WHAT: a step the test relies on failed (the bed, a pod's ADD): the test fails.
+setup_failed() { echo "    FAIL (setup): $*" >&7; echo "fail setup: $*" >> "$RS_RESULTS"; }
 # expect DESCRIPTION COMMAND...: the command must succeed.
 expect() { local what=$1; shift; if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi; }
 expect_eq() { if [ "$2" = "$3" ]; then pass "$1"; else fail "$1: expected [$3], got [$2]"; fi; }
 expect_contains() { if printf '%s' "$2" | grep -qF -- "$3"; then pass "$1"; else fail "$1: [$3] not in: $(printf '%s' "$2" | head -c 600)"; fi; }
 expect_absent() { if printf '%s' "$2" | grep -qF -- "$3"; then fail "$1: [$3] found"; else pass "$1"; fi; }
 
+# backend_specific NAME BACKEND REASON...: test_NAME runs only in BACKEND's pass (see the header).
+declare -A rs_only_on=() rs_only_reason=()
+rs_declaration_errors=()
+backend_specific() {
+    local name=${1-} backend=${2-}
+    shift 2 2>/dev/null || shift $#
+    case $backend in
+        iptables|nftables) ;;
+        *) rs_declaration_errors+=("backend_specific $name: backend '$backend' is neither iptables nor nftables"); return ;;
+    esac
+    [ $# -gt 0 ] || { rs_declaration_errors+=("backend_specific $name $backend: say why it is backend-specific"); return; }
+    [ -z "${rs_only_on[$name]-}" ] || rs_declaration_errors+=("backend_specific $name: declared twice")
+    rs_only_on[$name]=$backend
+    rs_only_reason[$name]="$*"
+}
+# runs_on NAME BACKEND: whether test_NAME runs in BACKEND's pass.
+runs_on() { [ -z "${rs_only_on[$1]-}" ] || [ "${rs_only_on[$1]}" = "$2" ]; }
+
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
-# bed_up: node, ext and vpc namespaces with their links; T is the per-test prefix.
+# bed_up: node, ext and vpc namespaces with their links; T is the per-test prefix. Returns non-zero
+# (after setup_failed) when any step failed or a peer server does not listen within 10 s.
 bed_up() {
     T="$RUN$1"
     NODE=$T-node EXT=$T-ext VPC=$T-vpc
     WORK=$TMP_BASE/$1
-    mkdir -p "$WORK/cache" "$WORK/ipam"
     export CNI_CACHE_DIR=$WORK/cache
     # randsnat's network locks go under the test's work dir, not the host's /run/randsnat.
     export RANDSNAT_RUN_DIR=$WORK/run
+    # The steps in a subshell with set -e, run as a plain statement (in an `if` or `||` set -e is off).
+    ( set -e; bed_build ) >&7 2>&1
+    local built=$?
+    [ $built -eq 0 ] || { setup_failed "the test bed: a step of bed_up failed (exit $built; its output is above)"; return 1; }
+    wait_listening "$EXT" && wait_listening "$VPC"
+}
+# serve NS SECONDS: peer.py's server on port 8080 in NS for SECONDS, in the background; returns once it
+# listens (a fixed sleep is too short on a loaded machine: the client then sees "connection refused").
+serve() {
+    in_ns "$1" timeout "$2" python3 "$HERE/peer.py" serve 8080 "$2" >/dev/null 2>&1 &
+    wait_listening "$1"
+}
+# wait_listening NS [PORT [tcp|udp]]: waits up to 10 s for a socket listening on (tcp) or bound to
+# (udp) PORT, 8080 by default, in NS; setup_failed if none.
+wait_listening() {
+    local port=${2:-8080} flag=-Hltn tries
+    [ "${3:-tcp}" = tcp ] || flag=-Hlun
+    for tries in $(seq 1 500); do
+        [ -z "$(in_ns "$1" ss $flag "sport = :$port" 2>/dev/null)" ] || return 0
+        sleep 0.02
+    done
+    setup_failed "nothing listens on ${3:-tcp} port $port in $1 after 10 s"; return 1
+}
+bed_build() {
+    mkdir -p "$WORK/cache" "$WORK/ipam"
     for ns in $NODE $EXT $VPC; do
         ip netns add "$ns"
         in_ns "$ns" ip link set lo up
         in_ns "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
     done
+    # The servers first: they listen on [::]:8080 before any address exists, and their start (python,
+    # slow on a loaded machine) overlaps the steps below; bed_up waits until both listen.
+    in_ns "$EXT" timeout 300 python3 "$HERE/peer.py" serve 8080 300 >/dev/null 2>&1 &
+    in_ns "$VPC" timeout 300 python3 "$HERE/peer.py" serve 8080 300 >/dev/null 2>&1 &
     in_ns "$NODE" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
     ip link add "${T}e0" netns "$NODE" type veth peer name "${T}e1" netns "$EXT"
     ip link add "${T}v0" netns "$NODE" type veth peer name "${T}v1" netns "$VPC"
@@ -66,9 +145,6 @@ bed_up() {
     in_ns "$VPC" ip route add 198.18.0.0/16 via 198.19.0.1
     in_ns "$VPC" ip -6 route add 2001:db8:18::/48 via 2001:db8:19::1
     # ext has no route to 198.18.0.0/16 or 2001:db8:18::/48: only SNATed traffic gets answers.
-    in_ns "$EXT" timeout 300 python3 "$HERE/peer.py" serve 8080 300 >/dev/null 2>&1 &
-    in_ns "$VPC" timeout 300 python3 "$HERE/peer.py" serve 8080 300 >/dev/null 2>&1 &
-    sleep 0.3
 }
 
 bed_down() {
@@ -86,7 +162,7 @@ bed_down() {
 # STATUS and GC (1.1.0 only) are run on randsnat's own config of the same network (randsnat_conf).
 conflist() {
     local name=$1 extra version=${3:-1.0.0}
-    extra=$(join_json "${2:-}" "$(backend_key)")
+    extra=$(with_backend "${2:-}")
     cat > "$WORK/$name.conflist" <<JSON
 {"cniVersion":"$version","name":"$name","plugins":[
  {"type":"bridge","bridge":"rsnbr0","isGateway":true,"ipMasq":false,
@@ -97,14 +173,30 @@ JSON
     echo "$WORK/$name.conflist"
 }
 
-# pod_add CONFLIST N: a pod namespace and the chain's ADD for it; prints the result.
+# pod_add CONFLIST N: a pod namespace and the chain's ADD for it; prints the result. A failed ADD
+# fails the test (setup_failed); pod_add_may_fail is the same for an ADD the test expects to fail.
 pod_add() {
+    local out rc
+    out=$(pod_add_may_fail "$@"); rc=$?
+    printf '%s\n' "$out"
+    [ $rc -eq 0 ] || setup_failed "ADD of pod $2 with $1 failed (exit $rc): $(printf '%s' "$out" | head -c 400)"
+    return $rc
+}
+pod_add_may_fail() {
     local pod=$T-pod$2
-    ip netns add "$pod"
+    # A pod added again after its DEL keeps its namespace (as a runtime retrying a sandbox would).
+    [ -e "/var/run/netns/$pod" ] || ip netns add "$pod" || { setup_failed "ip netns add $pod failed"; return 1; }
     in_ns "$pod" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
     in_ns "$NODE" python3 "$HERE/cni.py" add "$1" "c$2-$RUN" "/var/run/netns/$pod" eth0
 }
-pod_del() { in_ns "$NODE" python3 "$HERE/cni.py" del "$1" "c$2-$RUN" "/var/run/netns/$T-pod$2" eth0; }
+# pod_del CONFLIST N: the chain's DEL; a failed DEL fails the test (DEL must succeed, the spec says).
+pod_del() {
+    local out rc
+    out=$(in_ns "$NODE" python3 "$HERE/cni.py" del "$1" "c$2-$RUN" "/var/run/netns/$T-pod$2" eth0); rc=$?
+    [ -z "$out" ] || printf '%s\n' "$out"
+    [ $rc -eq 0 ] || setup_failed "DEL of pod $2 with $1 failed (exit $rc): $(printf '%s' "$out" | head -c 400)"
+    return $rc
+}
 pod_check() { in_ns "$NODE" python3 "$HERE/cni.py" check "$1" "c$2-$RUN" "/var/run/netns/$T-pod$2" eth0; }
 # sandbox: a pod namespace for tests that run randsnat's entry alone (randsnat refuses the node's own
 # namespace as CNI_NETNS); made once per test, prints its path.
@@ -119,7 +211,7 @@ ask() { in_ns "$T-pod$1" python3 "$HERE/peer.py" ask "$2" 8080 2>&1; }
 # (bridge rsnsa0, host-local IPAM in the work dir); prints its path.
 standalone() {
     local name=$1 extra ranges=${3:-'[[{"subnet":"198.18.0.0/24"}],[{"subnet":"2001:db8:18::/64"}]]'} version=${4:-1.0.0}
-    extra=$(join_json "${2:-}" "$(backend_key)")
+    extra=$(with_backend "${2:-}")
     cat > "$WORK/$name.conflist" <<JSON
 {"cniVersion":"$version","name":"$name","plugins":[
  {"type":"randsnat","bridge":"rsnsa0","isGateway":true,"isDefaultGateway":true${extra:+,$extra},
@@ -131,7 +223,7 @@ JSON
 # randsnat_conf NAME [EXTRA_JSON]: randsnat's own config (cniVersion 1.1.0) in a file; prints its path.
 randsnat_conf() {
     local file="$WORK/$1-$RANDOM.json" extra
-    extra=$(join_json "${2:-}" "$(backend_key)")
+    extra=$(with_backend "${2:-}")
     printf '{"cniVersion":"1.1.0","name":"%s","type":"randsnat"%s}' "$1" "${extra:+,$extra}" > "$file"
     echo "$file"
 }
@@ -227,15 +319,29 @@ canary_del() {
     else in_ns "$NODE" iptables-legacy -t nat -D POSTROUTING -d 192.0.2.99/32 -m comment --comment canary -j RETURN; fi
 }
 
-# run_test NAME: runs test_NAME on a fresh bed in a subshell, always tearing it down.
+# run_test NAME: runs test_NAME on a fresh bed in a subshell, always tearing it down; then reads its
+# results file: it passed only with at least one expectation, none failed, and the test ran to its end.
 passed=0 failed=0 failed_names=()
 run_test() {
     local name=$1 label=$1
     [ "$BACKEND" = iptables ] || label="$1 [$BACKEND]"
+    local results="$TMP_BASE/results-$BACKEND-$name"
+    : > "$results"
     echo "--- $label"
-    if ( set +e; rs_failed_expectations=0; trap bed_down EXIT; bed_up "$(printf '%s' "$name" | cksum | cut -c1-4)"; "test_$name"; exit $((rs_failed_expectations > 0)) ); then
-        passed=$((passed + 1)); echo "--- $label: ok"
+    ( set +e; RS_RESULTS=$results; trap bed_down EXIT
+      bed_up "$(printf '%s' "$name" | cksum | cut -c1-4)"
+      [ $? -eq 0 ] || exit 1
+      "test_$name"
+      echo "end" >> "$RS_RESULTS" )
+    local fails passes why=""
+    fails=$(grep -c '^fail' "$results"); passes=$(grep -c '^pass' "$results")
+    if [ "$fails" -gt 0 ]; then why="$fails failed"; grep -q '^fail setup:' "$results" && why="$why, setup among them"
+    elif ! grep -qx end "$results"; then why="it stopped before its end"
+    elif [ "$passes" -eq 0 ]; then why="it made no expectation"
+    fi
+    if [ -z "$why" ]; then
+        passed=$((passed + 1)); echo "--- $label: ok ($passes expectations)"
     else
-        failed=$((failed + 1)); failed_names+=("$label"); echo "--- $label: FAILED"
+        failed=$((failed + 1)); failed_names+=("$label"); echo "--- $label: FAILED ($why)"
     fi
 }

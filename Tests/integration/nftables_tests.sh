@@ -1,6 +1,7 @@
 # The nftables backend's own behaviour: auto detection, moving a network between backends, GC of
 # randsnat's table, doctor, nft's own reading of the listing. (The backend-neutral tests, the
-# concurrent ADDs and DELs with foreign nft writers among them, run on it too: see run.sh.)
+# concurrent ADDs and DELs with foreign nft writers among them, run on it too: every test does unless
+# it declares itself backend-specific, as the ones here do; see lib.sh.)
 
 # iptables_nft_rules: kube-proxy in iptables-nft mode: its rules in nf_tables' ip nat table.
 iptables_nft_rules() {
@@ -9,6 +10,7 @@ iptables_nft_rules() {
     in_ns "$NODE" iptables-nft -t nat -A KUBE-SERVICES -d 10.96.0.1/32 -p tcp --dport 443 -j DNAT --to-destination 198.19.0.10:8080
 }
 
+backend_specific auto_follows_the_nodes_netfilter iptables "tests backend auto: its configs carry no backend key, as in the iptables pass; it makes the node an nf_tables node and back itself"
 test_auto_follows_the_nodes_netfilter() {
     local conf; conf=$(randsnat_conf "$T-n")
     local out; out=$(randsnat_exec STATUS "$conf" 2>&1)
@@ -41,6 +43,7 @@ test_auto_follows_the_nodes_netfilter() {
     in_ns "$NODE" iptables-legacy -t nat -D POSTROUTING -d 192.0.2.1/32 -j RETURN
 }
 
+backend_specific backend_switch_moves_the_state_without_a_gap nftables "its configs name both backends: one run moves a network from iptables to nftables"
 test_backend_switch_moves_the_state_without_a_gap() {
     local before; before=$(nat_state)
     local old; old=$(conflist "$T-n" '"backend":"iptables"')
@@ -74,6 +77,7 @@ test_backend_switch_moves_the_state_without_a_gap() {
     expect_eq "after the DELs everything is as before" "$(nat_state)" "$before"
 }
 
+backend_specific nft_listing_reads_back_as_written nftables "nft's own reading of the nftables backend's table"
 test_nft_listing_reads_back_as_written() {
     in_ns "$NODE" ip addr add 203.0.113.2/24 dev "${T}e0"
     local list; list=$(conflist "$T-n" '"backend":"nftables","toSource":["203.0.113.2","203.0.113.3-203.0.113.4"],"portRange":"40000-40999","nonMasqueradeCIDRs":["198.19.0.0/16","198.19.1.0/24","2001:db8:19::/48"],"egressInterface":"'"${T}e0"'"')
@@ -91,6 +95,7 @@ test_nft_listing_reads_back_as_written() {
     pod_del "$list" 1 >/dev/null
 }
 
+backend_specific doctor_reads_the_nftables_backend nftables "doctor on the nftables backend; doctor_reports_each_condition is its iptables counterpart"
 test_doctor_reads_the_nftables_backend() {
     doctor() { "$RANDSNAT_BIN" doctor --netns "/var/run/netns/$NODE" --interval 0 --cni-cache "$CNI_CACHE_DIR" "$@"; }
     local list; list=$(conflist "$T-n" '"backend":"nftables","portRange":"40000-40999"')

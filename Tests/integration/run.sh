@@ -1,34 +1,53 @@
 #!/usr/bin/env bash
 # Runs the integration tests as root on the real kernel, in namespaces they make.
-# Usage: Tests/integration/run.sh [TEST_NAME...]
+# Usage: [RANDSNAT_TEST_BACKEND=iptables|nftables] Tests/integration/run.sh [TEST_NAME...]
+# Every test runs on both backends unless it declares itself backend-specific (see lib.sh's header).
 set -u
-if [ "$(id -u)" != 0 ]; then echo "integration tests need root (network namespaces, netfilter)"; echo "0 passed, 0 failed, 1 skipped"; exit 0; fi
+# Not root: nothing can run, and a run in which nothing ran does not pass.
+if [ "$(id -u)" != 0 ]; then echo "integration tests need root (network namespaces, netfilter): run as root"; echo "integration: 0 passed, 1 failed"; exit 1; fi
 source "$(dirname "$0")/lib.sh"
+trap 'rm -rf "$TMP_BASE"' EXIT
 for file in "$HERE"/*_tests.sh; do source "$file"; done
 [ -x "$RANDSNAT_BIN" ] || { echo "no binary at $RANDSNAT_BIN: build it first (swift build -c release --static-swift-stdlib)"; exit 1; }
-# The tests whose assertions hold for both backends; with no names given they run a second time
-# with RANDSNAT_TEST_BACKEND=nftables (the configs then say "backend":"nftables").
-both_backends=(
-    snat_and_bypass_ipv4 snat_ipv6 to_source_and_port_range del_is_idempotent_and_leaves_no_trace
-    check_names_what_is_missing gc_and_status gc_goes_on_past_a_failure versions config_change_makes_a_new_generation del_forgets_the_pods_flows
-    standalone_dual_stack standalone_ipv6_only_and_link_options standalone_del_is_idempotent
-    standalone_failed_add_leaves_nothing standalone_result_has_the_reference_bridge_shape standalone_gc_and_status_reach_the_ipam_plugin
-    standalone_layer2_only standalone_del_of_an_edited_config standalone_dhcp_ipam_finds_the_pods_link_up
-    standalone_refuses_the_node_namespace_as_cni_netns
-    bad_inputs_are_refused_and_change_nothing podman_with_randsnat_alone lock_timeout_is_code_11_and_changes_nothing
-    doctor_sees_port_pressure doctor_sees_insert_failed_rising concurrent_adds_and_dels_with_a_foreign_writer podman_drives_the_chain
-    cni_conf_files_work del_forgets_the_pods_flows_by_dump_and_delete long_network_names_keep_their_pods
-)
-names=("$@")
-if [ ${#names[@]} -gt 0 ]; then
-    for name in "${names[@]}"; do run_test "$name"; done
-else
-    mapfile -t names < <(declare -F | awk '{print $3}' | grep '^test_' | sed 's/^test_//')
-    for name in "${names[@]}"; do run_test "$name"; done
-    BACKEND=nftables
-    for name in "${both_backends[@]}"; do run_test "$name"; done
+
+for name in "${!rs_only_on[@]}"; do
+    declare -F "test_$name" >/dev/null || rs_declaration_errors+=("backend_specific $name: there is no function test_$name")
+done
+if [ ${#rs_declaration_errors[@]} -gt 0 ]; then
+    printf '%s\n' "${rs_declaration_errors[@]}"
+    echo "fix these declarations (lib.sh's header says how to write one); no test was run"
+    echo "integration: 0 passed, ${#rs_declaration_errors[@]} failed"
+    exit 1
 fi
-rm -rf "$TMP_BASE"
+
+case ${RANDSNAT_TEST_BACKEND-} in
+    "") backends=(iptables nftables) ;;
+    iptables|nftables) backends=("$RANDSNAT_TEST_BACKEND") ;;
+    *) echo "RANDSNAT_TEST_BACKEND=$RANDSNAT_TEST_BACKEND: use iptables or nftables (or leave it unset for both)"
+       echo "integration: 0 passed, 1 failed"; exit 1 ;;
+esac
+
+names=("$@")
+given=${#names[@]}
+if [ "$given" -eq 0 ]; then mapfile -t names < <(declare -F | awk '{print $3}' | grep '^test_' | sed 's/^test_//'); fi
+known=()
+for name in "${names[@]}"; do
+    if declare -F "test_$name" >/dev/null; then known+=("$name")
+    else failed=$((failed + 1)); failed_names+=("$name"); echo "--- $name: FAILED (there is no test of that name)"; fi
+done
+
+not_run=()
+for BACKEND in "${backends[@]}"; do
+    for name in ${known[@]+"${known[@]}"}; do
+        if runs_on "$name" "$BACKEND"; then run_test "$name"
+        elif [ "$given" -gt 0 ] && [ -n "${RANDSNAT_TEST_BACKEND-}" ]; then
+            # Asked for by name on a backend it does not run on: it cannot pass there.
+            failed=$((failed + 1)); failed_names+=("$name [$BACKEND]")
+            echo "--- $name [$BACKEND]: FAILED (declared ${rs_only_on[$name]}-only: ${rs_only_reason[$name]})"
+        else not_run+=("$name [$BACKEND]"); fi
+    done
+done
+[ ${#not_run[@]} -eq 0 ] || echo "not run (backend-specific, see their declarations): ${not_run[*]}"
 [ $failed -eq 0 ] || echo "failed: ${failed_names[*]}"
 echo "integration: $passed passed, $failed failed"
 [ $failed -eq 0 ]
