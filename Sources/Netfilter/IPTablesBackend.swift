@@ -253,6 +253,7 @@ public final class IPTablesBackend: NATBackend {
         } else {
             report.notes.append("netfilter: iptables-legacy (\(legacyRules) legacy nat rules besides randsnat's)")
         }
+        report.warnings += NATHookReader(netlink: netlink).earlierSNATWarnings(backend: kind)
         return report
     }
 

@@ -23,6 +23,22 @@ public struct NATHookReader {
         return (EarlierSNAT.find(tables, podSubnets: podSubnets(), backend: kind), unreadable)
     }
 
+    /// The installer's check: the config key `backend` decides which of randsnat's backends.
+    public static func earlierSNAT(_ choice: BackendChoice) -> (found: [EarlierSNAT], unreadable: [String]) {
+        do {
+            return try NATHookReader().earlierSNAT(backend: choice == .auto ? nil : BackendKind(rawValue: choice.rawValue))
+        } catch {
+            return ([], ["netfilter cannot be read to look for SNAT rules before randsnat's: \(error)"])
+        }
+    }
+
+    /// STATUS's lines: one per earlier SNAT rule (STATUS still succeeds: ADD works, its SNAT does not
+    /// take effect for that traffic until the operator changes the setting the line names).
+    func earlierSNATWarnings(backend: BackendKind) -> [String] {
+        let (found, _) = earlierSNAT(backend: backend)
+        return found.map { "warning: \($0.text)" }
+    }
+
     public func tables() -> (tables: [NATHookTable], unreadable: [String]) {
         var tables: [NATHookTable] = []
         var unreadable: [String] = []
