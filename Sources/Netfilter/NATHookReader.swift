@@ -128,7 +128,7 @@ public struct NATHookReader {
             let table = "\(family) \(attributes[type: UInt16(NFTA_RULE_TABLE.rawValue)]?.string ?? "?")"
             guard hooks[table] != nil else { continue }
             let chain = attributes[type: UInt16(NFTA_RULE_CHAIN.rawValue)]?.string ?? "?"
-            var decoder = NFTRuleDecoder(ipv4: family == "ip")
+            var decoder = NFTRuleDecoder(family: ["ip": .ipv4, "ip6": .ipv6][family])
             for element in attributes[type: UInt16(NFTA_RULE_EXPRESSIONS.rawValue)]?.nested ?? [] { decoder.add(element.nested) }
             let comment = NFTablesBackend.userDataString(attributes[type: UInt16(NFTA_RULE_USERDATA.rawValue)]?.payload ?? [], type: 0)
             if !comment.isEmpty {
@@ -154,11 +154,16 @@ struct NFTRuleDecoder {
 
     /// The table is `ip` (an `xt` target's NAT range is then the IPv4 compat layout at revision 0).
     let ipv4: Bool
+    /// The packets' family: the table's (ip, ip6), or in an inet table what `meta nfproto` tested.
+    var family: Family?
     var registers: [UInt32: Loaded] = [:]
     var conditions: [NATHookRule.Condition] = []
     var verdict = NATHookRule.Verdict.none("")
 
-    init(ipv4: Bool) { self.ipv4 = ipv4 }
+    init(family: Family?) {
+        self.family = family
+        ipv4 = family == .ipv4
+    }
 
     mutating func add(_ expression: [NetlinkAttribute]) {
         let name = expression[type: UInt16(NFTA_EXPR_NAME.rawValue)]?.string ?? ""
@@ -215,7 +220,9 @@ struct NFTRuleDecoder {
         case "cmp":
             guard let source = u32(NFTA_CMP_SREG.rawValue) else { return }
             let op = u32(NFTA_CMP_OP.rawValue) ?? 0
-            conditions.append(Self.condition(registers[source], op: op, value: bytes(NFTA_CMP_DATA.rawValue)))
+            let condition = Self.condition(registers[source], op: op, value: bytes(NFTA_CMP_DATA.rawValue), family: family)
+            if case .family(let known) = condition { family = known }
+            conditions.append(condition)
         case "lookup":
             let set = data[type: UInt16(NFTA_LOOKUP_SET.rawValue)]?.string ?? "?"
             conditions.append(.other("\((u32(NFTA_LOOKUP_FLAGS.rawValue) ?? 0) & NFT_LOOKUP_F_INV.rawValue != 0 ? "!= " : "")@\(set)"))
@@ -248,20 +255,27 @@ struct NFTRuleDecoder {
     }
 
     /// The condition a `cmp` makes of what its register holds.
-    static func condition(_ loaded: Loaded?, op: UInt32, value: [UInt8]) -> NATHookRule.Condition {
+    /// - Parameter family: the packets' family when the table (ip, ip6) or an earlier `meta nfproto` says it.
+    static func condition(_ loaded: Loaded?, op: UInt32, value: [UInt8], family: Family?) -> NATHookRule.Condition {
         let inverted = op == NFT_CMP_NEQ.rawValue
         guard op == NFT_CMP_EQ.rawValue || inverted else { return .other("cmp") }
         switch loaded {
         case .payload(let offset, let length, let mask)?:
-            // ip saddr/daddr at 12/16 (4 bytes), ip6 saddr/daddr at 8/24 (16 bytes).
-            let family: Family? = length == 4 ? .ipv4 : (length == 16 ? .ipv6 : nil)
-            guard let family, let address = IPAddress(family: family, bytes: value) else { return .other("@nh,\(offset),\(length)") }
-            let prefix = mask.map { $0.reduce(0) { $0 + $1.nonzeroBitCount } } ?? family.bitCount
+            // ip saddr/daddr at 12/16 (4 bytes), ip6 saddr/daddr at 8/24 (16 bytes); nft loads only the
+            // bytes a prefix needs (`ip saddr 198.18.0.0/16` is 2 bytes at 12), masking the last one
+            // when the prefix is not a whole number of bytes.
+            let family = family ?? (length == 16 ? .ipv6 : (length == 4 ? .ipv4 : nil))
+            let size = family == .ipv4 ? 4 : 16
+            guard let family, length >= 1, Int(length) <= size, value.count == Int(length),
+                  let address = IPAddress(family: family, bytes: value + Array(repeating: 0, count: size - value.count)) else {
+                return .other("@nh,\(offset * 8),\(length * 8)")
+            }
+            let prefix = mask.map { $0.reduce(0) { $0 + $1.nonzeroBitCount } } ?? Int(length) * 8
             let cidr = CIDR(address: address, prefix: prefix)
             switch (family, offset) {
             case (.ipv4, 12), (.ipv6, 8): return .source(cidr, inverted: inverted)
             case (.ipv4, 16), (.ipv6, 24): return .destination(cidr, inverted: inverted)
-            default: return .other("@nh,\(offset),\(length)")
+            default: return .other("@nh,\(offset * 8),\(length * 8)")
             }
         case .meta(let key, let mask)?:
             func host32(_ bytes: [UInt8]?) -> UInt32? {
@@ -278,7 +292,7 @@ struct NFTRuleDecoder {
                 return .mark(value: host32(value) ?? 0, mask: host32(mask) ?? UInt32.max, inverted: inverted)
             case NFT_META_NFPROTO.rawValue where !inverted:
                 return .family(value.first == UInt8(NFPROTO_IPV6) ? .ipv6 : .ipv4)
-            case NFT_META_L4PROTO.rawValue, NFT_META_PROTOCOL.rawValue where value.count == 1:
+            case NFT_META_L4PROTO.rawValue where value.count == 1:
                 return .proto(value[0], inverted: inverted)
             default:
                 return .other("meta \(key)")

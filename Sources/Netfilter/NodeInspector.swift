@@ -232,7 +232,6 @@ extension RuleDecoder {
         let addressLength = v4 ? 4 : 16
         let (srcAt, dstAt, smskAt, dmskAt) = v4 ? (0, 4, 8, 12) : (0, 16, 32, 48)
         let outAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.outiface)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.outiface)!
-        let outMaskAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.outiface_mask)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.outiface_mask)!
         let protoAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.proto)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.proto)!
         let flagsAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.flags)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.flags)!
         let invAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.invflags)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.invflags)!
@@ -245,10 +244,8 @@ extension RuleDecoder {
         if let source = cidr(srcAt, smskAt) { conditions.append(.source(source, inverted: inverse & UInt8(IPT_INV_SRCIP) != 0)) }
         if let destination = cidr(dstAt, dmskAt) { conditions.append(.destination(destination, inverted: inverse & UInt8(IPT_INV_DSTIP) != 0)) }
         let name = String(decoding: bytes[outAt..<(outAt + 16)].prefix { $0 != 0 }, as: UTF8.self)
-        if !name.isEmpty {
-            let exact = bytes[outMaskAt..<(outMaskAt + 16)].prefix { $0 != 0 }.count > name.utf8.count
-            conditions.append(.outInterface(exact ? name : name + "+", inverted: inverse & UInt8(IPT_INV_VIA_OUT) != 0))
-        }
+        // iptables keeps a wildcard's "+" in the name (the mask stops before it): the name reads as written.
+        if !name.isEmpty { conditions.append(.outInterface(name, inverted: inverse & UInt8(IPT_INV_VIA_OUT) != 0)) }
         let proto = UInt16(bytes[protoAt]) | UInt16(bytes[protoAt + 1]) << 8
         if proto != 0 { conditions.append(.proto(UInt8(truncatingIfNeeded: proto), inverted: inverse & UInt8(IPT_INV_PROTO) != 0)) }
         let offsets = RuleEncoder.offsetsOffset(family)

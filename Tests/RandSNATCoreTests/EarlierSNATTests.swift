@@ -126,7 +126,7 @@ struct EarlierSNATTests {
         let generic = try #require(EarlierSNAT.find([Self.nft("ip other", priority: 0, [Rule([.source(Self.cidr("198.18.0.0/16"), inverted: false)],
             .snat(.init(name: "MASQUERADE", randomFully: true)))])], podSubnets: Self.pods, backend: .nftables).first)
         #expect(generic.rules == ["ip saddr 198.18.0.0/16 masquerade fully-random"])
-        #expect(generic.text.hasPrefix("nftables ip other: `ip saddr 198.18.0.0/16 masquerade fully-random` SNATs pod traffic before randsnat's rule"))
+        #expect(generic.text.hasPrefix("nftables ip other chain post: `ip saddr 198.18.0.0/16 masquerade fully-random` SNATs pod traffic before randsnat's rule"))
         #expect(generic.text.contains("remove that rule or make it skip the pod subnets"))
     }
 }

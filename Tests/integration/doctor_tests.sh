@@ -92,8 +92,14 @@ plant_aws_snat() {
     if [ "$BACKEND" = nftables ]; then
         in_ns "$NODE" nft -f - <<'NFT'
 table ip aws {
-    chain POSTROUTING { type nat hook postrouting priority 99; policy accept; jump AWS-SNAT-CHAIN-0 }
-    chain AWS-SNAT-CHAIN-0 { ip daddr 198.19.0.0/16 return; oifname != "vlan*" masquerade fully-random }
+    chain AWS-SNAT-CHAIN-0 {
+        ip daddr 198.19.0.0/16 return
+        oifname != "vlan*" masquerade fully-random
+    }
+    chain POSTROUTING {
+        type nat hook postrouting priority 99; policy accept;
+        jump AWS-SNAT-CHAIN-0
+    }
 }
 NFT
     else
@@ -114,7 +120,7 @@ remove_aws_snat() {
 }
 # The AWS SNAT rule as the operator reads it back (iptables-legacy-save, or nft list).
 aws_snat_text() {
-    if [ "$BACKEND" = nftables ]; then echo 'oifname != "vlan*" masquerade fully-random'
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft list chain ip aws AWS-SNAT-CHAIN-0 | grep masquerade | sed 's/^[[:space:]]*//'
     else in_ns "$NODE" iptables-legacy-save -t nat | grep -- '--comment "AWS, SNAT"'; fi
 }
 

@@ -48,7 +48,8 @@ public struct EarlierSNAT: Equatable, Sendable {
         let what = certain ? "SNATs pod traffic before randsnat's rule, so randsnat's rule never matches it"
                            : "may SNAT some pod traffic before randsnat's rule (under conditions randsnat does not read)"
         let remedy = primary?.remedy ?? "remove that rule or make it skip the pod subnets (e.g. `! -s POD_SUBNET`), so that randsnat's rule takes the pods' traffic"
-        return "\(source) \(table): `\(rules.last ?? "")`\(path) \(what)\(primary.map { "; it is \($0.name)'s" } ?? ""): \(remedy)"
+        let place = source == "nftables" ? "\(source) \(table) chain \(chain)" : "\(source) \(table)"  // an iptables line names its chain
+        return "\(place): `\(rules.last ?? "")`\(path) \(what)\(primary.map { "; it belongs to \($0.name)" } ?? ""): \(remedy)"
     }
 
     enum Reach: Int, Comparable {
