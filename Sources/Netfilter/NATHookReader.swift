@@ -136,8 +136,11 @@ public struct NATHookReader {
             }
             chains[table, default: [:]][chain, default: []].append(NATHookRule(decoder.conditions, decoder.verdict))
         }
+        // iptables-nft's tables (`ip nat`, `ip6 nat`, as `natRuleCount` counts them) are read back as
+        // iptables-nft-save writes them; every other table in nft's syntax.
         return hooks.keys.sorted().map { table in
-            NATHookTable(source: "nftables", table: table, syntax: .nft, hooks: hooks[table]!, chains: chains[table] ?? [:],
+            NATHookTable(source: "nftables", table: table, syntax: table == "ip nat" || table == "ip6 nat" ? .iptables : .nft,
+                         hooks: hooks[table]!, chains: chains[table] ?? [:],
                          isRandsnat: table == "inet \(NFTFamilyPlan.table)")
         }
     }

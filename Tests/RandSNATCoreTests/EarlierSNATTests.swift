@@ -130,3 +130,17 @@ struct EarlierSNATTests {
         #expect(generic.text.contains("remove that rule or make it skip the pod subnets"))
     }
 }
+
+extension EarlierSNATTests {
+    /// iptables-nft's table, decoded from nf_tables, reads back as iptables-nft-save writes it.
+    @Test func iptablesNFTRulesReadAsIptablesSaveLines() throws {
+        let table = NATHookTable(source: "nftables", table: "ip nat", syntax: .iptables, hooks: [.init(chain: "POSTROUTING", priority: 100)], chains: [
+            "POSTROUTING": [Rule([.comment("AWS SNAT CHAIN")], .jump("AWS-SNAT-CHAIN-0"))],
+            "AWS-SNAT-CHAIN-0": [Rule([.outInterface("vlan*", inverted: true), .comment("AWS, SNAT"), .addressType(source: false, types: 1 << 2, inverted: true)],
+                                      .snat(.init(name: "SNAT", toSource: "10.0.1.23", randomFully: true)))],
+        ])
+        let found = try #require(EarlierSNAT.find([table], podSubnets: [], backend: .iptables).first)
+        #expect(found.rules.last == "-A AWS-SNAT-CHAIN-0 ! -o vlan+ -m comment --comment \"AWS, SNAT\" -m addrtype ! --dst-type LOCAL -j SNAT --to-source 10.0.1.23 --random-fully")
+        #expect(found.text.hasPrefix("nftables ip nat: `-A AWS-SNAT-CHAIN-0"))
+    }
+}

@@ -147,6 +147,16 @@ test_doctor_and_status_see_an_earlier_snat() {
     expect_contains "STATUS warns on stderr with the setting" "$out" "warning: "
     expect_contains "STATUS's warning names the remedy" "$out" "AWS_VPC_K8S_CNI_EXTERNALSNAT=true"
     remove_aws_snat
+    # The same chain written by iptables-nft: nf_tables' `ip nat` runs at srcnat too, beside either backend.
+    in_ns "$NODE" iptables-nft -t nat -N AWS-SNAT-CHAIN-0
+    in_ns "$NODE" iptables-nft -t nat -A AWS-SNAT-CHAIN-0 ! -o vlan+ -m comment --comment "AWS, SNAT" -m addrtype ! --dst-type LOCAL \
+        -j SNAT --to-source 203.0.113.1 --random-fully
+    in_ns "$NODE" iptables-nft -t nat -I POSTROUTING -m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-0
+    rule=$(in_ns "$NODE" iptables-nft-save -t nat | grep -- '--comment "AWS, SNAT"')
+    expect "iptables-nft's rule reads back" test -n "$rule"
+    out=$(doctor); expect_eq "iptables-nft's AWS chain is a problem too" "$?" "2"
+    expect_contains "named as iptables-nft-save writes it, with the setting" "$out" "\`$rule\` (reached by \`-A POSTROUTING -m comment --comment \"AWS SNAT CHAIN\" -j AWS-SNAT-CHAIN-0\`) SNATs pod traffic before randsnat's rule, so randsnat's rule never matches it; it belongs to the AWS VPC CNI (aws-node): set AWS_VPC_K8S_CNI_EXTERNALSNAT=true"
+    in_ns "$NODE" nft delete table ip nat
     # Any other SNAT of the pods' subnet before randsnat's: the generic message.
     if [ "$BACKEND" = nftables ]; then
         in_ns "$NODE" nft add table ip early

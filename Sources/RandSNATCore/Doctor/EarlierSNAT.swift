@@ -48,7 +48,7 @@ public struct EarlierSNAT: Equatable, Sendable {
         let what = certain ? "SNATs pod traffic before randsnat's rule, so randsnat's rule never matches it"
                            : "may SNAT some pod traffic before randsnat's rule (under conditions randsnat does not read)"
         let remedy = primary?.remedy ?? "remove that rule or make it skip the pod subnets (e.g. `! -s POD_SUBNET`), so that randsnat's rule takes the pods' traffic"
-        let place = source == "nftables" ? "\(source) \(table) chain \(chain)" : "\(source) \(table)"  // an iptables line names its chain
+        let place = rules.last?.hasPrefix("-A ") == true ? "\(source) \(table)" : "\(source) \(table) chain \(chain)"  // an iptables line names its chain
         return "\(place): `\(rules.last ?? "")`\(path) \(what)\(primary.map { "; it belongs to \($0.name)" } ?? ""): \(remedy)"
     }
 

@@ -119,7 +119,8 @@ public struct NATHookRule: Equatable, Sendable {
             switch condition {
             case .source(let cidr, let inverted): not(inverted); words += ["-s", "\(cidr)"]
             case .destination(let cidr, let inverted): not(inverted); words += ["-d", "\(cidr)"]
-            case .outInterface(let name, let inverted): not(inverted); words += ["-o", name]
+            case .outInterface(let name, let inverted):  // nft's wildcard `vlan*` is iptables' `vlan+`
+                not(inverted); words += ["-o", name.hasSuffix("*") ? name.dropLast() + "+" : name]
             case .proto(let number, let inverted): not(inverted); words += ["-p", Self.protocolNames[number] ?? "\(number)"]
             case .mark(let value, let mask, let inverted):
                 words += ["-m", "mark"]; not(inverted); words += ["--mark", "0x\(String(value, radix: 16))/0x\(String(mask, radix: 16))"]
