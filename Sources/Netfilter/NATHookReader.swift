@@ -34,17 +34,19 @@ public struct NATHookReader {
 
     /// STATUS's lines: one per earlier SNAT rule (STATUS still succeeds: ADD works, its SNAT does not
     /// take effect for that traffic until the operator changes the setting the line names).
-    func earlierSNATWarnings(backend: BackendKind) -> [String] {
-        let (found, _) = earlierSNAT(backend: backend)
-        return found.map { "warning: \($0.text)" }
+    /// - Parameter legacy: the legacy nat tables when the caller has read them already.
+    func earlierSNATWarnings(backend: BackendKind, legacy: [IPTCTable]? = nil) -> [String] {
+        let (tables, _) = tables(legacy: legacy)
+        return EarlierSNAT.find(tables, podSubnets: podSubnets(), backend: backend).map { "warning: \($0.text)" }
     }
 
-    public func tables() -> (tables: [NATHookTable], unreadable: [String]) {
+    /// - Parameter legacy: the legacy nat tables when the caller has read them already (STATUS).
+    func tables(legacy read: [IPTCTable]? = nil) -> (tables: [NATHookTable], unreadable: [String]) {
         var tables: [NATHookTable] = []
         var unreadable: [String] = []
         for family in Family.allCases {
             do {
-                tables.append(legacy(try IPTCTable(family: family)))
+                tables.append(legacy(try read?.first { $0.family == family } ?? IPTCTable(family: family)))
             } catch {
                 unreadable.append("the \(family == .ipv4 ? "iptables" : "ip6tables")-legacy nat table cannot be read to look for SNAT rules before randsnat's: \(error)")
             }
