@@ -49,7 +49,7 @@ public struct NodeInspector {
         facts.networks = networks(jumpComments)
         let (earlier, unreadable) = earlierSNAT(facts.networks)
         facts.earlierSNAT = earlier
-        facts.unreadable += unreadable.filter { !facts.unreadable.contains($0) }
+        facts.unreadable += unreadable.filter { $0.hasPrefix("nf_tables") }  // the legacy tables' are reported above
         facts.rules = facts.rules.map { rule in
             let shadows = earlier.contains { $0.source == rule.source && "\($0.table) \($0.chain)" == rule.chain && $0.position == rule.position }
             return NodeFacts.SNATRule(source: rule.source, chain: rule.chain, position: rule.position, target: rule.target, randomFully: rule.randomFully,
@@ -216,97 +216,5 @@ enum HostFile {
             bytes += chunk[0..<count]
         }
         return String(decoding: bytes, as: UTF8.self)
-    }
-}
-
-/// Reads a legacy rule (and the matches and targets iptables-nft keeps in xt form) as the shadowing
-/// check's `NATHookRule`. Layouts: ipt_entry/ip6t_entry (linux/netfilter_ipv{4,6}/ip{,6}_tables.h),
-/// xt_mark_mtinfo1 (u32 mark, u32 mask, u8 invert), xt_addrtype_info_v1 (u16 source, u16 dest,
-/// u32 flags: 1 invert source, 2 invert dest), xt_addrtype_info (u16, u16, u32 invert_source,
-/// u32 invert_dest), nf_nat_ipv4_multi_range_compat and nf_nat_range(2).
-extension RuleDecoder {
-    static func hookRule(_ rule: IPTCTable.Rule, family: Family, isChain: (String) -> Bool) -> NATHookRule {
-        let bytes = rule.bytes
-        var conditions: [NATHookRule.Condition] = []
-        let v4 = family == .ipv4
-        let addressLength = v4 ? 4 : 16
-        let (srcAt, dstAt, smskAt, dmskAt) = v4 ? (0, 4, 8, 12) : (0, 16, 32, 48)
-        let outAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.outiface)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.outiface)!
-        let protoAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.proto)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.proto)!
-        let flagsAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.flags)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.flags)!
-        let invAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.invflags)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.invflags)!
-        let inverse = bytes[invAt]
-        func cidr(_ at: Int, _ maskAt: Int) -> CIDR? {
-            let prefix = bytes[maskAt..<(maskAt + addressLength)].reduce(0) { $0 + $1.nonzeroBitCount }
-            guard prefix > 0, let address = IPAddress(family: family, bytes: Array(bytes[at..<(at + addressLength)])) else { return nil }
-            return CIDR(address: address, prefix: prefix)
-        }
-        if let source = cidr(srcAt, smskAt) { conditions.append(.source(source, inverted: inverse & UInt8(IPT_INV_SRCIP) != 0)) }
-        if let destination = cidr(dstAt, dmskAt) { conditions.append(.destination(destination, inverted: inverse & UInt8(IPT_INV_DSTIP) != 0)) }
-        let name = String(decoding: bytes[outAt..<(outAt + 16)].prefix { $0 != 0 }, as: UTF8.self)
-        // iptables keeps a wildcard's "+" in the name (the mask stops before it): the name reads as written.
-        if !name.isEmpty { conditions.append(.outInterface(name, inverted: inverse & UInt8(IPT_INV_VIA_OUT) != 0)) }
-        let proto = UInt16(bytes[protoAt]) | UInt16(bytes[protoAt + 1]) << 8
-        if proto != 0 { conditions.append(.proto(UInt8(truncatingIfNeeded: proto), inverted: inverse & UInt8(IPT_INV_PROTO) != 0)) }
-        let offsets = RuleEncoder.offsetsOffset(family)
-        let targetOffset = Int(UInt16(bytes[offsets]) | UInt16(bytes[offsets + 1]) << 8)
-        var offset = RuleEncoder.headerSize(family)
-        while offset + RuleEncoder.extensionHeaderSize <= targetOffset {
-            let size = Int(UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8)
-            guard size >= RuleEncoder.extensionHeaderSize, offset + size <= targetOffset else { break }
-            let match = String(decoding: bytes[(offset + 2)..<(offset + 31)].prefix { $0 != 0 }, as: UTF8.self)
-            conditions += Self.conditions(match: match, revision: bytes[offset + 31],
-                                          payload: Array(bytes[(offset + RuleEncoder.extensionHeaderSize)..<(offset + size)]))
-            offset += size
-        }
-        let target = rule.targetName
-        let goto = bytes[flagsAt] & UInt8(v4 ? IPT_F_GOTO : IP6T_F_GOTO) != 0
-        let verdict: NATHookRule.Verdict
-        switch target {
-        case "MASQUERADE", "SNAT":
-            let revision = bytes[targetOffset + RuleEncoder.extensionHeaderSize - 1]
-            verdict = .snat(natTarget(name: target, payload: Array(bytes[(targetOffset + RuleEncoder.extensionHeaderSize)...]),
-                                      compat: v4 && revision == 0, family: family))
-        case "ACCEPT", "DROP", "RETURN": verdict = .stop(target)
-        case _ where isChain(target): verdict = goto ? .goto(target) : .jump(target)
-        default: verdict = .none(target)
-        }
-        return NATHookRule(conditions, verdict)
-    }
-
-    /// The conditions of an xt match, read from its data.
-    static func conditions(match: String, revision: UInt8, payload: [UInt8]) -> [NATHookRule.Condition] {
-        func u16(_ at: Int) -> UInt16 { payload.count >= at + 2 ? UInt16(payload[at]) | UInt16(payload[at + 1]) << 8 : 0 }
-        func u32(_ at: Int) -> UInt32 { payload.count >= at + 4 ? (0..<4).reduce(UInt32(0)) { $0 | UInt32(payload[at + $1]) << UInt32($1 * 8) } : 0 }
-        switch (match, revision) {
-        case ("comment", _):
-            return [.comment(String(decoding: payload.prefix { $0 != 0 }, as: UTF8.self))]
-        case ("mark", 1) where payload.count >= 9:
-            return [.mark(value: u32(0), mask: u32(4), inverted: payload[8] != 0)]
-        case ("addrtype", 0), ("addrtype", 1):
-            let (source, destination) = (u16(0), u16(2))
-            let (invertSource, invertDestination) = revision == 1 ? (u32(4) & 1 != 0, u32(4) & 2 != 0) : (u32(4) != 0, u32(8) != 0)
-            var found: [NATHookRule.Condition] = []
-            if source != 0 { found.append(.addressType(source: true, types: source, inverted: invertSource)) }
-            if destination != 0 { found.append(.addressType(source: false, types: destination, inverted: invertDestination)) }
-            return found
-        default:
-            return [.other("-m \(match)")]
-        }
-    }
-
-    /// A MASQUERADE/SNAT target's range: addresses (SNAT), ports and --random-fully.
-    static func natTarget(name: String, payload: [UInt8], compat: Bool, family: Family) -> NATHookRule.NATTarget {
-        let (flags, ports) = natRange(payload: payload, compat: compat)
-        var toSource: String?
-        if name == "SNAT", flags & UInt32(NF_NAT_RANGE_MAP_IPS) != 0 {
-            let (minAt, maxAt, length) = compat ? (8, 12, 4) : (4, 20, family == .ipv4 ? 4 : 16)
-            if payload.count >= maxAt + length, let low = IPAddress(family: family, bytes: Array(payload[minAt..<(minAt + length)])),
-               let high = IPAddress(family: family, bytes: Array(payload[maxAt..<(maxAt + length)])) {
-                toSource = low == high ? "\(low)" : "\(low)-\(high)"
-            }
-        }
-        return NATHookRule.NATTarget(name: name, toSource: toSource, ports: ports,
-                                     randomFully: flags & UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY) != 0)
     }
 }
