@@ -91,6 +91,10 @@ struct EarlierSNATTests {
                 "cali-POSTROUTING": [Rule([], .jump("cali-nat-outgoing"))],
                 "cali-nat-outgoing": [Rule([.other("-m set --match-set cali40masq-ipam-pools src")], .snat(.init(name: "MASQUERADE", randomFully: true)))]])],
              pods: pods, backend: .iptables, expected: ["cali-nat-outgoing#1 certain calico"]),
+        Case(name: "Cilium's iptables masquerade", tables: [legacy([Rule([.comment("cilium-feeder: CILIUM_POST_nat")], .jump("CILIUM_POST_nat"))],
+                chains: ["CILIUM_POST_nat": [Rule([.source(cidr("198.18.0.0/16"), inverted: false), .destination(cidr("198.18.0.0/16"), inverted: true),
+                                                   .outInterface("cilium_+", inverted: true)], masquerade)]])],
+             pods: pods, backend: .iptables, expected: ["CILIUM_POST_nat#1 certain cilium"]),
         Case(name: "the reference ipMasq: a per-pod jump with its owner comment",
              tables: [legacy([Rule([.source(cidr("198.18.0.5/32"), inverted: false), .comment("name: \"pods\" id: \"c1\"")], .jump("CNI-0123abcd")),
                               randsnatJump], chains: ["CNI-0123abcd": [

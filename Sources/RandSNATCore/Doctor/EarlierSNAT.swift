@@ -154,6 +154,7 @@ public enum KnownPrimary: String, CaseIterable, Sendable {
     case referenceIPMasq = "ipmasq"
     case flannel
     case calico
+    case cilium
 
     public var name: String {
         switch self {
@@ -161,6 +162,7 @@ public enum KnownPrimary: String, CaseIterable, Sendable {
         case .referenceIPMasq: "the bridge/ptp plugin's ipMasq"
         case .flannel: "flannel"
         case .calico: "Calico's natOutgoing"
+        case .cilium: "Cilium's masquerade"
         }
     }
 
@@ -175,6 +177,8 @@ public enum KnownPrimary: String, CaseIterable, Sendable {
             "run flanneld with --ip-masq=false and set \"ipMasq\": false in the delegate of flannel's CNI config"
         case .calico:
             "set natOutgoing: false on the IP pool (calicoctl patch ippool POOL --patch '{\"spec\":{\"natOutgoing\":false}}')"
+        case .cilium:
+            "set enableIPv4Masquerade (and enableIPv6Masquerade) to false in Cilium's config (helm: --set enableIPv4Masquerade=false)"
         }
     }
 
@@ -184,6 +188,7 @@ public enum KnownPrimary: String, CaseIterable, Sendable {
         if chains.contains(where: { $0.hasPrefix("AWS-SNAT-CHAIN") }) { return .awsVPCCNI }
         if chains.contains("FLANNEL-POSTRTG") || tableName.hasPrefix("flannel") { return .flannel }
         if chains.contains(where: { $0.hasPrefix("cali-") || $0.hasPrefix("nat-cali-") }) || tableName == "calico" { return .calico }
+        if chains.contains(where: { $0.hasPrefix("CILIUM_POST") }) { return .cilium }
         // The reference ipmasq: a jump to CNI-<hash> commented `name: "NET" id: "CONTAINER"`, or
         // its nftables table (portmap's CNI-HOSTPORT-* chains are another thing).
         if tableName == "cni_plugins_masquerade" { return .referenceIPMasq }
