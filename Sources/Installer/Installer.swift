@@ -14,6 +14,7 @@ public struct Installer {
         public var check = false
         public var uninstallOnExit = false
         public var fixMasquerade = false
+        public var allowEarlierSNAT = false
 
         public init() {}
     }
@@ -25,12 +26,15 @@ public struct Installer {
     }
 
     public static let usage = """
-        usage: randsnat install [--host-root DIR] [--config FILE] [--turn-off-primary-masquerade]
+        usage: randsnat install [--host-root DIR] [--config FILE] [--turn-off-primary-masquerade] [--allow-earlier-snat]
                                 [--watch [--uninstall-on-exit]] | --uninstall | --check
           --host-root DIR   the node's root as mounted in the container (default /)
           --config FILE     a JSON object of randsnat's keys for its chain entry (e.g. nonMasqueradeCIDRs)
           --turn-off-primary-masquerade
                             set the primary's own ipMasq to false instead of refusing to chain
+          --allow-earlier-snat
+                            chain randsnat even though a SNAT rule runs before randsnat's and takes the
+                            pods' traffic (such as the AWS VPC CNI's without AWS_VPC_K8S_CNI_EXTERNALSNAT=true)
           --watch           stay running and chain again whenever the primary CNI rewrites its config
           --uninstall-on-exit
                             with --watch: uninstall on SIGTERM/SIGINT
@@ -56,6 +60,7 @@ public struct Installer {
             case "--check": options.check = true
             case "--uninstall-on-exit": options.uninstallOnExit = true
             case "--turn-off-primary-masquerade": options.fixMasquerade = true
+            case "--allow-earlier-snat": options.allowEarlierSNAT = true
             default: return nil
             }
             index += 1
@@ -68,11 +73,16 @@ public struct Installer {
     let options: Options
     let files: HostFiles
     let log: (String) -> Void
+    /// The shadowing check on the node (`EarlierSNAT`) for the backend the settings choose, with what
+    /// could not be read; nil: no check.
+    let earlierSNAT: ((BackendChoice) -> (found: [EarlierSNAT], unreadable: [String]))?
 
-    public init(options: Options, files: HostFiles, log: @escaping (String) -> Void) {
+    public init(options: Options, files: HostFiles, log: @escaping (String) -> Void,
+                earlierSNAT: ((BackendChoice) -> (found: [EarlierSNAT], unreadable: [String]))? = nil) {
         self.options = options
         self.files = files
         self.log = log
+        self.earlierSNAT = earlierSNAT
     }
 
     var root: String { options.hostRoot.hasSuffix("/") ? String(options.hostRoot.dropLast()) : options.hostRoot }
@@ -128,6 +138,7 @@ public struct Installer {
             return .done
         }
         for warning in plan.warnings { log("randsnat install: \(warning)") }
+        try checkEarlierSNAT(settings)
         let backup = configDirectory + "/" + plan.backupName
         if try files.read(backup) != plan.original.bytes {
             try files.write(plan.original.bytes, to: backup, mode: 0o600)
@@ -137,6 +148,21 @@ public struct Installer {
         }
         for name in plan.remove { try files.remove(configDirectory + "/" + name) }
         return .done
+    }
+
+    /// Refuses to chain while a SNAT rule runs before randsnat's and takes the pods' traffic (randsnat's
+    /// rule would never match it), unless `--allow-earlier-snat`; rules that may take some of it are
+    /// warnings.
+    func checkEarlierSNAT(_ settings: [String: JSONValue]) throws {
+        guard let earlierSNAT else { return }
+        let (found, unreadable) = earlierSNAT(settings["backend"]?.stringValue.flatMap(BackendChoice.init) ?? .auto)
+        for line in unreadable {
+            log("randsnat install: warning: \(line) (reading the nat tables needs CAP_NET_ADMIN and CAP_NET_RAW in the node's network namespace)")
+        }
+        for shadow in found where !shadow.certain || options.allowEarlierSNAT { log("randsnat install: warning: \(shadow.text)") }
+        if let first = found.first(where: \.certain), !options.allowEarlierSNAT {
+            throw Refusal(description: "\(first.text); the network config was not changed (or run with --allow-earlier-snat to chain randsnat anyway)")
+        }
     }
 
     /// Puts the node's config back to its original bytes and removes the binary.

@@ -230,9 +230,12 @@ public final class IPTablesBackend: NATBackend {
             report.problems.append("ipset is unusable: \(error)")
         }
         var legacyRules = 0
+        var tables: [IPTCTable] = []
         for family in Family.allCases {
             do {
-                legacyRules += Self.foreignRuleCount(try IPTCTable(family: family))
+                let table = try IPTCTable(family: family)
+                legacyRules += Self.foreignRuleCount(table)
+                tables.append(table)
             } catch {
                 report.problems.append("\(error)")
             }
@@ -254,6 +257,7 @@ public final class IPTablesBackend: NATBackend {
         } else {
             report.notes.append("netfilter: iptables-legacy (\(legacyRules) legacy nat rules besides randsnat's)")
         }
+        report.warnings += NATHookReader(netlink: netlink).earlierSNATWarnings(backend: kind, legacy: tables)
         return report
     }
 

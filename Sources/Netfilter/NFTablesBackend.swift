@@ -353,6 +353,7 @@ public final class NFTablesBackend: NATBackend {
         }
         let nodeRules = (try? NFTables(socket: netlink).natRuleCount()) ?? 0
         report.notes.append("netfilter: nf_tables (\(nodeRules) nat rules of iptables-nft or kube-proxy), randsnat in table inet \(table)")
+        report.warnings += NATHookReader(netlink: netlink).earlierSNATWarnings(backend: kind)
         return report
     }
 

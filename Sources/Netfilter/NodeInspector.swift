@@ -47,32 +47,51 @@ public struct NodeInspector {
         facts.rules += nftRules
         facts.portUse = portUse()
         facts.networks = networks(jumpComments)
+        let (earlier, unreadable) = earlierSNAT(facts.networks)
+        facts.earlierSNAT = earlier
+        facts.unreadable += unreadable.filter { $0.hasPrefix("nf_tables") }  // the legacy tables' are reported above
+        facts.rules = facts.rules.map { rule in
+            let shadows = earlier.contains { $0.source == rule.source && "\($0.table) \($0.chain)" == rule.chain && $0.position == rule.position }
+            return NodeFacts.SNATRule(source: rule.source, chain: rule.chain, position: rule.position, target: rule.target, randomFully: rule.randomFully,
+                                      ports: rule.ports, isRandsnat: rule.isRandsnat, shadowsRandsnat: shadows)
+        }
         return facts
     }
 
-    /// SNAT/MASQUERADE rules of one legacy nat table; marks those that run before randsnat's jump.
+    /// SNAT/MASQUERADE rules of one legacy nat table, and the comments of randsnat's jumps.
     func legacyRules(_ table: IPTCTable, comments: inout [String: String]) -> [NodeFacts.SNATRule] {
         let source = table.family == .ipv4 ? "iptables-legacy" : "ip6tables-legacy"
-        var shadowingChains: Set<String> = []
-        let postrouting = table.rules(in: "POSTROUTING")
-        if let first = postrouting.firstIndex(where: { $0.targetName.hasPrefix(NetworkID.prefix) }) {
-            for rule in postrouting[..<first] where table.chainExists(rule.targetName) { shadowingChains.insert(rule.targetName) }
-            for rule in postrouting where rule.targetName.hasPrefix(NetworkID.prefix) {
-                comments[rule.targetName] = RuleDecoder.comment(rule.bytes, family: table.family)
-            }
+        for rule in table.rules(in: "POSTROUTING") where rule.targetName.hasPrefix(NetworkID.prefix) {
+            comments[rule.targetName] = RuleDecoder.comment(rule.bytes, family: table.family)
         }
-        let firstJump = postrouting.firstIndex { $0.targetName.hasPrefix(NetworkID.prefix) }
         var found: [NodeFacts.SNATRule] = []
         for chain in table.chains {
             for (index, rule) in table.rules(in: chain).enumerated() where rule.targetName == "MASQUERADE" || rule.targetName == "SNAT" {
                 let (flags, ports) = RuleDecoder.natRange(rule.bytes, family: table.family)
-                let early = chain == "POSTROUTING" ? (firstJump.map { index < $0 } ?? false) : shadowingChains.contains(chain)
                 found.append(NodeFacts.SNATRule(source: source, chain: "nat \(chain)", position: index + 1, target: rule.targetName,
                                                 randomFully: flags & UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY) != 0, ports: ports,
-                                                isRandsnat: chain.hasPrefix(NetworkID.prefix), shadowsRandsnat: early))
+                                                isRandsnat: chain.hasPrefix(NetworkID.prefix), shadowsRandsnat: false))
             }
         }
         return found
+    }
+
+    /// The shadowing check, for each backend randsnat's networks use (or, with none yet, the one
+    /// `auto` would pick).
+    func earlierSNAT(_ networks: [NodeFacts.Network]) -> (found: [EarlierSNAT], unreadable: [String]) {
+        let reader = NATHookReader(netlink: netlink)
+        let (tables, unreadable) = reader.tables()
+        let subnets = reader.podSubnets()
+        var backends = BackendKind.allCases.filter { kind in networks.contains { $0.backend == kind } }
+        if backends.isEmpty { backends = [NodeNetfilter.detect(netlink)] }
+        var found: [EarlierSNAT] = []
+        for backend in backends {
+            for shadow in EarlierSNAT.find(tables, podSubnets: subnets, backend: backend)
+            where !found.contains(where: { ($0.source, $0.table, $0.chain, $0.position) == (shadow.source, shadow.table, shadow.chain, shadow.position) }) {
+                found.append(shadow)
+            }
+        }
+        return (found, unreadable)
     }
 
     /// SNATed conntrack entries grouped by destination and SNAT address, busiest first.

@@ -14,7 +14,8 @@ if arguments.first == "install" {
         exit(Installer.Status.usage.rawValue)
     }
     let files = HostFiles(faultBeforeRename: environment["RANDSNAT_INSTALL_FAULT"] == "before-rename")
-    exit(Installer(options: options, files: files, log: { ProcessEnvironment.write("\($0)\n", to: 2) }).run().rawValue)
+    exit(Installer(options: options, files: files, log: { ProcessEnvironment.write("\($0)\n", to: 2) },
+                   earlierSNAT: NATHookReader.earlierSNAT).run().rawValue)
 }
 if arguments.first == "doctor" {
     exit(Doctor.run(Array(arguments.dropFirst())))

@@ -27,8 +27,27 @@ struct DiagnosisTests {
         #expect(Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0).severity == .healthy)
         facts.rules.append(Self.rule(randomFully: false, shadows: false))
         #expect(Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0).severity == .warning)
-        facts.rules.append(Self.rule(randomFully: false, shadows: true))
+        facts.rules = [Self.rule(randomFully: true, shadows: false, randsnat: true)]
+        facts.earlierSNAT = [Self.shadow(certain: false)]
+        #expect(Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0).severity == .warning)
+        facts.earlierSNAT = [Self.shadow(certain: true)]
         #expect(Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0).severity == .problem)
+    }
+
+    static func shadow(certain: Bool, primary: KnownPrimary? = nil) -> EarlierSNAT {
+        EarlierSNAT(source: "iptables-legacy", table: "nat", chain: "AWS-SNAT-CHAIN-0", position: 2,
+                    rules: ["-A POSTROUTING -j AWS-SNAT-CHAIN-0", "-A AWS-SNAT-CHAIN-0 -j SNAT --to-source 198.19.0.1"], certain: certain, primary: primary)
+    }
+
+    @Test func earlierSNATIsInEveryOutput() {
+        var facts = NodeFacts()
+        facts.earlierSNAT = [Self.shadow(certain: true, primary: .awsVPCCNI)]
+        let diagnosis = Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0)
+        #expect(diagnosis.human().contains("takes pod traffic: iptables-legacy nat AWS-SNAT-CHAIN-0 #2: `-A AWS-SNAT-CHAIN-0 -j SNAT --to-source 198.19.0.1` [aws-vpc-cni]"))
+        #expect(diagnosis.findings.contains { $0.severity == .problem && $0.text.contains("AWS_VPC_K8S_CNI_EXTERNALSNAT=true") })
+        #expect(diagnosis.json()["earlierSNAT"]?.arrayValue?.first?["primary"]?.stringValue == "aws-vpc-cni")
+        #expect(diagnosis.prometheus().contains("randsnat_earlier_snat_rules{primary=\"aws-vpc-cni\",certain=\"true\"} 1"))
+        #expect(diagnosis.prometheus().contains("randsnat_snat_rules_shadowing 1"))
     }
 
     @Test func insertFailedDuringTheIntervalIsAProblem() {

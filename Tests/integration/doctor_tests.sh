@@ -28,14 +28,15 @@ test_doctor_reports_each_condition() {
     # ... and one before randsnat's jump: it takes pod traffic first.
     in_ns "$NODE" iptables-legacy -t nat -I POSTROUTING 1 -o "${T}e0" -j MASQUERADE
     out=$(doctor); expect_eq "a rule that shadows randsnat's is a problem (exit 2)" "$?" "2"
-    expect_contains "it says so" "$out" "MASQUERADE without --random-fully, and it runs before randsnat's rule"
+    expect_contains "it says so" "$out" "\`-A POSTROUTING -o ${T}e0 -j MASQUERADE\` SNATs pod traffic before randsnat's rule"
     in_ns "$NODE" iptables-legacy -t nat -D POSTROUTING 1
     # A kube-proxy-like chain jumped to before randsnat: its MASQUERADE may take pod traffic first.
     in_ns "$NODE" iptables-legacy -t nat -N KUBE-POSTROUTING
     in_ns "$NODE" iptables-legacy -t nat -A KUBE-POSTROUTING -m mark --mark 0x4000/0x4000 -j MASQUERADE --random-fully
     in_ns "$NODE" iptables-legacy -t nat -I POSTROUTING 1 -j KUBE-POSTROUTING
-    out=$(doctor)
-    expect_contains "a chain jumped to before randsnat is reported" "$out" "nat KUBE-POSTROUTING rule 1: MASQUERADE runs before randsnat's rule"
+    out=$(doctor); expect_eq "kube-proxy's chain (marked packets only) is no earlier SNAT: still a warning only" "$?" "1"
+    expect_contains "its rule is listed" "$out" "iptables-legacy nat KUBE-POSTROUTING #1 MASQUERADE --random-fully"
+    expect_absent "but not as one that runs before randsnat's" "$out" "[runs before randsnat]"
     # nf_tables holds nat rules too.
     in_ns "$NODE" nft add table ip other
     in_ns "$NODE" nft add chain ip other post '{ type nat hook postrouting priority 100; }'
@@ -83,5 +84,95 @@ for port in range(41000, 41130):
     local rose; rose=$(json_get 'd["conntrack"]["insert_failed"]["delta"]' < "$WORK/doctor.json")
     expect "doctor saw insert_failed rise ($rose)" test "${rose:-0}" -gt 0
     expect_contains "the finding says so" "$(json_get '[f["text"] for f in d["findings"]]' < "$WORK/doctor.json")" "insert_failed rose by"
+    pod_del "$list" 1 >/dev/null
+}
+
+# plant_aws_snat: the AWS VPC CNI's SNAT chain (as aws-node 1.x writes it) ahead of randsnat: at the
+# top of legacy POSTROUTING, or (nftables backend) in a nat postrouting chain of priority 99 < srcnat.
+plant_aws_snat() {
+    if [ "$BACKEND" = nftables ]; then
+        in_ns "$NODE" nft -f - <<'NFT'
+table ip aws {
+    chain AWS-SNAT-CHAIN-0 {
+        ip daddr 198.19.0.0/16 return
+        oifname != "vlan*" masquerade fully-random
+    }
+    chain POSTROUTING {
+        type nat hook postrouting priority 99; policy accept;
+        jump AWS-SNAT-CHAIN-0
+    }
+}
+NFT
+    else
+        in_ns "$NODE" iptables-legacy -t nat -N AWS-SNAT-CHAIN-0
+        in_ns "$NODE" iptables-legacy -t nat -A AWS-SNAT-CHAIN-0 -d 198.19.0.0/16 -m comment --comment "AWS SNAT CHAIN" -j RETURN
+        in_ns "$NODE" iptables-legacy -t nat -A AWS-SNAT-CHAIN-0 ! -o vlan+ -m comment --comment "AWS, SNAT" -m addrtype ! --dst-type LOCAL \
+            -j SNAT --to-source 203.0.113.1 --random-fully
+        in_ns "$NODE" iptables-legacy -t nat -I POSTROUTING -m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-0
+    fi
+}
+remove_aws_snat() {
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft delete table ip aws
+    else
+        in_ns "$NODE" iptables-legacy -t nat -D POSTROUTING -m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-0
+        in_ns "$NODE" iptables-legacy -t nat -F AWS-SNAT-CHAIN-0
+        in_ns "$NODE" iptables-legacy -t nat -X AWS-SNAT-CHAIN-0
+    fi
+}
+# The AWS SNAT rule as the operator reads it back (iptables-legacy-save, or nft list).
+aws_snat_text() {
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft list chain ip aws AWS-SNAT-CHAIN-0 | grep masquerade | sed 's/^[[:space:]]*//'
+    else in_ns "$NODE" iptables-legacy-save -t nat | grep -- '--comment "AWS, SNAT"'; fi
+}
+
+test_doctor_and_status_see_an_earlier_snat() {
+    local list; list=$(conflist "$T-n")
+    expect "a pod is added" pod_add "$list" 1
+    local out conf; conf=$(randsnat_conf "$T-n")
+    doctor >/dev/null; expect_eq "without an earlier SNAT the node is healthy" "$?" "0"
+    out=$(randsnat_exec STATUS "$conf" 2>&1 >/dev/null)
+    expect_absent "STATUS warns of nothing" "$out" "before randsnat's rule"
+    plant_aws_snat
+    local rule; rule=$(aws_snat_text)
+    expect "the planted rule reads back" test -n "$rule"
+    out=$(doctor); expect_eq "the AWS VPC CNI's SNAT chain before randsnat's is a problem (exit 2)" "$?" "2"
+    expect_contains "doctor names the rule as the operator writes it" "$out" "\`$rule\`"
+    expect_contains "doctor names the primary" "$out" "[aws-vpc-cni]"
+    expect_contains "doctor gives the setting to change" "$out" "set AWS_VPC_K8S_CNI_EXTERNALSNAT=true on the aws-node DaemonSet"
+    out=$(doctor --json)
+    expect_eq "--json: earlierSNAT" "$(printf '%s' "$out" | json_get '[(e["primary"], e["certain"], e["rules"][-1]) for e in d["earlierSNAT"]]')" \
+        "[('aws-vpc-cni', True, '$rule')]"
+    expect_contains "--prometheus: the earlier SNAT by primary" "$(doctor --prometheus)" 'randsnat_earlier_snat_rules{primary="aws-vpc-cni",certain="true"} 1'
+    out=$(randsnat_exec STATUS "$conf" 2>&1 >/dev/null); local rc=$?
+    expect_eq "STATUS still succeeds (ADD works; its SNAT is what is lost)" "$rc" "0"
+    expect_contains "STATUS warns on stderr with the setting" "$out" "warning: "
+    expect_contains "STATUS's warning names the remedy" "$out" "AWS_VPC_K8S_CNI_EXTERNALSNAT=true"
+    remove_aws_snat
+    # The same chain written by iptables-nft: nf_tables' `ip nat` runs at srcnat too, beside either backend.
+    in_ns "$NODE" iptables-nft -t nat -N AWS-SNAT-CHAIN-0
+    in_ns "$NODE" iptables-nft -t nat -A AWS-SNAT-CHAIN-0 ! -o vlan+ -m comment --comment "AWS, SNAT" -m addrtype ! --dst-type LOCAL \
+        -j SNAT --to-source 203.0.113.1 --random-fully
+    in_ns "$NODE" iptables-nft -t nat -I POSTROUTING -m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-0
+    rule=$(in_ns "$NODE" iptables-nft-save -t nat | grep -- '--comment "AWS, SNAT"')
+    expect "iptables-nft's rule reads back" test -n "$rule"
+    out=$(doctor); expect_eq "iptables-nft's AWS chain is a problem too" "$?" "2"
+    expect_contains "named as iptables-nft-save writes it, with the setting" "$out" "\`$rule\` (reached by \`-A POSTROUTING -m comment --comment \"AWS SNAT CHAIN\" -j AWS-SNAT-CHAIN-0\`) SNATs pod traffic before randsnat's rule, so randsnat's rule never matches it; it belongs to the AWS VPC CNI (aws-node): set AWS_VPC_K8S_CNI_EXTERNALSNAT=true"
+    in_ns "$NODE" nft delete table ip nat
+    # Any other SNAT of the pods' subnet before randsnat's: the generic message.
+    if [ "$BACKEND" = nftables ]; then
+        in_ns "$NODE" nft add table ip early
+        in_ns "$NODE" nft add chain ip early post '{ type nat hook postrouting priority 50; }'
+        in_ns "$NODE" nft add rule ip early post ip saddr 198.18.0.0/16 masquerade
+        rule='ip saddr 198.18.0.0/16 masquerade'
+    else
+        in_ns "$NODE" iptables-legacy -t nat -I POSTROUTING -s 198.18.0.0/16 -j MASQUERADE
+        rule=$(in_ns "$NODE" iptables-legacy-save -t nat | grep -- '-s 198.18.0.0/16 -j MASQUERADE')
+    fi
+    out=$(doctor); expect_eq "another SNAT of the pod subnet first is a problem" "$?" "2"
+    expect_contains "it is named, with the generic remedy" "$out" "\`$rule\` SNATs pod traffic before randsnat's rule, so randsnat's rule never matches it: remove that rule or make it skip the pod subnets"
+    # ... one of another subnet is not.
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft delete table ip early
+    else in_ns "$NODE" iptables-legacy -t nat -D POSTROUTING -s 198.18.0.0/16 -j MASQUERADE; fi
+    doctor >/dev/null; expect_eq "healthy again once it is gone" "$?" "0"
     pod_del "$list" 1 >/dev/null
 }

@@ -180,3 +180,24 @@ test_image_builds_offline_and_installs() {
     expect_eq "uninstall restores the host root exactly" "$(fingerprint "$root")" "$original"
     podman_done "$T-none"
 }
+
+test_installer_refuses_under_an_earlier_snat() {
+    local root; root=$(host_root aws)
+    printf '%s\n' "$BRIDGE_CONF" > "$root/etc/cni/net.d/10-pods.conflist"
+    printf '{%s}\n' "$(backend_key)" > "$WORK/settings.json"
+    # The installer runs in the node's network namespace (hostNetwork), as the DaemonSet does.
+    node_install() { in_ns "$NODE" "$RANDSNAT_BIN" install --host-root "$root" --config "$WORK/settings.json" "$@" 2>>"$WORK/install.log"; }
+    plant_aws_snat
+    local original; original=$(fingerprint "$root/etc")
+    : > "$WORK/install.log"
+    node_install; expect_eq "an AWS-like SNAT chain first: refused (exit 3)" "$?" "3"
+    expect_eq "the network config is untouched" "$(fingerprint "$root/etc")" "$original"
+    expect_contains "the refusal gives the setting to change" "$(cat "$WORK/install.log")" "set AWS_VPC_K8S_CNI_EXTERNALSNAT=true on the aws-node DaemonSet"
+    expect_contains "and the flag that goes on anyway" "$(cat "$WORK/install.log")" "--allow-earlier-snat"
+    : > "$WORK/install.log"
+    expect "--allow-earlier-snat chains randsnat anyway" node_install --allow-earlier-snat
+    expect_contains "randsnat is chained" "$(cat "$root/etc/cni/net.d/10-pods.conflist")" '"type": "randsnat"'
+    expect_contains "with a warning" "$(cat "$WORK/install.log")" "warning: "
+    remove_aws_snat
+    expect "without the earlier SNAT, no flag is needed" node_install
+}

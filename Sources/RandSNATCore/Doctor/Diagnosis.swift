@@ -50,13 +50,10 @@ public struct Diagnosis: Equatable, Sendable {
             add(.warning, "conntrack insert_failed is \(total) since boot (none during the interval)")
         }
         if let dropped = deltas["drop"], dropped > 0 { add(.problem, "conntrack drop rose by \(dropped) in \(intervalSeconds) s") }
-        for rule in facts.rules where !rule.randomFully {
-            add(rule.shadowsRandsnat ? .problem : .warning,
-                "\(rule.source) \(rule.chain) rule \(rule.position): \(rule.target) without --random-fully\(rule.shadowsRandsnat ? ", and it runs before randsnat's rule" : "")")
+        for rule in facts.rules where !rule.randomFully && !rule.shadowsRandsnat {
+            add(.warning, "\(rule.source) \(rule.chain) rule \(rule.position): \(rule.target) without --random-fully")
         }
-        for rule in facts.rules where rule.randomFully && rule.shadowsRandsnat && !rule.isRandsnat {
-            add(.warning, "\(rule.source) \(rule.chain) rule \(rule.position): \(rule.target) runs before randsnat's rule and may SNAT pod traffic first")
-        }
+        for shadow in facts.earlierSNAT { add(shadow.certain ? .problem : .warning, shadow.text) }
         if facts.legacyNATRules > 0 && facts.nftablesNATRules > 0 {
             add(.warning, "both iptables-legacy (\(facts.legacyNATRules) nat rules) and nf_tables (\(facts.nftablesNATRules)) hold nat rules: they run in an order nobody chose")
         }
@@ -89,6 +86,12 @@ public struct Diagnosis: Equatable, Sendable {
                          + (rule.shadowsRandsnat ? " [runs before randsnat]" : ""))
         }
         if facts.rules.isEmpty { lines.append("  none") }
+        lines.append("SNAT before randsnat's rule:")
+        for shadow in facts.earlierSNAT {
+            lines.append("  \(shadow.certain ? "takes" : "may take") pod traffic: \(shadow.source) \(shadow.table) \(shadow.chain) #\(shadow.position): `\(shadow.rules.last ?? "")`"
+                         + (shadow.primary.map { " [\($0.rawValue)]" } ?? ""))
+        }
+        if facts.earlierSNAT.isEmpty { lines.append("  none") }
         lines.append("port pressure (busiest destinations, of \(Self.capacity(facts)) ports each):")
         for use in facts.portUse.prefix(5) {
             lines.append("  \(use.destination):\(use.port)/\(use.proto) from \(use.snatAddress): \(use.entries)")
@@ -116,6 +119,12 @@ public struct Diagnosis: Equatable, Sendable {
                 .object(["source": .string(rule.source), "chain": .string(rule.chain), "position": .int(Int64(rule.position)),
                          "target": .string(rule.target), "randomFully": .bool(rule.randomFully), "randsnat": .bool(rule.isRandsnat),
                          "shadowsRandsnat": .bool(rule.shadowsRandsnat)])
+            }),
+            "earlierSNAT": .array(facts.earlierSNAT.map { shadow in
+                .object(["source": .string(shadow.source), "table": .string(shadow.table), "chain": .string(shadow.chain),
+                         "position": .int(Int64(shadow.position)), "rules": .array(shadow.rules.map { .string($0) }),
+                         "certain": .bool(shadow.certain), "primary": shadow.primary.map { .string($0.rawValue) } ?? .null,
+                         "remedy": .string(shadow.primary?.remedy ?? "remove that rule or make it skip the pod subnets")])
             }),
             "portPressure": .array(facts.portUse.map { use in
                 .object(["destination": .string(use.destination), "port": .int(Int64(use.port)), "proto": .string(use.proto),
@@ -146,7 +155,10 @@ public struct Diagnosis: Equatable, Sendable {
         metric("snat_rules", "gauge", "SNAT/MASQUERADE rules in the nat tables.",
                facts.rules.map { "source=\"\($0.source)\",random_fully=\"\($0.randomFully)\",randsnat=\"\($0.isRandsnat)\"" }
                    .reduce(into: [String: Int]()) { $0[$1, default: 0] += 1 }.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") })
-        metric("snat_rules_shadowing", "gauge", "SNAT rules that run before randsnat's.", [("", "\(facts.rules.filter { $0.shadowsRandsnat && !$0.isRandsnat }.count)")])
+        metric("snat_rules_shadowing", "gauge", "SNAT rules that run before randsnat's and take or may take pod traffic.", [("", "\(facts.earlierSNAT.count)")])
+        metric("earlier_snat_rules", "gauge", "SNAT rules before randsnat's by known primary (unknown: none recognised); certain: takes pod traffic.",
+               facts.earlierSNAT.reduce(into: [String: Int]()) { $0["primary=\"\($1.primary?.rawValue ?? "unknown")\",certain=\"\($1.certain)\"", default: 0] += 1 }
+                   .sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") })
         metric("port_pressure_ratio", "gauge", "SNATed flows to one destination over the ports available.",
                facts.portUse.prefix(10).map { ("destination=\"\(label($0.destination))\",port=\"\($0.port)\",proto=\"\($0.proto)\",snat_address=\"\(label($0.snatAddress))\"",
                                                String(Double($0.entries) / Double(Self.capacity(facts)))) })

@@ -12,7 +12,7 @@ public struct NodeFacts: Equatable, Sendable {
         /// The smallest..largest source port it may pick, when the rule sets a range.
         public let ports: ClosedRange<UInt16>?
         public let isRandsnat: Bool
-        /// Runs before randsnat's jump in the same chain, or from a chain it jumps to.
+        /// Found by the shadowing check (`EarlierSNAT`): it runs before randsnat's rule and may take pod traffic.
         public let shadowsRandsnat: Bool
 
         public init(source: String, chain: String, position: Int, target: String, randomFully: Bool,
@@ -73,6 +73,8 @@ public struct NodeFacts: Equatable, Sendable {
     public var nftablesNATRules = 0
     public var portUse: [PortUse] = []
     public var networks: [Network] = []
+    /// SNAT rules that run before randsnat's and take (or may take) pod traffic.
+    public var earlierSNAT: [EarlierSNAT] = []
     /// Things that could not be read, each a sentence.
     public var unreadable: [String] = []
 

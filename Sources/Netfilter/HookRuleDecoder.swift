@@ -1,0 +1,258 @@
+import CNetfilter
+import Netlink
+import RandSNATCore
+
+// The shadowing check's decoders: a legacy rule's bytes, and an nf_tables rule's expressions, as a
+// `NATHookRule` (conditions and a verdict). NATHookReader feeds them what it reads.
+
+/// Reads a legacy rule (and the matches and targets iptables-nft keeps in xt form) as the shadowing
+/// check's `NATHookRule`. Layouts: ipt_entry/ip6t_entry (linux/netfilter_ipv{4,6}/ip{,6}_tables.h),
+/// xt_mark_mtinfo1 (u32 mark, u32 mask, u8 invert), xt_addrtype_info_v1 (u16 source, u16 dest,
+/// u32 flags: 1 invert source, 2 invert dest), xt_addrtype_info (u16, u16, u32 invert_source,
+/// u32 invert_dest), nf_nat_ipv4_multi_range_compat and nf_nat_range(2).
+extension RuleDecoder {
+    static func hookRule(_ rule: IPTCTable.Rule, family: Family, isChain: (String) -> Bool) -> NATHookRule {
+        let bytes = rule.bytes
+        var conditions: [NATHookRule.Condition] = []
+        let v4 = family == .ipv4
+        let addressLength = v4 ? 4 : 16
+        let (srcAt, dstAt, smskAt, dmskAt) = v4 ? (0, 4, 8, 12) : (0, 16, 32, 48)
+        let outAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.outiface)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.outiface)!
+        let protoAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.proto)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.proto)!
+        let flagsAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.flags)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.flags)!
+        let invAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.invflags)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.invflags)!
+        let inverse = bytes[invAt]
+        func cidr(_ at: Int, _ maskAt: Int) -> CIDR? {
+            let prefix = bytes[maskAt..<(maskAt + addressLength)].reduce(0) { $0 + $1.nonzeroBitCount }
+            guard prefix > 0, let address = IPAddress(family: family, bytes: Array(bytes[at..<(at + addressLength)])) else { return nil }
+            return CIDR(address: address, prefix: prefix)
+        }
+        if let source = cidr(srcAt, smskAt) { conditions.append(.source(source, inverted: inverse & UInt8(IPT_INV_SRCIP) != 0)) }
+        if let destination = cidr(dstAt, dmskAt) { conditions.append(.destination(destination, inverted: inverse & UInt8(IPT_INV_DSTIP) != 0)) }
+        let name = String(decoding: bytes[outAt..<(outAt + 16)].prefix { $0 != 0 }, as: UTF8.self)
+        // iptables keeps a wildcard's "+" in the name (the mask stops before it): the name reads as written.
+        if !name.isEmpty { conditions.append(.outInterface(name, inverted: inverse & UInt8(IPT_INV_VIA_OUT) != 0)) }
+        let proto = UInt16(bytes[protoAt]) | UInt16(bytes[protoAt + 1]) << 8
+        if proto != 0 { conditions.append(.proto(UInt8(truncatingIfNeeded: proto), inverted: inverse & UInt8(IPT_INV_PROTO) != 0)) }
+        let offsets = RuleEncoder.offsetsOffset(family)
+        let targetOffset = Int(UInt16(bytes[offsets]) | UInt16(bytes[offsets + 1]) << 8)
+        var offset = RuleEncoder.headerSize(family)
+        while offset + RuleEncoder.extensionHeaderSize <= targetOffset {
+            let size = Int(UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8)
+            guard size >= RuleEncoder.extensionHeaderSize, offset + size <= targetOffset else { break }
+            let match = String(decoding: bytes[(offset + 2)..<(offset + 31)].prefix { $0 != 0 }, as: UTF8.self)
+            conditions += Self.conditions(match: match, revision: bytes[offset + 31],
+                                          payload: Array(bytes[(offset + RuleEncoder.extensionHeaderSize)..<(offset + size)]))
+            offset += size
+        }
+        let target = rule.targetName
+        let goto = bytes[flagsAt] & UInt8(v4 ? IPT_F_GOTO : IP6T_F_GOTO) != 0
+        let verdict: NATHookRule.Verdict
+        switch target {
+        case "MASQUERADE", "SNAT":
+            let revision = bytes[targetOffset + RuleEncoder.extensionHeaderSize - 1]
+            verdict = .snat(natTarget(name: target, payload: Array(bytes[(targetOffset + RuleEncoder.extensionHeaderSize)...]),
+                                      compat: v4 && revision == 0, family: family))
+        case "ACCEPT", "DROP", "RETURN": verdict = .stop(target)
+        case _ where isChain(target): verdict = goto ? .goto(target) : .jump(target)
+        default: verdict = .none(target)
+        }
+        return NATHookRule(conditions, verdict)
+    }
+
+    /// The conditions of an xt match, read from its data.
+    static func conditions(match: String, revision: UInt8, payload: [UInt8]) -> [NATHookRule.Condition] {
+        func u16(_ at: Int) -> UInt16 { payload.count >= at + 2 ? UInt16(payload[at]) | UInt16(payload[at + 1]) << 8 : 0 }
+        func u32(_ at: Int) -> UInt32 { payload.count >= at + 4 ? (0..<4).reduce(UInt32(0)) { $0 | UInt32(payload[at + $1]) << UInt32($1 * 8) } : 0 }
+        switch (match, revision) {
+        case ("comment", _):
+            return [.comment(String(decoding: payload.prefix { $0 != 0 }, as: UTF8.self))]
+        case ("mark", 1) where payload.count >= 9:
+            return [.mark(value: u32(0), mask: u32(4), inverted: payload[8] != 0)]
+        case ("addrtype", 0), ("addrtype", 1):
+            let (source, destination) = (u16(0), u16(2))
+            let (invertSource, invertDestination) = revision == 1 ? (u32(4) & 1 != 0, u32(4) & 2 != 0) : (u32(4) != 0, u32(8) != 0)
+            var found: [NATHookRule.Condition] = []
+            if source != 0 { found.append(.addressType(source: true, types: source, inverted: invertSource)) }
+            if destination != 0 { found.append(.addressType(source: false, types: destination, inverted: invertDestination)) }
+            return found
+        default:
+            return [.other("-m \(match)")]
+        }
+    }
+
+    /// A MASQUERADE/SNAT target's range: addresses (SNAT), ports and --random-fully.
+    static func natTarget(name: String, payload: [UInt8], compat: Bool, family: Family) -> NATHookRule.NATTarget {
+        let (flags, ports) = natRange(payload: payload, compat: compat)
+        var toSource: String?
+        if name == "SNAT", flags & UInt32(NF_NAT_RANGE_MAP_IPS) != 0 {
+            let (minAt, maxAt, length) = compat ? (8, 12, 4) : (4, 20, family == .ipv4 ? 4 : 16)
+            if payload.count >= maxAt + length, let low = IPAddress(family: family, bytes: Array(payload[minAt..<(minAt + length)])),
+               let high = IPAddress(family: family, bytes: Array(payload[maxAt..<(maxAt + length)])) {
+                toSource = low == high ? "\(low)" : "\(low)-\(high)"
+            }
+        }
+        return NATHookRule.NATTarget(name: name, toSource: toSource, ports: ports,
+                                     randomFully: flags & UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY) != 0)
+    }
+}
+
+/// Turns an nf_tables rule's expressions into conditions and a verdict: loads into registers
+/// (payload, meta, bitwise masks, immediates) are followed to the `cmp` that tests them.
+struct NFTRuleDecoder {
+    enum Loaded {
+        case payload(offset: UInt32, length: UInt32, mask: [UInt8]?)
+        case meta(UInt32, mask: [UInt8]?)
+        case value([UInt8])
+    }
+
+    /// The table is `ip` (an `xt` target's NAT range is then the IPv4 compat layout at revision 0).
+    let ipv4: Bool
+    /// The packets' family: the table's (ip, ip6), or in an inet table what `meta nfproto` tested.
+    var family: Family?
+    var registers: [UInt32: Loaded] = [:]
+    var conditions: [NATHookRule.Condition] = []
+    var verdict = NATHookRule.Verdict.none("")
+
+    init(family: Family?) {
+        self.family = family
+        ipv4 = family == .ipv4
+    }
+
+    mutating func add(_ expression: [NetlinkAttribute]) {
+        let name = expression[type: UInt16(NFTA_EXPR_NAME.rawValue)]?.string ?? ""
+        let data = expression[type: UInt16(NFTA_EXPR_DATA.rawValue)]?.nested ?? []
+        func u32(_ type: UInt32) -> UInt32? { data[type: UInt16(type)]?.be32 }
+        func bytes(_ type: UInt32) -> [UInt8] { data[type: UInt16(type)]?.nested[type: UInt16(NFTA_DATA_VALUE.rawValue)]?.payload ?? [] }
+        func register(_ type: UInt32) -> [UInt8]? {
+            guard let number = u32(type), case .value(let value)? = registers[number] else { return nil }
+            return value
+        }
+        func ports(_ low: UInt32, _ high: UInt32) -> ClosedRange<UInt16>? {
+            guard let first = register(low), let last = register(high), first.count >= 2, last.count >= 2 else { return nil }
+            let from = UInt16(first[0]) << 8 | UInt16(first[1]), to = UInt16(last[0]) << 8 | UInt16(last[1])
+            return from <= to ? from...to : nil
+        }
+        switch name {
+        case "payload":
+            guard let dreg = u32(NFTA_PAYLOAD_DREG.rawValue) else { return }
+            if u32(NFTA_PAYLOAD_BASE.rawValue) == NFT_PAYLOAD_NETWORK_HEADER.rawValue {
+                registers[dreg] = .payload(offset: u32(NFTA_PAYLOAD_OFFSET.rawValue) ?? 0, length: u32(NFTA_PAYLOAD_LEN.rawValue) ?? 0, mask: nil)
+            } else {
+                registers[dreg] = nil
+                conditions.append(.other("@th"))
+            }
+        case "meta":
+            guard let dreg = u32(NFTA_META_DREG.rawValue), let key = u32(NFTA_META_KEY.rawValue) else { return }
+            registers[dreg] = .meta(key, mask: nil)
+        case "bitwise":
+            guard let source = u32(NFTA_BITWISE_SREG.rawValue), let target = u32(NFTA_BITWISE_DREG.rawValue) else { return }
+            let mask = bytes(NFTA_BITWISE_MASK.rawValue)
+            switch registers[source] {
+            case .payload(let offset, let length, _): registers[target] = .payload(offset: offset, length: length, mask: mask)
+            case .meta(let key, _): registers[target] = .meta(key, mask: mask)
+            default: registers[target] = nil
+            }
+        case "immediate":
+            guard let dreg = u32(NFTA_IMMEDIATE_DREG.rawValue) else { return }
+            let payload = data[type: UInt16(NFTA_IMMEDIATE_DATA.rawValue)]?.nested ?? []
+            guard dreg == NFT_REG_VERDICT.rawValue else {
+                registers[dreg] = .value(payload[type: UInt16(NFTA_DATA_VALUE.rawValue)]?.payload ?? [])
+                return
+            }
+            let verdictData = payload[type: UInt16(NFTA_DATA_VERDICT.rawValue)]?.nested ?? []
+            let code = Int32(bitPattern: verdictData[type: UInt16(NFTA_VERDICT_CODE.rawValue)]?.be32 ?? 0)
+            let chain = verdictData[type: UInt16(NFTA_VERDICT_CHAIN.rawValue)]?.string ?? "?"
+            verdict = switch code {
+            case NFT_JUMP.rawValue: .jump(chain)
+            case NFT_GOTO.rawValue: .goto(chain)
+            case NFT_RETURN.rawValue: .stop("RETURN")
+            case Int32(NF_ACCEPT): .stop("ACCEPT")
+            case Int32(NF_DROP): .stop("DROP")
+            default: .none("")
+            }
+        case "cmp":
+            guard let source = u32(NFTA_CMP_SREG.rawValue) else { return }
+            let op = u32(NFTA_CMP_OP.rawValue) ?? 0
+            let condition = Self.condition(registers[source], op: op, value: bytes(NFTA_CMP_DATA.rawValue), family: family)
+            if case .family(let known) = condition { family = known }
+            conditions.append(condition)
+        case "lookup":
+            let set = data[type: UInt16(NFTA_LOOKUP_SET.rawValue)]?.string ?? "?"
+            conditions.append(.other("\((u32(NFTA_LOOKUP_FLAGS.rawValue) ?? 0) & NFT_LOOKUP_F_INV.rawValue != 0 ? "!= " : "")@\(set)"))
+        case "masq":
+            verdict = .snat(.init(name: "MASQUERADE", ports: ports(NFTA_MASQ_REG_PROTO_MIN.rawValue, NFTA_MASQ_REG_PROTO_MAX.rawValue),
+                                  randomFully: (u32(NFTA_MASQ_FLAGS.rawValue) ?? 0) & UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY) != 0))
+        case "nat" where u32(NFTA_NAT_TYPE.rawValue) == NFT_NAT_SNAT.rawValue:
+            let family: Family = u32(NFTA_NAT_FAMILY.rawValue) == UInt32(NFPROTO_IPV6) ? .ipv6 : .ipv4
+            let addresses = [NFTA_NAT_REG_ADDR_MIN.rawValue, NFTA_NAT_REG_ADDR_MAX.rawValue].compactMap { register($0) }
+                .compactMap { IPAddress(family: family, bytes: Array($0.prefix(family == .ipv4 ? 4 : 16))) }.map { "\($0)" }
+            verdict = .snat(.init(name: "SNAT", toSource: addresses.isEmpty ? nil : Array(Set(addresses)).sorted().joined(separator: "-"),
+                                  ports: ports(NFTA_NAT_REG_PROTO_MIN.rawValue, NFTA_NAT_REG_PROTO_MAX.rawValue),
+                                  randomFully: (u32(NFTA_NAT_FLAGS.rawValue) ?? 0) & UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY) != 0))
+        case "target":
+            let target = data[type: UInt16(NFTA_TARGET_NAME.rawValue)]?.string ?? ""
+            let info = data[type: UInt16(NFTA_TARGET_INFO.rawValue)]?.payload ?? []
+            let revision = u32(NFTA_TARGET_REV.rawValue) ?? 0
+            verdict = target == "MASQUERADE" || target == "SNAT"
+                ? .snat(RuleDecoder.natTarget(name: target, payload: info, compat: ipv4 && revision == 0, family: ipv4 ? .ipv4 : .ipv6))
+                : .none(target)
+        case "match":
+            let match = data[type: UInt16(NFTA_MATCH_NAME.rawValue)]?.string ?? ""
+            conditions += RuleDecoder.conditions(match: match, revision: UInt8(truncatingIfNeeded: u32(NFTA_MATCH_REV.rawValue) ?? 0),
+                                                 payload: data[type: UInt16(NFTA_MATCH_INFO.rawValue)]?.payload ?? [])
+        case "counter":
+            break
+        default:
+            conditions.append(.other(name))
+        }
+    }
+
+    /// The condition a `cmp` makes of what its register holds.
+    /// - Parameter family: the packets' family when the table (ip, ip6) or an earlier `meta nfproto` says it.
+    static func condition(_ loaded: Loaded?, op: UInt32, value: [UInt8], family: Family?) -> NATHookRule.Condition {
+        let inverted = op == NFT_CMP_NEQ.rawValue
+        guard op == NFT_CMP_EQ.rawValue || inverted else { return .other("cmp") }
+        switch loaded {
+        case .payload(let offset, let length, let mask)?:
+            // ip saddr/daddr at 12/16 (4 bytes), ip6 saddr/daddr at 8/24 (16 bytes); nft loads only the
+            // bytes a prefix needs (`ip saddr 198.18.0.0/16` is 2 bytes at 12), masking the last one
+            // when the prefix is not a whole number of bytes.
+            let family = family ?? (length == 16 ? .ipv6 : (length == 4 ? .ipv4 : nil))
+            let size = family == .ipv4 ? 4 : 16
+            guard let family, length >= 1, Int(length) <= size, value.count == Int(length),
+                  let address = IPAddress(family: family, bytes: value + Array(repeating: 0, count: size - value.count)) else {
+                return .other("@nh,\(offset * 8),\(length * 8)")
+            }
+            let prefix = mask.map { $0.reduce(0) { $0 + $1.nonzeroBitCount } } ?? Int(length) * 8
+            let cidr = CIDR(address: address, prefix: prefix)
+            switch (family, offset) {
+            case (.ipv4, 12), (.ipv6, 8): return .source(cidr, inverted: inverted)
+            case (.ipv4, 16), (.ipv6, 24): return .destination(cidr, inverted: inverted)
+            default: return .other("@nh,\(offset * 8),\(length * 8)")
+            }
+        case .meta(let key, let mask)?:
+            func host32(_ bytes: [UInt8]?) -> UInt32? {
+                guard let bytes, bytes.count >= 4 else { return nil }
+                return bytes.prefix(4).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+            }
+            switch key {
+            case NFT_META_OIFNAME.rawValue:
+                let name = String(decoding: value.prefix { $0 != 0 }, as: UTF8.self)
+                return .outInterface(value.contains(0) ? name : name + "*", inverted: inverted)
+            case NFT_META_OIF.rawValue:
+                return .outInterface("#\(host32(value) ?? 0)", inverted: inverted)
+            case NFT_META_MARK.rawValue:
+                return .mark(value: host32(value) ?? 0, mask: host32(mask) ?? UInt32.max, inverted: inverted)
+            case NFT_META_NFPROTO.rawValue where !inverted:
+                return .family(value.first == UInt8(NFPROTO_IPV6) ? .ipv6 : .ipv4)
+            case NFT_META_L4PROTO.rawValue where value.count == 1:
+                return .proto(value[0], inverted: inverted)
+            default:
+                return .other("meta \(key)")
+            }
+        default:
+            return .other("cmp")
+        }
+    }
+}
