@@ -13,6 +13,7 @@
 #include <linux/if_addr.h>
 #include <linux/veth.h>
 #include <pthread.h>
+#include <sys/statfs.h>       /* fstatfs: is a path a namespace (NSFS_MAGIC) */
 #include <spawn.h>
 #include <sys/wait.h>
 #include <sys/random.h>

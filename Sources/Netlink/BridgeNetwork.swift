@@ -29,10 +29,7 @@ public struct BridgeNetwork: PodNetwork {
         let host = try RouteLink.current()
         let bridge = try bridge(plan.bridge, mtu: plan.mtu, on: host)
         try host.configure(bridge, up: true, promisc: plan.promisc ? true : nil)
-        let namespace = open(netns, O_RDONLY | O_CLOEXEC)
-        guard namespace >= 0 else {
-            throw NetlinkError(operation: "opening network namespace", object: netns, code: errno, reason: String(cString: strerror(errno)))
-        }
+        let namespace = try NetworkNamespace.open(netns)
         defer { close(namespace) }
         let hostName = "veth" + Self.randomHex(8)
         try host.createVeth(hostName, peerName: ifName, peerNamespace: namespace, mtu: plan.mtu, peerMAC: plan.mac?.bytes)

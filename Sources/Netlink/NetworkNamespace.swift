@@ -29,13 +29,30 @@ public enum NetworkNamespace {
         return other.st_dev == own.st_dev && other.st_ino == own.st_ino
     }
 
-    /// Moves the calling thread into the namespace at `path` for good. Only for a one-shot command
-    /// (`randsnat doctor --netns`) that does all its work there, called before it starts any thread.
-    public static func enterForGood(_ path: String) throws(NetlinkError) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    /// nsfs's filesystem magic: what a bind-mounted namespace file is (linux/magic.h NSFS_MAGIC).
+    static let nsfsMagic = 0x6e73_6673
+
+    /// Opens the network namespace at `path`. A path that is not a namespace (a runtime that removes
+    /// one unmounts it first and deletes the file after, so for a moment it is an empty plain file)
+    /// is refused here, naming the path, instead of failing later in a kernel call with EINVAL.
+    public static func open(_ path: String) throws(NetlinkError) -> Int32 {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             throw NetlinkError(operation: "opening network namespace", object: path, code: errno, reason: String(cString: strerror(errno)))
         }
+        var fs = statfs()
+        guard fstatfs(fd, &fs) == 0, fs.f_type == nsfsMagic else {
+            close(fd)
+            throw NetlinkError(operation: "opening network namespace", object: path, code: 0,
+                               reason: "it is not a namespace (it is being removed, or it is a plain file): the runtime must pass a live network namespace")
+        }
+        return fd
+    }
+
+    /// Moves the calling thread into the namespace at `path` for good. Only for a one-shot command
+    /// (`randsnat doctor --netns`) that does all its work there, called before it starts any thread.
+    public static func enterForGood(_ path: String) throws(NetlinkError) {
+        let fd = try open(path)
         defer { close(fd) }
         guard setns(fd, CLONE_NEWNET) == 0 else {
             throw NetlinkError(operation: "entering network namespace", object: path, code: errno, reason: String(cString: strerror(errno)))
@@ -49,10 +66,9 @@ public enum NetworkNamespace {
         let context = Unmanaged.passRetained(job).toOpaque()
         let started = pthread_create(&thread, nil, { raw in
             let job = Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue()
-            let fd = open(job.path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else {
-                job.result = .failure(NetlinkError(operation: "opening network namespace", object: job.path, code: errno,
-                                                   reason: String(cString: strerror(errno))))
+            let fd: Int32
+            do { fd = try NetworkNamespace.open(job.path) } catch {
+                job.result = .failure(error)
                 return nil
             }
             defer { close(fd) }

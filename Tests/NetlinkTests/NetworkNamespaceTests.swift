@@ -41,4 +41,21 @@ struct NetworkNamespaceTests {
         #expect(try !NetworkNamespace.isCurrent("/nonexistent/netns"))
         #expect(try !NetworkNamespace.isCurrent("/proc/self/status"))
     }
+
+    /// A namespace path that is a plain file (a namespace being removed: unmounted, not yet deleted)
+    /// is refused when opened, naming the path; a live namespace opens.
+    @Test func openRefusesAPlainFileNamingIt() throws {
+        var template = Array("/tmp/randsnat-netns-XXXXXX".utf8CString)
+        let fd = mkstemp(&template)
+        #expect(fd >= 0)
+        close(fd)
+        let path = String(cString: template)
+        defer { unlink(path) }
+        let error = #expect(throws: NetlinkError.self) { _ = try NetworkNamespace.open(path) }
+        #expect(error?.description.contains(path) == true)
+        #expect(error?.description.contains("not a namespace") == true)
+        let live = try NetworkNamespace.open("/proc/self/ns/net")
+        #expect(live >= 0)
+        close(live)
+    }
 }
