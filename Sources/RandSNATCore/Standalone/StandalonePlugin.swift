@@ -25,6 +25,7 @@ public struct StandalonePlugin {
         let running = try ipam.start(.add, plugin: bridge.ipamType, environment: env, config: ipamInput(request))
         var links: CreatedLinks?
         var allocated = false
+        var restoreSettings: () -> Void = {}
         do {
             links = try network.createLinks(LinkPlan(bridge), netns: env.netns, ifName: env.ifName)
             let answer = try running.wait()
@@ -33,6 +34,7 @@ public struct StandalonePlugin {
             let parsed = try CNIResult.ipamResult(allocation)
             let plan = try BridgePlanner.plan(bridge, ipam: parsed)
             let pod = try network.configure(links!, plan: plan)
+            restoreSettings = try snat.applyPodSettings(snatConfig, netns: env.netns)
             if bridge.ipMasq {
                 try snat.addSNAT(Planner.pod(snat.attachment(request), addresses: plan.ips.map(\.address), config: snatConfig),
                                  config: snatConfig)
@@ -40,6 +42,7 @@ public struct StandalonePlugin {
             return try Self.result(version: request.config.cniVersion, pod: pod, plan: plan,
                                    ipamRoutes: allocation["routes"], dns: parsed.dns)
         } catch {
+            restoreSettings()
             if let links { try? network.remove(links) }
             if !allocated { allocated = (try? running.wait()) != nil }
             if allocated { _ = try? ipam.run(.del, plugin: bridge.ipamType, environment: env, config: ipamInput(request)) }
@@ -108,8 +111,9 @@ public struct StandalonePlugin {
         let parsed = try CNIResult.ipamResult(prevResult)
         let plan = try BridgePlanner.plan(bridge, ipam: parsed)
         var problems = try network.problems(with: plan, netns: request.environment.netns, ifName: request.environment.ifName)
+        let config = try snat.pluginConfig(request)
+        problems += try snat.podSettingsProblems(config, netns: request.environment.netns)
         if bridge.ipMasq {
-            let config = try snat.pluginConfig(request)
             problems += try snat.snatProblems(Planner.pod(snat.attachment(request), addresses: plan.ips.map(\.address), config: config),
                                               config: config)
         }
