@@ -72,3 +72,43 @@ timestamps_test() {
 
 test_pod_tcp_timestamps_chained() { timestamps_test chained; }
 test_pod_tcp_timestamps_standalone() { timestamps_test standalone; }
+
+# A server that closes first holds TIME_WAIT; through a narrow SNAT range new flows land on those
+# 4-tuples. With the kernel's per-port timestamp offsets (6.18) the server's PAWS check drops some of
+# their SYNs (TcpExtPAWSTimewait); with podTCPTimestamps 2 it drops none. Bounded: at most 400
+# connections per pod, 25 s each.
+test_paws_timewait_through_narrow_snat() {
+    local list; list=$(conflist "$T-paws" '"portRange":"40000-40049"')
+    local keyed="$WORK/paws-keyed.conflist"
+    sed 's/"portRange":"40000-40049"/"portRange":"40000-40049","podTCPTimestamps":2/' "$list" > "$keyed"
+    pod_add "$list" 1 >/dev/null
+    pod_add "$keyed" 2 >/dev/null
+    expect_eq "pod 1 keeps the default timestamps" "$(pod_ts 1)" "1"
+    expect_eq "pod 2 has timestamps without the offset" "$(pod_ts 2)" "2"
+    # One server port per pod: pod 2's flows must not meet TIME_WAIT left by pod 1's.
+    ( in_ns "$EXT" timeout 80 python3 "$HERE/paws.py" serve 9101 80 & )
+    ( in_ns "$EXT" timeout 80 python3 "$HERE/paws.py" serve 9102 80 & )
+    sleep 0.5
+    local n port out before after rejected
+    for n in 1 2; do
+        port=910$n
+        in_ns "$NODE" conntrack -F >/dev/null 2>&1
+        before=$(in_ns "$EXT" python3 "$HERE/paws.py" counters TcpExtPAWSTimewait | python3 -c 'import json,sys; print(json.load(sys.stdin)["TcpExtPAWSTimewait"])')
+        out=$(in_ns "$T-pod$n" python3 "$HERE/paws.py" connect 203.0.113.10 $port 400 16 25)
+        after=$(in_ns "$EXT" python3 "$HERE/paws.py" counters TcpExtPAWSTimewait | python3 -c 'import json,sys; print(json.load(sys.stdin)["TcpExtPAWSTimewait"])')
+        rejected=$((after - before))
+        local summary; summary=$(printf '%s' "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["attempts"], d["ok"], d["failed"], d["slow"], d["seconds"])')
+        echo "    pod $n (tcp_timestamps $(pod_ts $n)): attempts ok failed slow seconds = $summary; server PAWSTimewait +$rejected"
+        read -r attempts ok failed slow seconds <<< "$summary"
+        expect "pod $n: more connections than SNAT ports (4-tuples were reused): $attempts" test "$attempts" -gt 100
+        if [ $n = 1 ]; then
+            expect "default timestamps: the server rejected SYNs by PAWS ($rejected)" test "$rejected" -gt 0
+            expect "default timestamps: connects were slowed by retransmitted SYNs ($slow)" test "$slow" -gt 0
+        else
+            expect_eq "podTCPTimestamps 2: the server rejected no SYN by PAWS" "$rejected" "0"
+            expect_eq "podTCPTimestamps 2: every connection succeeded" "$ok" "$attempts"
+        fi
+    done
+    pod_del "$list" 1 >/dev/null
+    pod_del "$keyed" 2 >/dev/null
+}
