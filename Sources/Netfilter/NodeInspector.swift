@@ -25,6 +25,7 @@ public struct NodeInspector {
         } else {
             facts.unreadable.append("/proc/net/stat/nf_conntrack cannot be read (is conntrack loaded?)")
         }
+        facts.podTimestamps = podTimestamps()
         return facts
     }
 
@@ -47,6 +48,9 @@ public struct NodeInspector {
         facts.rules += nftRules
         facts.portUse = portUse()
         facts.networks = networks(jumpComments)
+        do { facts.timestampOffsets = try TimestampProbe.run() } catch {
+            facts.unreadable.append("the TCP timestamp probe failed: \(error)")
+        }
         return facts
     }
 

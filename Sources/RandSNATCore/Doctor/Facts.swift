@@ -73,6 +73,10 @@ public struct NodeFacts: Equatable, Sendable {
     public var nftablesNATRules = 0
     public var portUse: [PortUse] = []
     public var networks: [Network] = []
+    /// Whether the kernel gives per-port TCP timestamp offsets (nil: the probe could not run).
+    public var timestampOffsets: TimestampOffsets?
+    /// Per randsnat network: its pods' tcp_timestamps and SYN retransmits.
+    public var podTimestamps: [PodTimestamps] = []
     /// Things that could not be read, each a sentence.
     public var unreadable: [String] = []
 
