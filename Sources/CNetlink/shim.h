@@ -23,11 +23,15 @@
 #include <poll.h>
 #include <dirent.h>
 #include <signal.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
 
 /*
- * setns(2) and pipe2(2) are declared by glibc only under _GNU_SOURCE, and defining that here would
+ * setns(2), pipe2(2) and unshare(2) are declared by glibc only under _GNU_SOURCE, and defining that here would
  * give this module other struct layouts (fd_set) than Swift's Glibc module, which is built without
- * it. So the two prototypes are repeated here, exactly as glibc has them.
+ * it. So their prototypes are repeated here, exactly as glibc has them.
  */
 extern int setns(int fd, int nstype);
 extern int pipe2(int pipefd[2], int flags);
+/* unshare(2), for the same reason: the doctor's probe makes a private network namespace on a thread. */
+extern int unshare(int flags);

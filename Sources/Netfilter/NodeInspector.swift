@@ -25,6 +25,7 @@ public struct NodeInspector {
         } else {
             facts.unreadable.append("/proc/net/stat/nf_conntrack cannot be read (is conntrack loaded?)")
         }
+        facts.podTimestamps = podTimestamps()
         return facts
     }
 
@@ -54,6 +55,9 @@ public struct NodeInspector {
             let shadows = earlier.contains { $0.source == rule.source && "\($0.table) \($0.chain)" == rule.chain && $0.position == rule.position }
             return NodeFacts.SNATRule(source: rule.source, chain: rule.chain, position: rule.position, target: rule.target, randomFully: rule.randomFully,
                                       ports: rule.ports, isRandsnat: rule.isRandsnat, shadowsRandsnat: shadows)
+        }
+        do { facts.timestampOffsets = try TimestampProbe.run() } catch {
+            facts.unreadable.append("the TCP timestamp probe failed: \(error)")
         }
         return facts
     }

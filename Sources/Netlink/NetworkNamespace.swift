@@ -59,13 +59,23 @@ public enum NetworkNamespace {
         }
     }
 
-    /// Runs `body` on a new thread that has entered the network namespace at `path`.
+    /// Runs `body` on a new thread that has entered the network namespace at `path`; an empty path
+    /// gives the thread a new, private network namespace (unshare), which goes when the thread ends.
     public static func run<T>(in path: String, _ body: @escaping () throws -> T) throws -> T {
         let job = Job(path: path, body: { try body() })
         var thread = pthread_t()
         let context = Unmanaged.passRetained(job).toOpaque()
         let started = pthread_create(&thread, nil, { raw in
             let job = Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue()
+            if job.path.isEmpty {
+                guard unshare(CLONE_NEWNET) == 0 else {
+                    job.result = .failure(NetlinkError(operation: "making", object: "a private network namespace", code: errno,
+                                                       reason: String(cString: strerror(errno))))
+                    return nil
+                }
+                job.result = Result { try job.body() }
+                return nil
+            }
             let fd: Int32
             do { fd = try NetworkNamespace.open(job.path) } catch {
                 job.result = .failure(error)

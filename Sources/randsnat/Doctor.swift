@@ -10,7 +10,7 @@ enum Doctor {
           --netns PATH      inspect that network namespace instead of this one
           --interval S      watch the conntrack counters for S seconds (default 1; 0: totals only)
           --json            machine-readable output; --prometheus: node_exporter textfile format
-          --cni-cache DIR   libcni's result cache, to tell live pods (default /var/lib/cni/results)
+          --cni-cache DIR   libcni's result cache, to tell live pods and find their namespaces (default /var/lib/cni/results)
         exit status: 0 healthy, 1 warning, 2 problem, 3 usage or could not inspect
         """
 

@@ -40,7 +40,7 @@ let chained = SNATPlugin(
     lock: NetworkFileLock(directory: runDirectory),
     log: log,
     pathExists: { access($0, F_OK) == 0 },
-    isOwnNetworkNamespace: { try NetworkNamespace.isCurrent($0) })
+    isOwnNetworkNamespace: { try NetworkNamespace.isCurrent($0) }, sysctls: NamespaceSysctls())
 let plugin = RandSNATPlugin(
     chained: chained,
     standalone: StandalonePlugin(snat: chained, network: BridgeNetwork(), ipam: PluginExec(processEnvironment: environment)))

@@ -58,7 +58,7 @@ struct PluginConfigTests {
     @Test func readsEveryKey() throws {
         let (config, _) = try PluginConfig.parse(Self.members("""
         {"nonMasqueradeCIDRs":["10.0.0.0/8","fd00::/8"],"masqLinkLocal":true,"toSource":"203.0.113.1-203.0.113.2",
-         "portRange":"32768-65535","egressInterface":"eth0","lockTimeoutSeconds":2.5}
+         "portRange":"32768-65535","egressInterface":"eth0","lockTimeoutSeconds":2.5,"podTCPTimestamps":2}
         """))
         #expect(config.nonMasqueradeCIDRs.map(\.description) == ["10.0.0.0/8", "fd00::/8"])
         #expect(config.masqLinkLocal)
@@ -66,6 +66,12 @@ struct PluginConfigTests {
         #expect(config.portRange?.description == "32768-65535")
         #expect(config.egressInterface == "eth0")
         #expect(config.lockTimeoutSeconds == 2.5)
+        #expect(config.podTCPTimestamps == 2)
+    }
+
+    @Test(arguments: [("0", 0), ("1", 1), ("2", 2), ("null", nil)] as [(String, Int?)])
+    func podTCPTimestampsTakesTheKernelsValues(text: String, value: Int?) throws {
+        #expect(try PluginConfig.parse(Self.members(#"{"podTCPTimestamps":\#(text)}"#)).config.podTCPTimestamps == value)
     }
 
     @Test func unknownKeysWarnWithASuggestion() throws {
@@ -90,6 +96,15 @@ struct PluginConfigTests {
         (#"{"lockTimeoutSeconds":0}"#, "lockTimeoutSeconds", false),
         (#"{"lockTimeoutSeconds":"1"}"#, "lockTimeoutSeconds", true),
         (#"{"ipMasq":"true"}"#, "ipMasq", true),
+        // podTCPTimestamps: every other value is a bad value (code 7), whatever its JSON type.
+        (#"{"podTCPTimestamps":3}"#, "podTCPTimestamps", false),
+        (#"{"podTCPTimestamps":-1}"#, "podTCPTimestamps", false),
+        (#"{"podTCPTimestamps":2.5}"#, "podTCPTimestamps", false),
+        (#"{"podTCPTimestamps":2.0}"#, "podTCPTimestamps", false),
+        (#"{"podTCPTimestamps":"2"}"#, "podTCPTimestamps", false),
+        (#"{"podTCPTimestamps":true}"#, "podTCPTimestamps", false),
+        (#"{"podTCPTimestamps":[2]}"#, "podTCPTimestamps", false),
+        (#"{"podTCPTimestamps":4294967298}"#, "podTCPTimestamps", false),
     ]
 
     @Test(arguments: bad)

@@ -62,7 +62,7 @@ randsnat_pods() {
     for n in $(seq 1 "$PODS"); do
         python3 - "$CNI_CACHE_DIR/$T-pods-c$n-$RUN-eth0" "$WORK/rs-$n.json" "$T-race" "{$extra}" <<'PY'
 import json, sys
-prev = json.load(open(sys.argv[1]))
+prev = json.load(open(sys.argv[1]))["result"]   # libcni's cache entry, as cni.py writes it
 conf = {"cniVersion": "1.0.0", "name": sys.argv[3], "type": "randsnat", "prevResult": prev}
 conf.update(json.loads(sys.argv[4]))
 json.dump(conf, open(sys.argv[2], "w"))

@@ -27,6 +27,8 @@ portRange too high|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","port
 portRange number|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","portRange":80,P}|6|portRange
 egressInterface with a space|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","egressInterface":"eth 0",P}|7|egressInterface
 lockTimeoutSeconds negative|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","lockTimeoutSeconds":-1,P}|7|lockTimeoutSeconds
+podTCPTimestamps 3|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","podTCPTimestamps":3,P}|7|podTCPTimestamps
+podTCPTimestamps string|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","podTCPTimestamps":"2",P}|7|podTCPTimestamps
 ipMasq string|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","ipMasq":"true",P}|6|ipMasq
 no prevResult|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat"}|7|no prevResult
 prevResult string|ADD||{"cniVersion":"1.0.0","name":"N","type":"randsnat","prevResult":"garbage"}|6|prevResult

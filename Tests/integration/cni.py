@@ -10,7 +10,7 @@ result for DEL and CHECK, and passes cni.dev/valid-attachments to GC.
 
 CNI_PATH comes from the environment; the cache lives in $CNI_CACHE_DIR.
 """
-import json, os, subprocess, sys
+import base64, json, os, subprocess, sys
 
 
 def run(plugin, verb, config, container="", netns="", ifname="", extra_env=None):
@@ -63,13 +63,16 @@ def main():
                 sys.stdout.write(out)
                 sys.exit(code)
             prev = json.loads(out)
-        json.dump(prev, open(cache_path(conflist, container, ifname), "w"))
+        # libcni's cachedInfo (cniCacheV1): the network config's bytes in base64, and the result.
+        entry = {"kind": "cniCacheV1", "containerId": container, "config": base64.b64encode(open(sys.argv[2], "rb").read()).decode(),
+                 "ifName": ifname, "networkName": conflist["name"], "netns": netns, "result": prev}
+        json.dump(entry, open(cache_path(conflist, container, ifname), "w"))
         sys.stdout.write(out)
     elif verb in ("del", "check"):
         container, netns, ifname = sys.argv[3:6]
         prev = None
         try:
-            prev = json.load(open(cache_path(conflist, container, ifname)))
+            prev = json.load(open(cache_path(conflist, container, ifname)))["result"]
         except OSError:
             pass
         order = reversed(plugins) if verb == "del" else plugins

@@ -176,3 +176,54 @@ test_doctor_and_status_see_an_earlier_snat() {
     doctor >/dev/null; expect_eq "healthy again once it is gone" "$?" "0"
     pod_del "$list" 1 >/dev/null
 }
+
+# ts_probe: the kernel's per-port timestamp offsets, measured apart from randsnat (python, a fresh
+# namespace): "True" when two loopback connections from two source ports read different TCP_TIMESTAMPs.
+ts_probe() {
+    unshare -n python3 -c '
+import socket, subprocess
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(4)
+clients = [socket.create_connection(server.getsockname()) for _ in range(2)]
+a, b = (c.getsockopt(socket.IPPROTO_TCP, 24) & 0xffffffff for c in clients)   # TCP_TIMESTAMP
+print(min((a - b) % 2**32, (b - a) % 2**32) > 1000)'
+}
+
+test_doctor_sees_pod_tcp_timestamps() {
+    local list; list=$(conflist "$T-n" '"portRange":"40000-40049"')
+    local keyed="$WORK/keyed.conflist"
+    sed 's/"portRange":"40000-40049"/"portRange":"40000-40049","podTCPTimestamps":2/' "$list" > "$keyed"
+    pod_add "$keyed" 1 >/dev/null
+    local out; out=$(doctor --json); local rc=$?
+    expect_eq "a pod at its configured value is healthy (exit 0)" "$rc" "0"
+    expect_eq "the probe agrees with a measurement apart from randsnat" "$(printf '%s' "$out" | json_get 'd["tcpTimestamps"]["perPortOffsets"]')" "$(ts_probe)"
+    expect_eq "the probe's control (no offsets) readings agree" "$(printf '%s' "$out" | json_get 'abs(d["tcpTimestamps"]["probeControl"][0] - d["tcpTimestamps"]["probeControl"][1]) <= 1000')" "True"
+    expect_eq "the network's configured value and its pods' values" \
+        "$(printf '%s' "$out" | json_get '[(n["network"], n["configured"], n["pods"]) for n in d["podTimestamps"]]')" "[('$T-n', 2, {'2': 1})]"
+    in_ns "$T-pod1" sysctl -qw net.ipv4.tcp_timestamps=1
+    out=$(doctor); rc=$?
+    expect_eq "a pod changed behind randsnat's back is a warning (exit 1)" "$rc" "1"
+    expect_contains "it is named" "$out" "1 pods have net.ipv4.tcp_timestamps=1 while podTCPTimestamps says 2"
+    expect_contains "--prometheus: pods per value" "$(doctor --prometheus)" "randsnat_pod_tcp_timestamps_pods{network=\"$T-n\",value=\"1\"} 1"
+    pod_del "$keyed" 1 >/dev/null
+    # A pod with the default timestamps opens server-closes-first connections through 50 SNAT ports
+    # while doctor watches: its SYN retransmits (the PAWS rejections' cost) rise, and doctor says so.
+    pod_add "$list" 2 >/dev/null
+    ( in_ns "$EXT" timeout 40 python3 "$HERE/paws.py" serve 9101 40 & )
+    sleep 0.3
+    "$RANDSNAT_BIN" doctor --netns "/var/run/netns/$NODE" --interval 8 --json --cni-cache "$CNI_CACHE_DIR" > "$WORK/doctor.json" &
+    local watcher=$!
+    sleep 1
+    in_ns "$T-pod2" python3 "$HERE/paws.py" connect 203.0.113.10 9101 300 16 6 >/dev/null
+    wait "$watcher"; rc=$?
+    local pod; pod=$(in_ns "$T-pod2" python3 "$HERE/paws.py" counters TcpExtTCPSynRetrans | json_get 'd["TcpExtTCPSynRetrans"]')
+    local rejected; rejected=$(in_ns "$EXT" python3 "$HERE/paws.py" counters TcpExtPAWSTimewait | json_get 'd["TcpExtPAWSTimewait"]')
+    local seen; seen=$(json_get '[(n["synRetransmits"]["total"], n["synRetransmits"]["delta"]) for n in d["podTimestamps"]][0]' < "$WORK/doctor.json")
+    echo "    server PAWSTimewait $rejected, pod TcpExtTCPSynRetrans $pod, doctor (total, delta) $seen"
+    expect "the server rejected SYNs by PAWS ($rejected)" test "${rejected:-0}" -gt 0
+    expect_eq "doctor's SYN retransmits are the pod's own counter, all during the interval" "$seen" "($pod, $pod)"
+    # (The 50 ports full of conntrack TIME_WAIT entries are also reported, as port pressure: exit 2.)
+    expect "SYN retransmits rising with per-port offsets is at least a warning (exit $rc)" test "$rc" -ge 1
+    expect_contains "the finding names the lever" "$(json_get '[f["text"] for f in d["findings"]]' < "$WORK/doctor.json")" "podTCPTimestamps 2 removes that"
+    pod_del "$list" 2 >/dev/null
+}

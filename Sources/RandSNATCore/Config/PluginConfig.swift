@@ -15,13 +15,15 @@ public struct PluginConfig: Equatable, Sendable {
     public var lockTimeoutSeconds: Double = 10
     /// Which netfilter randsnat writes: the node's (auto), legacy xtables, or native nf_tables.
     public var backend: BackendChoice = .auto
+    /// net.ipv4.tcp_timestamps in the pod's network namespace (0, 1 or 2); nil leaves it alone.
+    public var podTCPTimestamps: Int?
 
     public init() {}
 
     /// The keys this type reads.
     public static let keys: [String] = [
         "nonMasqueradeCIDRs", "masqLinkLocal", "toSource", "portRange", "egressInterface", "lockTimeoutSeconds",
-        "backend",
+        "backend", "podTCPTimestamps",
     ]
 
     /// Reads randsnat's keys; keys that neither the spec nor randsnat knows come back as warnings.
@@ -88,6 +90,18 @@ public struct PluginConfig: Equatable, Sendable {
                                     + "set one of them (they name the same thing), or both to the same value")
             }
             config.backend = choice
+        }
+        if let value = members["podTCPTimestamps"], value != .null {
+            // Any other value is a bad value (code 7), a string or a fraction included: the key names a
+            // kernel setting whose only meanings are these three.
+            guard case .int(let number) = value, TCPTimestamps.values.contains(number) else {
+                let shown = value.stringValue ?? String(decoding: value.serialized(), as: UTF8.self)
+                throw .invalidValue(key: "podTCPTimestamps", value: shown,
+                                    reason: (value.stringValue == nil ? "" : "is a string; it ") + "must be the number 0, 1 or 2, the value of "
+                                        + "\(TCPTimestamps.name) in the pod's network namespace (2: timestamps without the per-connection "
+                                        + "offset); leave the key out to keep the pod's own setting")
+            }
+            config.podTCPTimestamps = Int(number)
         }
         if let ipMasq = members["ipMasq"], ipMasq != .null, ipMasq.boolValue == nil {
             throw .wrongType(key: "ipMasq", expected: "true or false", actual: ipMasq.typeName)

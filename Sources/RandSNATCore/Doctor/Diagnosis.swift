@@ -20,6 +20,8 @@ public struct Diagnosis: Equatable, Sendable {
 
     public let facts: NodeFacts
     public let deltas: [String: UInt64]
+    /// Per network: the rise of its pods' SYN retransmits during the interval.
+    public let synRetransmitDeltas: [String: UInt64]
     public let intervalSeconds: Double
     public let findings: [Finding]
 
@@ -41,6 +43,14 @@ public struct Diagnosis: Equatable, Sendable {
             }
         }
         self.deltas = deltas
+        var synDeltas: [String: UInt64] = [:]
+        if let earlier {
+            for network in facts.podTimestamps {
+                let before = earlier.podTimestamps.first { $0.network == network.network }?.synRetransmits ?? network.synRetransmits
+                synDeltas[network.network] = network.synRetransmits >= before ? network.synRetransmits - before : 0
+            }
+        }
+        self.synRetransmitDeltas = synDeltas
         var findings: [Finding] = []
         func add(_ severity: Severity, _ text: String) { findings.append(Finding(severity: severity, text: text)) }
         for text in facts.unreadable { add(.warning, text) }
@@ -67,7 +77,26 @@ public struct Diagnosis: Equatable, Sendable {
         for network in facts.networks where !network.orphans.isEmpty {
             add(.warning, "network \"\(network.name)\" (\(network.family)): \(network.orphans.count) members the runtime does not know: \(network.orphans.joined(separator: ", ")); CNI GC removes them")
         }
+        for network in facts.podTimestamps {
+            if let configured = network.configured {
+                for (value, pods) in network.podsByValue.sorted(by: { $0.key < $1.key }) where value != configured {
+                    add(.warning, "network \"\(network.network)\": \(pods) pods have \(TCPTimestamps.name)=\(value) while podTCPTimestamps says \(configured) (added before the key, or changed since; CHECK names them)")
+                }
+            }
+            if let rise = synDeltas[network.network], rise > 0, facts.timestampOffsets?.perPort == true, (network.podsByValue[1] ?? 0) > 0 {
+                add(.warning, "network \"\(network.network)\": its pods retransmitted \(rise) SYNs in \(intervalSeconds) s; with this kernel's per-port timestamp offsets, servers that close first reject SYNs on reused SNAT 4-tuples (PAWS): podTCPTimestamps 2 removes that (see README)")
+            }
+        }
         self.findings = findings
+    }
+
+    /// Words for the timestamp probe's answer.
+    var timestampText: String {
+        guard let probe = facts.timestampOffsets else { return "TCP timestamp offsets: unknown (the probe could not run)" }
+        guard let perPort = probe.perPort else { return "TCP timestamp offsets: unknown (the probe's control failed: \(probe.control))" }
+        return perPort
+            ? "TCP timestamp offsets: per connection (ports included): through SNAT, servers holding TIME_WAIT can reject new SYNs (PAWS)"
+            : "TCP timestamp offsets: one per address pair (ports not included)"
     }
 
     // MARK: output
@@ -102,6 +131,15 @@ public struct Diagnosis: Equatable, Sendable {
             lines.append("  \"\(network.name)\" \(network.family) generation \(network.generation) (\(network.backend.rawValue)): \(network.pods) pods, \(network.orphans.count) without a live owner")
         }
         if facts.networks.isEmpty { lines.append("  none") }
+        lines.append(timestampText)
+        lines.append("pods' TCP timestamps (from the CNI cache and each pod's namespace):")
+        for network in facts.podTimestamps {
+            let values = network.podsByValue.sorted { $0.key < $1.key }.map { "\($0.value) at \($0.key)" }.joined(separator: ", ")
+            lines.append("  \"\(network.network)\": podTCPTimestamps \(network.configured.map(String.init) ?? "not set"); pods: \(values.isEmpty ? "none read" : values)"
+                         + (network.unreadable > 0 ? ", \(network.unreadable) unreadable" : "")
+                         + "; SYN retransmits \(network.synRetransmits)" + (synRetransmitDeltas[network.network].map { " (+\($0) in \(intervalSeconds) s)" } ?? ""))
+        }
+        if facts.podTimestamps.isEmpty { lines.append("  no randsnat pods in the CNI cache") }
         if !findings.isEmpty { lines.append("findings:") }
         for finding in findings { lines.append("  \(finding.severity.word): \(finding.text)") }
         return lines.joined(separator: "\n") + "\n"
@@ -136,6 +174,20 @@ public struct Diagnosis: Equatable, Sendable {
                          "backend": .string(network.backend.rawValue),
                          "pods": .int(Int64(network.pods)), "orphans": .array(network.orphans.map { .string($0) })])
             }),
+            "tcpTimestamps": .object([
+                "perPortOffsets": facts.timestampOffsets?.perPort.map { .bool($0) } ?? .null,
+                "probeReadings": .array((facts.timestampOffsets?.readings ?? []).map { .int(Int64($0)) }),
+                "probeControl": .array((facts.timestampOffsets?.control ?? []).map { .int(Int64($0)) }),
+            ]),
+            "podTimestamps": .array(facts.podTimestamps.map { network in
+                var synRetransmits: [String: JSONValue] = ["total": .int(Int64(network.synRetransmits))]
+                if let delta = synRetransmitDeltas[network.network] { synRetransmits["delta"] = .int(Int64(delta)) }
+                return .object([
+                    "network": .string(network.network), "configured": network.configured.map { .int(Int64($0)) } ?? .null,
+                    "pods": .object(Dictionary(uniqueKeysWithValues: network.podsByValue.map { ("\($0.key)", JSONValue.int(Int64($0.value))) })),
+                    "synRetransmits": .object(synRetransmits), "unreadable": .int(Int64(network.unreadable)),
+                ])
+            }),
             "findings": .array(findings.map { .object(["severity": .string(["ok", "warning", "problem"][$0.severity.rawValue]), "text": .string($0.text)]) }),
         ])
     }
@@ -164,6 +216,16 @@ public struct Diagnosis: Equatable, Sendable {
                                                String(Double($0.entries) / Double(Self.capacity(facts)))) })
         metric("pods", "gauge", "Pods with SNAT per network.", facts.networks.map { ("network=\"\(label($0.name))\",family=\"\($0.family)\",backend=\"\($0.backend.rawValue)\"", "\($0.pods)") })
         metric("orphan_members", "gauge", "Set members the runtime's CNI cache does not know.", [("", "\(facts.networks.map(\.orphans.count).reduce(0, +))")])
+        metric("tcp_timestamp_per_port_offsets", "gauge", "1 when the kernel gives per-port TCP timestamp offsets, 0 when not (absent: probe failed).",
+               facts.timestampOffsets?.perPort.map { [("", $0 ? "1" : "0")] } ?? [])
+        metric("pod_tcp_timestamps_pods", "gauge", "Pods by their namespace's net.ipv4.tcp_timestamps, per network.",
+               facts.podTimestamps.flatMap { network in
+                   network.podsByValue.sorted { $0.key < $1.key }.map { ("network=\"\(label(network.network))\",value=\"\($0.key)\"", "\($0.value)") }
+               })
+        metric("pod_tcp_timestamps_configured", "gauge", "podTCPTimestamps in the network's config (absent: not set).",
+               facts.podTimestamps.compactMap { network in network.configured.map { ("network=\"\(label(network.network))\"", "\($0)") } })
+        metric("pod_syn_retransmits_total", "counter", "TcpExtTCPSynRetrans summed over the network's pods.",
+               facts.podTimestamps.map { ("network=\"\(label($0.network))\"", "\($0.synRetransmits)") })
         return lines.joined(separator: "\n") + "\n"
     }
 }

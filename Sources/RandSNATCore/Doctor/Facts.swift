@@ -75,6 +75,10 @@ public struct NodeFacts: Equatable, Sendable {
     public var networks: [Network] = []
     /// SNAT rules that run before randsnat's and take (or may take) pod traffic.
     public var earlierSNAT: [EarlierSNAT] = []
+    /// Whether the kernel gives per-port TCP timestamp offsets (nil: the probe could not run).
+    public var timestampOffsets: TimestampOffsets?
+    /// Per randsnat network: its pods' tcp_timestamps and SYN retransmits.
+    public var podTimestamps: [PodTimestamps] = []
     /// Things that could not be read, each a sentence.
     public var unreadable: [String] = []
 

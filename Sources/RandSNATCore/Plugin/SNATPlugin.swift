@@ -38,15 +38,18 @@ public struct SNATPlugin: CNIPlugin {
     let pathExists: (String) -> Bool
     /// True when the path names the network namespace randsnat itself runs in.
     let isOwnNetworkNamespace: (String) throws -> Bool
+    /// The pod's namespace settings (`podTCPTimestamps`).
+    let sysctls: any PodSysctls
 
     public init(makeBackend: @escaping (BackendKind, PluginConfig) throws -> any NATBackend, lock: any NetworkLock,
                 log: @escaping (String) -> Void, pathExists: @escaping (String) -> Bool,
-                isOwnNetworkNamespace: @escaping (String) throws -> Bool = { _ in false }) {
+                isOwnNetworkNamespace: @escaping (String) throws -> Bool = { _ in false }, sysctls: any PodSysctls = NoPodSysctls()) {
         self.makeBackend = makeBackend
         self.lock = lock
         self.log = log
         self.pathExists = pathExists
         self.isOwnNetworkNamespace = isOwnNetworkNamespace
+        self.sysctls = sysctls
     }
 
     func pluginConfig(_ request: Request) throws(ConfigError) -> PluginConfig {
@@ -80,11 +83,17 @@ public struct SNATPlugin: CNIPlugin {
         let addresses = try podAddresses(request)
         try requireNetns(request)
         let output = try CNIResult.convert(request.config.prevResult!, to: request.config.cniVersion)
+        let restoreSettings = try applyPodSettings(config, netns: request.environment.netns)
         guard !addresses.isEmpty else {
             log("randsnat: network \"\(request.config.name)\": prevResult has no address on the pod's side; nothing to SNAT")
             return output
         }
-        try addSNAT(Planner.pod(attachment(request), addresses: addresses, config: config), config: config)
+        do {
+            try addSNAT(Planner.pod(attachment(request), addresses: addresses, config: config), config: config)
+        } catch {
+            restoreSettings()
+            throw error
+        }
         return output
     }
 
@@ -285,7 +294,7 @@ public struct SNATPlugin: CNIPlugin {
     public func check(_ request: Request) throws {
         let config = try pluginConfig(request)
         let pod = Planner.pod(attachment(request), addresses: try podAddresses(request), config: config)
-        let problems = try snatProblems(pod, config: config)
+        let problems = try snatProblems(pod, config: config) + podSettingsProblems(config, netns: request.environment.netns)
         if !problems.isEmpty { throw CheckFailure(problems: problems) }
     }
 

@@ -34,6 +34,7 @@ public struct StandalonePlugin {
             throw error
         }
         var allocated = false
+        var restoreSettings: () -> Void = {}
         do {
             if links == nil { links = try network.createLinks(LinkPlan(bridge), netns: env.netns, ifName: env.ifName) }
             var plan = BridgePlanner.layer2(bridge)
@@ -48,6 +49,7 @@ public struct StandalonePlugin {
                 ipamDNS = parsed.dns
             }
             let pod = try network.configure(links!, plan: plan)
+            restoreSettings = try snat.applyPodSettings(snatConfig, netns: env.netns)
             if bridge.ipMasq && !plan.ips.isEmpty {
                 try snat.addSNAT(Planner.pod(snat.attachment(request), addresses: plan.ips.map(\.address), config: snatConfig),
                                  config: snatConfig)
@@ -55,6 +57,7 @@ public struct StandalonePlugin {
             return try Self.result(version: request.config.cniVersion, pod: pod, plan: plan,
                                    ipamRoutes: allocation?["routes"], dns: bridge.dns ?? ipamDNS)
         } catch {
+            restoreSettings()
             if let links { try? network.remove(links) }
             if let running, let ipamType = bridge.ipamType {
                 if !allocated { allocated = (try? running.wait()) != nil }
@@ -177,8 +180,9 @@ public struct StandalonePlugin {
             plan = try BridgePlanner.plan(bridge, ipam: CNIResult.ipamResult(prevResult))
         }
         var problems = try network.problems(with: plan, netns: request.environment.netns, ifName: request.environment.ifName)
+        let config = try snat.pluginConfig(request)
+        problems += try snat.podSettingsProblems(config, netns: request.environment.netns)
         if bridge.ipMasq && !plan.ips.isEmpty {
-            let config = try snat.pluginConfig(request)
             problems += try snat.snatProblems(Planner.pod(snat.attachment(request), addresses: plan.ips.map(\.address), config: config),
                                               config: config)
         }

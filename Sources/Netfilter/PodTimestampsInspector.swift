@@ -1,0 +1,37 @@
+import Glibc
+import Netlink
+import RandSNATCore
+
+extension NodeInspector {
+    /// Each randsnat network's pods, from libcni's result cache (the cached config says what
+    /// podTCPTimestamps was; the pod's namespace says what tcp_timestamps is and how many SYNs it
+    /// retransmitted).
+    func podTimestamps() -> [NodeFacts.PodTimestamps] {
+        guard let directory = opendir(cniCache) else { return [] }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if !name.hasPrefix(".") { names.append(name) }
+        }
+        closedir(directory)
+        struct Tally { var configured: Int?; var byValue: [Int: Int] = [:]; var retransmits: UInt64 = 0; var unreadable = 0 }
+        var networks: [String: Tally] = [:]
+        let reader = PodNamespaceReader()
+        for name in names.sorted() {
+            guard let text = try? HostFile.read(cniCache + "/" + name), let entry = CNICacheEntry(Array(text.utf8)), entry.hasRandsnat else { continue }
+            var tally = networks[entry.network] ?? Tally()
+            tally.configured = tally.configured ?? entry.podTCPTimestamps
+            if let netns = entry.netns, let pod = try? reader.read(netns: netns) {
+                tally.byValue[pod.tcpTimestamps, default: 0] += 1
+                tally.retransmits += pod.counters[PodTCPCounters.synRetransmits] ?? 0
+            } else {
+                tally.unreadable += 1
+            }
+            networks[entry.network] = tally
+        }
+        return networks.sorted { $0.key < $1.key }.map {
+            NodeFacts.PodTimestamps(network: $0.key, configured: $0.value.configured, podsByValue: $0.value.byValue,
+                                    synRetransmits: $0.value.retransmits, unreadable: $0.value.unreadable)
+        }
+    }
+}
