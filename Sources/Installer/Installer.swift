@@ -95,7 +95,7 @@ public struct Installer {
         }
     }
 
-    func settings() throws -> [String: JSONValue] {
+    func settings() throws -> [JSONKey: JSONValue] {
         guard let path = options.settingsFile else { return [:] }
         guard let bytes = try files.read(path) else { throw Refusal(description: "the settings file \(path) does not exist") }
         let (settings, warnings) = try ChainPlanner.settings(bytes)

@@ -1,3 +1,4 @@
+import CNI
 import Glibc
 
 /// The process's environment, stdin and stdout, through libc (no Foundation on the start-up path).
@@ -6,10 +7,8 @@ enum ProcessEnvironment {
         var variables: [String: String] = [:]
         var pointer = environ
         while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") {
-                variables[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
+            let bytes = UnsafeRawBufferPointer(start: entry, count: strlen(entry))
+            if let (name, value) = Environment.variable(fromEntry: Array(bytes)) { variables[name] = value }
             pointer += 1
         }
         return variables

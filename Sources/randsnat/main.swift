@@ -43,7 +43,7 @@ let plugin = RandSNATPlugin(
     chained: chained,
     standalone: StandalonePlugin(snat: chained, network: BridgeNetwork(), ipam: PluginExec(processEnvironment: environment)))
 let dispatcher = Dispatcher(plugin: plugin, mapError: ErrorMapping.cniError)
-let isVersion = environment[EnvironmentKey.command.rawValue] == Verb.version.rawValue
+let isVersion = environment[EnvironmentKey.command.rawValue]?.utf8Equals(Verb.version.rawValue) == true
 let (stdin, tooLarge) = isVersion ? ([], false) : ProcessEnvironment.readStandardInput(limit: Dispatcher.maxInputBytes)
 let outcome = dispatcher.run(environment: environment, stdin: stdin, inputTooLarge: tooLarge)
 ProcessEnvironment.write(outcome.stdout, to: 1)

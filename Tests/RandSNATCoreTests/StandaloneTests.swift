@@ -3,7 +3,7 @@ import Testing
 @testable import RandSNATCore
 
 struct BridgeConfigTests {
-    static func members(_ text: String) throws -> [String: JSONValue] { try JSONValue.parse(Array(text.utf8)).objectValue! }
+    static func members(_ text: String) throws -> [JSONKey: JSONValue] { try JSONValue.parse(Array(text.utf8)).objectValue! }
 
     @Test func noIpamMeansChained() throws {
         #expect(try BridgeConfig.parse(Self.members(#"{"type":"randsnat"}"#)) == nil)

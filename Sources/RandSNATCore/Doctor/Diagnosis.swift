@@ -108,7 +108,7 @@ public struct Diagnosis: Equatable, Sendable {
         .object([
             "status": .string(["healthy", "warning", "problem"][severity.rawValue]),
             "conntrack": .object(Dictionary(uniqueKeysWithValues: Self.watchedCounters.map { name in
-                (name, JSONValue.object(["total": .int(Int64(facts.counters[name] ?? 0))].merging(deltas[name].map { ["delta": JSONValue.int(Int64($0))] } ?? [:]) { a, _ in a }))
+                (JSONKey(name), JSONValue.object(["total": .int(Int64(facts.counters[name] ?? 0))].merging(deltas[name].map { ["delta": JSONValue.int(Int64($0))] } ?? [:]) { a, _ in a }))
             })),
             "intervalSeconds": .double(intervalSeconds),
             "netfilter": .object(["legacyNATRules": .int(Int64(facts.legacyNATRules)), "nftablesNATRules": .int(Int64(facts.nftablesNATRules))]),

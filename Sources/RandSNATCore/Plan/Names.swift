@@ -1,3 +1,5 @@
+import CNI
+
 /// The names randsnat gives its kernel objects. They are derived, never stored: every process that
 /// sees the same network name and config computes the same names.
 ///
@@ -77,9 +79,10 @@ public struct Attachment: Hashable, Sendable, CustomStringConvertible {
 
     /// The container and ifname a member's comment names; nil when it is not randsnat's format.
     public static func owner(fromComment comment: String) -> (containerID: String, ifName: String)? {
-        let parts = comment.split(separator: "/", omittingEmptySubsequences: false)
+        // At '/' bytes: as Characters, "/" followed by a combining mark (an ifname may start with one) is no "/".
+        let parts = comment.utf8Split("/")
         guard parts.count >= 3 else { return nil }
-        return (String(parts[parts.count - 2]), String(parts[parts.count - 1]))
+        return (parts[parts.count - 2], parts[parts.count - 1])
     }
 
     /// `text` cut to at most 255 bytes on a character boundary (netfilter comments hold 255 + NUL).

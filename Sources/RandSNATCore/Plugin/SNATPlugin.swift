@@ -156,7 +156,7 @@ public struct SNATPlugin: CNIPlugin {
     /// this ADD created if nobody uses them.
     func rollBack(_ backend: any NATBackend, id: NetworkID, installed: [FamilyPlan], comment: String) {
         for generation in (try? backend.generations(of: id)) ?? [] {
-            try? removeMembers(of: generation, backend, uninstallWhenEmpty: false) { $0 == comment }
+            try? removeMembers(of: generation, backend, uninstallWhenEmpty: false) { $0.utf8Equals(comment) }
         }
         let after = (try? backend.generations(of: id)) ?? []
         for plan in installed where !after.contains(where: { $0.names == plan.names && !$0.members.isEmpty }) {
@@ -172,13 +172,13 @@ public struct SNATPlugin: CNIPlugin {
 
     /// Removes the pod's members in every generation, and generations left empty. Reads randsnat's
     /// keys leniently: a config edited since ADD must not keep a pod's state on the node.
-    func removeSNAT(_ owner: Attachment, members: [String: JSONValue]) throws {
+    func removeSNAT(_ owner: Attachment, members: [JSONKey: JSONValue]) throws {
         let config = (try? PluginConfig.parse(members).config) ?? PluginConfig()
         let id = NetworkID(network: owner.network)
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
             for (backend, generations) in try holdings(id, config: config) {
                 for generation in generations {
-                    try removeMembers(of: generation, backend) { $0 == owner.comment }
+                    try removeMembers(of: generation, backend) { $0.utf8Equals(owner.comment) }
                 }
             }
         }
@@ -252,8 +252,8 @@ public struct SNATPlugin: CNIPlugin {
             let owned = generation.members.first { $0.address == address }
             if owned == nil {
                 problems.append("\(address) is not in set \(member.names.memberSet), so its traffic is not SNATed")
-            } else if owned?.comment != pod.attachment.comment {
-                problems.append("\(address) in set \(member.names.memberSet) belongs to \"\(owned!.comment)\", not \"\(pod.attachment.comment)\"")
+            } else if owned?.comment.utf8Equals(pod.attachment.comment) != true {
+                problems.append("\(address) in set \(member.names.memberSet) belongs to \"\(owned!.comment.escapedBytes)\", not \"\(pod.attachment.comment.escapedBytes)\"")
             }
             if !generation.subnets.contains(member.address.subnet) {
                 problems.append("subnet \(member.address.subnet) is not in set \(member.names.subnetSet), so traffic to the pod's own subnet would be SNATed")
@@ -272,11 +272,11 @@ public struct SNATPlugin: CNIPlugin {
                 for generation in generations {
                     try removeMembers(of: generation, backend) { comment in
                         guard let owner = Attachment.owner(fromComment: comment) else { return true }
-                        return !valid.contains(Attachment(network: id.network, containerID: owner.containerID, ifName: owner.ifName).comment)
+                        return !valid.contains(Array(Attachment(network: id.network, containerID: owner.containerID, ifName: owner.ifName).comment.utf8))
                     }
                     if generation.members.contains(where: { comment in
                         Attachment.owner(fromComment: comment.comment).map {
-                            valid.contains(Attachment(network: id.network, containerID: $0.containerID, ifName: $0.ifName).comment)
+                            valid.contains(Array(Attachment(network: id.network, containerID: $0.containerID, ifName: $0.ifName).comment.utf8))
                         } ?? false
                     }) {
                         keep.insert(generation.names)
@@ -292,19 +292,20 @@ public struct SNATPlugin: CNIPlugin {
         }
     }
 
-    /// `cni.dev/valid-attachments` as owner comments.
-    func validAttachments(_ members: [String: JSONValue]) throws -> Set<String> {
+    /// `cni.dev/valid-attachments` as owner comments, in bytes (a `Set<String>` would take "K" for
+    /// "\u{212A}").
+    func validAttachments(_ members: [JSONKey: JSONValue]) throws -> Set<[UInt8]> {
         let key = "cni.dev/valid-attachments"
         guard let value = members[key], value != .null else { return [] }
         guard let items = value.arrayValue else { throw ConfigError.wrongType(key: key, expected: "an array", actual: value.typeName) }
-        var comments: Set<String> = []
+        var comments: Set<[UInt8]> = []
         for (index, item) in items.enumerated() {
             guard let containerID = item["containerID"]?.stringValue, let ifName = item["ifname"]?.stringValue else {
                 throw ConfigError.wrongType(key: "\(key)[\(index)]", expected: "an object with string \"containerID\" and \"ifname\"",
                                             actual: item.typeName)
             }
             guard let network = members["name"]?.stringValue else { continue }
-            comments.insert(Attachment(network: network, containerID: containerID, ifName: ifName).comment)
+            comments.insert(Array(Attachment(network: network, containerID: containerID, ifName: ifName).comment.utf8))
         }
         return comments
     }

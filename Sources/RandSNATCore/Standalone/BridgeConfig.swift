@@ -23,14 +23,15 @@ public struct BridgeConfig: Equatable, Sendable {
     ]
 
     /// Reads the keys; nil when the config has no `ipam` (randsnat then runs chained).
-    public static func parse(_ members: [String: JSONValue]) throws(ConfigError) -> BridgeConfig? {
+    public static func parse(_ members: [JSONKey: JSONValue]) throws(ConfigError) -> BridgeConfig? {
         guard let ipam = members["ipam"], ipam != .null else { return nil }
         guard let ipamObject = ipam.objectValue else { throw .wrongType(key: "ipam", expected: "an object", actual: ipam.typeName) }
         guard let type = ipamObject["type"]?.stringValue, !type.isEmpty else {
             throw .invalidValue(key: "ipam.type", value: ipamObject["type"]?.typeName ?? "missing", reason: "must name an IPAM plugin, such as \"host-local\"")
         }
-        guard !type.contains("/"), type != ".", type != ".." else {
-            throw .invalidValue(key: "ipam.type", value: type, reason: "must be a plugin name, not a path")
+        // By bytes, as execve reads the path: "/\u{301}" is one Character, which is not "/".
+        guard !type.utf8Contains("/"), !type.utf8Equals("."), !type.utf8Equals("..") else {
+            throw .invalidValue(key: "ipam.type", value: type.escapedBytes, reason: "must be a plugin name, not a path")
         }
         var config = BridgeConfig(ipamType: type)
         if let name = try PluginConfig.string(members, "bridge") {
@@ -72,7 +73,7 @@ public struct BridgeConfig: Equatable, Sendable {
         return config
     }
 
-    static func flag(_ members: [String: JSONValue], _ key: String) throws(ConfigError) -> Bool? {
+    static func flag(_ members: [JSONKey: JSONValue], _ key: String) throws(ConfigError) -> Bool? {
         guard let value = members[key], value != .null else { return nil }
         guard let flag = value.boolValue else { throw .wrongType(key: key, expected: "true or false", actual: value.typeName) }
         return flag
