@@ -78,42 +78,6 @@ struct BridgePlannerTests {
     }
 }
 
-/// Records what the standalone plugin asks of the pod network and the IPAM plugin.
-final class FakePodNetwork: PodNetwork {
-    var calls: [String] = []
-    var failAttach = false
-    func createLinks(_ plan: LinkPlan, netns: String, ifName: String) throws -> CreatedLinks {
-        calls.append("create \(plan.bridge)")
-        return CreatedLinks(bridgeIndex: 1, hostVeth: "veth0", netns: netns, ifName: ifName)
-    }
-    func configure(_ links: CreatedLinks, plan: BridgePlan) throws -> AttachedPod {
-        calls.append("configure")
-        if failAttach { throw CNIError(.internal, "injected") }
-        return AttachedPod(bridge: ResultInterface(name: plan.bridge, mac: "aa", sandbox: nil),
-                           hostVeth: ResultInterface(name: links.hostVeth, mac: "bb", sandbox: nil),
-                           pod: ResultInterface(name: links.ifName, mac: "cc", sandbox: links.netns))
-    }
-    func remove(_ links: CreatedLinks) throws { calls.append("remove") }
-    func detach(netns: String, ifName: String, meanwhile: () throws -> Void) throws {
-        calls.append("detach")
-        try meanwhile()
-    }
-    func problems(with plan: BridgePlan, netns: String, ifName: String) throws -> [String] { [] }
-}
-
-final class FakeIPAM: IPAMRunner {
-    struct Done: RunningIPAM {
-        let answer: JSONValue?
-        func wait() throws -> JSONValue? { answer }
-    }
-    var calls: [Verb] = []
-    func start(_ verb: Verb, plugin: String, environment: Environment, config: [UInt8]) throws -> any RunningIPAM {
-        calls.append(verb)
-        guard verb == .add else { return Done(answer: nil) }
-        return Done(answer: try JSONValue.parse(Array(#"{"cniVersion":"1.0.0","ips":[{"address":"198.18.0.9/24","gateway":"198.18.0.1"}],"dns":{"nameservers":["10.96.0.10"]}}"#.utf8)))
-    }
-}
-
 struct StandalonePluginTests {
     let backend = FakeBackend()
     let network = FakePodNetwork()

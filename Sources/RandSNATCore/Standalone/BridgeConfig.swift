@@ -31,7 +31,7 @@ public struct BridgeConfig: Equatable, Sendable {
         }
         // By bytes, as execve reads the path: "/\u{301}" is one Character, which is not "/".
         guard !type.utf8Contains("/"), !type.utf8Equals("."), !type.utf8Equals("..") else {
-            throw .invalidValue(key: "ipam.type", value: type.escapedBytes, reason: "must be a plugin name, not a path")
+            throw .invalidValue(key: "ipam.type", value: type, reason: "must be a plugin name, not a path")
         }
         var config = BridgeConfig(ipamType: type)
         if let name = try PluginConfig.string(members, "bridge") {
