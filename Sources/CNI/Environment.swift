@@ -54,6 +54,14 @@ public struct Environment: Equatable, Sendable {
         return (String(decoding: entry[..<equals], as: UTF8.self), String(decoding: entry[(equals + 1)...], as: UTF8.self))
     }
 
+    /// The environment of a plugin randsnat delegates to (IPAM), as libcni builds it: this process's
+    /// entries byte for byte (a dictionary of `String`s would merge names that are canonically
+    /// equivalent and repair bytes that are not UTF-8), with CNI_COMMAND set to `verb`.
+    public static func delegatedEntries(_ entries: [[UInt8]], verb: Verb) -> [[UInt8]] {
+        let command = Array(EnvironmentKey.command.rawValue.utf8) + [UInt8(ascii: "=")]
+        return entries.filter { !$0.starts(with: command) } + [command + Array(verb.rawValue.utf8)]
+    }
+
     /// The spec's rule for container IDs: alphanumeric first, then alphanumerics, `_`, `.`, `-`.
     static func containerIDProblem(_ id: String) -> String? {
         let bytes = Array(id.utf8)

@@ -72,7 +72,6 @@ public enum JSONValue: Equatable, Sendable {
     }
 }
 
-
 /// The name of a JSON object's member. Two names are the same only when their UTF-8 bytes are, as in
 /// Go's encoding/json and so in libcni and the runtimes: with `String` keys a dictionary merges
 /// canonically equivalent names (`{"\u212a":3,"K":4}` would keep one member), and `prevResult` and

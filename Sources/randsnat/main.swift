@@ -41,7 +41,7 @@ let chained = SNATPlugin(
     pathExists: { access($0, F_OK) == 0 })
 let plugin = RandSNATPlugin(
     chained: chained,
-    standalone: StandalonePlugin(snat: chained, network: BridgeNetwork(), ipam: PluginExec(processEnvironment: environment)))
+    standalone: StandalonePlugin(snat: chained, network: BridgeNetwork(), ipam: PluginExec(processEnvironment: ProcessEnvironment.entries())))
 let dispatcher = Dispatcher(plugin: plugin, mapError: ErrorMapping.cniError)
 let isVersion = environment[EnvironmentKey.command.rawValue]?.utf8Equals(Verb.version.rawValue) == true
 let (stdin, tooLarge) = isVersion ? ([], false) : ProcessEnvironment.readStandardInput(limit: Dispatcher.maxInputBytes)

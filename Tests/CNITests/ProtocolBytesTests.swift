@@ -43,6 +43,13 @@ struct ProtocolBytesTests {
         #expect(Environment.variable(fromEntry: Array("NOEQUALS".utf8)) == nil)
     }
 
+    @Test func delegatedPluginGetsTheEntriesByteForByte() {
+        let entries: [[UInt8]] = [Array("CNI_COMMAND=ADD".utf8), Array("K=1".utf8), Array("\u{212A}=2".utf8),
+                                  Array("X=".utf8) + [0xFF], Array("CNI_COMMANDS=x".utf8)]
+        let passed = Environment.delegatedEntries(entries, verb: .del)
+        #expect(passed == Array(entries.dropFirst()) + [Array("CNI_COMMAND=DEL".utf8)])
+    }
+
     @Test func commandIsComparedByBytes() {
         var variables = EnvironmentTests.full
         variables["CNI_COMMAND"] = "CHEC\u{212A}"
