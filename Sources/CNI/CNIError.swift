@@ -39,7 +39,7 @@ public struct CNIError: Error, Equatable, Sendable, CustomStringConvertible {
 
     /// The JSON the spec asks for, in `version` (the config's, or the newest when it is unknown).
     public func json(version: CNIVersion?) -> JSONValue {
-        var members: [String: JSONValue] = [
+        var members: [JSONKey: JSONValue] = [
             "cniVersion": .string((version ?? .current).description),
             "code": .int(Int64(code.rawValue)),
             "msg": .string(msg),

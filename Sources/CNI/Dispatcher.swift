@@ -44,7 +44,7 @@ public struct Dispatcher {
     public func run(environment: [String: String], stdin: [UInt8], inputTooLarge: Bool = false) -> Outcome {
         var version: CNIVersion?
         do {
-            if environment[EnvironmentKey.command.rawValue] == Verb.version.rawValue {
+            if environment[EnvironmentKey.command.rawValue]?.utf8Equals(Verb.version.rawValue) == true {
                 return Outcome(stdout: versionInfo().serialized() + [0x0A], exitCode: 0)
             }
             if inputTooLarge {

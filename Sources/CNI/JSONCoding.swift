@@ -41,7 +41,7 @@ extension JSONValue {
             for (index, key) in members.keys.sorted().enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
                 out += pad(indent + 1)
-                Self.writeString(key, to: &out)
+                Self.writeString(key.text, to: &out)
                 out += Array(": ".utf8)
                 members[key]!.writePretty(to: &out, indent: indent + 1)
             }
@@ -74,7 +74,7 @@ extension JSONValue {
             out.append(UInt8(ascii: "{"))
             for (index, key) in members.keys.sorted().enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
-                Self.writeString(key, to: &out)
+                Self.writeString(key.text, to: &out)
                 out.append(UInt8(ascii: ":"))
                 members[key]!.write(to: &out)
             }
@@ -155,7 +155,7 @@ private struct JSONParser {
 
     mutating func object(depth: Int) throws(JSONValue.SyntaxError) -> JSONValue {
         offset += 1
-        var members: [String: JSONValue] = [:]
+        var members: [JSONKey: JSONValue] = [:]
         skipSpace()
         if offset < bytes.count, bytes[offset] == UInt8(ascii: "}") { offset += 1; return .object(members) }
         while true {
@@ -166,7 +166,7 @@ private struct JSONParser {
             guard offset < bytes.count, bytes[offset] == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
             offset += 1
             skipSpace()
-            members[key] = try value(depth: depth + 1)
+            members[JSONKey(key)] = try value(depth: depth + 1)
             skipSpace()
             guard offset < bytes.count else { throw error("unterminated object") }
             if bytes[offset] == UInt8(ascii: ",") { offset += 1; continue }

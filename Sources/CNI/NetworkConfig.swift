@@ -7,14 +7,14 @@ public struct NetworkConfig: Sendable {
     /// The previous plugin's result, when the runtime chains this plugin after another.
     public let prevResult: JSONValue?
     /// Capability arguments from the runtime; keys the plugin does not know are ignored.
-    public let runtimeConfig: [String: JSONValue]
+    public let runtimeConfig: [JSONKey: JSONValue]
     /// The whole config object.
-    public let members: [String: JSONValue]
+    public let members: [JSONKey: JSONValue]
     /// The config exactly as it came on stdin (delegated plugins get the same bytes).
     public let raw: [UInt8]
 
     /// Keys the spec (or a runtime) puts in a plugin's config; they never count as unknown.
-    public static let specKeys: Set<String> = [
+    public static let specKeys: Set<JSONKey> = [
         "cniVersion", "cniVersions", "name", "type", "args", "ipMasq", "ipam", "dns", "capabilities",
         "runtimeConfig", "prevResult", "disableCheck", "disableGC",
         "cni.dev/valid-attachments", "cni.dev/attachments",
@@ -35,14 +35,14 @@ public struct NetworkConfig: Sendable {
         let version = try parseVersion(members["cniVersion"])
         let name = try requiredString(members, "name")
         if let problem = Environment.containerIDProblem(name) {
-            throw CNIError(.invalidConfig, "network name \"\(name)\" is invalid: \(problem)",
+            throw CNIError(.invalidConfig, "network name \"\(name.escapedBytes)\" is invalid: \(problem)",
                            details: "the CNI spec requires names of letters, digits, '_', '.' and '-'")
         }
         if name.utf8.count > 128 {
             throw CNIError(.invalidConfig, "network name is \(name.utf8.count) bytes long; randsnat accepts at most 128")
         }
         let type = try requiredString(members, "type")
-        var runtimeConfig: [String: JSONValue] = [:]
+        var runtimeConfig: [JSONKey: JSONValue] = [:]
         if let value = members["runtimeConfig"], value != .null {
             guard let object = value.objectValue else {
                 throw CNIError(.decodingFailure, "\"runtimeConfig\" must be an object, not a \(value.typeName)")
@@ -77,7 +77,7 @@ public struct NetworkConfig: Sendable {
             throw CNIError(.decodingFailure, "\"cniVersion\" must be a string such as \"1.1.0\", not a \(value.typeName)")
         }
         guard let version = CNIVersion(text) else {
-            throw CNIError(.decodingFailure, "\"cniVersion\": \"\(text)\" is not a version of the form MAJOR.MINOR.PATCH")
+            throw CNIError(.decodingFailure, "\"cniVersion\": \"\(text.escapedBytes)\" is not a version of the form MAJOR.MINOR.PATCH")
         }
         guard CNIVersion.supported.contains(version) else {
             throw CNIError(.incompatibleVersion, "cniVersion \(version) is not supported",
@@ -86,7 +86,7 @@ public struct NetworkConfig: Sendable {
         return version
     }
 
-    static func requiredString(_ members: [String: JSONValue], _ key: String) throws(CNIError) -> String {
+    static func requiredString(_ members: [JSONKey: JSONValue], _ key: String) throws(CNIError) -> String {
         guard let value = members[key] else {
             throw CNIError(.invalidConfig, "network config has no \"\(key)\"")
         }

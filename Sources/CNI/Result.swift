@@ -90,7 +90,7 @@ public enum CNIResult {
                 }
                 if version < CNIVersion(1, 0, 0) {
                     let address = entry["address"]?.stringValue ?? ""
-                    entry["version"] = .string(address.contains(":") ? "6" : "4")
+                    entry["version"] = .string(address.utf8Contains(":") ? "6" : "4")
                 } else {
                     entry["version"] = nil
                 }
@@ -108,7 +108,7 @@ public enum CNIResult {
         return .object(object)
     }
 
-    static func optionalString(_ object: [String: JSONValue], _ key: String, at place: String) throws(CNIError) -> String? {
+    static func optionalString(_ object: [JSONKey: JSONValue], _ key: String, at place: String) throws(CNIError) -> String? {
         guard let value = object[key], value != .null else { return nil }
         guard let text = value.stringValue else {
             throw CNIError(.decodingFailure, "\(place).\(key) must be a string, not a \(value.typeName)")

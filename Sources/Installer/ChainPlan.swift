@@ -39,7 +39,8 @@ public struct ChainPlan: Equatable, Sendable {
 
     /// True when the runtime loads files with this name.
     public static func isLoadable(_ name: String) -> Bool {
-        !name.hasPrefix(".") && (name.hasSuffix(".conf") || name.hasSuffix(".conflist") || name.hasSuffix(".json"))
+        // By bytes, as the runtime's filepath.Ext reads them: ".\u{301}x.conf" is hidden, though its first Character is no ".".
+        !name.utf8HasPrefix(".") && [".conf", ".conflist", ".json"].contains { name.utf8HasSuffix($0) }
     }
 
     /// The file the runtime uses: the lexically first loadable one, as libcni and containerd pick it.
@@ -50,7 +51,7 @@ public struct ChainPlan: Equatable, Sendable {
 
 public enum ChainPlanner {
     /// The settings file: a JSON object of randsnat's keys, checked as randsnat will check them.
-    public static func settings(_ bytes: [UInt8]) throws -> (settings: [String: JSONValue], warnings: [String]) {
+    public static func settings(_ bytes: [UInt8]) throws -> (settings: [JSONKey: JSONValue], warnings: [String]) {
         let document: JSONValue
         do {
             document = try JSONValue.parse(bytes)
@@ -70,7 +71,7 @@ public enum ChainPlanner {
     /// Plans chaining randsnat (with `settings`) into the node's primary config.
     /// - Parameter fixMasquerade: turn the primary's own masquerade off instead of refusing.
     /// - Returns: nil when there is nothing to do (randsnat is the primary itself).
-    public static func plan(_ files: [ConfigFile], settings: [String: JSONValue], fixMasquerade: Bool) throws -> ChainPlan? {
+    public static func plan(_ files: [ConfigFile], settings: [JSONKey: JSONValue], fixMasquerade: Bool) throws -> ChainPlan? {
         guard let primary = ChainPlan.primary(of: files) else {
             throw Refusal(description: "no network config (.conf, .conflist, .json) in etc/cni/net.d yet: install the primary CNI first (or run with --watch to wait for it)")
         }

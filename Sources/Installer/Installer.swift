@@ -105,7 +105,7 @@ public struct Installer {
         }
     }
 
-    func settings() throws -> [String: JSONValue] {
+    func settings() throws -> [JSONKey: JSONValue] {
         guard let path = options.settingsFile else { return [:] }
         guard let bytes = try files.read(path) else { throw Refusal(description: "the settings file \(path) does not exist") }
         let (settings, warnings) = try ChainPlanner.settings(bytes)
@@ -153,7 +153,7 @@ public struct Installer {
     /// Refuses to chain while a SNAT rule runs before randsnat's and takes the pods' traffic (randsnat's
     /// rule would never match it), unless `--allow-earlier-snat`; rules that may take some of it are
     /// warnings.
-    func checkEarlierSNAT(_ settings: [String: JSONValue]) throws {
+    func checkEarlierSNAT(_ settings: [JSONKey: JSONValue]) throws {
         guard let earlierSNAT else { return }
         let (found, unreadable) = earlierSNAT(settings["backend"]?.stringValue.flatMap(BackendChoice.init) ?? .auto)
         for line in unreadable {

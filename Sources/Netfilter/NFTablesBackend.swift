@@ -189,7 +189,7 @@ public final class NFTablesBackend: NATBackend {
     public func add(_ member: PodPlan.Member, comment: String) throws {
         let element = NFTBatch.Element(key: member.address.address, comment: comment)
         if let current = try elements(of: member.names.memberSet, family: member.address.family)?.first(where: { $0.key == element.key }) {
-            if current.comment == Attachment.clip(comment, to: commentLimit) { return }
+            if current.comment.utf8Equals(Attachment.clip(comment, to: commentLimit)) { return }
             var batch = NFTBatch()
             batch.deleteElements(table, member.names.memberSet, [element])
             batch.addElements(table, member.names.memberSet, [element])
@@ -436,7 +436,7 @@ enum NFTDecoder {
 
     /// The kernel's rule is randsnat's `rule`: same expressions and comment.
     static func same(_ installed: NFTablesBackend.InstalledRule, _ rule: NFTRule) -> Bool {
-        installed.comment == rule.comment && installed.expressions.count == rule.expressions.count
+        installed.comment.utf8Equals(rule.comment) && installed.expressions.count == rule.expressions.count
             && zip(installed.expressions, rule.expressions).allSatisfy { $0 == $1 }
     }
 }

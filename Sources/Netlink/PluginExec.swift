@@ -6,17 +6,17 @@ import RandSNATCore
 /// Runs a delegated plugin (IPAM) the way libcni does: found in CNI_PATH, this process's
 /// environment with CNI_COMMAND set to the verb, the config on stdin, the result on stdout.
 public struct PluginExec: IPAMRunner {
-    let processEnvironment: [String: String]
+    /// This process's environ entries, as bytes.
+    let processEnvironment: [[UInt8]]
 
-    public init(processEnvironment: [String: String]) { self.processEnvironment = processEnvironment }
+    public init(processEnvironment: [[UInt8]]) { self.processEnvironment = processEnvironment }
 
     public func start(_ verb: Verb, plugin: String, environment: Environment, config: [UInt8]) throws -> any RunningIPAM {
         guard let path = environment.path.map({ $0 + "/" + plugin }).first(where: { access($0, X_OK) == 0 }) else {
             throw CNIError(.internal, "IPAM plugin \"\(plugin)\" not found in CNI_PATH (\(environment.path.joined(separator: ":")))",
                            details: "install it (Debian: containernetworking-plugins) or fix ipam.type")
         }
-        var variables = processEnvironment
-        variables["CNI_COMMAND"] = verb.rawValue
+        let variables = Environment.delegatedEntries(processEnvironment, verb: verb)
         return RunningPlugin(name: plugin, verb: verb, process: try Self.spawn(path, environment: variables, input: config))
     }
 
@@ -87,7 +87,7 @@ public struct PluginExec: IPAMRunner {
     /// A plugin may exit without reading its stdin (an old skel answers GC and STATUS so): the write
     /// then fails with EPIPE, and randsnat ignores SIGPIPE (from here on) so that it is not killed
     /// by it. The plugin gets the default SIGPIPE back.
-    static func spawn(_ path: String, environment: [String: String], input: [UInt8]) throws -> Spawned {
+    static func spawn(_ path: String, environment: [[UInt8]], input: [UInt8]) throws -> Spawned {
         signal(SIGPIPE, SIG_IGN)
         var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0]
         guard pipe2(&toChild, O_CLOEXEC) == 0, pipe2(&fromChild, O_CLOEXEC) == 0 else {
@@ -99,7 +99,12 @@ public struct PluginExec: IPAMRunner {
         posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
         posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { entry in
+            let copy = malloc(entry.count + 1)!.assumingMemoryBound(to: CChar.self)
+            for (index, byte) in entry.enumerated() { copy[index] = CChar(bitPattern: byte) }
+            copy[entry.count] = 0
+            return copy
+        } + [nil]
         defer {
             for pointer in argv { free(pointer) }
             for pointer in envp { free(pointer) }

@@ -1,18 +1,26 @@
+import CNI
 import Glibc
 
 /// The process's environment, stdin and stdout, through libc (no Foundation on the start-up path).
 enum ProcessEnvironment {
+    /// The variables by name, for randsnat's own lookups.
     static func read() -> [String: String] {
         var variables: [String: String] = [:]
-        var pointer = environ
-        while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") {
-                variables[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
-            pointer += 1
+        for entry in entries() {
+            if let (name, value) = Environment.variable(fromEntry: entry) { variables[name] = value }
         }
         return variables
+    }
+
+    /// Every `environ` entry, "NAME=VALUE", as its bytes (passed on to delegated plugins unchanged).
+    static func entries() -> [[UInt8]] {
+        var entries: [[UInt8]] = []
+        var pointer = environ
+        while let entry = pointer.pointee {
+            entries.append(Array(UnsafeRawBufferPointer(start: entry, count: strlen(entry))))
+            pointer += 1
+        }
+        return entries
     }
 
     /// Reads stdin to EOF, stopping once more than `limit` bytes arrived.

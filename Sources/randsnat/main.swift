@@ -43,9 +43,9 @@ let chained = SNATPlugin(
     isOwnNetworkNamespace: { try NetworkNamespace.isCurrent($0) }, sysctls: NamespaceSysctls())
 let plugin = RandSNATPlugin(
     chained: chained,
-    standalone: StandalonePlugin(snat: chained, network: BridgeNetwork(), ipam: PluginExec(processEnvironment: environment)))
+    standalone: StandalonePlugin(snat: chained, network: BridgeNetwork(), ipam: PluginExec(processEnvironment: ProcessEnvironment.entries())))
 let dispatcher = Dispatcher(plugin: plugin, mapError: ErrorMapping.cniError)
-let isVersion = environment[EnvironmentKey.command.rawValue] == Verb.version.rawValue
+let isVersion = environment[EnvironmentKey.command.rawValue]?.utf8Equals(Verb.version.rawValue) == true
 let (stdin, tooLarge) = isVersion ? ([], false) : ProcessEnvironment.readStandardInput(limit: Dispatcher.maxInputBytes)
 let outcome = dispatcher.run(environment: environment, stdin: stdin, inputTooLarge: tooLarge)
 ProcessEnvironment.write(outcome.stdout, to: 1)

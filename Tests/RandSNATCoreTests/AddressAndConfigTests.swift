@@ -47,7 +47,7 @@ struct AddressTests {
 }
 
 struct PluginConfigTests {
-    static func members(_ text: String) throws -> [String: JSONValue] { try JSONValue.parse(Array(text.utf8)).objectValue! }
+    static func members(_ text: String) throws -> [JSONKey: JSONValue] { try JSONValue.parse(Array(text.utf8)).objectValue! }
 
     @Test func defaults() throws {
         let (config, warnings) = try PluginConfig.parse(Self.members(#"{"cniVersion":"1.1.0","name":"n","type":"randsnat"}"#))

@@ -2,64 +2,6 @@ import CNI
 import Testing
 @testable import RandSNATCore
 
-/// An in-memory NATBackend: sets and "rules" as dictionaries, every call recorded.
-final class FakeBackend: NATBackend {
-    let kind: BackendKind
-    var commentLimit: Int { kind == .nftables ? 127 : 255 }
-    /// What `nodeNetfilter` reports.
-    var node: BackendKind = .iptables
-    /// A backend the kernel cannot serve (no ipset, no nf_tables): every read fails.
-    var unreadable = false
-    init(kind: BackendKind = .iptables) { self.kind = kind }
-    struct State { var members: [InstalledMember] = []; var subnets: [CIDR] = [] }
-    var installed: [ObjectNames: State] = [:]
-    var calls: [String] = []
-    var failOn: String?
-
-    func record(_ call: String) throws {
-        calls.append(call)
-        if let failOn, call.hasPrefix(failOn) { throw CNIError(.internal, "injected failure at \(call)") }
-    }
-
-    func isInstalled(_ plan: FamilyPlan) throws -> Bool { try record("isInstalled"); return installed[plan.names] != nil }
-    func install(_ plan: FamilyPlan) throws { try record("install \(plan.family)"); installed[plan.names] = installed[plan.names] ?? State() }
-    func uninstall(_ names: ObjectNames) throws { try record("uninstall \(names.family)"); installed[names] = nil }
-    func add(_ member: PodPlan.Member, comment: String) throws {
-        try record("add \(member.address.address)")
-        installed[member.names]!.members.removeAll { $0.address == member.address.address }
-        // As the kernel keeps it: cut to the backend's limit.
-        installed[member.names]!.members.append(InstalledMember(address: member.address.address, comment: Attachment.clip(comment, to: commentLimit)))
-    }
-    func add(subnet: CIDR, to names: ObjectNames) throws {
-        try record("addSubnet \(subnet)")
-        if !installed[names]!.subnets.contains(subnet) { installed[names]!.subnets.append(subnet) }
-    }
-    func remove(_ member: InstalledMember, from names: ObjectNames) throws {
-        try record("remove \(member.address)")
-        installed[names]?.members.removeAll { $0.address == member.address }
-    }
-    func remove(subnet: CIDR, from names: ObjectNames) throws {
-        try record("removeSubnet \(subnet)")
-        installed[names]?.subnets.removeAll { $0 == subnet }
-    }
-    func generations(of id: NetworkID) throws -> [InstalledGeneration] {
-        if unreadable { throw CNIError(.internal, "\(kind) cannot be read") }
-        return installed.filter { $0.key.chain.hasPrefix(id.namePrefix) }.sorted { $0.key.family < $1.key.family }
-            .map { InstalledGeneration(names: $0.key, members: $0.value.members, subnets: $0.value.subnets) }
-    }
-    func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws {
-        try record("removeStrays \(keep.count)")
-        for names in installed.keys where names.chain.hasPrefix(id.namePrefix) && !keep.contains(names) { installed[names] = nil }
-    }
-    func problems(with plan: FamilyPlan) throws -> [String] { installed[plan.names] == nil ? ["chain missing"] : [] }
-    func status() throws -> NodeReport { NodeReport() }
-    func nodeNetfilter() throws -> BackendKind { node }
-}
-
-struct NoLock: NetworkLock {
-    func withLock<T>(_ id: NetworkID, timeoutSeconds: Double, _ body: () throws -> T) throws -> T { try body() }
-}
-
 struct SNATPluginTests {
     let backend = FakeBackend()
     let nft = FakeBackend(kind: .nftables)

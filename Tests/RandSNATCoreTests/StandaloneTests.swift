@@ -3,7 +3,7 @@ import Testing
 @testable import RandSNATCore
 
 struct BridgeConfigTests {
-    static func members(_ text: String) throws -> [String: JSONValue] { try JSONValue.parse(Array(text.utf8)).objectValue! }
+    static func members(_ text: String) throws -> [JSONKey: JSONValue] { try JSONValue.parse(Array(text.utf8)).objectValue! }
 
     @Test func noIpamMeansChained() throws {
         #expect(try BridgeConfig.parse(Self.members(#"{"type":"randsnat"}"#)) == nil)
@@ -175,67 +175,6 @@ struct BridgePlannerTests {
     @Test func firstHostCarries() {
         #expect(BridgePlanner.firstHost(of: CIDR("10.0.0.0/8")!).description == "10.0.0.1")
         #expect(BridgePlanner.firstHost(of: CIDR("2001:db8::/64")!).description == "2001:db8::1")
-    }
-}
-
-/// Records what the standalone plugin asks of the pod network and the IPAM plugin.
-final class FakePodNetwork: PodNetwork {
-    var calls: [String] = []
-    var failAttach = false
-    var linkPlans: [LinkPlan] = []
-    var plans: [BridgePlan] = []
-    func createLinks(_ plan: LinkPlan, netns: String, ifName: String) throws -> CreatedLinks {
-        calls.append("create \(plan.bridge)")
-        linkPlans.append(plan)
-        return CreatedLinks(bridgeIndex: 1, hostVeth: "veth0", netns: netns, ifName: ifName)
-    }
-    func configure(_ links: CreatedLinks, plan: BridgePlan) throws -> AttachedPod {
-        calls.append("configure")
-        plans.append(plan)
-        if failAttach { throw CNIError(.internal, "injected") }
-        return AttachedPod(bridge: ResultInterface(name: plan.bridge, mac: "aa", sandbox: nil),
-                           hostVeth: ResultInterface(name: links.hostVeth, mac: "bb", sandbox: nil),
-                           pod: ResultInterface(name: links.ifName, mac: "cc", sandbox: links.netns))
-    }
-    func remove(_ links: CreatedLinks) throws { calls.append("remove") }
-    func detach(netns: String, ifName: String, meanwhile: () throws -> Void) throws {
-        calls.append("detach")
-        try meanwhile()
-    }
-    func problems(with plan: BridgePlan, netns: String, ifName: String) throws -> [String] {
-        calls.append("problems")
-        plans.append(plan)
-        return []
-    }
-}
-
-final class FakeIPAM: IPAMRunner {
-    struct Done: RunningIPAM {
-        let answer: Result<JSONValue?, CNIError>
-        func wait() throws -> JSONValue? { try answer.get() }
-    }
-    var calls: [Verb] = []
-    /// The stdin each verb got.
-    var inputs: [Verb: [UInt8]] = [:]
-    /// The error a verb answers with.
-    var failures: [Verb: CNIError] = [:]
-    /// What VERSION lists.
-    var supportedVersions = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]
-    /// Called when a verb starts (to see the order against the pod network's calls).
-    var onStart: (Verb) -> Void = { _ in }
-    func start(_ verb: Verb, plugin: String, environment: Environment, config: [UInt8]) throws -> any RunningIPAM {
-        calls.append(verb)
-        onStart(verb)
-        inputs[verb] = config
-        if let failure = failures[verb] { return Done(answer: .failure(failure)) }
-        switch verb {
-        case .add:
-            return Done(answer: .success(try JSONValue.parse(Array(#"{"cniVersion":"1.0.0","ips":[{"address":"198.18.0.9/24","gateway":"198.18.0.1"}],"dns":{"nameservers":["10.96.0.10"]}}"#.utf8))))
-        case .version:
-            return Done(answer: .success(.object(["cniVersion": .string("1.0.0"), "supportedVersions": .array(supportedVersions.map { .string($0) })])))
-        default:
-            return Done(answer: .success(nil))
-        }
     }
 }
 

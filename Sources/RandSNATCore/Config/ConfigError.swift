@@ -1,6 +1,7 @@
 import CNI
 
-/// A fault in randsnat's own keys of the network config. Each case names the key and the value.
+/// A fault in randsnat's own keys of the network config. Each case names the key and the value (its
+/// bytes: non-ASCII and control bytes as \xNN, so the reader sees what randsnat compared).
 public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The key holds a JSON value of another type (maps to CNI code 6, like a failed unmarshal).
     case wrongType(key: String, expected: String, actual: String)
@@ -18,11 +19,11 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
         case .wrongType(let key, let expected, let actual):
             "\(key) must be \(expected), not a \(actual)"
         case .invalidCIDR(let key, let value):
-            "\(key): \"\(value)\" is not a CIDR (ADDRESS/PREFIX, IPv4 prefix 0–32, IPv6 prefix 0–128)"
+            "\(key): \"\(value.escapedBytes)\" is not a CIDR (ADDRESS/PREFIX, IPv4 prefix 0–32, IPv6 prefix 0–128)"
         case .invalidAddress(let key, let value):
-            "\(key): \"\(value)\" is not an address or an address range FIRST-LAST of one family"
+            "\(key): \"\(value.escapedBytes)\" is not an address or an address range FIRST-LAST of one family"
         case .invalidValue(let key, let value, let reason):
-            "\(key): \"\(value)\" \(reason)"
+            "\(key): \"\(value.escapedBytes)\" \(reason)"
         case .missingPrevResult:
             "randsnat runs chained here but the config has no prevResult: list it after an interface plugin "
                 + "(bridge, ptp, flannel, ...) in a conflist, or give it an \"ipam\" section to run standalone"

@@ -1,3 +1,5 @@
+import CNI
+
 /// An address family; the netfilter tables, sets and rules of randsnat exist once per family.
 public enum Family: String, CaseIterable, Sendable, Hashable, Comparable {
     case ipv4
@@ -22,57 +24,90 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
         self.bytes = bytes
     }
 
-    /// Parses dotted-quad IPv4 or RFC 4291 IPv6 text (with `::` and a trailing dotted quad).
+    /// Parses dotted-quad IPv4 or RFC 4291 IPv6 text (with `::` and a trailing dotted quad), byte by
+    /// byte as inet_pton(3) does: it accepts exactly what inet_pton accepts.
     public init?(_ text: String) {
-        if text.contains(":") {
-            guard let bytes = Self.parseIPv6(Substring(text)) else { return nil }
+        let bytes = Array(text.utf8)
+        if bytes.contains(UInt8(ascii: ":")) {
+            guard let parsed = Self.parseIPv6(bytes[...]) else { return nil }
             self.family = .ipv6
-            self.bytes = bytes
+            self.bytes = parsed
         } else {
-            guard let bytes = Self.parseIPv4(Substring(text)) else { return nil }
+            guard let parsed = Self.parseIPv4(bytes[...]) else { return nil }
             self.family = .ipv4
-            self.bytes = bytes
+            self.bytes = parsed
         }
     }
 
-    static func parseIPv4(_ text: Substring) -> [UInt8]? {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+    /// Four decimal numbers 0–255 without leading zeros, separated by '.'.
+    static func parseIPv4(_ text: ArraySlice<UInt8>) -> [UInt8]? {
+        let parts = text.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
         guard parts.count == 4 else { return nil }
         var bytes: [UInt8] = []
         for part in parts {
-            guard !part.isEmpty, part.count <= 3, part.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                  !(part.count > 1 && part.first == "0"), let value = UInt8(part) else { return nil }
-            bytes.append(value)
+            guard let value = decimal(part, maxDigits: 3), value <= 255, !(part.count > 1 && part.first == UInt8(ascii: "0"))
+            else { return nil }
+            bytes.append(UInt8(value))
         }
         return bytes
     }
 
-    static func parseIPv6(_ text: Substring) -> [UInt8]? {
-        guard text.utf8.count <= 45 else { return nil }
-        let halves = text.components(separatedByDoubleColon: ())
-        guard halves.count <= 2 else { return nil }
-        func groups(_ part: Substring, allowTrailingIPv4: Bool) -> [UInt8]? {
+    /// Up to eight groups of one to four hex digits (no sign: Swift's `UInt16(_:radix:)` takes
+    /// "+1", inet_pton does not), one `::` for a run of zero groups, a dotted quad as the last 32 bits.
+    static func parseIPv6(_ text: ArraySlice<UInt8>) -> [UInt8]? {
+        let colon = UInt8(ascii: ":")
+        guard text.count <= 45 else { return nil }
+        func groups(_ part: ArraySlice<UInt8>, allowTrailingIPv4: Bool) -> [UInt8]? {
             if part.isEmpty { return [] }
             var bytes: [UInt8] = []
-            let fields = part.split(separator: ":", omittingEmptySubsequences: false)
+            let fields = part.split(separator: colon, omittingEmptySubsequences: false)
             for (index, field) in fields.enumerated() {
-                if index == fields.count - 1, allowTrailingIPv4, field.contains(".") {
+                if index == fields.count - 1, allowTrailingIPv4, field.contains(UInt8(ascii: ".")) {
                     guard let quad = parseIPv4(field) else { return nil }
                     bytes += quad
                     continue
                 }
-                guard !field.isEmpty, field.count <= 4, let value = UInt16(field, radix: 16) else { return nil }
+                guard let value = hexadecimal(field, maxDigits: 4) else { return nil }
                 bytes += [UInt8(value >> 8), UInt8(value & 0xFF)]
             }
             return bytes
         }
-        if halves.count == 1 {
-            guard let bytes = groups(halves[0], allowTrailingIPv4: true), bytes.count == 16 else { return nil }
+        // The first "::"; a second one leaves an empty group in the tail, which `groups` refuses.
+        guard let double = text.indices.first(where: { $0 + 1 < text.endIndex && text[$0] == colon && text[$0 + 1] == colon }) else {
+            guard let bytes = groups(text, allowTrailingIPv4: true), bytes.count == 16 else { return nil }
             return bytes
         }
-        guard let head = groups(halves[0], allowTrailingIPv4: false),
-              let tail = groups(halves[1], allowTrailingIPv4: true), head.count + tail.count <= 14 else { return nil }
+        guard let head = groups(text[..<double], allowTrailingIPv4: false),
+              let tail = groups(text[(double + 2)...], allowTrailingIPv4: true), head.count + tail.count <= 14 else { return nil }
         return head + [UInt8](repeating: 0, count: 16 - head.count - tail.count) + tail
+    }
+
+    /// One to `maxDigits` ASCII decimal digits, nothing else (no sign, no space).
+    static func decimal(_ digits: some Collection<UInt8>, maxDigits: Int) -> Int? {
+        guard !digits.isEmpty, digits.count <= maxDigits else { return nil }
+        var value = 0
+        for byte in digits {
+            guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+            value = value * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        return value
+    }
+
+    /// One to `maxDigits` ASCII hex digits, nothing else.
+    static func hexadecimal(_ digits: some Collection<UInt8>, maxDigits: Int) -> Int? {
+        guard !digits.isEmpty, digits.count <= maxDigits else { return nil }
+        var value = 0
+        for byte in digits {
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            value = value << 4 | Int(digit)
+        }
+        return value
     }
 
     /// Canonical text: dotted quad, or RFC 5952 IPv6 (longest run of zero groups as `::`).
@@ -110,27 +145,6 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
     }
 }
 
-extension Substring {
-    /// Splits on the first "::" only (a second one makes the address invalid).
-    func components(separatedByDoubleColon: Void) -> [Substring] {
-        var parts: [Substring] = []
-        var start = startIndex
-        var index = startIndex
-        while index < endIndex {
-            let next = self.index(after: index)
-            if self[index] == ":", next < endIndex, self[next] == ":" {
-                parts.append(self[start..<index])
-                index = self.index(after: next)
-                start = index
-                continue
-            }
-            index = next
-        }
-        parts.append(self[start..<endIndex])
-        return parts
-    }
-}
-
 /// A network: an address with a prefix length, host bits cleared.
 public struct CIDR: Hashable, Sendable, CustomStringConvertible {
     public let address: IPAddress
@@ -146,12 +160,11 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
     /// Parses "ADDRESS/PREFIX" (host bits are cleared, as Go's net.ParseCIDR does); a bare address
     /// is a host route (/32 or /128).
     public init?(_ text: String) {
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let address = IPAddress(String(parts[0])) else { return nil }
+        let parts = text.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        guard parts.count <= 2, let address = IPAddress(String(decoding: parts[0], as: UTF8.self)) else { return nil }
         var prefix = address.family.bitCount
         if parts.count == 2 {
-            guard !parts[1].isEmpty, parts[1].count <= 3, parts[1].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                  let value = Int(parts[1]), value <= address.family.bitCount else { return nil }
+            guard let value = IPAddress.decimal(parts[1], maxDigits: 3), value <= address.family.bitCount else { return nil }
             prefix = value
         }
         self.init(address: address, prefix: prefix)
@@ -181,7 +194,7 @@ public struct PodAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses "198.18.0.2/24"; the prefix is required (CNI results always carry one).
     public init?(_ text: String) {
-        guard text.contains("/"), let cidr = CIDR(text), let address = IPAddress(String(text.split(separator: "/")[0]))
+        guard text.utf8Contains("/"), let cidr = CIDR(text), let address = IPAddress(text.utf8Split("/")[0])
         else { return nil }
         self.init(address: address, prefix: cidr.prefix)
     }
@@ -198,9 +211,9 @@ public struct AddressRange: Hashable, Sendable, CustomStringConvertible {
     public let last: IPAddress
 
     public init?(_ text: String) {
-        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let first = IPAddress(String(parts[0])) else { return nil }
-        let last = parts.count == 2 ? IPAddress(String(parts[1])) : first
+        let parts = text.utf8Split("-")
+        guard parts.count <= 2, let first = IPAddress(parts[0]) else { return nil }
+        let last = parts.count == 2 ? IPAddress(parts[1]) : first
         guard let last, last.family == first.family, !(last < first) else { return nil }
         self.first = first
         self.last = last
@@ -216,12 +229,12 @@ public struct PortRange: Hashable, Sendable, CustomStringConvertible {
     public let last: UInt16
 
     public init?(_ text: String) {
-        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count <= 2, parts.allSatisfy({ !$0.isEmpty && $0.count <= 5 && $0.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } }),
-              let first = UInt16(parts[0]), let last = UInt16(parts.count == 2 ? parts[1] : parts[0]),
-              first >= 1, first <= last else { return nil }
-        self.first = first
-        self.last = last
+        let parts = text.utf8.split(separator: UInt8(ascii: "-"), omittingEmptySubsequences: false)
+        guard parts.count <= 2, let first = IPAddress.decimal(parts[0], maxDigits: 5),
+              let last = parts.count == 2 ? IPAddress.decimal(parts[1], maxDigits: 5) : first,
+              first >= 1, first <= last, last <= 65535 else { return nil }
+        self.first = UInt16(first)
+        self.last = UInt16(last)
     }
 
     public var count: Int { Int(last) - Int(first) + 1 }

@@ -27,7 +27,7 @@ public struct PluginConfig: Equatable, Sendable {
     ]
 
     /// Reads randsnat's keys; keys that neither the spec nor randsnat knows come back as warnings.
-    public static func parse(_ members: [String: JSONValue]) throws(ConfigError) -> (config: PluginConfig, warnings: [String]) {
+    public static func parse(_ members: [JSONKey: JSONValue]) throws(ConfigError) -> (config: PluginConfig, warnings: [String]) {
         var config = PluginConfig()
         if let items = try stringList(members, "nonMasqueradeCIDRs") {
             config.nonMasqueradeCIDRs = try items.enumerated().map { (index, text) throws(ConfigError) in
@@ -106,22 +106,22 @@ public struct PluginConfig: Equatable, Sendable {
         if let ipMasq = members["ipMasq"], ipMasq != .null, ipMasq.boolValue == nil {
             throw .wrongType(key: "ipMasq", expected: "true or false", actual: ipMasq.typeName)
         }
-        let known = NetworkConfig.specKeys.union(keys).union(BridgeConfig.keys)
+        let known = NetworkConfig.specKeys.union((keys + BridgeConfig.keys).map { JSONKey($0) })
         let warnings = members.keys.filter { !known.contains($0) }.sorted().map { key in
-            var text = "ignoring unknown config key \"\(key)\""
-            if let guess = closestKey(to: key, among: keys) { text += " (did you mean \"\(guess)\"?)" }
+            var text = "ignoring unknown config key \"\(key.text.escapedBytes)\""
+            if let guess = closestKey(to: key.text, among: keys) { text += " (did you mean \"\(guess)\"?)" }
             return text
         }
         return (config, warnings)
     }
 
-    static func string(_ members: [String: JSONValue], _ key: String) throws(ConfigError) -> String? {
+    static func string(_ members: [JSONKey: JSONValue], _ key: String) throws(ConfigError) -> String? {
         guard let value = members[key], value != .null else { return nil }
         guard let text = value.stringValue else { throw .wrongType(key: key, expected: "a string", actual: value.typeName) }
         return text
     }
 
-    static func stringList(_ members: [String: JSONValue], _ key: String, allowSingleString: Bool = false) throws(ConfigError) -> [String]? {
+    static func stringList(_ members: [JSONKey: JSONValue], _ key: String, allowSingleString: Bool = false) throws(ConfigError) -> [String]? {
         guard let value = members[key], value != .null else { return nil }
         if allowSingleString, let text = value.stringValue { return [text] }
         guard let items = value.arrayValue else {

@@ -149,7 +149,7 @@ public struct Diagnosis: Equatable, Sendable {
         .object([
             "status": .string(["healthy", "warning", "problem"][severity.rawValue]),
             "conntrack": .object(Dictionary(uniqueKeysWithValues: Self.watchedCounters.map { name in
-                (name, JSONValue.object(["total": .int(Int64(facts.counters[name] ?? 0))].merging(deltas[name].map { ["delta": JSONValue.int(Int64($0))] } ?? [:]) { a, _ in a }))
+                (JSONKey(name), JSONValue.object(["total": .int(Int64(facts.counters[name] ?? 0))].merging(deltas[name].map { ["delta": JSONValue.int(Int64($0))] } ?? [:]) { a, _ in a }))
             })),
             "intervalSeconds": .double(intervalSeconds),
             "netfilter": .object(["legacyNATRules": .int(Int64(facts.legacyNATRules)), "nftablesNATRules": .int(Int64(facts.nftablesNATRules))]),
@@ -180,11 +180,13 @@ public struct Diagnosis: Equatable, Sendable {
                 "probeControl": .array((facts.timestampOffsets?.control ?? []).map { .int(Int64($0)) }),
             ]),
             "podTimestamps": .array(facts.podTimestamps.map { network in
-                var synRetransmits: [String: JSONValue] = ["total": .int(Int64(network.synRetransmits))]
+                var synRetransmits: [JSONKey: JSONValue] = ["total": .int(Int64(network.synRetransmits))]
                 if let delta = synRetransmitDeltas[network.network] { synRetransmits["delta"] = .int(Int64(delta)) }
+                var podsByValue: [JSONKey: JSONValue] = [:]
+                for (value, count) in network.podsByValue { podsByValue[JSONKey("\(value)")] = .int(Int64(count)) }
                 return .object([
                     "network": .string(network.network), "configured": network.configured.map { .int(Int64($0)) } ?? .null,
-                    "pods": .object(Dictionary(uniqueKeysWithValues: network.podsByValue.map { ("\($0.key)", JSONValue.int(Int64($0.value))) })),
+                    "pods": .object(podsByValue),
                     "synRetransmits": .object(synRetransmits), "unreadable": .int(Int64(network.unreadable)),
                 ])
             }),

@@ -1,3 +1,5 @@
+import CNI
+
 /// The names randsnat gives its kernel objects. They are derived, never stored: every process that
 /// sees the same network name and config computes the same names.
 ///
@@ -90,6 +92,19 @@ public struct Attachment: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(network)/\(containerID)/\(ifName)" }
 
+    // Equal by bytes, as the kernel and libcni compare them (String's == and hash take canonically
+    // equivalent text, "K" and "\u{212A}", as one).
+    public static func == (a: Attachment, b: Attachment) -> Bool {
+        a.network.utf8Equals(b.network) && a.containerID.utf8Equals(b.containerID) && a.ifName.utf8Equals(b.ifName)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for part in [network, containerID, ifName] {
+            hasher.combine(part.utf8.count)
+            for byte in part.utf8 { hasher.combine(byte) }
+        }
+    }
+
     var fullComment: String { "\(network)/\(containerID)/\(ifName)" }
     var compactComment: String { "\(containerID)/\(ifName)" }
     var digestComment: String { "#" + SHA256.hex(compactComment).prefix(40) }
@@ -102,8 +117,8 @@ public struct Attachment: Hashable, Sendable, CustomStringConvertible {
 
     /// Every comment that may name this attachment in a backend of `limit` bytes: the one written
     /// now and the one earlier releases wrote (the full form cut to the limit).
-    public func comments(limit: Int) -> Set<String> {
-        [comment(limit: limit), Self.clip(fullComment, to: limit)]
+    public func comments(limit: Int) -> Set<[UInt8]> {
+        [Array(comment(limit: limit).utf8), Array(Self.clip(fullComment, to: limit).utf8)]
     }
 
     /// How surely a comment names an attachment.
@@ -118,8 +133,8 @@ public struct Attachment: Hashable, Sendable, CustomStringConvertible {
     /// Whether `comment` (read from a member set of this attachment's network in a backend of
     /// `limit` bytes) names this attachment; nil when it does not.
     public func claim(_ comment: String, limit: Int) -> Claim? {
-        if comment == self.comment(limit: limit) { return .exact }
-        guard comment == Self.clip(fullComment, to: limit) else { return nil }
+        if comment.utf8Equals(self.comment(limit: limit)) { return .exact }
+        guard comment.utf8Equals(Self.clip(fullComment, to: limit)) else { return nil }
         return comment.utf8.count > network.utf8.count + 1 + containerID.utf8.count ? .exact : .ambiguous
     }
 
@@ -129,14 +144,14 @@ public struct Attachment: Hashable, Sendable, CustomStringConvertible {
         let parts = comment.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         let owner: Attachment
         switch parts.count {
-        case 3 where parts[0] == network: owner = Attachment(network: network, containerID: parts[1], ifName: parts[2])
+        case 3 where parts[0].utf8Equals(network): owner = Attachment(network: network, containerID: parts[1], ifName: parts[2])
         case 2: owner = Attachment(network: network, containerID: parts[0], ifName: parts[1])
         default: return nil
         }
         // A full comment cut short by an earlier release parses as well, with a truncated part: only
         // an exact round trip counts.
         guard !owner.containerID.isEmpty, !owner.ifName.isEmpty,
-              comment == (parts.count == 3 ? owner.fullComment : owner.compactComment) else { return nil }
+              comment.utf8Equals(parts.count == 3 ? owner.fullComment : owner.compactComment) else { return nil }
         return owner
     }
 

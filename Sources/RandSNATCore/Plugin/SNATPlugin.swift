@@ -222,7 +222,7 @@ public struct SNATPlugin: CNIPlugin {
     /// keys leniently: a config edited since ADD must not keep a pod's state on the node. A member
     /// whose comment names the pod only ambiguously (see `Attachment.Claim`) goes when its address
     /// is one of `addresses`.
-    func removeSNAT(_ owner: Attachment, members: [String: JSONValue], addresses: [IPAddress]) throws {
+    func removeSNAT(_ owner: Attachment, members: [JSONKey: JSONValue], addresses: [IPAddress]) throws {
         let config = (try? PluginConfig.parse(members).config) ?? PluginConfig()
         let id = NetworkID(network: owner.network)
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
@@ -320,7 +320,7 @@ public struct SNATPlugin: CNIPlugin {
             if owned == nil {
                 problems.append("\(address) is not in set \(member.names.memberSet), so its traffic is not SNATed")
             } else if let owned, pod.attachment.claim(owned.comment, limit: backend.commentLimit) == nil {
-                problems.append("\(address) in set \(member.names.memberSet) belongs to \"\(owned.comment)\", not \"\(pod.attachment.comment(limit: backend.commentLimit))\"")
+                problems.append("\(address) in set \(member.names.memberSet) belongs to \"\(owned.comment.escapedBytes)\", not \"\(pod.attachment.comment(limit: backend.commentLimit).escapedBytes)\"")
             }
             if !generation.subnets.contains(member.address.subnet) {
                 problems.append("subnet \(member.address.subnet) is not in set \(member.names.subnetSet), so traffic to the pod's own subnet would be SNATed")
@@ -350,8 +350,8 @@ public struct SNATPlugin: CNIPlugin {
                 var keep: Set<ObjectNames> = []
                 let live = Set(valid.flatMap { $0.comments(limit: backend.commentLimit) })
                 for generation in generations {
-                    try removeMembers(of: generation, backend, onFailure: record) { !live.contains($0.comment) }
-                    if generation.members.contains(where: { live.contains($0.comment) }) {
+                    try removeMembers(of: generation, backend, onFailure: record) { !live.contains(Array($0.comment.utf8)) }
+                    if generation.members.contains(where: { live.contains(Array($0.comment.utf8)) }) {
                         keep.insert(generation.names)
                     }
                 }
@@ -378,8 +378,8 @@ public struct SNATPlugin: CNIPlugin {
         if !failures.isEmpty { throw GCFailure(network: id.network, steps: failures) }
     }
 
-    /// `cni.dev/valid-attachments` of this network.
-    func validAttachments(_ members: [String: JSONValue]) throws -> Set<Attachment> {
+    /// `cni.dev/valid-attachments` of this network (compared by bytes: see `Attachment`'s ==).
+    func validAttachments(_ members: [JSONKey: JSONValue]) throws -> Set<Attachment> {
         let key = "cni.dev/valid-attachments"
         guard let value = members[key], value != .null else { return [] }
         guard let items = value.arrayValue else { throw ConfigError.wrongType(key: key, expected: "an array", actual: value.typeName) }

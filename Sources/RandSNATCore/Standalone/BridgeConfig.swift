@@ -48,7 +48,7 @@ public struct BridgeConfig: Equatable, Sendable {
     /// Reads `ipam` alone: all that DEL and GC need, so that a config whose other keys were edited
     /// after ADD (and are now invalid) still releases what ADD took. An `ipam` with no `type` (or
     /// an empty one) and nothing else is layer 2 only, as with the reference bridge.
-    public static func mode(_ members: [String: JSONValue]) throws(ConfigError) -> Mode {
+    public static func mode(_ members: [JSONKey: JSONValue]) throws(ConfigError) -> Mode {
         guard let ipam = members["ipam"], ipam != .null else { return .chained }
         guard let ipamObject = ipam.objectValue else { throw .wrongType(key: "ipam", expected: "an object", actual: ipam.typeName) }
         if ipamObject["type"] == nil || ipamObject["type"] == .null || ipamObject["type"] == .string("") {
@@ -61,7 +61,8 @@ public struct BridgeConfig: Equatable, Sendable {
         guard let type = ipamObject["type"]?.stringValue else {
             throw .wrongType(key: "ipam.type", expected: "a string", actual: ipamObject["type"]?.typeName ?? "missing")
         }
-        guard !type.contains("/"), type != ".", type != ".." else {
+        // By bytes, as execve reads the path: "/\u{301}" is one Character, which is not "/".
+        guard !type.utf8Contains("/"), !type.utf8Equals("."), !type.utf8Equals("..") else {
             throw .invalidValue(key: "ipam.type", value: type, reason: "must be a plugin name, not a path")
         }
         return .standalone(ipamType: type)
@@ -69,7 +70,7 @@ public struct BridgeConfig: Equatable, Sendable {
 
     /// Reads the keys; nil when the config has no `ipam` (randsnat then runs chained). `cniArgs`
     /// are the pairs of `CNI_ARGS` (for `MAC=`).
-    public static func parse(_ members: [String: JSONValue], cniArgs: [(key: String, value: String)] = []) throws(ConfigError) -> BridgeConfig? {
+    public static func parse(_ members: [JSONKey: JSONValue], cniArgs: [(key: String, value: String)] = []) throws(ConfigError) -> BridgeConfig? {
         guard case .standalone(let type) = try mode(members) else { return nil }
         var config = BridgeConfig(ipamType: type)
         if let name = try PluginConfig.string(members, "bridge") {
@@ -120,9 +121,9 @@ public struct BridgeConfig: Equatable, Sendable {
 
     /// The pod's MAC address from the three places the reference bridge reads, the later winning:
     /// `CNI_ARGS` `MAC=`, `args.cni.mac`, `runtimeConfig.mac` (capability "mac").
-    static func mac(_ members: [String: JSONValue], cniArgs: [(key: String, value: String)]) throws(ConfigError) -> MACAddress? {
+    static func mac(_ members: [JSONKey: JSONValue], cniArgs: [(key: String, value: String)]) throws(ConfigError) -> MACAddress? {
         var chosen: (key: String, text: String)?
-        if let text = cniArgs.last(where: { $0.key == "MAC" })?.value, !text.isEmpty { chosen = ("CNI_ARGS MAC", text) }
+        if let text = cniArgs.last(where: { $0.key.utf8Equals("MAC") })?.value, !text.isEmpty { chosen = ("CNI_ARGS MAC", text) }
         for (key, value) in [("args.cni.mac", members["args"]?["cni"]?["mac"]), ("runtimeConfig.mac", members["runtimeConfig"]?["mac"])] {
             guard let value, value != .null else { continue }
             guard let text = value.stringValue else { throw .wrongType(key: key, expected: "a string", actual: value.typeName) }
@@ -140,11 +141,11 @@ public struct BridgeConfig: Equatable, Sendable {
 
     /// The config's `dns` when it sets something (the reference bridge's rule: nameservers, search or
     /// options present, or a domain), as the result writes it: the four fields, empty ones left out.
-    static func dns(_ members: [String: JSONValue]) throws(ConfigError) -> JSONValue? {
+    static func dns(_ members: [JSONKey: JSONValue]) throws(ConfigError) -> JSONValue? {
         guard let value = members["dns"], value != .null else { return nil }
         guard let object = value.objectValue else { throw .wrongType(key: "dns", expected: "an object", actual: value.typeName) }
         var isSet = false
-        var written: [String: JSONValue] = [:]
+        var written: [JSONKey: JSONValue] = [:]
         for key in ["nameservers", "search", "options"] {
             guard let items = try PluginConfig.stringList(object, key) else { continue }
             isSet = true
@@ -157,7 +158,7 @@ public struct BridgeConfig: Equatable, Sendable {
         return isSet ? .object(written) : nil
     }
 
-    static func flag(_ members: [String: JSONValue], _ key: String) throws(ConfigError) -> Bool? {
+    static func flag(_ members: [JSONKey: JSONValue], _ key: String) throws(ConfigError) -> Bool? {
         guard let value = members[key], value != .null else { return nil }
         guard let flag = value.boolValue else { throw .wrongType(key: key, expected: "true or false", actual: value.typeName) }
         return flag

@@ -72,23 +72,23 @@ public struct StandalonePlugin {
     /// routes of isDefaultGateway), the config's dns or else IPAM's.
     static func result(version: CNIVersion, pod: AttachedPod, plan: BridgePlan, ipamRoutes: JSONValue?, dns: JSONValue?) throws -> JSONValue {
         func interface(_ item: ResultInterface) -> JSONValue {
-            var members: [String: JSONValue] = ["name": .string(item.name), "mac": .string(item.mac)]
+            var members: [JSONKey: JSONValue] = ["name": .string(item.name), "mac": .string(item.mac)]
             if let sandbox = item.sandbox { members["sandbox"] = .string(sandbox) }
             return .object(members)
         }
         let ips: [JSONValue] = plan.ips.map { ip in
-            var members: [String: JSONValue] = ["address": .string(ip.address.description), "interface": .int(2)]
+            var members: [JSONKey: JSONValue] = ["address": .string(ip.address.description), "interface": .int(2)]
             if let gateway = ip.gateway { members["gateway"] = .string(gateway.description) }
             return .object(members)
         }
         var routes = ipamRoutes?.arrayValue ?? []
         let given = routes.count
         for route in plan.routes.dropFirst(given) {
-            var members: [String: JSONValue] = ["dst": .string(route.destination.description)]
+            var members: [JSONKey: JSONValue] = ["dst": .string(route.destination.description)]
             if let gateway = route.gateway { members["gw"] = .string(gateway.description) }
             routes.append(.object(members))
         }
-        var result: [String: JSONValue] = [
+        var result: [JSONKey: JSONValue] = [
             "cniVersion": .string(version.description),
             "interfaces": .array([interface(pod.bridge), interface(pod.hostVeth), interface(pod.pod)]),
             "dns": dns ?? .object([:]),
