@@ -244,6 +244,12 @@ public final class NFTablesBackend: NATBackend {
         try Conntrack(socket: netlink).forgetFlows(from: member.address, cleanup: flowCleanup)
     }
 
+    public func removeKeepingFlows(_ member: InstalledMember, from names: ObjectNames) throws {
+        var batch = NFTBatch()
+        batch.deleteElements(table, names.memberSet, [NFTBatch.Element(key: member.address)])
+        _ = try Self.refusal(of: batch, allowing: [ENOENT])
+    }
+
     public func remove(subnet: CIDR, from names: ObjectNames) throws {
         var batch = NFTBatch()
         batch.deleteElements(table, names.subnetSet, NFTBatch.elements([NFTInterval(subnet, comment: "")]))
@@ -261,6 +267,16 @@ public final class NFTablesBackend: NATBackend {
             generations.append(InstalledGeneration(names: names, members: members, subnets: subnets))
         }
         return generations
+    }
+
+    /// The network's member sets by name: one list of randsnat's sets, no elements read.
+    public func generationNames(of id: NetworkID) throws -> [ObjectNames] {
+        try setNames().compactMap { ObjectNames(memberSet: $0, of: id) }
+    }
+
+    /// nf_tables sends no element count with a set, so this lists the one member set's elements.
+    public func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int? {
+        try elements(of: names.memberSet, family: names.family)?.count
     }
 
     /// Removes the network's chains and sets whose generation is not kept, then the table itself

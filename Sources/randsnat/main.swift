@@ -38,7 +38,8 @@ let chained = SNATPlugin(
     },
     lock: NetworkFileLock(directory: runDirectory),
     log: log,
-    pathExists: { access($0, F_OK) == 0 })
+    pathExists: { access($0, F_OK) == 0 },
+    records: RecordFiles(runDirectory: runDirectory))
 let plugin = RandSNATPlugin(
     chained: chained,
     standalone: StandalonePlugin(snat: chained, network: BridgeNetwork(), ipam: PluginExec(processEnvironment: environment)))

@@ -10,7 +10,7 @@ final class FakeBackend: NATBackend {
     /// A backend the kernel cannot serve (no ipset, no nf_tables): every read fails.
     var unreadable = false
     init(kind: BackendKind = .iptables) { self.kind = kind }
-    struct State { var members: [InstalledMember] = []; var subnets: [CIDR] = [] }
+    struct State: Equatable { var members: [InstalledMember] = []; var subnets: [CIDR] = [] }
     var installed: [ObjectNames: State] = [:]
     var calls: [String] = []
     var failOn: String?
@@ -36,15 +36,27 @@ final class FakeBackend: NATBackend {
         try record("remove \(member.address)")
         installed[names]?.members.removeAll { $0.address == member.address }
     }
+    func removeKeepingFlows(_ member: InstalledMember, from names: ObjectNames) throws {
+        try record("move out \(member.address)")
+        installed[names]?.members.removeAll { $0.address == member.address }
+    }
     func remove(subnet: CIDR, from names: ObjectNames) throws {
         try record("removeSubnet \(subnet)")
         installed[names]?.subnets.removeAll { $0 == subnet }
     }
+    /// How many times every member of the network was read (the per-pod path must not).
+    var memberReads = 0
     func generations(of id: NetworkID) throws -> [InstalledGeneration] {
         if unreadable { throw CNIError(.internal, "\(kind) cannot be read") }
+        memberReads += 1
         return installed.filter { $0.key.chain.hasPrefix(id.namePrefix) }.sorted { $0.key.family < $1.key.family }
             .map { InstalledGeneration(names: $0.key, members: $0.value.members, subnets: $0.value.subnets) }
     }
+    func generationNames(of id: NetworkID) throws -> [ObjectNames] {
+        if unreadable { throw CNIError(.internal, "\(kind) cannot be read") }
+        return installed.keys.filter { $0.chain.hasPrefix(id.namePrefix) }.sorted { $0.family < $1.family }
+    }
+    func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int? { installed[names]?.members.count }
     func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws {
         try record("removeStrays \(keep.count)")
         for names in installed.keys where names.chain.hasPrefix(id.namePrefix) && !keep.contains(names) { installed[names] = nil }
@@ -213,5 +225,79 @@ struct SNATPluginTests {
         #expect(nft.installed.isEmpty)
         // Named in the config, the same backend's failure is the verb's.
         #expect(throws: CNIError.self) { try plugin.del(Self.request(.del, ips: nil, extra: #","backend":"iptables""#)) }
+    }
+}
+
+/// The plugin with pod records: ADD writes them, DEL follows them, GC and moves keep them true.
+struct SNATPluginRecordTests {
+    let backend = FakeBackend()
+    let nft = FakeBackend(kind: .nftables)
+    let records = FakeRecords()
+    var plugin: SNATPlugin {
+        SNATPlugin(makeBackend: { [backend, nft] kind, _ in kind == .iptables ? backend : nft }, lock: NoLock(), log: { _ in },
+                   pathExists: { _ in true }, records: records)
+    }
+    typealias R = SNATPluginTests
+
+    @Test func addWritesWhatItApplied() throws {
+        _ = try plugin.add(R.request(.add, extra: #","nonMasqueradeCIDRs":["198.19.0.0/16"]"#))
+        let record = try #require(records.stored[RandSNATCore.Attachment(network: "net", containerID: "c1", ifName: "eth0")])
+        #expect(record.addresses.map(\.description) == ["198.18.0.2/24", "2001:db8::2/64"])
+        #expect(record.backend == .iptables)
+        #expect(record.config == ["nonMasqueradeCIDRs": .array([.string("198.19.0.0/16")])])
+        #expect(record.generation == backend.installed.keys.first!.generation)
+    }
+
+    @Test func aFailedRecordWriteRollsTheAddBack() {
+        records.failWrites = true
+        #expect(throws: CNIError.self) { try plugin.add(R.request(.add)) }
+        #expect(backend.installed.isEmpty)
+    }
+
+    @Test func perPodPathReadsNoMembers() throws {
+        _ = try plugin.add(R.request(.add, container: "c0", ips: ["198.18.0.9/24"]))
+        for index in 1...20 { _ = try plugin.add(R.request(.add, container: "p\(index)", ips: ["198.18.0.\(20 + index)/24"])) }
+        backend.memberReads = 0
+        nft.memberReads = 0
+        _ = try plugin.add(R.request(.add, ips: ["198.18.0.2/24"]))
+        try plugin.del(R.request(.del, ips: nil))
+        #expect(backend.memberReads == 0 && nft.memberReads == 0, "ADD and DEL of one pod read every member")
+        #expect(records.stored[RandSNATCore.Attachment(network: "net", containerID: "c1", ifName: "eth0")] == nil)
+        #expect(try backend.generations(of: NetworkID(network: "net"))[0].members.count == 21)
+    }
+
+    @Test func delFollowsTheRecordAndTheLastTearsDown() throws {
+        _ = try plugin.add(R.request(.add, container: "c1"))
+        _ = try plugin.add(R.request(.add, container: "c2", ips: ["198.18.0.3/24"]))
+        try plugin.del(R.request(.del, container: "c1", ips: nil))
+        let generations = try backend.generations(of: NetworkID(network: "net"))
+        #expect(generations.count == 1, "the IPv6 generation had only c1")
+        #expect(generations[0].members.map(\.comment) == ["net/c2/eth0"])
+        try plugin.del(R.request(.del, container: "c2", ips: nil))
+        try plugin.del(R.request(.del, container: "c2", ips: nil))
+        #expect(backend.installed.isEmpty)
+        #expect(records.stored.isEmpty)
+    }
+
+    @Test func delWithoutARecordLooksEverywhere() throws {
+        _ = try plugin.add(R.request(.add, container: "c1"))
+        records.stored = [:]  // added by a randsnat that kept no records
+        try plugin.del(R.request(.del, container: "c1", ips: nil))
+        #expect(backend.installed.isEmpty)
+    }
+
+    @Test func gcRemovesTheRecordsOfGoneAttachments() throws {
+        _ = try plugin.add(R.request(.add, container: "c1"))
+        _ = try plugin.add(R.request(.add, container: "c2", ips: ["198.18.0.3/24"]))
+        try plugin.gc(R.request(.gc, ips: nil, extra: #","cni.dev/valid-attachments":[{"containerID":"c2","ifname":"eth0"}]"#))
+        #expect(records.stored.keys.map(\.containerID) == ["c2"])
+    }
+
+    @Test func aMoveRewritesTheRecords() throws {
+        _ = try plugin.add(R.request(.add, container: "c1"))
+        _ = try plugin.add(R.request(.add, container: "c2", ips: ["198.18.0.3/24"], extra: #","backend":"nftables""#))
+        #expect(Set(records.stored.values.map(\.backend)) == [.nftables])
+        try plugin.del(R.request(.del, container: "c1", ips: nil))
+        #expect(try nft.generations(of: NetworkID(network: "net")).flatMap(\.members).map(\.comment) == ["net/c2/eth0"])
     }
 }

@@ -196,6 +196,57 @@ def flatness(make_config, restore, rules, runs):
     return statistics.median(samples[names[0]]), statistics.median(samples[names[1]])
 
 
+def residents(counts, runs, backend=None):
+    """Chained randsnat ADD and DEL (medians, ms) of one pod while `count` pods of the same network are
+    resident, for each count, in a namespace of its own per count, taken in turn pod by pod. The
+    per-pod path must not grow with the pods already there."""
+    names = {count: "%s-res%d" % (NS, count) for count in counts}
+    samples = {count: ([], [], [], []) for count in counts}
+
+    def config(name, index):
+        conf = randsnat_config(index)
+        if backend:
+            conf["backend"] = backend
+        conf["prevResult"]["interfaces"][0]["sandbox"] = "/var/run/netns/" + name
+        return conf
+
+    def run(name, verb, index):
+        env = plugin_env(verb, "res-%d" % index, "/var/run/netns/" + name, {"RANDSNAT_RUN_DIR": RUN_DIR + "/" + name})
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        done = subprocess.run(["nsenter", "--net=/var/run/netns/" + name, RANDSNAT], input=json.dumps(config(name, index)).encode(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        elapsed = (time.perf_counter() - start) * 1000
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if done.returncode != 0:
+            raise RuntimeError("randsnat %s failed: %s %s" % (verb, done.stdout.decode()[:300], done.stderr.decode()[:300]))
+        return elapsed, (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000
+    try:
+        for count, name in names.items():
+            sh("ip", "netns", "add", name)
+            for index in range(count):
+                run(name, "ADD", index)
+        for i in range(runs):
+            for count, name in names.items():
+                for slot, verb in ((0, "ADD"), (2, "DEL")):
+                    wall, cpu = run(name, verb, 5000 + i)
+                    samples[count][slot].append(wall)
+                    samples[count][slot + 1].append(cpu)
+    finally:
+        for name in names.values():
+            subprocess.run(["ip", "netns", "del", name])
+    return {count: [statistics.median(values) for values in lists] for count, lists in samples.items()}
+
+
+def print_residents(label, figures):
+    counts = sorted(figures)
+    for count in counts:
+        print("  %-9s %4d resident pods: ADD %6.2f ms (CPU %5.2f ms), DEL %6.2f ms (CPU %5.2f ms)" % ((label, count) + tuple(figures[count])))
+    low, high = figures[counts[0]], figures[counts[-1]]
+    print("  %-9s with %d / with %d resident: ADD %.3f (CPU %.3f), DEL %.3f (CPU %.3f)"
+          % (label, counts[-1], counts[0], high[0] / low[0], high[1] / low[1], high[2] / low[2], high[3] / low[3]))
+
+
 def print_table(results, plugins, sizes, labels=None):
     """The machine, then one row per plugin and size: ADD and DEL median and p99, ADD+DEL. Returns the
     ADD+DEL median of (plugin, size), for the ratios."""
@@ -256,7 +307,18 @@ def main():
     parser.add_argument("--standalone-runs", type=int, default=30)
     parser.add_argument("--bridge-runs", type=int, default=15)
     parser.add_argument("--concurrent", type=int, default=100)
+    parser.add_argument("--residents", type=int, default=250, help="pods resident in the network for the per-pod flatness figure")
+    parser.add_argument("--residents-runs", type=int, default=40)
+    parser.add_argument("--residents-only", action="store_true", help="measure only ADD/DEL with 1 and --residents pods resident")
     args = parser.parse_args()
+    if args.residents_only:
+        try:
+            for backend in ("iptables", "nftables"):
+                print("randsnat (%s) ADD/DEL x%d with 1 and %d resident pods, in turn ..." % (backend, args.residents_runs, args.residents), flush=True)
+                print_residents(backend, residents((1, args.residents), args.residents_runs, backend))
+        finally:
+            shutil.rmtree(RUN_DIR, ignore_errors=True)
+        return
     # The reference plugins exec `iptables`: make them use iptables-legacy, as randsnat does.
     legacy_bin, legacy_env = forced_iptables("legacy")
     sh("ip", "netns", "add", NS)

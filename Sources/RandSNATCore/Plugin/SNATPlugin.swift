@@ -20,13 +20,16 @@ public struct SNATPlugin: CNIPlugin {
     /// Writes one line to stderr.
     let log: (String) -> Void
     let pathExists: (String) -> Bool
+    /// What ADD applied per attachment (see `PodRecord`).
+    let records: any RecordStore
 
     public init(makeBackend: @escaping (BackendKind, PluginConfig) throws -> any NATBackend, lock: any NetworkLock,
-                log: @escaping (String) -> Void, pathExists: @escaping (String) -> Bool) {
+                log: @escaping (String) -> Void, pathExists: @escaping (String) -> Bool, records: any RecordStore = NoRecords()) {
         self.makeBackend = makeBackend
         self.lock = lock
         self.log = log
         self.pathExists = pathExists
+        self.records = records
     }
 
     func pluginConfig(_ request: Request) throws(ConfigError) -> PluginConfig {
@@ -63,7 +66,8 @@ public struct SNATPlugin: CNIPlugin {
             log("randsnat: network \"\(request.config.name)\": prevResult has no address on the pod's side; nothing to SNAT")
             return output
         }
-        try addSNAT(Planner.pod(attachment(request), addresses: addresses, config: config), config: config)
+        try addSNAT(Planner.pod(attachment(request), addresses: addresses, config: config), config: config,
+                    members: request.config.members)
         return output
     }
 
@@ -74,10 +78,10 @@ public struct SNATPlugin: CNIPlugin {
         }
     }
 
-    /// Installs the network's objects where needed and adds the pod's members, under the network
-    /// lock; on failure removes what it added. A network with state in the other backend is moved
-    /// first (see `migrate`).
-    func addSNAT(_ pod: PodPlan, config: PluginConfig) throws {
+    /// Installs the network's objects where needed, adds the pod's members and writes its record,
+    /// under the network lock; on failure removes what it added. A network with state in the other
+    /// backend is moved first (see `migrate`). `members` is the request's config, for the record.
+    func addSNAT(_ pod: PodPlan, config: PluginConfig, members: [String: JSONValue] = [:]) throws {
         let network = pod.attachment.network
         let id = NetworkID(network: network)
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
@@ -98,6 +102,8 @@ public struct SNATPlugin: CNIPlugin {
                 for member in pod.members {
                     try backend.addPod(member, comment: pod.attachment.comment)
                 }
+                try records.write(PodRecord(attachment: pod.attachment, addresses: pod.members.map(\.address), backend: backend.kind,
+                                            generation: Planner.generation(of: config), config: PodRecord.configKeys(of: members)))
             } catch {
                 rollBack(backend, id: id, installed: installed, comment: pod.attachment.comment)
                 throw error
@@ -114,8 +120,12 @@ public struct SNATPlugin: CNIPlugin {
 
     /// Picks the backend: the configured one; with `auto`, the one holding the network's state, or
     /// (for a network new on this node, or with `redetect`) the node's netfilter.
-    func place(_ id: NetworkID, config: PluginConfig, redetect: Bool = false) throws -> Placement {
-        let states = try holdings(id, config: config)
+    /// Reads only the names of the network's sets (not their members), so the per-pod path costs
+    /// the same whatever the number of pods; the members of another backend are read only to move them.
+    /// `fallback` (the agent's: where the records say the pods are) is taken before asking the node
+    /// when no backend holds the network, as after `nft flush ruleset`.
+    func place(_ id: NetworkID, config: PluginConfig, redetect: Bool = false, fallback: BackendKind? = nil) throws -> Placement {
+        let states = try holdings(id, config: config) { try $0.generationNames(of: id) }
         let kind: BackendKind
         switch config.backend {
         case .iptables: kind = .iptables
@@ -123,12 +133,15 @@ public struct SNATPlugin: CNIPlugin {
         case .auto:
             if !redetect, let holder = states.first(where: { !$0.generations.isEmpty }) {
                 kind = holder.backend.kind
+            } else if !redetect, let fallback {
+                kind = fallback
             } else {
                 kind = try (states.first?.backend ?? makeBackend(.iptables, config)).nodeNetfilter()
             }
         }
         let chosen = try states.first { $0.backend.kind == kind }?.backend ?? makeBackend(kind, config)
-        return Placement(chosen: chosen, elsewhere: states.filter { $0.backend.kind != kind && !$0.generations.isEmpty })
+        return Placement(chosen: chosen, elsewhere: try states.filter { $0.backend.kind != kind && !$0.generations.isEmpty }
+            .map { ($0.backend, try $0.backend.generations(of: id)) })
     }
 
     /// Moves a network's state between backends without a moment in which a pod is not SNATed: the
@@ -149,6 +162,7 @@ public struct SNATPlugin: CNIPlugin {
             }
         }
         for generation in generations { try old.uninstall(generation.names) }
+        try recordMove(of: network, to: new.kind, generation: Planner.generation(of: config))
         log("randsnat: network \"\(network)\": moved \(moved) pod address(es) from \(old.kind.rawValue) to \(new.kind.rawValue)")
     }
 
@@ -176,11 +190,15 @@ public struct SNATPlugin: CNIPlugin {
         let config = (try? PluginConfig.parse(members).config) ?? PluginConfig()
         let id = NetworkID(network: owner.network)
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
-            for (backend, generations) in try holdings(id, config: config) {
-                for generation in generations {
-                    try removeMembers(of: generation, backend) { $0 == owner.comment }
+            // The record says where the pod's members are: no dump of the network's members.
+            if try !removeRecorded(owner, config: config) {
+                for (backend, generations) in try holdings(id, config: config) {
+                    for generation in generations {
+                        try removeMembers(of: generation, backend) { $0 == owner.comment }
+                    }
                 }
             }
+            try records.remove(owner)
         }
     }
 
@@ -190,11 +208,16 @@ public struct SNATPlugin: CNIPlugin {
     /// nothing, with a line on stderr: its state could not be changed anyway, and a node that lacks
     /// one of them must still run pods.
     func holdings(_ id: NetworkID, config: PluginConfig) throws -> [(backend: any NATBackend, generations: [InstalledGeneration])] {
-        var states: [(backend: any NATBackend, generations: [InstalledGeneration])] = []
+        try holdings(id, config: config) { try $0.generations(of: id) }
+    }
+
+    /// `holdings`, reading each backend with `read`.
+    func holdings<T>(_ id: NetworkID, config: PluginConfig, read: (any NATBackend) throws -> [T]) throws -> [(backend: any NATBackend, generations: [T])] {
+        var states: [(backend: any NATBackend, generations: [T])] = []
         for kind in BackendKind.allCases {
             do {
                 let backend = try makeBackend(kind, config)
-                states.append((backend, try backend.generations(of: id)))
+                states.append((backend, try read(backend)))
             } catch {
                 if config.backend.rawValue == kind.rawValue { throw error }
                 log("randsnat: \(id): cannot read the \(kind.rawValue) backend, taking it to hold nothing: \(error)")
@@ -284,6 +307,7 @@ public struct SNATPlugin: CNIPlugin {
                 }
                 try backend.removeStrays(of: id, keep: keep)
             }
+            try removeRecords(of: id, notIn: valid)
             // With `auto`, GC is where a network follows the node to another netfilter.
             let placement = try place(id, config: config, redetect: config.backend == .auto)
             for (other, generations) in placement.elsewhere {

@@ -35,7 +35,7 @@ public struct StandalonePlugin {
             let pod = try network.configure(links!, plan: plan)
             if bridge.ipMasq {
                 try snat.addSNAT(Planner.pod(snat.attachment(request), addresses: plan.ips.map(\.address), config: snatConfig),
-                                 config: snatConfig)
+                                 config: snatConfig, members: request.config.members)
             }
             return try Self.result(version: request.config.cniVersion, pod: pod, plan: plan,
                                    ipamRoutes: allocation["routes"], dns: parsed.dns)
