@@ -19,8 +19,10 @@ if arguments.first == "install" {
 if arguments.first == "doctor" {
     exit(Doctor.run(Array(arguments.dropFirst())))
 }
-if !arguments.isEmpty {
-    ProcessEnvironment.write("randsnat is a CNI plugin: a runtime runs it with CNI_COMMAND set.\n" + Installer.usage + "\n" + Doctor.usage + "\n", to: 2)
+let agentMode = arguments.first == "agent"
+if !arguments.isEmpty && !agentMode {
+    ProcessEnvironment.write("randsnat is a CNI plugin: a runtime runs it with CNI_COMMAND set.\n" + Installer.usage + "\n" + Doctor.usage
+                             + "\n" + Agent.usage + "\n", to: 2)
     exit(Installer.Status.usage.rawValue)
 }
 let log = { (line: String) in ProcessEnvironment.write("\(line)\n", to: 2) }
@@ -40,6 +42,9 @@ let chained = SNATPlugin(
     log: log,
     pathExists: { access($0, F_OK) == 0 },
     records: RecordFiles(runDirectory: runDirectory))
+if agentMode {
+    exit(Agent.run(Array(arguments.dropFirst()), plugin: chained, records: RecordFiles(runDirectory: runDirectory)))
+}
 let plugin = RandSNATPlugin(
     chained: chained,
     standalone: StandalonePlugin(snat: chained, network: BridgeNetwork(), ipam: PluginExec(processEnvironment: environment)))

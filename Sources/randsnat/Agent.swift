@@ -1,0 +1,108 @@
+import Glibc
+import Installer
+import Netlink
+import RandSNATCore
+
+/// `randsnat agent`: keeps the node's SNAT state equal to its config and its live pods (the
+/// reconcile logic is `SNATPlugin.reconcile`, in the library; this is the loop around it).
+enum Agent {
+    static let usage = """
+        usage: randsnat agent [--host-root DIR] [--resync SECONDS] [--once]
+          --host-root DIR   the node's root as mounted in the container (default /): configs in DIR/etc/cni/net.d
+          --resync S        reconcile every S seconds (default 30)
+          --once            one pass; exit 0 when the node converged, 1 with the reasons when not
+        records and locks: $RANDSNAT_RUN_DIR (default /run/randsnat)
+        exit status: 0 converged (or stopped by SIGTERM), 1 not converged, 2 usage
+        """
+
+    struct Options {
+        var hostRoot = "/"
+        var resyncSeconds = 30.0
+        var once = false
+    }
+
+    static func parse(_ arguments: [String]) -> Options? {
+        var options = Options()
+        var index = 0
+        while index < arguments.count {
+            let value: String? = index + 1 < arguments.count ? arguments[index + 1] : nil
+            switch arguments[index] {
+            case "--host-root": guard let value, !value.isEmpty else { return nil }; options.hostRoot = value; index += 1
+            case "--resync": guard let value, let seconds = Double(value), seconds >= 1, seconds <= 86400 else { return nil }
+                options.resyncSeconds = seconds; index += 1
+            case "--once": options.once = true
+            default: return nil
+            }
+            index += 1
+        }
+        return options
+    }
+
+    static func run(_ arguments: [String], plugin: SNATPlugin, records: any RecordStore) -> Int32 {
+        guard let options = parse(arguments) else {
+            log(usage)
+            return 2
+        }
+        let root = options.hostRoot.hasSuffix("/") ? String(options.hostRoot.dropLast()) : options.hostRoot
+        let configDirectory = root + "/etc/cni/net.d"
+        let pass = AgentPass(plugin: plugin, records: records)
+        var wakeups: Wakeups?
+        if !options.once {
+            do {
+                try HostFiles().makeDirectories(configDirectory)
+                wakeups = try Wakeups(directories: [configDirectory], nftables: true)
+            } catch {
+                log("randsnat agent: \(error)")
+                return 1
+            }
+        }
+        if let wakeups {
+            log("randsnat agent: watching \(configDirectory)" + (wakeups.watchesNFTables ? " and nf_tables changes" : " (nf_tables notifications unavailable)")
+                + ", resync every \(Int(options.resyncSeconds)) s")
+        }
+        var lastProblems: [String] = []
+        var reason = "start"
+        while true {
+            let started = now()
+            let report = pass.run(configFiles: configFiles(configDirectory))
+            if !report.repairs.isEmpty {
+                log("randsnat agent: pass after \(reason): \(report.repairs.count) repair(s) in \(Int((now() - started) * 1000)) ms")
+            }
+            for line in report.repairs { log("randsnat agent: repaired: \(line)") }
+            if options.once {
+                for line in report.problems { log("randsnat agent: not converged: \(line)") }
+                return report.problems.isEmpty ? 0 : 1
+            }
+            // A problem that stays is logged once, not every period.
+            for line in report.problems where !lastProblems.contains(line) { log("randsnat agent: \(line)") }
+            lastProblems = report.problems
+            // The notifications of this pass's own writes wake the next (idle) pass: a flush during
+            // this pass is never lost in them.
+            switch wakeups!.wait(seconds: options.resyncSeconds) {
+            case .stop:
+                log("randsnat agent: signal received, stopping")
+                return 0
+            case .files: reason = "a change in \(configDirectory)"
+            case .nftables: reason = "an nf_tables change"
+            case .period: reason = "the resync period"
+            }
+        }
+    }
+
+    /// The loadable files of net.d; nil when the directory cannot be read.
+    static func configFiles(_ directory: String) -> [(name: String, bytes: [UInt8])]? {
+        let files = HostFiles()
+        guard let names = try? files.list(directory) else { return nil }
+        return names.filter(ChainPlan.isLoadable).compactMap { name in
+            (try? files.read(directory + "/" + name)).flatMap { $0 }.map { (name, $0) }
+        }
+    }
+
+    static func now() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+
+    static func log(_ line: String) { ProcessEnvironment.write(line + "\n", to: 2) }
+}

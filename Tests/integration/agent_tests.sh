@@ -1,0 +1,116 @@
+# The agent (`randsnat agent`), run as the DaemonSet runs it: in the node's namespace, with the
+# node's root (here $WORK/root: its etc/cni/net.d holds the network's conflist) and RANDSNAT_RUN_DIR.
+# RANDSNAT_TEST_NO_AGENT=1 runs the tests without starting it (to see them fail).
+
+# agent_start [RESYNC_SECONDS]: starts the agent in the background; its stderr goes to $WORK/agent.log.
+agent_start() {
+    [ "${RANDSNAT_TEST_NO_AGENT:-}" = 1 ] && return
+    in_ns "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --resync "${1:-1}" \
+        2>>"$WORK/agent.log" &
+    AGENT_PID=$!
+    sleep 0.3
+}
+agent_stop() { [ -n "${AGENT_PID:-}" ] && kill "$AGENT_PID" 2>/dev/null; wait "${AGENT_PID:-}" 2>/dev/null; AGENT_PID=; }
+
+# node_conflist NAME EXTRA: the chain's conflist, installed in the node's net.d (written as the
+# installer writes: a temp file renamed into place); prints its path.
+node_conflist() {
+    local list; list=$(conflist "$1" "$2")
+    mkdir -p "$WORK/root/etc/cni/net.d"
+    cp "$list" "$WORK/root/etc/cni/net.d/.10-net.conflist.tmp"
+    mv "$WORK/root/etc/cni/net.d/.10-net.conflist.tmp" "$WORK/root/etc/cni/net.d/10-net.conflist"
+    echo "$WORK/root/etc/cni/net.d/10-net.conflist"
+}
+
+# ext_probe_up / ext_unsnatted: ext counts the packets that reach it with a pod's own source address.
+ext_probe_up() {
+    in_ns "$EXT" nft add table inet probe
+    in_ns "$EXT" nft add chain inet probe input '{ type filter hook input priority 0; }'
+    in_ns "$EXT" nft add rule inet probe input ip saddr 198.18.0.0/16 counter
+}
+ext_unsnatted() { in_ns "$EXT" nft list chain inet probe input | grep -o 'packets [0-9]*' | cut -d' ' -f2; }
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# wait_repaired PODS: waits (at most 5 s) until randsnat's jump is back (a cheap poll), then until
+# the PODS members are; prints the milliseconds until the jump was back, or "never".
+wait_repaired() {
+    local start took; start=$(now_ms)
+    while [ $(( $(now_ms) - start )) -lt 5000 ]; do
+        if [ "$(jump_count)" = 1 ]; then took=$(( $(now_ms) - start )); break; fi
+    done
+    while [ -n "${took:-}" ] && [ $(( $(now_ms) - start )) -lt 5000 ]; do
+        if [ "$(member_count)" = "$1" ]; then echo "$took"; return; fi
+    done
+    echo never
+}
+
+# flush_steps: the flushes an operator or a tool does, per backend, one per line.
+flush_steps() {
+    if [ "$BACKEND" = nftables ]; then
+        echo "nft flush ruleset"
+        echo "nft delete table inet randsnat"
+    else
+        echo "iptables-legacy -t nat -F POSTROUTING"
+        echo "iptables-legacy -t nat -F"
+        echo "iptables-legacy -t nat -F POSTROUTING && ipset destroy $(member_set)"
+    fi
+}
+
+test_agent_repairs_a_flush() {
+    local list; list=$(node_conflist "$T-n" "")
+    for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
+    ext_probe_up
+    agent_start 1
+    local steps; steps=$(flush_steps)
+    while IFS= read -r step; do
+        in_ns "$NODE" sh -c "$step"
+        local took; took=$(wait_repaired 3)
+        echo "    repair after \`$step\`: $took ms"
+        expect "the agent restored the jump and the 3 members after \`$step\`" test "$took" != never
+        local seen; seen=$(ext_unsnatted)
+        in_ns "$T-pod1" python3 "$HERE/peer.py" load 203.0.113.10 8080 30 3 > "$WORK/load"
+        for pod in 1 2 3; do expect_eq "pod $pod is SNATed again" "$(ask $pod 203.0.113.10)" "203.0.113.1"; done
+        expect_eq "after the repair ext sees no packet with a pod's own source" "$(ext_unsnatted)" "$seen"
+    done <<< "$steps"
+    for pod in 1 2 3; do expect "CHECK passes for pod $pod" pod_check "$list" $pod; done
+    local lines; lines=$(grep -c 'randsnat agent: repaired:' "$WORK/agent.log")
+    sleep 2.5
+    expect_eq "idle passes (a resync period of 1 s) log nothing" "$(grep -c 'randsnat agent: repaired:' "$WORK/agent.log")" "$lines"
+    expect_contains "the agent says what it repaired" "$(cat "$WORK/agent.log")" "added 3 pod member(s)"
+    agent_stop
+    local once=(in_ns "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --once)
+    expect "agent --once exits 0 on a converged node" "${once[@]}"
+    local broken; broken="$RANDSNAT_RUN_DIR/records/$(ls "$RANDSNAT_RUN_DIR/records" | head -1)/0123456789abcdef0123456789abcdef.json"
+    echo '{"version":1' > "$broken"
+    local out; out=$("${once[@]}" 2>&1); local status=$?
+    expect_eq "agent --once exits 1 when a record is unusable" "$status" "1"
+    expect_contains "and says which and why" "$out" "$broken: the pod record is unusable"
+    rm "$broken"
+    for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
+    expect_absent "DEL leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
+    expect_eq "DEL leaves no record" "$(find "$RANDSNAT_RUN_DIR/records" -type f | wc -l)" "0"
+}
+
+test_agent_moves_running_pods_on_a_config_change() {
+    local list; list=$(node_conflist "$T-n" "")
+    for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
+    expect_eq "before: vpc sees the node's address" "$(ask 1 198.19.0.10)" "198.19.0.1"
+    agent_start 30
+    # As an operator without the DaemonSet would: the vpc range added in the node's conflist.
+    list=$(node_conflist "$T-n" '"nonMasqueradeCIDRs":["198.19.0.0/16"]')
+    local start; start=$(now_ms)
+    while [ $(( $(now_ms) - start )) -lt 5000 ] && [ "$(ask 3 198.19.0.10)" != 198.18.0.4 ]; do sleep 0.05; done
+    echo "    pods moved to the new config in $(( $(now_ms) - start )) ms"
+    for pod in 1 2 3; do expect_eq "running pod $pod reaches vpc with its own address" "$(ask $pod 198.19.0.10)" "198.18.0.$((pod + 1))"; done
+    for pod in 1 2 3; do expect_eq "pod $pod is still SNATed to ext" "$(ask $pod 203.0.113.10)" "203.0.113.1"; done
+    for pod in 1 2 3; do expect "CHECK with the new config passes for pod $pod" pod_check "$list" $pod; done
+    expect_eq "one generation is left" "$(chain_count)" "1"
+    list=$(node_conflist "$T-n" "")
+    start=$(now_ms)
+    while [ $(( $(now_ms) - start )) -lt 5000 ] && [ "$(ask 3 198.19.0.10)" != 198.19.0.1 ]; do sleep 0.05; done
+    for pod in 1 2 3; do expect_eq "removed again: vpc sees the node's address for pod $pod" "$(ask $pod 198.19.0.10)" "198.19.0.1"; done
+    agent_stop
+    for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
+    expect_absent "DEL after the moves leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
+}
