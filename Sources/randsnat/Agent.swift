@@ -8,9 +8,13 @@ import RandSNATCore
 enum Agent {
     static let usage = """
         usage: randsnat agent [--host-root DIR] [--resync SECONDS] [--once]
+                              [--install [--config FILE] [--turn-off-primary-masquerade] [--uninstall-on-exit]]
           --host-root DIR   the node's root as mounted in the container (default /): configs in DIR/etc/cni/net.d
           --resync S        reconcile every S seconds (default 30)
           --once            one pass; exit 0 when the node converged, 1 with the reasons when not
+          --install         also do what `install --watch` does: install the binary and chain randsnat into
+                            the primary config at start and whenever net.d or the settings file changes
+                            (--config, --turn-off-primary-masquerade, --uninstall-on-exit as for install)
         records and locks: $RANDSNAT_RUN_DIR (default /run/randsnat)
         exit status: 0 converged (or stopped by SIGTERM), 1 not converged, 2 usage
         """
@@ -19,6 +23,8 @@ enum Agent {
         var hostRoot = "/"
         var resyncSeconds = 30.0
         var once = false
+        /// The installer's part, when the agent takes over `install --watch`.
+        var install: Installer.Options?
     }
 
     static func parse(_ arguments: [String]) -> Options? {
@@ -31,10 +37,17 @@ enum Agent {
             case "--resync": guard let value, let seconds = Double(value), seconds >= 1, seconds <= 86400 else { return nil }
                 options.resyncSeconds = seconds; index += 1
             case "--once": options.once = true
+            case "--install": options.install = options.install ?? Installer.Options()
+            case "--config": guard let value else { return nil }
+                options.install = options.install ?? Installer.Options(); options.install?.settingsFile = value; index += 1
+            case "--turn-off-primary-masquerade": options.install = options.install ?? Installer.Options(); options.install?.fixMasquerade = true
+            case "--uninstall-on-exit": options.install = options.install ?? Installer.Options(); options.install?.uninstallOnExit = true
             default: return nil
             }
             index += 1
         }
+        options.install?.hostRoot = options.hostRoot
+        if options.once && options.install?.uninstallOnExit == true { return nil }
         return options
     }
 
@@ -50,7 +63,12 @@ enum Agent {
         if !options.once {
             do {
                 try HostFiles().makeDirectories(configDirectory)
-                wakeups = try Wakeups(directories: [configDirectory], nftables: true)
+                var directories = [configDirectory]
+                if let settings = options.install?.settingsFile, let slash = settings.lastIndex(of: "/") {
+                    // A ConfigMap volume swaps a symlinked directory: watch the file's directory.
+                    directories.append(slash == settings.startIndex ? "/" : String(settings[..<slash]))
+                }
+                wakeups = try Wakeups(directories: directories, nftables: true)
             } catch {
                 log("randsnat agent: \(error)")
                 return 1
@@ -64,6 +82,9 @@ enum Agent {
         var reason = "start"
         while true {
             let started = now()
+            if let install = options.install, reason == "start" || reason.hasPrefix("a change") {
+                _ = Installer(options: install, files: HostFiles(), log: log).run()
+            }
             let report = pass.run(configFiles: configFiles(configDirectory))
             if !report.repairs.isEmpty {
                 log("randsnat agent: pass after \(reason): \(report.repairs.count) repair(s) in \(Int((now() - started) * 1000)) ms")
@@ -81,8 +102,13 @@ enum Agent {
             switch wakeups!.wait(seconds: options.resyncSeconds) {
             case .stop:
                 log("randsnat agent: signal received, stopping")
+                if var install = options.install, install.uninstallOnExit {
+                    install.uninstallOnExit = false
+                    install.uninstall = true
+                    return Installer(options: install, files: HostFiles(), log: log).run() == .done ? 0 : 1
+                }
                 return 0
-            case .files: reason = "a change in \(configDirectory)"
+            case .files: reason = "a change in the watched files"
             case .nftables: reason = "an nf_tables change"
             case .period: reason = "the resync period"
             }

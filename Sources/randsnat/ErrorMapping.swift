@@ -17,6 +17,9 @@ enum ErrorMapping {
             return CNIError(.internal, error.description)
         case let error as NodeNotReady:
             return CNIError(.pluginNotAvailable, "randsnat cannot serve ADD on this node", details: error.description)
+        case let error as PodsWithoutSNAT:
+            return CNIError(.pluginLimitedConnectivity, "running pods of this network have no SNAT until randsnat's agent repairs it",
+                            details: error.description)
         case let error as CheckFailure:
             return CNIError(.internal, error.description)
         default:

@@ -54,6 +54,22 @@ struct PodRecordTests {
         #expect(error?.description.contains(row.2) == true, "\(row.0): \(error?.description ?? "")")
     }
 
+    static let configs = [
+        #"{}"#,
+        #"{"nonMasqueradeCIDRs":["198.19.0.0/16","2001:db8:19::/48"],"masqLinkLocal":true}"#,
+        #"{"toSource":["203.0.113.2","203.0.113.3-203.0.113.4"],"portRange":"40000-40999","egressInterface":"eth1"}"#,
+        #"{"lockTimeoutSeconds":2.5,"backend":"nftables","portRange":"5"}"#,
+    ]
+
+    /// A moved pod's record keeps the config it was moved into, which must read back equal.
+    @Test(arguments: configs) func aConfigReadsBackFromItsMembers(json: String) throws {
+        let config = try PluginConfig.parse(JSONValue.parse(Array(json.utf8)).objectValue!).config
+        #expect(try PluginConfig.parse(config.members).config == config)
+        let moved = Self.record.moved(to: .iptables, config: config)
+        #expect(moved.generation == Planner.generation(of: config))
+        #expect(moved.pluginConfig == config)
+    }
+
     @Test func theRecordsConfigPlansTheSameGeneration() throws {
         let members: [String: JSONValue] = ["name": .string("net"), "type": .string("randsnat"), "nonMasqueradeCIDRs": .array([.string("198.19.0.0/16")])]
         let kept = PodRecord.configKeys(of: members)

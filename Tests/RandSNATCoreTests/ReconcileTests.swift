@@ -45,6 +45,20 @@ struct ReconcileTests {
         #expect(backend.installed == before)
     }
 
+    @Test func statusSaysWhileRunningPodsLackTheirRules() throws {
+        try addThree()
+        try plugin.status(R.request(.status, ips: nil))
+        let names = backend.installed.keys.first!
+        backend.installed[names]!.members.removeLast()
+        var failure = #expect(throws: PodsWithoutSNAT.self) { try plugin.status(R.request(.status, ips: nil)) }
+        #expect(failure?.problems == ["network \"net\": \(names.memberSet) holds 2 of its 3 running pod(s) (IPv4)"])
+        backend.installed = [:]
+        failure = #expect(throws: PodsWithoutSNAT.self) { try plugin.status(R.request(.status, ips: nil)) }
+        #expect(failure?.problems.first?.contains("3 running pod(s) (IPv4) have no SNAT rules") == true)
+        _ = plugin.reconcile(network: "net", desired: nil)
+        try plugin.status(R.request(.status, ips: nil))
+    }
+
     @Test func withoutAConfigOnTheNodeTheRecordsConfigIsKept() throws {
         try addThree(extra: #","nonMasqueradeCIDRs":["198.19.0.0/16"]"#)
         let before = backend.installed
@@ -68,6 +82,10 @@ struct ReconcileTests {
         #expect(!backend.calls.contains { $0.hasPrefix("remove 198") }, "no flow is forgotten")
         #expect(backend.calls.contains("uninstall ipv4"))
         #expect(Set(records.stored.values.map(\.generation)) == [new.generation])
+        // Without the config on the node, the records' (moved) config is kept: nothing moves back.
+        backend.calls = []
+        #expect(plugin.reconcile(network: "net", desired: nil) == ReconcileReport())
+        #expect(Array(backend.installed.keys) == [new])
         #expect(old != new)
     }
 

@@ -3,9 +3,11 @@
 # RANDSNAT_TEST_NO_AGENT=1 runs the tests without starting it (to see them fail).
 
 # agent_start [RESYNC_SECONDS]: starts the agent in the background; its stderr goes to $WORK/agent.log.
+# (`ip netns exec` itself, not the in_ns function: in the background a function is a subshell, and a
+# signal to $! would stop the subshell, not the agent.)
 agent_start() {
     [ "${RANDSNAT_TEST_NO_AGENT:-}" = 1 ] && return
-    in_ns "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --resync "${1:-1}" \
+    ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --resync "${1:-1}" \
         2>>"$WORK/agent.log" &
     AGENT_PID=$!
     sleep 0.3
@@ -61,8 +63,14 @@ test_agent_repairs_a_flush() {
     local list; list=$(node_conflist "$T-n" "")
     for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
     ext_probe_up
-    agent_start 1
+    local conf; conf=$(randsnat_conf "$T-n")
+    expect "STATUS succeeds while the pods have their rules" randsnat_exec STATUS "$conf"
     local steps; steps=$(flush_steps)
+    in_ns "$NODE" sh -c "$(head -1 <<< "$steps")"
+    expect_contains "STATUS returns 51 while running pods lack their rules" "$(randsnat_exec STATUS "$conf")" '"code":51'
+    agent_start 1
+    expect "the agent repairs a flush made before it started" test "$(wait_repaired 3)" != never
+    expect "STATUS succeeds again" randsnat_exec STATUS "$conf"
     while IFS= read -r step; do
         in_ns "$NODE" sh -c "$step"
         local took; took=$(wait_repaired 3)
@@ -113,4 +121,35 @@ test_agent_moves_running_pods_on_a_config_change() {
     agent_stop
     for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
     expect_absent "DEL after the moves leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
+}
+
+# The agent takes over `install --watch` (the DaemonSet's long-running container): it chains at
+# start, re-chains when the primary rewrites its config, follows the settings file, and with
+# --uninstall-on-exit restores the primary's bytes on SIGTERM.
+test_agent_takes_over_install_watch() {
+    local root; root=$(host_root agentwatch)
+    printf '%s\n' "$CALICO_CONF" > "$root/etc/cni/net.d/10-calico.conflist"
+    mkdir -p "$WORK/settings"
+    echo '{"nonMasqueradeCIDRs":["198.19.0.0/16"]}' > "$WORK/settings/config.json"
+    ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$root" --install \
+        --config "$WORK/settings/config.json" --uninstall-on-exit 2>>"$WORK/agent.log" &
+    local agent=$! i
+    local conflist="$root/etc/cni/net.d/10-calico.conflist"
+    for i in $(seq 1 50); do grep -q randsnat "$conflist" && break; sleep 0.1; done
+    expect_contains "chains at start" "$(cat "$conflist")" '"type": "randsnat"'
+    expect "installs the binary" test -x "$root/opt/cni/bin/randsnat"
+    local rewritten=${CALICO_CONF/\"mtu\":0/\"mtu\":1440}
+    printf '%s\n' "$rewritten" > "$root/etc/cni/net.d/.tmp" && mv "$root/etc/cni/net.d/.tmp" "$conflist"
+    for i in $(seq 1 50); do grep -q randsnat "$conflist" && break; sleep 0.1; done
+    expect_contains "re-chains after the primary rewrote its config" "$(cat "$conflist")" '"type": "randsnat"'
+    expect_contains "keeps the primary's change" "$(cat "$conflist")" '"mtu": 1440'
+    # A ConfigMap update: the settings file replaced by a rename in its directory.
+    echo '{"nonMasqueradeCIDRs":["198.19.0.0/24"]}' > "$WORK/settings/.new" && mv "$WORK/settings/.new" "$WORK/settings/config.json"
+    for i in $(seq 1 50); do grep -q '198.19.0.0/24' "$conflist" && break; sleep 0.1; done
+    expect_contains "follows the settings file" "$(cat "$conflist")" '198.19.0.0/24'
+    kill -TERM "$agent"
+    wait "$agent"
+    expect_eq "exits 0 on SIGTERM" "$?" "0"
+    expect_eq "--uninstall-on-exit restores the primary's latest bytes" "$(cat "$conflist")" "$rewritten"
+    expect "and removes the binary" test ! -e "$root/opt/cni/bin/randsnat"
 }

@@ -113,7 +113,7 @@ extension SNATPlugin {
                 else { continue }
                 try backend.removeKeepingFlows(InstalledMember(address: address.address, comment: record.attachment.comment), from: names)
             }
-            try self.records.write(record.moved(to: backend.kind, generation: target))
+            try self.records.write(record.moved(to: backend.kind, config: current ?? record.pluginConfig))
         }
         // Generations of the network that no desired plan and no member uses.
         for names in try backend.generationNames(of: id) where !plans.keys.contains(names) {

@@ -36,12 +36,12 @@ extension SNATPlugin {
         return true
     }
 
-    /// After the network's pods moved to `backend` and `generation`: their records say so.
-    func recordMove(of network: String, to backend: BackendKind, generation: String) throws {
+    /// After the network's pods moved to `backend` under `config`: their records say so.
+    func recordMove(of network: String, to backend: BackendKind, config: PluginConfig) throws {
         let (found, problems) = try records.records(of: NetworkID(network: network))
         for problem in problems { log("randsnat: \(problem)") }
-        for record in found where record.backend != backend || record.generation != generation {
-            try records.write(record.moved(to: backend, generation: generation))
+        for record in found where record.backend != backend || record.generation != Planner.generation(of: config) {
+            try records.write(record.moved(to: backend, config: config))
         }
     }
 

@@ -162,7 +162,7 @@ public struct SNATPlugin: CNIPlugin {
             }
         }
         for generation in generations { try old.uninstall(generation.names) }
-        try recordMove(of: network, to: new.kind, generation: Planner.generation(of: config))
+        try recordMove(of: network, to: new.kind, config: config)
         log("randsnat: network \"\(network)\": moved \(moved) pod address(es) from \(old.kind.rawValue) to \(new.kind.rawValue)")
     }
 
@@ -341,5 +341,7 @@ public struct SNATPlugin: CNIPlugin {
         report.notes.append("backend: \(kind!.rawValue)" + (config.backend == .auto ? " (auto)" : ""))
         for line in report.notes + report.warnings { log("randsnat: \(line)") }
         if !report.problems.isEmpty { throw NodeNotReady(problems: report.problems) }
+        let missing = try podsWithoutSNAT(network: request.config.name, config: config)
+        if !missing.isEmpty { throw PodsWithoutSNAT(problems: missing) }
     }
 }

@@ -40,9 +40,10 @@ public struct PodRecord: Equatable, Sendable {
         members.filter { PluginConfig.keys.contains($0.key) }
     }
 
-    /// The same pod, now in `backend` and `generation` (after a move by the agent).
-    public func moved(to backend: BackendKind, generation: String) -> PodRecord {
-        PodRecord(attachment: attachment, addresses: addresses, backend: backend, generation: generation, config: config)
+    /// The same pod, now in `backend` under `config` (after a move): the record keeps the config
+    /// the pod's members now follow, so that it plans the generation it names.
+    public func moved(to backend: BackendKind, config: PluginConfig) -> PodRecord {
+        PodRecord(attachment: attachment, addresses: addresses, backend: backend, generation: Planner.generation(of: config), config: config.members)
     }
 
     /// The config ADD applied, parsed leniently (a record is never refused for a key a later version dropped).
