@@ -12,6 +12,8 @@ enum Agent {
           --host-root DIR   the node's root as mounted in the container (default /): configs in DIR/etc/cni/net.d
           --resync S        reconcile every S seconds (default 30)
           --once            one pass; exit 0 when the node converged, 1 with the reasons when not
+          --alive           a liveness probe: exit 0 when the running agent completed a pass within the
+                            last 3 resync periods (it marks each pass in $RANDSNAT_RUN_DIR/agent.pass)
           --install         also do what `install --watch` does: install the binary and chain randsnat into
                             the primary config at start and whenever net.d or the settings file changes
                             (--config, --turn-off-primary-masquerade, --uninstall-on-exit as for install)
@@ -23,6 +25,7 @@ enum Agent {
         var hostRoot = "/"
         var resyncSeconds = 30.0
         var once = false
+        var alive = false
         /// The installer's part, when the agent takes over `install --watch`.
         var install: Installer.Options?
     }
@@ -37,6 +40,7 @@ enum Agent {
             case "--resync": guard let value, let seconds = Double(value), seconds >= 1, seconds <= 86400 else { return nil }
                 options.resyncSeconds = seconds; index += 1
             case "--once": options.once = true
+            case "--alive": options.alive = true
             case "--install": options.install = options.install ?? Installer.Options()
             case "--config": guard let value else { return nil }
                 options.install = options.install ?? Installer.Options(); options.install?.settingsFile = value; index += 1
@@ -51,10 +55,26 @@ enum Agent {
         return options
     }
 
-    static func run(_ arguments: [String], plugin: SNATPlugin, records: any RecordStore) -> Int32 {
+    static func run(_ arguments: [String], plugin: SNATPlugin, records: any RecordStore, runDirectory: String) -> Int32 {
         guard let options = parse(arguments) else {
             log(usage)
             return 2
+        }
+        let heartbeat = runDirectory + "/agent.pass"
+        if options.alive {
+            var info = stat()
+            guard stat(heartbeat, &info) == 0 else {
+                log("randsnat agent: no pass recorded (\(heartbeat) is missing): the agent has not completed a pass")
+                return 1
+            }
+            var clock = timespec()
+            clock_gettime(CLOCK_REALTIME, &clock)
+            let age = Double(clock.tv_sec - info.st_mtim.tv_sec) + Double(clock.tv_nsec - info.st_mtim.tv_nsec) / 1e9
+            guard age <= 3 * options.resyncSeconds else {
+                log("randsnat agent: the last pass ended \(Int(age)) s ago, more than 3 resync periods (\(Int(options.resyncSeconds)) s)")
+                return 1
+            }
+            return 0
         }
         let root = options.hostRoot.hasSuffix("/") ? String(options.hostRoot.dropLast()) : options.hostRoot
         let configDirectory = root + "/etc/cni/net.d"
@@ -90,6 +110,7 @@ enum Agent {
                 log("randsnat agent: pass after \(reason): \(report.repairs.count) repair(s) in \(Int((now() - started) * 1000)) ms")
             }
             for line in report.repairs { log("randsnat agent: repaired: \(line)") }
+            markPass(heartbeat)
             if options.once {
                 for line in report.problems { log("randsnat agent: not converged: \(line)") }
                 return report.problems.isEmpty ? 0 : 1
@@ -122,6 +143,15 @@ enum Agent {
         return names.filter(ChainPlan.isLoadable).compactMap { name in
             (try? files.read(directory + "/" + name)).flatMap { $0 }.map { (name, $0) }
         }
+    }
+
+    /// Marks a completed pass for `--alive` (the file's mtime).
+    static func markPass(_ path: String) {
+        if let slash = path.lastIndex(of: "/") { mkdir(String(path[..<slash]), 0o700) }
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return log("randsnat agent: cannot mark the pass in \(path): \(String(cString: strerror(errno))); --alive will fail") }
+        futimens(fd, nil)
+        close(fd)
     }
 
     static func now() -> Double {

@@ -43,7 +43,7 @@ let chained = SNATPlugin(
     pathExists: { access($0, F_OK) == 0 },
     records: RecordFiles(runDirectory: runDirectory))
 if agentMode {
-    exit(Agent.run(Array(arguments.dropFirst()), plugin: chained, records: RecordFiles(runDirectory: runDirectory)))
+    exit(Agent.run(Array(arguments.dropFirst()), plugin: chained, records: RecordFiles(runDirectory: runDirectory), runDirectory: runDirectory))
 }
 let plugin = RandSNATPlugin(
     chained: chained,
