@@ -89,11 +89,9 @@ extension SNATPlugin {
             guard try backend.memberCount(of: names, in: id) != members.count else { continue }
             let generation = try backend.generations(of: id).first { $0.names == names }
             let present = Set((generation?.members ?? []).map(\.address))
-            var added = 0
-            for (record, address) in members where !present.contains(address.address) {
-                try backend.addPod(PodPlan.Member(address: address, names: names), comment: record.attachment.comment)
-                added += 1
-            }
+            let missing = members.filter { !present.contains($0.address.address) }
+            try backend.addPods(missing.map { (PodPlan.Member(address: $0.address, names: names), $0.record.attachment.comment) })
+            let added = missing.count
             if added > 0 {
                 let moved = members.filter { $0.record.generation != names.generation || $0.record.backend != backend.kind }.count
                 report.repairs.append("network \"\(network)\": added \(added) pod member(s) to \(names.memberSet)"
@@ -105,14 +103,19 @@ extension SNATPlugin {
         var stillUsed: Set<ObjectNames> = Set(plans.keys)
         let movers = records.filter { $0.generation != Planner.generation(of: current ?? $0.pluginConfig) || $0.backend != backend.kind }
         let installed = movers.isEmpty ? [] : try backend.generations(of: id)
+        var leaving: [ObjectNames: [InstalledMember]] = [:]
         for record in movers {
-            let target = Planner.generation(of: current ?? record.pluginConfig)
             for (address, names) in record.memberNames {
                 guard let old = installed.first(where: { $0.names == names }),
                       old.members.contains(where: { $0.address == address.address && $0.comment == record.attachment.comment })
                 else { continue }
-                try backend.removeKeepingFlows(InstalledMember(address: address.address, comment: record.attachment.comment), from: names)
+                leaving[names, default: []].append(InstalledMember(address: address.address, comment: record.attachment.comment))
             }
+        }
+        for (names, members) in leaving.sorted(by: { $0.key.memberSet < $1.key.memberSet }) {
+            try backend.removeKeepingFlows(members, from: names)
+        }
+        for record in movers {
             try self.records.write(record.moved(to: backend.kind, config: current ?? record.pluginConfig))
         }
         // Generations of the network that no desired plan and no member uses.

@@ -74,6 +74,11 @@ public protocol NATBackend {
     /// Removes the member but not the conntrack entries of its flows: the pod lives on in another
     /// generation (the agent's move), and its connections must keep their mappings.
     func removeKeepingFlows(_ member: InstalledMember, from names: ObjectNames) throws
+    /// Adds many pods' members and subnets (the agent's moves and repairs): one kernel transaction
+    /// where the backend has them (the default adds them one by one).
+    func addPods(_ pods: [(member: PodPlan.Member, comment: String)]) throws
+    /// `removeKeepingFlows` for many members of one generation, as one transaction where possible.
+    func removeKeepingFlows(_ members: [InstalledMember], from names: ObjectNames) throws
     func remove(subnet: CIDR, from names: ObjectNames) throws
     /// Every generation and family of the network that has a member set, with its members.
     func generations(of id: NetworkID) throws -> [InstalledGeneration]
@@ -106,6 +111,14 @@ extension NATBackend {
     public func addPod(_ member: PodPlan.Member, comment: String) throws {
         try add(member, comment: comment)
         try add(subnet: member.address.subnet, to: member.names)
+    }
+
+    public func addPods(_ pods: [(member: PodPlan.Member, comment: String)]) throws {
+        for pod in pods { try addPod(pod.member, comment: pod.comment) }
+    }
+
+    public func removeKeepingFlows(_ members: [InstalledMember], from names: ObjectNames) throws {
+        for member in members { try removeKeepingFlows(member, from: names) }
     }
 }
 
