@@ -147,3 +147,35 @@ public struct RecordFileError: Error, Equatable, Sendable, CustomStringConvertib
 
     public var description: String { "pod record \(path): \(reason)" }
 }
+
+/// `RecordFiles` for a long-running reader (the agent): a network's records are read again only
+/// when its directory changed. Every write, rename and removal in the directory changes its mtime;
+/// a listing is trusted only when that mtime is older than the listing by more than the
+/// filesystem's timestamp granularity (a change in the same tick would not show), as git does with
+/// its index ("racy git").
+public final class CachedRecordFiles: RecordStore {
+    let files: RecordFiles
+    private var cache: [String: (modified: timespec, records: [PodRecord], problems: [String])] = [:]
+
+    public init(runDirectory: String) { files = RecordFiles(runDirectory: runDirectory) }
+
+    public func read(_ attachment: Attachment) throws -> PodRecord? { try files.read(attachment) }
+    public func write(_ record: PodRecord) throws { try files.write(record) }
+    public func remove(_ attachment: Attachment) throws { try files.remove(attachment) }
+    public func networks() throws -> [String] { try files.networks() }
+
+    public func records(of id: NetworkID) throws -> (records: [PodRecord], problems: [String]) {
+        let folder = files.directory + "/" + PodRecord.directory(of: id)
+        var info = stat()
+        guard stat(folder, &info) == 0 else { return try files.records(of: id) }
+        if let cached = cache[id.hash], cached.modified.tv_sec == info.st_mtim.tv_sec, cached.modified.tv_nsec == info.st_mtim.tv_nsec {
+            return (cached.records, cached.problems)
+        }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let found = try files.records(of: id)
+        let age = Double(now.tv_sec - info.st_mtim.tv_sec) + Double(now.tv_nsec - info.st_mtim.tv_nsec) / 1e9
+        if age > 0.1 { cache[id.hash] = (info.st_mtim, found.records, found.problems) } else { cache[id.hash] = nil }
+        return found
+    }
+}

@@ -129,9 +129,10 @@ extension SNATPlugin {
                 report.problems.append("network \"\(network)\": \(names.memberSet) holds \(count) member(s) no record backs (added by an older randsnat?); GC removes them when their pods are gone")
             }
         }
-        if !report.repairs.isEmpty { try backend.removeStrays(of: id, keep: stillUsed) }
+        guard !report.repairs.isEmpty else { return }  // the checks above found nothing missing
+        try backend.removeStrays(of: id, keep: stillUsed)
 
-        // Converged? Every plan installed and every recorded member present.
+        // Converged after the repairs? Every plan installed and every recorded member present.
         for (names, plan) in plans {
             if try !backend.isInstalled(plan) { report.problems.append("network \"\(network)\": \(names.chain) is still not installed") }
             let count = try backend.memberCount(of: names, in: id) ?? 0
