@@ -159,3 +159,20 @@ test_agent_takes_over_install_watch() {
     expect_eq "--uninstall-on-exit restores the primary's latest bytes" "$(cat "$conflist")" "$rewritten"
     expect "and removes the binary" test ! -e "$root/opt/cni/bin/randsnat"
 }
+
+# A conflist the agent cannot parse changes nothing in the kernel, is logged once (not every period),
+# and the pods keep the last good config (the one their records hold).
+test_agent_keeps_the_last_good_config_when_net_d_is_broken() {
+    local list; list=$(node_conflist "$T-n" '"nonMasqueradeCIDRs":["198.19.0.0/16"]')
+    for pod in 1 2; do pod_add "$list" $pod >/dev/null; done
+    agent_start 1
+    local before; before=$(nat_state)
+    printf '{"cniVersion":"1.0.0","name":"%s","plugins":[' "$T-n" > "$WORK/root/etc/cni/net.d/.broken"
+    mv "$WORK/root/etc/cni/net.d/.broken" "$WORK/root/etc/cni/net.d/10-net.conflist"
+    sleep 3.5
+    expect_eq "the kernel state does not change" "$(nat_state)" "$before"
+    expect_eq "the broken file is logged once in 3 periods" "$(grep -c '10-net.conflist is not a JSON object' "$WORK/agent.log")" "1"
+    for pod in 1 2; do expect_eq "pod $pod keeps the last good config (vpc bypass)" "$(ask $pod 198.19.0.10)" "198.18.0.$((pod + 1))"; done
+    agent_stop
+    for pod in 1 2; do pod_del "$list" $pod >/dev/null; done
+}
