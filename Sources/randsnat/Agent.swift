@@ -55,7 +55,10 @@ enum Agent {
         return options
     }
 
-    static func run(_ arguments: [String], plugin: SNATPlugin, records: any RecordStore, runDirectory: String) -> Int32 {
+    /// - Parameter faultMidMove: RANDSNAT_AGENT_FAULT=mid-move: the agent kills itself (SIGKILL) when a
+    ///   move's new members are in and the old ones not yet out (tests).
+    static func run(_ arguments: [String], plugin: SNATPlugin, records: any RecordStore, runDirectory: String,
+                    faultMidMove: Bool = false) -> Int32 {
         guard let options = parse(arguments) else {
             log(usage)
             return 2
@@ -78,7 +81,7 @@ enum Agent {
         }
         let root = options.hostRoot.hasSuffix("/") ? String(options.hostRoot.dropLast()) : options.hostRoot
         let configDirectory = root + "/etc/cni/net.d"
-        let pass = AgentPass(plugin: plugin, records: records)
+        let pass = AgentPass(plugin: plugin, records: records, midMove: faultMidMove ? { _ = kill(getpid(), SIGKILL) } : {})
         var wakeups: Wakeups?
         if !options.once {
             do {

@@ -43,7 +43,8 @@ if agentMode {
     let records = CachedRecordFiles(runDirectory: runDirectory)
     let agent = SNATPlugin(makeBackend: makeBackend, lock: NetworkFileLock(directory: runDirectory), log: log,
                            pathExists: { access($0, F_OK) == 0 }, records: records)
-    exit(Agent.run(Array(arguments.dropFirst()), plugin: agent, records: records, runDirectory: runDirectory))
+    exit(Agent.run(Array(arguments.dropFirst()), plugin: agent, records: records, runDirectory: runDirectory,
+                   faultMidMove: environment["RANDSNAT_AGENT_FAULT"] == "mid-move"))
 }
 let chained = SNATPlugin(
     makeBackend: makeBackend,

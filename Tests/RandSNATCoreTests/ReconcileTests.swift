@@ -89,6 +89,17 @@ struct ReconcileTests {
         #expect(old != new)
     }
 
+    @Test func midMoveEveryPodIsInBothGenerations() throws {
+        try addThree()
+        var seen: [[String]] = []
+        let report = plugin.reconcile(network: "net", desired: Self.config(#"{"name":"net","type":"randsnat","portRange":"40000-40999"}"#)) {
+            seen = backend.installed.values.map { $0.members.map(\.comment).sorted() }
+        }
+        #expect(report.problems.isEmpty)
+        #expect(seen.count == 2 && seen.allSatisfy { $0 == ["net/c1/eth0", "net/c2/eth0", "net/c3/eth0"] }, "\(seen)")
+        #expect(backend.installed.count == 1)
+    }
+
     @Test func membersNoRecordBacksAreLeftToGC() throws {
         try addThree()
         records.stored.removeValue(forKey: RandSNATCore.Attachment(network: "net", containerID: "c3", ifName: "eth0"))

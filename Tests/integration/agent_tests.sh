@@ -176,3 +176,25 @@ test_agent_keeps_the_last_good_config_when_net_d_is_broken() {
     agent_stop
     for pod in 1 2; do pod_del "$list" $pod >/dev/null; done
 }
+
+# The agent killed (SIGKILL, RANDSNAT_AGENT_FAULT=mid-move) when a move's new members are in and the
+# old ones not yet out: every pod is SNATed meanwhile, and the next pass finishes the move with
+# nothing duplicated and nothing left of the old generation.
+test_agent_killed_mid_move_converges() {
+    local list; list=$(node_conflist "$T-n" "")
+    for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
+    list=$(node_conflist "$T-n" '"nonMasqueradeCIDRs":["198.19.0.0/16"]')
+    local once=(ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --once)
+    env RANDSNAT_AGENT_FAULT=mid-move "${once[@]}" 2>>"$WORK/agent.log"
+    expect_eq "the agent was killed mid-move" "$?" "137"
+    expect_eq "mid-move: both generations" "$(chain_count)" "2"
+    expect_eq "mid-move: every pod in both (new first)" "$(member_count)" "6"
+    for pod in 1 2 3; do expect_eq "mid-move: pod $pod is SNATed" "$(ask $pod 203.0.113.10)" "203.0.113.1"; done
+    expect "the next pass converges" "${once[@]}"
+    expect_eq "one generation is left" "$(chain_count)" "1"
+    expect_eq "each pod once" "$(member_count)" "3"
+    for pod in 1 2 3; do expect_eq "pod $pod has the new config" "$(ask $pod 198.19.0.10)" "198.18.0.$((pod + 1))"; done
+    for pod in 1 2 3; do expect "CHECK passes for pod $pod" pod_check "$list" $pod; done
+    for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
+    expect_absent "DEL leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
+}

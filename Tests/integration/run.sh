@@ -17,6 +17,7 @@ both_backends=(
     doctor_sees_port_pressure doctor_sees_insert_failed_rising concurrent_adds_and_dels_with_a_foreign_writer podman_drives_the_chain
     cni_conf_files_work del_forgets_the_pods_flows_by_dump_and_delete
     agent_repairs_a_flush agent_moves_running_pods_on_a_config_change agent_keeps_the_last_good_config_when_net_d_is_broken
+    agent_killed_mid_move_converges
 )
 names=("$@")
 if [ ${#names[@]} -gt 0 ]; then

@@ -5,10 +5,13 @@ import CNI
 public struct AgentPass {
     let plugin: SNATPlugin
     let records: any RecordStore
+    /// See `SNATPlugin.reconcile(network:desired:midMove:)`.
+    let midMove: () -> Void
 
-    public init(plugin: SNATPlugin, records: any RecordStore) {
+    public init(plugin: SNATPlugin, records: any RecordStore, midMove: @escaping () -> Void = {}) {
         self.plugin = plugin
         self.records = records
+        self.midMove = midMove
     }
 
     /// - Parameter configFiles: the loadable files of the node's net.d (name, bytes); nil when the
@@ -25,7 +28,7 @@ public struct AgentPass {
             return report
         }
         for network in networks {
-            let outcome = plugin.reconcile(network: network, desired: configs?.networks[network])
+            let outcome = plugin.reconcile(network: network, desired: configs?.networks[network], midMove: midMove)
             report.repairs += outcome.repairs
             report.problems += outcome.problems
         }

@@ -29,7 +29,9 @@ extension SNATPlugin {
     /// Reconciles one network under its lock.
     /// - Parameter desired: randsnat's entry of the network in the node's config; nil when the
     ///   network's config is no longer on the node (each record's own config is then kept).
-    public func reconcile(network: String, desired: [String: JSONValue]?) -> ReconcileReport {
+    /// - Parameter midMove: called when a move's new members are in and the old ones not yet out
+    ///   (a fault-injection point: tests kill the agent there).
+    public func reconcile(network: String, desired: [String: JSONValue]?, midMove: () -> Void = {}) -> ReconcileReport {
         var report = ReconcileReport()
         let id = NetworkID(network: network)
         var current: PluginConfig?
@@ -43,7 +45,7 @@ extension SNATPlugin {
         let timeout = current?.lockTimeoutSeconds ?? PluginConfig().lockTimeoutSeconds
         do {
             try lock.withLock(id, timeoutSeconds: timeout) {
-                try reconcileLocked(id, current: current, report: &report)
+                try reconcileLocked(id, current: current, report: &report, midMove: midMove)
             }
         } catch {
             report.problems.append("network \"\(network)\": \(error)")
@@ -51,7 +53,7 @@ extension SNATPlugin {
         return report
     }
 
-    func reconcileLocked(_ id: NetworkID, current: PluginConfig?, report: inout ReconcileReport) throws {
+    func reconcileLocked(_ id: NetworkID, current: PluginConfig?, report: inout ReconcileReport, midMove: () -> Void) throws {
         let network = id.network
         let (found, unreadable) = try records.records(of: id)
         report.problems += unreadable
@@ -100,9 +102,11 @@ extension SNATPlugin {
         }
 
         // Pods recorded in another generation: their old members go (flows kept), the record follows.
+        // Killed here, the next pass finds both members and finishes the move.
         var stillUsed: Set<ObjectNames> = Set(plans.keys)
         let movers = records.filter { $0.generation != Planner.generation(of: current ?? $0.pluginConfig) || $0.backend != backend.kind }
         let installed = movers.isEmpty ? [] : try backend.generations(of: id)
+        if !movers.isEmpty { midMove() }
         var leaving: [ObjectNames: [InstalledMember]] = [:]
         for record in movers {
             for (address, names) in record.memberNames {
