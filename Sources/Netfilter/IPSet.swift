@@ -19,6 +19,8 @@ struct IPSet {
         let type: String
         let family: Family
         let references: UInt32
+        /// The number of members (IPSET_ATTR_ELEMENTS; kernels before 4.17 do not send it).
+        let elements: UInt32?
     }
 
     /// One member: an address (with a prefix length in a hash:net set) and its comment.
@@ -126,7 +128,8 @@ struct IPSet {
         return Header(name: attributes[type: UInt16(IPSET_ATTR_SETNAME)]?.string ?? name,
                       type: attributes[type: UInt16(IPSET_ATTR_TYPENAME)]?.string ?? "",
                       family: attributes[type: UInt16(IPSET_ATTR_FAMILY)]?.u8 == UInt8(NFPROTO_IPV6) ? .ipv6 : .ipv4,
-                      references: data[type: UInt16(IPSET_ATTR_REFERENCES)]?.be32 ?? 0)
+                      references: data[type: UInt16(IPSET_ATTR_REFERENCES)]?.be32 ?? 0,
+                      elements: data[type: UInt16(IPSET_ATTR_ELEMENTS)]?.be32)
     }
 
     /// The names of all sets in this network namespace.

@@ -153,6 +153,10 @@ public final class IPTablesBackend: NATBackend {
         try Conntrack(socket: netlink).forgetFlows(from: member.address, cleanup: flowCleanup)
     }
 
+    public func removeKeepingFlows(_ member: InstalledMember, from names: ObjectNames) throws {
+        try ipset.delete(names.memberSet, IPSet.Entry(address: member.address, prefix: nil, comment: ""))
+    }
+
     public func remove(subnet: CIDR, from names: ObjectNames) throws {
         try ipset.delete(names.subnetSet, IPSet.Entry(address: subnet.address, prefix: subnet.prefix, comment: ""))
     }
@@ -168,6 +172,18 @@ public final class IPTablesBackend: NATBackend {
             generations.append(InstalledGeneration(names: names, members: members, subnets: subnets))
         }
         return generations
+    }
+
+    /// The network's member sets by name: one list of set names, no members read.
+    public func generationNames(of id: NetworkID) throws -> [ObjectNames] {
+        try ipset.names().compactMap { ObjectNames(memberSet: $0, of: id) }
+    }
+
+    /// The member count from the set's header: one small round trip, whatever the count.
+    public func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int? {
+        guard let header = try ipset.header(names.memberSet) else { return nil }
+        if let elements = header.elements { return Int(elements) }
+        return try ipset.entries(names.memberSet)?.count
     }
 
     public func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws {

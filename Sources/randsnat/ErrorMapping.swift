@@ -22,6 +22,9 @@ enum ErrorMapping {
             // The steps' own code when they agree (a lock held too long everywhere is still 11).
             let codes = Set(error.steps.map { cniError($0.error).code })
             return CNIError(codes.count == 1 ? codes.first! : .internal, error.description)
+        case let error as PodsWithoutSNAT:
+            return CNIError(.pluginLimitedConnectivity, "running pods of this network have no SNAT until randsnat's agent repairs it",
+                            details: error.description)
         case let error as CheckFailure:
             return CNIError(.internal, error.description)
         default:

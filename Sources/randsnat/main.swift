@@ -20,27 +20,40 @@ if arguments.first == "install" {
 if arguments.first == "doctor" {
     exit(Doctor.run(Array(arguments.dropFirst())))
 }
-if !arguments.isEmpty {
-    ProcessEnvironment.write("randsnat is a CNI plugin: a runtime runs it with CNI_COMMAND set.\n" + Installer.usage + "\n" + Doctor.usage + "\n", to: 2)
+let agentMode = arguments.first == "agent"
+if !arguments.isEmpty && !agentMode {
+    ProcessEnvironment.write("randsnat is a CNI plugin: a runtime runs it with CNI_COMMAND set.\n" + Installer.usage + "\n" + Doctor.usage
+                             + "\n" + Agent.usage + "\n", to: 2)
     exit(Installer.Status.usage.rawValue)
 }
 let log = { (line: String) in ProcessEnvironment.write("\(line)\n", to: 2) }
 let runDirectory = environment["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"
 let flowCleanup: FlowCleanup = environment["RANDSNAT_CONNTRACK_CLEANUP"] == "dump" ? .dumpAndDelete : .flush
+let makeBackend = { (kind: BackendKind, config: PluginConfig) throws -> any NATBackend in
+    switch kind {
+    case .iptables:
+        try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds,
+                            flowCleanup: flowCleanup, log: log)
+    case .nftables:
+        try NFTablesBackend(runDirectory: runDirectory, lockTimeoutSeconds: config.lockTimeoutSeconds, flowCleanup: flowCleanup, log: log)
+    }
+}
+if agentMode {
+    // The agent reads records through a cache: a pass re-reads a network's records only when its
+    // directory changed (the per-pod path reads only its own record).
+    let records = CachedRecordFiles(runDirectory: runDirectory)
+    let agent = SNATPlugin(makeBackend: makeBackend, lock: NetworkFileLock(directory: runDirectory), log: log,
+                           pathExists: { access($0, F_OK) == 0 }, records: records)
+    exit(Agent.run(Array(arguments.dropFirst()), plugin: agent, records: records, runDirectory: runDirectory,
+                   faultMidMove: environment["RANDSNAT_AGENT_FAULT"] == "mid-move"))
+}
 let chained = SNATPlugin(
-    makeBackend: { kind, config in
-        switch kind {
-        case .iptables:
-            try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds,
-                                flowCleanup: flowCleanup, log: log)
-        case .nftables:
-            try NFTablesBackend(runDirectory: runDirectory, lockTimeoutSeconds: config.lockTimeoutSeconds, flowCleanup: flowCleanup, log: log)
-        }
-    },
+    makeBackend: makeBackend,
     lock: NetworkFileLock(directory: runDirectory),
     log: log,
     pathExists: { access($0, F_OK) == 0 },
-    isOwnNetworkNamespace: { try NetworkNamespace.isCurrent($0) }, sysctls: NamespaceSysctls())
+    isOwnNetworkNamespace: { try NetworkNamespace.isCurrent($0) }, sysctls: NamespaceSysctls(),
+    records: RecordFiles(runDirectory: runDirectory))
 let plugin = RandSNATPlugin(
     chained: chained,
     standalone: StandalonePlugin(snat: chained, network: BridgeNetwork(), ipam: PluginExec(processEnvironment: ProcessEnvironment.entries())))

@@ -13,7 +13,7 @@ final class FakeBackend: NATBackend {
     /// A backend the kernel cannot serve (no ipset, no nf_tables): every read fails.
     var unreadable = false
     init(kind: BackendKind = .iptables) { self.kind = kind }
-    struct State { var members: [InstalledMember] = []; var subnets: [CIDR] = [] }
+    struct State: Equatable { var members: [InstalledMember] = []; var subnets: [CIDR] = [] }
     var installed: [ObjectNames: State] = [:]
     var calls: [String] = []
     var failOn: String?
@@ -40,15 +40,27 @@ final class FakeBackend: NATBackend {
         try record("remove \(member.address)")
         installed[names]?.members.removeAll { $0.address == member.address }
     }
+    func removeKeepingFlows(_ member: InstalledMember, from names: ObjectNames) throws {
+        try record("move out \(member.address)")
+        installed[names]?.members.removeAll { $0.address == member.address }
+    }
     func remove(subnet: CIDR, from names: ObjectNames) throws {
         try record("removeSubnet \(subnet)")
         installed[names]?.subnets.removeAll { $0 == subnet }
     }
+    /// How many times every member of the network was read (the per-pod path must not).
+    var memberReads = 0
     func generations(of id: NetworkID) throws -> [InstalledGeneration] {
         if unreadable { throw CNIError(.internal, "\(kind) cannot be read") }
+        memberReads += 1
         return installed.filter { $0.key.chain.hasPrefix(id.namePrefix) }.sorted { $0.key.family < $1.key.family }
             .map { InstalledGeneration(names: $0.key, members: $0.value.members, subnets: $0.value.subnets) }
     }
+    func generationNames(of id: NetworkID) throws -> [ObjectNames] {
+        if unreadable { throw CNIError(.internal, "\(kind) cannot be read") }
+        return installed.keys.filter { $0.chain.hasPrefix(id.namePrefix) }.sorted { $0.family < $1.family }
+    }
+    func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int? { installed[names]?.members.count }
     func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws {
         try record("removeStrays \(keep.count)")
         for names in installed.keys where names.chain.hasPrefix(id.namePrefix) && !keep.contains(names) { installed[names] = nil }

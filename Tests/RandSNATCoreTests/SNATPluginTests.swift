@@ -271,3 +271,77 @@ extension CNIPlugin {
         }
     }
 }
+
+/// The plugin with pod records: ADD writes them, DEL follows them, GC and moves keep them true.
+struct SNATPluginRecordTests {
+    let backend = FakeBackend()
+    let nft = FakeBackend(kind: .nftables)
+    let records = FakeRecords()
+    var plugin: SNATPlugin {
+        SNATPlugin(makeBackend: { [backend, nft] kind, _ in kind == .iptables ? backend : nft }, lock: NoLock(), log: { _ in },
+                   pathExists: { _ in true }, records: records)
+    }
+    typealias R = SNATPluginTests
+
+    @Test func addWritesWhatItApplied() throws {
+        _ = try plugin.add(R.request(.add, extra: #","nonMasqueradeCIDRs":["198.19.0.0/16"]"#))
+        let record = try #require(records.stored[RandSNATCore.Attachment(network: "net", containerID: "c1", ifName: "eth0")])
+        #expect(record.addresses.map(\.description) == ["198.18.0.2/24", "2001:db8::2/64"])
+        #expect(record.backend == .iptables)
+        #expect(record.config == ["nonMasqueradeCIDRs": .array([.string("198.19.0.0/16")])])
+        #expect(record.generation == backend.installed.keys.first!.generation)
+    }
+
+    @Test func aFailedRecordWriteRollsTheAddBack() {
+        records.failWrites = true
+        #expect(throws: CNIError.self) { try plugin.add(R.request(.add)) }
+        #expect(backend.installed.isEmpty)
+    }
+
+    @Test func perPodPathReadsNoMembers() throws {
+        _ = try plugin.add(R.request(.add, container: "c0", ips: ["198.18.0.9/24"]))
+        for index in 1...20 { _ = try plugin.add(R.request(.add, container: "p\(index)", ips: ["198.18.0.\(20 + index)/24"])) }
+        backend.memberReads = 0
+        nft.memberReads = 0
+        _ = try plugin.add(R.request(.add, ips: ["198.18.0.2/24"]))
+        try plugin.del(R.request(.del, ips: nil))
+        #expect(backend.memberReads == 0 && nft.memberReads == 0, "ADD and DEL of one pod read every member")
+        #expect(records.stored[RandSNATCore.Attachment(network: "net", containerID: "c1", ifName: "eth0")] == nil)
+        #expect(try backend.generations(of: NetworkID(network: "net"))[0].members.count == 21)
+    }
+
+    @Test func delFollowsTheRecordAndTheLastTearsDown() throws {
+        _ = try plugin.add(R.request(.add, container: "c1"))
+        _ = try plugin.add(R.request(.add, container: "c2", ips: ["198.18.0.3/24"]))
+        try plugin.del(R.request(.del, container: "c1", ips: nil))
+        let generations = try backend.generations(of: NetworkID(network: "net"))
+        #expect(generations.count == 1, "the IPv6 generation had only c1")
+        #expect(generations[0].members.map(\.comment) == ["net/c2/eth0"])
+        try plugin.del(R.request(.del, container: "c2", ips: nil))
+        try plugin.del(R.request(.del, container: "c2", ips: nil))
+        #expect(backend.installed.isEmpty)
+        #expect(records.stored.isEmpty)
+    }
+
+    @Test func delWithoutARecordLooksEverywhere() throws {
+        _ = try plugin.add(R.request(.add, container: "c1"))
+        records.stored = [:]  // added by a randsnat that kept no records
+        try plugin.del(R.request(.del, container: "c1", ips: nil))
+        #expect(backend.installed.isEmpty)
+    }
+
+    @Test func gcRemovesTheRecordsOfGoneAttachments() throws {
+        _ = try plugin.add(R.request(.add, container: "c1"))
+        _ = try plugin.add(R.request(.add, container: "c2", ips: ["198.18.0.3/24"]))
+        try plugin.gc(R.request(.gc, ips: nil, extra: #","cni.dev/valid-attachments":[{"containerID":"c2","ifname":"eth0"}]"#))
+        #expect(records.stored.keys.map(\.containerID) == ["c2"])
+    }
+
+    @Test func aMoveRewritesTheRecords() throws {
+        _ = try plugin.add(R.request(.add, container: "c1"))
+        _ = try plugin.add(R.request(.add, container: "c2", ips: ["198.18.0.3/24"], extra: #","backend":"nftables""#))
+        #expect(Set(records.stored.values.map(\.backend)) == [.nftables])
+        try plugin.del(R.request(.del, container: "c1", ips: nil))
+        #expect(try nft.generations(of: NetworkID(network: "net")).flatMap(\.members).map(\.comment) == ["net/c2/eth0"])
+    }
+}

@@ -198,6 +198,143 @@ def flatness(make_config, restore, rules, runs):
     return statistics.median(samples[names[0]]), statistics.median(samples[names[1]])
 
 
+def residents(counts, runs, backend=None):
+    """Chained randsnat ADD and DEL (medians, ms) of one pod while `count` pods of the same network are
+    resident, for each count, in a namespace of its own per count, taken in turn pod by pod. The
+    per-pod path must not grow with the pods already there."""
+    names = {count: "%s-res%d" % (NS, count) for count in counts}
+    samples = {count: ([], [], [], []) for count in counts}
+
+    def config(name, index):
+        conf = randsnat_config(index)
+        if backend:
+            conf["backend"] = backend
+        conf["prevResult"]["interfaces"][0]["sandbox"] = "/var/run/netns/" + name
+        return conf
+
+    def run(name, verb, index):
+        env = plugin_env(verb, "res-%d" % index, "/var/run/netns/" + name, {"RANDSNAT_RUN_DIR": RUN_DIR + "/" + name})
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        done = subprocess.run(["nsenter", "--net=/var/run/netns/" + name, RANDSNAT], input=json.dumps(config(name, index)).encode(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        elapsed = (time.perf_counter() - start) * 1000
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if done.returncode != 0:
+            raise RuntimeError("randsnat %s failed: %s %s" % (verb, done.stdout.decode()[:300], done.stderr.decode()[:300]))
+        return elapsed, (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000
+    try:
+        for count, name in names.items():
+            sh("ip", "netns", "add", name)
+            for index in range(count):
+                run(name, "ADD", index)
+        for i in range(runs):
+            for count, name in names.items():
+                for slot, verb in ((0, "ADD"), (2, "DEL")):
+                    wall, cpu = run(name, verb, 5000 + i)
+                    samples[count][slot].append(wall)
+                    samples[count][slot + 1].append(cpu)
+    finally:
+        for name in names.values():
+            subprocess.run(["ip", "netns", "del", name])
+    return {count: [statistics.median(values) for values in lists] for count, lists in samples.items()}
+
+
+def print_residents(label, figures):
+    counts = sorted(figures)
+    for count in counts:
+        print("  %-9s %4d resident pods: ADD %6.2f ms (CPU %5.2f ms), DEL %6.2f ms (CPU %5.2f ms)" % ((label, count) + tuple(figures[count])))
+    low, high = figures[counts[0]], figures[counts[-1]]
+    print("  %-9s with %d / with %d resident: ADD %.3f (CPU %.3f), DEL %.3f (CPU %.3f)"
+          % (label, counts[-1], counts[0], high[0] / low[0], high[1] / low[1], high[2] / low[2], high[3] / low[3]))
+
+
+def agent_figures(pods, backend):
+    """The agent with `pods` pods of one network resident: an idle pass (`agent --once`: CPU, peak RSS,
+    syscalls by strace), then the long-running agent's time to move every pod after the network's
+    conflist changes (from the file's rename to its log line of the pass), and to repair a flush."""
+    name = NS + "-agent"
+    root = tempfile.mkdtemp(prefix="rsbench-root.")
+    run_dir = RUN_DIR + "/" + name
+    netd = os.path.join(root, "etc/cni/net.d")
+    os.makedirs(netd)
+
+    def conflist(extra):
+        entry = {"type": "randsnat", "backend": backend}
+        entry.update(extra)
+        text = json.dumps({"cniVersion": "1.0.0", "name": "bench", "plugins": [{"type": "bridge"}, entry]})
+        with open(os.path.join(netd, ".tmp"), "w") as f:
+            f.write(text)
+        os.rename(os.path.join(netd, ".tmp"), os.path.join(netd, "10-bench.conflist"))
+
+    def config(index):
+        conf = randsnat_config(index)
+        conf["backend"] = backend
+        del conf["nonMasqueradeCIDRs"]
+        conf["prevResult"]["interfaces"][0]["sandbox"] = "/var/run/netns/" + name
+        return conf
+    env = dict(os.environ, RANDSNAT_RUN_DIR=run_dir)
+    agent = ["nsenter", "--net=/var/run/netns/" + name, RANDSNAT, "agent", "--host-root", root]
+    figures = {}
+    try:
+        sh("ip", "netns", "add", name)
+        for index in range(pods):
+            e = plugin_env("ADD", "ag-%d" % index, "/var/run/netns/" + name, {"RANDSNAT_RUN_DIR": run_dir})
+            subprocess.run(["nsenter", "--net=/var/run/netns/" + name, RANDSNAT], input=json.dumps(config(index)).encode(),
+                           stdout=subprocess.DEVNULL, env=e, check=True)
+        conflist({})
+        subprocess.run(agent + ["--once"], env=env, check=True, stderr=subprocess.DEVNULL)  # settle
+        samples = []
+        for _ in range(10):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            subprocess.run(agent + ["--once"], env=env, check=True)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            samples.append((after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000)
+        figures["idle CPU"] = statistics.median(samples)
+        figures["peak RSS kB"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        trace = subprocess.run(["strace", "-f", "-c", "-o", "/dev/stdout"] + agent + ["--once"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL).stdout.decode()
+        figures["syscalls"] = {line.split()[-1]: int(line.split()[3]) for line in trace.splitlines()
+                               if len(line.split()) >= 5 and line.split()[3].isdigit()}
+        log = open(os.path.join(root, "agent.log"), "w+")
+        proc = subprocess.Popen(agent + ["--resync", "30"], env=env, stderr=log)
+        try:
+            time.sleep(1)
+            for label, change in (("move %d pods" % pods, lambda: conflist({"nonMasqueradeCIDRs": ["198.19.0.0/16"]})),
+                                  ("repair a flush", lambda: sh("ip", "netns", "exec", name, "sh", "-c",
+                                                                "nft flush ruleset" if backend == "nftables" else "iptables-legacy -t nat -F POSTROUTING"))):
+                seen = log.tell()
+                start = time.perf_counter()
+                change()
+                deadline = start + 30
+                while time.perf_counter() < deadline:
+                    log.seek(seen)
+                    text = log.read()
+                    if "repair(s) in" in text:
+                        figures[label] = ((time.perf_counter() - start) * 1000, text.split("repair(s) in ")[1].split()[0])
+                        break
+                    time.sleep(0.005)
+                log.seek(0, 2)
+                time.sleep(1.5)
+            # Idle passes of the running agent: a file that is no config written in net.d wakes it.
+            def cpu_ticks():
+                fields = open("/proc/%d/stat" % proc.pid).read().rsplit(")", 1)[1].split()
+                return int(fields[11]) + int(fields[12])
+            passes, before = 20, cpu_ticks()
+            for index in range(passes):
+                with open(os.path.join(netd, "wake-%d.txt" % index), "w") as f:
+                    f.write("x")
+                time.sleep(0.15)
+            figures["idle pass CPU ms (running agent)"] = (cpu_ticks() - before) * 1000.0 / os.sysconf("SC_CLK_TCK") / passes
+        finally:
+            proc.terminate()
+            proc.wait()
+    finally:
+        subprocess.run(["ip", "netns", "del", name])
+        shutil.rmtree(root, ignore_errors=True)
+    return figures
+
+
 def print_table(results, plugins, sizes, labels=None):
     """The machine, then one row per plugin and size: ADD and DEL median and p99, ADD+DEL. Returns the
     ADD+DEL median of (plugin, size), for the ratios."""
@@ -258,7 +395,31 @@ def main():
     parser.add_argument("--standalone-runs", type=int, default=30)
     parser.add_argument("--bridge-runs", type=int, default=15)
     parser.add_argument("--concurrent", type=int, default=100)
+    parser.add_argument("--residents", type=int, default=250, help="pods resident in the network for the per-pod flatness figure")
+    parser.add_argument("--residents-runs", type=int, default=40)
+    parser.add_argument("--residents-only", action="store_true", help="measure only ADD/DEL with 1 and --residents pods resident")
+    parser.add_argument("--agent-only", action="store_true", help="measure only the agent with --residents pods")
     args = parser.parse_args()
+    if args.agent_only:
+        try:
+            for backend in ("iptables", "nftables"):
+                print("the agent (%s) with %d pods ..." % (backend, args.residents), flush=True)
+                figures = agent_figures(args.residents, backend)
+                calls = figures.pop("syscalls")
+                for key, value in figures.items():
+                    print("  %-9s %s: %s" % (backend, key, value))
+                print("  %-9s idle pass syscalls: %s" % (backend, ", ".join("%s %d" % kv for kv in sorted(calls.items(), key=lambda kv: -kv[1])[:8])))
+        finally:
+            shutil.rmtree(RUN_DIR, ignore_errors=True)
+        return
+    if args.residents_only:
+        try:
+            for backend in ("iptables", "nftables"):
+                print("randsnat (%s) ADD/DEL x%d with 1 and %d resident pods, in turn ..." % (backend, args.residents_runs, args.residents), flush=True)
+                print_residents(backend, residents((1, args.residents), args.residents_runs, backend))
+        finally:
+            shutil.rmtree(RUN_DIR, ignore_errors=True)
+        return
     # The reference plugins exec `iptables`: make them use iptables-legacy, as randsnat does.
     legacy_bin, legacy_env = forced_iptables("legacy")
     sh("ip", "netns", "add", NS)

@@ -80,7 +80,13 @@ check("the ServiceAccount is the pod's", pod.get("serviceAccountName") == kinds[
 check("/opt/cni/bin of the host at /host/opt/cni/bin", paths.get(mounts.get("/host/opt/cni/bin")) == "/opt/cni/bin")
 check("/etc/cni/net.d of the host at /host/etc/cni/net.d", paths.get(mounts.get("/host/etc/cni/net.d")) == "/etc/cni/net.d")
 check("the readiness probe is `randsnat install --check`", "--check" in container["readinessProbe"]["exec"]["command"])
-check("the container runs the watching installer", container["args"][:1] == ["install"] and "--watch" in container["args"])
+check("the container runs the agent, installing", container["args"][:2] == ["agent", "--install"])
+check("the liveness probe is `randsnat agent --alive` with the agent's period",
+      container["livenessProbe"]["exec"]["command"][-3:] == ["--resync", container["args"][container["args"].index("--resync") + 1], "--alive"])
+check("it may edit netfilter (NET_ADMIN, NET_RAW) and nothing else",
+      container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]})
+check("the host's /run/randsnat (records, locks) at /run/randsnat", paths.get(mounts.get("/run/randsnat")) == "/run/randsnat")
+check("the host's xtables lock at /run/xtables.lock", paths.get(mounts.get("/run/xtables.lock")) == "/run/xtables.lock")
 settings = json.loads(kinds["ConfigMap"]["data"]["config.json"])
 check("the ConfigMap holds randsnat settings", isinstance(settings.get("nonMasqueradeCIDRs"), list))
 config_volume = [v for v in pod["volumes"] if "configMap" in v][0]
@@ -101,6 +107,9 @@ flags = by_kind(render_chart({"uninstallOnExit": True, "turnOffPrimaryMasquerade
 arguments = flags["spec"]["template"]["spec"]["containers"][0]["args"]
 check("values turn on --uninstall-on-exit and --turn-off-primary-masquerade",
       "--uninstall-on-exit" in arguments and "--turn-off-primary-masquerade" in arguments, str(arguments))
+period = by_kind(render_chart({"resyncSeconds": 10}))["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]
+check("resyncSeconds sets the agent's period and its liveness probe's",
+      period["args"][period["args"].index("--resync") + 1] == "10" and period["livenessProbe"]["periodSeconds"] == 10, str(period["args"]))
 custom = by_kind(render_chart({"settings": {"toSource": ["203.0.113.5"]}}))["ConfigMap"]
 check("values set randsnat's settings", json.loads(custom["data"]["config.json"]) == {"toSource": ["203.0.113.5"]})
 

@@ -73,9 +73,21 @@ public protocol NATBackend {
     /// where the backend has them (the default makes the two calls above).
     func addPod(_ member: PodPlan.Member, comment: String) throws
     func remove(_ member: InstalledMember, from names: ObjectNames) throws
+    /// Removes the member but not the conntrack entries of its flows: the pod lives on in another
+    /// generation (the agent's move), and its connections must keep their mappings.
+    func removeKeepingFlows(_ member: InstalledMember, from names: ObjectNames) throws
+    /// Adds many pods' members and subnets (the agent's moves and repairs): one kernel transaction
+    /// where the backend has them (the default adds them one by one).
+    func addPods(_ pods: [(member: PodPlan.Member, comment: String)]) throws
+    /// `removeKeepingFlows` for many members of one generation, as one transaction where possible.
+    func removeKeepingFlows(_ members: [InstalledMember], from names: ObjectNames) throws
     func remove(subnet: CIDR, from names: ObjectNames) throws
     /// Every generation and family of the network that has a member set, with its members.
     func generations(of id: NetworkID) throws -> [InstalledGeneration]
+    /// The same without reading members (per-pod path).
+    func generationNames(of id: NetworkID) throws -> [ObjectNames]
+    /// The number of members in the generation's member set; nil when the set does not exist.
+    func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int?
     /// Removes chains and jumps of the network whose generation is not in `keep` (left by a crash).
     func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws
     /// How the kernel's chain and jump differ from the plan, one sentence per difference.
@@ -86,9 +98,29 @@ public protocol NATBackend {
 }
 
 extension NATBackend {
+    /// The network's generations and families that have a member set, without reading members:
+    /// what the per-pod path needs to know where the network is (the default reads them all).
+    public func generationNames(of id: NetworkID) throws -> [ObjectNames] {
+        try generations(of: id).map(\.names)
+    }
+
+    /// How many members the generation's member set holds; nil when the set does not exist (the
+    /// default reads them all).
+    public func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int? {
+        try generations(of: id).first { $0.names == names }?.members.count
+    }
+
     public func addPod(_ member: PodPlan.Member, comment: String) throws {
         try add(member, comment: comment)
         try add(subnet: member.address.subnet, to: member.names)
+    }
+
+    public func addPods(_ pods: [(member: PodPlan.Member, comment: String)]) throws {
+        for pod in pods { try addPod(pod.member, comment: pod.comment) }
+    }
+
+    public func removeKeepingFlows(_ members: [InstalledMember], from names: ObjectNames) throws {
+        for member in members { try removeKeepingFlows(member, from: names) }
     }
 }
 

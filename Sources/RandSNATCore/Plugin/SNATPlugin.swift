@@ -40,16 +40,20 @@ public struct SNATPlugin: CNIPlugin {
     let isOwnNetworkNamespace: (String) throws -> Bool
     /// The pod's namespace settings (`podTCPTimestamps`).
     let sysctls: any PodSysctls
+    /// What ADD applied per attachment (see `PodRecord`).
+    let records: any RecordStore
 
     public init(makeBackend: @escaping (BackendKind, PluginConfig) throws -> any NATBackend, lock: any NetworkLock,
                 log: @escaping (String) -> Void, pathExists: @escaping (String) -> Bool,
-                isOwnNetworkNamespace: @escaping (String) throws -> Bool = { _ in false }, sysctls: any PodSysctls = NoPodSysctls()) {
+                isOwnNetworkNamespace: @escaping (String) throws -> Bool = { _ in false }, sysctls: any PodSysctls = NoPodSysctls(),
+                records: any RecordStore = NoRecords()) {
         self.makeBackend = makeBackend
         self.lock = lock
         self.log = log
         self.pathExists = pathExists
         self.isOwnNetworkNamespace = isOwnNetworkNamespace
         self.sysctls = sysctls
+        self.records = records
     }
 
     func pluginConfig(_ request: Request) throws(ConfigError) -> PluginConfig {
@@ -89,7 +93,8 @@ public struct SNATPlugin: CNIPlugin {
             return output
         }
         do {
-            try addSNAT(Planner.pod(attachment(request), addresses: addresses, config: config), config: config)
+            try addSNAT(Planner.pod(attachment(request), addresses: addresses, config: config), config: config,
+                        members: request.config.members)
         } catch {
             restoreSettings()
             throw error
@@ -115,10 +120,10 @@ public struct SNATPlugin: CNIPlugin {
                        details: "the runtime must pass the pod's network namespace; randsnat changed nothing")
     }
 
-    /// Installs the network's objects where needed and adds the pod's members, under the network
-    /// lock; on failure removes what it added. A network with state in the other backend is moved
-    /// first (see `migrate`).
-    func addSNAT(_ pod: PodPlan, config: PluginConfig) throws {
+    /// Installs the network's objects where needed, adds the pod's members and writes its record,
+    /// under the network lock; on failure removes what it added. A network with state in the other
+    /// backend is moved first (see `migrate`). `members` is the request's config, for the record.
+    func addSNAT(_ pod: PodPlan, config: PluginConfig, members: [JSONKey: JSONValue] = [:]) throws {
         let network = pod.attachment.network
         let id = NetworkID(network: network)
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
@@ -139,6 +144,8 @@ public struct SNATPlugin: CNIPlugin {
                 for member in pod.members {
                     try backend.addPod(member, comment: pod.attachment.comment(limit: backend.commentLimit))
                 }
+                try records.write(PodRecord(attachment: pod.attachment, addresses: pod.members.map(\.address), backend: backend.kind,
+                                            generation: Planner.generation(of: config), config: PodRecord.configKeys(of: members)))
             } catch {
                 rollBack(backend, id: id, installed: installed, owner: pod.attachment, addresses: pod.members.map(\.address.address))
                 throw error
@@ -155,8 +162,12 @@ public struct SNATPlugin: CNIPlugin {
 
     /// Picks the backend: the configured one; with `auto`, the one holding the network's state, or
     /// (for a network new on this node, or with `redetect`) the node's netfilter.
-    func place(_ id: NetworkID, config: PluginConfig, redetect: Bool = false) throws -> Placement {
-        let states = try holdings(id, config: config)
+    /// Reads only the names of the network's sets (not their members), so the per-pod path costs
+    /// the same whatever the number of pods; the members of another backend are read only to move them.
+    /// `fallback` (the agent's: where the records say the pods are) is taken before asking the node
+    /// when no backend holds the network, as after `nft flush ruleset`.
+    func place(_ id: NetworkID, config: PluginConfig, redetect: Bool = false, fallback: BackendKind? = nil) throws -> Placement {
+        let states = try holdings(id, config: config) { try $0.generationNames(of: id) }
         let kind: BackendKind
         switch config.backend {
         case .iptables: kind = .iptables
@@ -164,12 +175,15 @@ public struct SNATPlugin: CNIPlugin {
         case .auto:
             if !redetect, let holder = states.first(where: { !$0.generations.isEmpty }) {
                 kind = holder.backend.kind
+            } else if !redetect, let fallback {
+                kind = fallback
             } else {
                 kind = try (states.first?.backend ?? makeBackend(.iptables, config)).nodeNetfilter()
             }
         }
         let chosen = try states.first { $0.backend.kind == kind }?.backend ?? makeBackend(kind, config)
-        return Placement(chosen: chosen, elsewhere: states.filter { $0.backend.kind != kind && !$0.generations.isEmpty })
+        return Placement(chosen: chosen, elsewhere: try states.filter { $0.backend.kind != kind && !$0.generations.isEmpty }
+            .map { ($0.backend, try $0.backend.generations(of: id)) })
     }
 
     /// Moves a network's state between backends without a moment in which a pod is not SNATed: the
@@ -191,6 +205,7 @@ public struct SNATPlugin: CNIPlugin {
             }
         }
         for generation in generations { try old.uninstall(generation.names) }
+        try recordMove(of: network, to: new.kind, config: config)
         log("randsnat: network \"\(network)\": moved \(moved) pod address(es) from \(old.kind.rawValue) to \(new.kind.rawValue)")
     }
 
@@ -226,11 +241,15 @@ public struct SNATPlugin: CNIPlugin {
         let config = (try? PluginConfig.parse(members).config) ?? PluginConfig()
         let id = NetworkID(network: owner.network)
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
-            for (backend, generations) in try holdings(id, config: config) {
-                for generation in generations {
-                    try removeMembers(of: generation, backend) { owner.owns($0, of: addresses, limit: backend.commentLimit) }
+            // The record says where the pod's members are: no dump of the network's members.
+            if try !removeRecorded(owner, config: config) {
+                for (backend, generations) in try holdings(id, config: config) {
+                    for generation in generations {
+                        try removeMembers(of: generation, backend) { owner.owns($0, of: addresses, limit: backend.commentLimit) }
+                    }
                 }
             }
+            try records.remove(owner)
         }
     }
 
@@ -240,7 +259,22 @@ public struct SNATPlugin: CNIPlugin {
     /// nothing, with a line on stderr: its state could not be changed anyway, and a node that lacks
     /// one of them must still run pods.
     func holdings(_ id: NetworkID, config: PluginConfig) throws -> [(backend: any NATBackend, generations: [InstalledGeneration])] {
-        try BackendKind.allCases.compactMap { kind in try holding(kind, id, config: config) }
+        try holdings(id, config: config) { try $0.generations(of: id) }
+    }
+
+    /// `holdings`, reading each backend with `read`.
+    func holdings<T>(_ id: NetworkID, config: PluginConfig, read: (any NATBackend) throws -> [T]) throws -> [(backend: any NATBackend, generations: [T])] {
+        var states: [(backend: any NATBackend, generations: [T])] = []
+        for kind in BackendKind.allCases {
+            do {
+                let backend = try makeBackend(kind, config)
+                states.append((backend, try read(backend)))
+            } catch {
+                if config.backend.rawValue == kind.rawValue { throw error }
+                log("randsnat: \(id): cannot read the \(kind.rawValue) backend, taking it to hold nothing: \(error)")
+            }
+        }
+        return states
     }
 
     /// One backend with what it holds of the network; nil for an unreadable backend the config does
@@ -361,6 +395,11 @@ public struct SNATPlugin: CNIPlugin {
                     record("removing stray objects of the network from \(kind.rawValue)", error)
                 }
             }
+            do {
+                try removeRecords(of: id, notIn: valid)
+            } catch {
+                record("removing the records of gone attachments", error)
+            }
             // With `auto`, GC is where a network follows the node to another netfilter.
             do {
                 let placement = try place(id, config: config, redetect: config.backend == .auto)
@@ -403,5 +442,7 @@ public struct SNATPlugin: CNIPlugin {
         report.notes.append("backend: \(kind!.rawValue)" + (config.backend == .auto ? " (auto)" : ""))
         for line in report.notes + report.warnings { log("randsnat: \(line)") }
         if !report.problems.isEmpty { throw NodeNotReady(problems: report.problems) }
+        let missing = try podsWithoutSNAT(network: request.config.name, config: config)
+        if !missing.isEmpty { throw PodsWithoutSNAT(problems: missing) }
     }
 }

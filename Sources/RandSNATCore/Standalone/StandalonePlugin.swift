@@ -52,7 +52,7 @@ public struct StandalonePlugin {
             restoreSettings = try snat.applyPodSettings(snatConfig, netns: env.netns)
             if bridge.ipMasq && !plan.ips.isEmpty {
                 try snat.addSNAT(Planner.pod(snat.attachment(request), addresses: plan.ips.map(\.address), config: snatConfig),
-                                 config: snatConfig)
+                                 config: snatConfig, members: request.config.members)
             }
             return try Self.result(version: request.config.cniVersion, pod: pod, plan: plan,
                                    ipamRoutes: allocation?["routes"], dns: bridge.dns ?? ipamDNS)

@@ -1,0 +1,90 @@
+import CNetlink
+import Glibc
+
+/// What wakes a long-running randsnat process (the agent): a signal to stop, a change in a watched
+/// directory (inotify), a change of the nf_tables ruleset (a netlink multicast group), or the end
+/// of the resync period. Every descriptor is in this file.
+public final class Wakeups {
+    public enum Reason: Equatable, Sendable {
+        case stop
+        case files
+        case nftables
+        case period
+    }
+
+    private let signalFD: Int32
+    private let inotifyFD: Int32
+    /// -1 when nf_tables notifications are not wanted or the kernel has none.
+    private let nftablesFD: Int32
+
+    /// nf_tables' multicast group (NFNLGRP_NFTABLES in linux/netfilter/nfnetlink.h): every
+    /// committed ruleset change, from any process, is sent to it.
+    static let nftablesGroup: Int32 = 7
+
+    /// - Parameters:
+    ///   - directories: watched for files written, renamed, created or removed in them.
+    ///   - nftables: subscribe to nf_tables change notifications.
+    public init(directories: [String], nftables: Bool) throws(NetlinkError) {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        sigprocmask(SIG_BLOCK, &signals, nil)
+        signalFD = signalfd(-1, &signals, Int32(SFD_CLOEXEC))
+        inotifyFD = inotify_init1(Int32(IN_CLOEXEC) | Int32(IN_NONBLOCK))
+        guard signalFD >= 0, inotifyFD >= 0 else {
+            throw NetlinkError(operation: "open", object: "signalfd/inotify", code: errno, reason: String(cString: strerror(errno)))
+        }
+        let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE)
+        for directory in directories where inotify_add_watch(inotifyFD, directory, mask) < 0 {
+            throw NetlinkError(operation: "watching", object: directory, code: errno, reason: String(cString: strerror(errno)))
+        }
+        var fd: Int32 = -1
+        if nftables {
+            fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), NETLINK_NETFILTER)
+            // The socket must be bound (to a port id the kernel picks) before it can join a group.
+            var address = sockaddr_nl()
+            address.nl_family = sa_family_t(AF_NETLINK)
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size)) }
+            }
+            var group = Self.nftablesGroup
+            if fd >= 0 && (bound != 0 || setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, socklen_t(MemoryLayout<Int32>.size)) != 0) {
+                close(fd)
+                fd = -1
+            }
+        }
+        nftablesFD = fd
+    }
+
+    deinit {
+        close(signalFD)
+        close(inotifyFD)
+        if nftablesFD >= 0 { close(nftablesFD) }
+    }
+
+    /// True when nf_tables notifications arrive here.
+    public var watchesNFTables: Bool { nftablesFD >= 0 }
+
+    /// Waits for the first wake-up or `seconds`; then lets a burst settle for `settle` seconds and
+    /// drains it, so that a writer's several steps (or randsnat's own changes) make one wake-up.
+    public func wait(seconds: Double, settle: Double = 0.02) -> Reason {
+        var fds = [pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0), pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: nftablesFD, events: Int16(POLLIN), revents: 0)]
+        let ready = poll(&fds, nfds_t(fds.count), Int32(max(0, seconds) * 1000))
+        guard ready > 0 else { return .period }
+        if fds[0].revents != 0 { return .stop }
+        let reason: Reason = fds[1].revents != 0 ? .files : .nftables
+        usleep(UInt32(settle * 1_000_000))
+        drain()
+        return reason
+    }
+
+    /// Reads away what is queued (the events of randsnat's own writes, after a pass).
+    public func drain() {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        for fd in [inotifyFD, nftablesFD] where fd >= 0 {
+            while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
+        }
+    }
+}

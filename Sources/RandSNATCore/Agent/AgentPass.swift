@@ -1,0 +1,37 @@
+import CNI
+
+/// One pass of the agent over the node: every network that has pod records, reconciled against
+/// its entry in the node's config directory. The caller supplies the files and logs the outcome.
+public struct AgentPass {
+    let plugin: SNATPlugin
+    let records: any RecordStore
+    /// See `SNATPlugin.reconcile(network:desired:midMove:)`.
+    let midMove: () -> Void
+
+    public init(plugin: SNATPlugin, records: any RecordStore, midMove: @escaping () -> Void = {}) {
+        self.plugin = plugin
+        self.records = records
+        self.midMove = midMove
+    }
+
+    /// - Parameter configFiles: the loadable files of the node's net.d (name, bytes); nil when the
+    ///   directory could not be read (every network then keeps the config its records hold).
+    public func run(configFiles: [(name: String, bytes: [UInt8])]?) -> ReconcileReport {
+        var report = ReconcileReport()
+        let configs = configFiles.map(NodeConfigs.parse)
+        report.problems += configs?.problems ?? []
+        let networks: [String]
+        do {
+            networks = try records.networks()
+        } catch {
+            report.problems.append("cannot list the pod records: \(error)")
+            return report
+        }
+        for network in networks {
+            let outcome = plugin.reconcile(network: network, desired: configs?.networks[network], midMove: midMove)
+            report.repairs += outcome.repairs
+            report.problems += outcome.problems
+        }
+        return report
+    }
+}

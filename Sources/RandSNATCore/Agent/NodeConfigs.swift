@@ -1,0 +1,37 @@
+import CNI
+
+/// randsnat's entry of each network in the node's config directory, as the runtime would load it:
+/// per network name, the first file (in the runtime's lexical order) that defines it wins. Pure.
+public struct NodeConfigs: Equatable, Sendable {
+    /// Network name → the randsnat plugin entry's members, with `name` and `cniVersion` filled in
+    /// as the runtime passes them.
+    public let networks: [String: [JSONKey: JSONValue]]
+    /// Files that could not be read as a network config, one sentence each.
+    public let problems: [String]
+
+    /// - Parameter files: (file name, bytes) of the loadable files (`.conf`, `.conflist`, `.json`).
+    public static func parse(_ files: [(name: String, bytes: [UInt8])]) -> NodeConfigs {
+        var networks: [String: [JSONKey: JSONValue]] = [:]
+        var problems: [String] = []
+        var seen: Set<String> = []
+        for file in files.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }) {
+            guard let document = try? JSONValue.parse(file.bytes), let top = document.objectValue else {
+                problems.append("\(file.name) is not a JSON object; it is ignored")
+                continue
+            }
+            guard let name = top["name"]?.stringValue else {
+                problems.append("\(file.name) has no network \"name\"; it is ignored")
+                continue
+            }
+            guard seen.insert(name).inserted else { continue }
+            // A .conf is one plugin at the top level; a .conflist has "plugins".
+            let plugins = top["plugins"]?.arrayValue ?? [document]
+            guard let entry = plugins.first(where: { $0["type"]?.stringValue == "randsnat" })?.objectValue else { continue }
+            var members = entry
+            members["name"] = .string(name)
+            if let version = top["cniVersion"] { members["cniVersion"] = version }
+            networks[name] = members
+        }
+        return NodeConfigs(networks: networks, problems: problems)
+    }
+}

@@ -1,0 +1,148 @@
+import CNI
+
+/// What one reconcile pass of a network did and what it could not do.
+public struct ReconcileReport: Equatable, Sendable {
+    /// One line per repair (what was missing, on which network, how many pods).
+    public var repairs: [String] = []
+    /// What is still wrong after the pass, one sentence each; empty when the network converged.
+    public var problems: [String] = []
+
+    public init() {}
+}
+
+/// The agent's work on one network: the kernel made equal to the desired state, that is the
+/// current config's generation (or, for a network whose config has left the node, the config each
+/// record holds) holding every recorded pod, in the network's backend.
+///
+///     records (under the network lock) ─┐
+///     desired config ───────────────────┼─→ per family: install what is missing (chain, jump, sets)
+///                                       │   add missing members and subnets
+///                                       │   move pods of older generations: new member first,
+///                                       │     then the old member out (flows kept), old generation
+///                                       │     removed once empty; the record rewritten
+///                                       └─→ generations of the network with no member: removed
+///
+/// Members no record backs (pods of a randsnat that kept no records) are left alone: only GC,
+/// which has the runtime's list of live attachments, may remove them. Nothing outside randsnat's
+/// names is read for writing or touched.
+extension SNATPlugin {
+    /// Reconciles one network under its lock.
+    /// - Parameter desired: randsnat's entry of the network in the node's config; nil when the
+    ///   network's config is no longer on the node (each record's own config is then kept).
+    /// - Parameter midMove: called when a move's new members are in and the old ones not yet out
+    ///   (a fault-injection point: tests kill the agent there).
+    public func reconcile(network: String, desired: [JSONKey: JSONValue]?, midMove: () -> Void = {}) -> ReconcileReport {
+        var report = ReconcileReport()
+        let id = NetworkID(network: network)
+        var current: PluginConfig?
+        if let desired {
+            do {
+                current = try PluginConfig.parse(desired).config
+            } catch {
+                report.problems.append("network \"\(network)\": its config in net.d is refused (\(error)); keeping the config each pod's record holds")
+            }
+        }
+        let timeout = current?.lockTimeoutSeconds ?? PluginConfig().lockTimeoutSeconds
+        do {
+            try lock.withLock(id, timeoutSeconds: timeout) {
+                try reconcileLocked(id, current: current, report: &report, midMove: midMove)
+            }
+        } catch {
+            report.problems.append("network \"\(network)\": \(error)")
+        }
+        return report
+    }
+
+    func reconcileLocked(_ id: NetworkID, current: PluginConfig?, report: inout ReconcileReport, midMove: () -> Void) throws {
+        let network = id.network
+        let (found, unreadable) = try records.records(of: id)
+        report.problems += unreadable
+        let pods = found.filter { $0.attachment.network == network }
+        guard !pods.isEmpty else { return }
+        let baseConfig = current ?? pods[0].pluginConfig
+        let placement = try place(id, config: baseConfig, fallback: pods[0].backend)
+        let backend = placement.chosen
+        for (other, generations) in placement.elsewhere {
+            try migrate(generations, from: other, to: backend, network: network, config: baseConfig)
+            report.repairs.append("network \"\(network)\": moved its pods from \(other.kind.rawValue) to \(backend.kind.rawValue)")
+        }
+        // Re-read: a move rewrote records.
+        let records = placement.elsewhere.isEmpty ? pods : try self.records.records(of: id).records.filter { $0.attachment.network == network }
+
+        // Desired generation per pod, and the plans they need.
+        var plans: [ObjectNames: FamilyPlan] = [:]
+        var wanted: [ObjectNames: [(record: PodRecord, address: PodAddress)]] = [:]
+        for record in records {
+            let config = current ?? record.pluginConfig
+            for address in record.addresses {
+                let plan = Planner.family(address.family, network: network, config: config)
+                plans[plan.names] = plan
+                wanted[plan.names, default: []].append((record, address))
+            }
+        }
+        for names in plans.keys.sorted(by: { ($0.generation, $0.family.digit) < ($1.generation, $1.family.digit) }) {
+            let plan = plans[names]!
+            let members = wanted[names]!
+            if try !backend.isInstalled(plan) {
+                try backend.install(plan)
+                report.repairs.append("network \"\(network)\": installed chain, jump and sets of generation \(names.generation) "
+                                      + "(\(names.family == .ipv4 ? "IPv4" : "IPv6"), \(members.count) pods) in \(backend.kind.rawValue)")
+            }
+            guard try backend.memberCount(of: names, in: id) != members.count else { continue }
+            let generation = try backend.generations(of: id).first { $0.names == names }
+            let present = Set((generation?.members ?? []).map(\.address))
+            let missing = members.filter { !present.contains($0.address.address) }
+            try backend.addPods(missing.map { (PodPlan.Member(address: $0.address, names: names), $0.record.attachment.comment(limit: backend.commentLimit)) })
+            let added = missing.count
+            if added > 0 {
+                let moved = members.filter { $0.record.generation != names.generation || $0.record.backend != backend.kind }.count
+                report.repairs.append("network \"\(network)\": added \(added) pod member(s) to \(names.memberSet)"
+                                      + (moved > 0 ? " (\(moved) moved from an older generation)" : " that were missing"))
+            }
+        }
+
+        // Pods recorded in another generation: their old members go (flows kept), the record follows.
+        // Killed here, the next pass finds both members and finishes the move.
+        var stillUsed: Set<ObjectNames> = Set(plans.keys)
+        let movers = records.filter { $0.generation != Planner.generation(of: current ?? $0.pluginConfig) || $0.backend != backend.kind }
+        let installed = movers.isEmpty ? [] : try backend.generations(of: id)
+        if !movers.isEmpty { midMove() }
+        var leaving: [ObjectNames: [InstalledMember]] = [:]
+        for record in movers {
+            for (address, names) in record.memberNames {
+                guard let old = installed.first(where: { $0.names == names }),
+                      old.members.contains(where: { $0.address == address.address && record.attachment.owns($0, of: [address.address], limit: backend.commentLimit) })
+                else { continue }
+                leaving[names, default: []].append(InstalledMember(address: address.address, comment: record.attachment.comment(limit: backend.commentLimit)))
+            }
+        }
+        for (names, members) in leaving.sorted(by: { $0.key.memberSet < $1.key.memberSet }) {
+            try backend.removeKeepingFlows(members, from: names)
+        }
+        for record in movers {
+            try self.records.write(record.moved(to: backend.kind, config: current ?? record.pluginConfig))
+        }
+        // Generations of the network that no desired plan and no member uses.
+        for names in try backend.generationNames(of: id) where !plans.keys.contains(names) {
+            let count = try backend.memberCount(of: names, in: id) ?? 0
+            if count == 0 {
+                try backend.uninstall(names)
+                report.repairs.append("network \"\(network)\": removed generation \(names.generation) (\(names.family == .ipv4 ? "IPv4" : "IPv6")), which no pod uses any more")
+            } else {
+                stillUsed.insert(names)
+                report.problems.append("network \"\(network)\": \(names.memberSet) holds \(count) member(s) no record backs (added by an older randsnat?); GC removes them when their pods are gone")
+            }
+        }
+        guard !report.repairs.isEmpty else { return }  // the checks above found nothing missing
+        try backend.removeStrays(of: id, keep: stillUsed)
+
+        // Converged after the repairs? Every plan installed and every recorded member present.
+        for (names, plan) in plans {
+            if try !backend.isInstalled(plan) { report.problems.append("network \"\(network)\": \(names.chain) is still not installed") }
+            let count = try backend.memberCount(of: names, in: id) ?? 0
+            if count < wanted[names]!.count {
+                report.problems.append("network \"\(network)\": \(names.memberSet) holds \(count) of \(wanted[names]!.count) pods")
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+import CNI
+
+/// The plugin's use of pod records: DEL removes exactly what the record names, GC removes the
+/// records of attachments the runtime no longer has, and a move between backends or generations
+/// rewrites the records of the pods it moved. All of it under the network lock.
+extension SNATPlugin {
+    /// Removes the members the attachment's record names, then the generation when it has no member
+    /// left. False when there is no usable record, or when a set it names is gone (moved by hand or
+    /// by an older randsnat): then the caller looks in every generation.
+    ///
+    /// A pod's subnet stays in the subnet set while its generation has members: telling whether
+    /// another member is in the subnet would mean reading every member. The agent removes subnets
+    /// that no record's address is in, and the last DEL of a generation removes it whole.
+    func removeRecorded(_ owner: Attachment, config: PluginConfig) throws -> Bool {
+        let record: PodRecord
+        do {
+            guard let found = try records.read(owner) else { return false }
+            record = found
+        } catch {
+            log("randsnat: \(owner): \(error); looking for the pod's members in every generation")
+            return false
+        }
+        let id = NetworkID(network: owner.network)
+        let backend = try makeBackend(record.backend, config)
+        var touched: [ObjectNames] = []
+        for (address, names) in record.memberNames where !touched.contains(names) {
+            guard try backend.memberCount(of: names, in: id) != nil else { return false }
+            touched.append(names)
+        }
+        for (address, names) in record.memberNames {
+            try backend.remove(InstalledMember(address: address.address, comment: owner.comment(limit: backend.commentLimit)), from: names)
+        }
+        for names in touched where try backend.memberCount(of: names, in: id) == 0 {
+            try backend.uninstall(names)
+        }
+        return true
+    }
+
+    /// After the network's pods moved to `backend` under `config`: their records say so.
+    func recordMove(of network: String, to backend: BackendKind, config: PluginConfig) throws {
+        let (found, problems) = try records.records(of: NetworkID(network: network))
+        for problem in problems { log("randsnat: \(problem)") }
+        for record in found where record.backend != backend || record.generation != Planner.generation(of: config) {
+            try records.write(record.moved(to: backend, config: config))
+        }
+    }
+
+    /// GC: the records of attachments not in `valid` go with their members.
+    func removeRecords(of id: NetworkID, notIn valid: Set<Attachment>) throws {
+        let (found, problems) = try records.records(of: id)
+        for problem in problems { log("randsnat: \(problem)") }
+        for record in found where !valid.contains(record.attachment) {
+            try records.remove(record.attachment)
+        }
+    }
+}

@@ -1,0 +1,37 @@
+/// STATUS found running pods of the network without their SNAT (CNI code 51: "existing containers
+/// may have limited connectivity"): the agent repairs it; until then their egress leaves with pod
+/// addresses.
+public struct PodsWithoutSNAT: Error, Equatable, Sendable, CustomStringConvertible {
+    public let problems: [String]
+    public var description: String { problems.joined(separator: "; ") }
+}
+
+extension SNATPlugin {
+    /// What the network's recorded pods lack: per generation and family, rules that are not
+    /// installed or members that are missing. Reads the records and, per generation, set headers
+    /// and the chain's jump; never the whole nat table.
+    func podsWithoutSNAT(network: String, config: PluginConfig) throws -> [String] {
+        let id = NetworkID(network: network)
+        let (found, _) = try records.records(of: id)
+        var groups: [ObjectNames: (plan: FamilyPlan, backend: BackendKind, pods: Int)] = [:]
+        for record in found where record.attachment.network == network {
+            for address in record.addresses {
+                let plan = Planner.family(address.family, network: network, config: record.pluginConfig)
+                groups[plan.names, default: (plan, record.backend, 0)].pods += 1
+            }
+        }
+        var backends: [BackendKind: any NATBackend] = [:]
+        var problems: [String] = []
+        for (names, group) in groups.sorted(by: { $0.key.memberSet < $1.key.memberSet }) {
+            let backend = try backends[group.backend] ?? makeBackend(group.backend, config)
+            backends[group.backend] = backend
+            let family = names.family == .ipv4 ? "IPv4" : "IPv6"
+            if try !backend.isInstalled(group.plan) {
+                problems.append("network \"\(network)\": \(group.pods) running pod(s) (\(family)) have no SNAT rules: \(names.chain) is not installed in \(group.backend.rawValue)")
+            } else if let count = try backend.memberCount(of: names, in: id), count < group.pods {
+                problems.append("network \"\(network)\": \(names.memberSet) holds \(count) of its \(group.pods) running pod(s) (\(family))")
+            }
+        }
+        return problems
+    }
+}

@@ -1,0 +1,167 @@
+import Glibc
+import Installer
+import Netlink
+import RandSNATCore
+
+/// `randsnat agent`: keeps the node's SNAT state equal to its config and its live pods (the
+/// reconcile logic is `SNATPlugin.reconcile`, in the library; this is the loop around it).
+enum Agent {
+    static let usage = """
+        usage: randsnat agent [--host-root DIR] [--resync SECONDS] [--once]
+                              [--install [--config FILE] [--turn-off-primary-masquerade] [--uninstall-on-exit]]
+          --host-root DIR   the node's root as mounted in the container (default /): configs in DIR/etc/cni/net.d
+          --resync S        reconcile every S seconds (default 30)
+          --once            one pass; exit 0 when the node converged, 1 with the reasons when not
+          --alive           a liveness probe: exit 0 when the running agent completed a pass within the
+                            last 3 resync periods (it marks each pass in $RANDSNAT_RUN_DIR/agent.pass)
+          --install         also do what `install --watch` does: install the binary and chain randsnat into
+                            the primary config at start and whenever net.d or the settings file changes
+                            (--config, --turn-off-primary-masquerade, --uninstall-on-exit as for install)
+        records and locks: $RANDSNAT_RUN_DIR (default /run/randsnat)
+        exit status: 0 converged (or stopped by SIGTERM), 1 not converged, 2 usage
+        """
+
+    struct Options {
+        var hostRoot = "/"
+        var resyncSeconds = 30.0
+        var once = false
+        var alive = false
+        /// The installer's part, when the agent takes over `install --watch`.
+        var install: Installer.Options?
+    }
+
+    static func parse(_ arguments: [String]) -> Options? {
+        var options = Options()
+        var index = 0
+        while index < arguments.count {
+            let value: String? = index + 1 < arguments.count ? arguments[index + 1] : nil
+            switch arguments[index] {
+            case "--host-root": guard let value, !value.isEmpty else { return nil }; options.hostRoot = value; index += 1
+            case "--resync": guard let value, let seconds = Double(value), seconds >= 1, seconds <= 86400 else { return nil }
+                options.resyncSeconds = seconds; index += 1
+            case "--once": options.once = true
+            case "--alive": options.alive = true
+            case "--install": options.install = options.install ?? Installer.Options()
+            case "--config": guard let value else { return nil }
+                options.install = options.install ?? Installer.Options(); options.install?.settingsFile = value; index += 1
+            case "--turn-off-primary-masquerade": options.install = options.install ?? Installer.Options(); options.install?.fixMasquerade = true
+            case "--uninstall-on-exit": options.install = options.install ?? Installer.Options(); options.install?.uninstallOnExit = true
+            default: return nil
+            }
+            index += 1
+        }
+        options.install?.hostRoot = options.hostRoot
+        if options.once && options.install?.uninstallOnExit == true { return nil }
+        return options
+    }
+
+    /// - Parameter faultMidMove: RANDSNAT_AGENT_FAULT=mid-move: the agent kills itself (SIGKILL) when a
+    ///   move's new members are in and the old ones not yet out (tests).
+    static func run(_ arguments: [String], plugin: SNATPlugin, records: any RecordStore, runDirectory: String,
+                    faultMidMove: Bool = false) -> Int32 {
+        guard let options = parse(arguments) else {
+            log(usage)
+            return 2
+        }
+        let heartbeat = runDirectory + "/agent.pass"
+        if options.alive {
+            var info = stat()
+            guard stat(heartbeat, &info) == 0 else {
+                log("randsnat agent: no pass recorded (\(heartbeat) is missing): the agent has not completed a pass")
+                return 1
+            }
+            var clock = timespec()
+            clock_gettime(CLOCK_REALTIME, &clock)
+            let age = Double(clock.tv_sec - info.st_mtim.tv_sec) + Double(clock.tv_nsec - info.st_mtim.tv_nsec) / 1e9
+            guard age <= 3 * options.resyncSeconds else {
+                log("randsnat agent: the last pass ended \(Int(age)) s ago, more than 3 resync periods (\(Int(options.resyncSeconds)) s)")
+                return 1
+            }
+            return 0
+        }
+        let root = options.hostRoot.hasSuffix("/") ? String(options.hostRoot.dropLast()) : options.hostRoot
+        let configDirectory = root + "/etc/cni/net.d"
+        let pass = AgentPass(plugin: plugin, records: records, midMove: faultMidMove ? { _ = kill(getpid(), SIGKILL) } : {})
+        var wakeups: Wakeups?
+        if !options.once {
+            do {
+                try HostFiles().makeDirectories(configDirectory)
+                var directories = [configDirectory]
+                if let settings = options.install?.settingsFile, let slash = settings.lastIndex(of: "/") {
+                    // A ConfigMap volume swaps a symlinked directory: watch the file's directory.
+                    directories.append(slash == settings.startIndex ? "/" : String(settings[..<slash]))
+                }
+                wakeups = try Wakeups(directories: directories, nftables: true)
+            } catch {
+                log("randsnat agent: \(error)")
+                return 1
+            }
+        }
+        if let wakeups {
+            log("randsnat agent: watching \(configDirectory)" + (wakeups.watchesNFTables ? " and nf_tables changes" : " (nf_tables notifications unavailable)")
+                + ", resync every \(Int(options.resyncSeconds)) s")
+        }
+        var lastProblems: [String] = []
+        var reason = "start"
+        while true {
+            let started = now()
+            if let install = options.install, reason == "start" || reason.hasPrefix("a change") {
+                _ = Installer(options: install, files: HostFiles(), log: log).run()
+            }
+            let report = pass.run(configFiles: configFiles(configDirectory))
+            if !report.repairs.isEmpty {
+                log("randsnat agent: pass after \(reason): \(report.repairs.count) repair(s) in \(Int((now() - started) * 1000)) ms")
+            }
+            for line in report.repairs { log("randsnat agent: repaired: \(line)") }
+            markPass(heartbeat)
+            if options.once {
+                for line in report.problems { log("randsnat agent: not converged: \(line)") }
+                return report.problems.isEmpty ? 0 : 1
+            }
+            // A problem that stays is logged once, not every period.
+            for line in report.problems where !lastProblems.contains(line) { log("randsnat agent: \(line)") }
+            lastProblems = report.problems
+            // The notifications of this pass's own writes wake the next (idle) pass: a flush during
+            // this pass is never lost in them.
+            switch wakeups!.wait(seconds: options.resyncSeconds) {
+            case .stop:
+                log("randsnat agent: signal received, stopping")
+                if var install = options.install, install.uninstallOnExit {
+                    install.uninstallOnExit = false
+                    install.uninstall = true
+                    return Installer(options: install, files: HostFiles(), log: log).run() == .done ? 0 : 1
+                }
+                return 0
+            case .files: reason = "a change in the watched files"
+            case .nftables: reason = "an nf_tables change"
+            case .period: reason = "the resync period"
+            }
+        }
+    }
+
+    /// The loadable files of net.d; nil when the directory cannot be read.
+    static func configFiles(_ directory: String) -> [(name: String, bytes: [UInt8])]? {
+        let files = HostFiles()
+        guard let names = try? files.list(directory) else { return nil }
+        return names.filter(ChainPlan.isLoadable).compactMap { name in
+            (try? files.read(directory + "/" + name)).flatMap { $0 }.map { (name, $0) }
+        }
+    }
+
+    /// Marks a completed pass for `--alive` (the file's mtime).
+    static func markPass(_ path: String) {
+        if let slash = path.lastIndex(of: "/") { mkdir(String(path[..<slash]), 0o700) }
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return log("randsnat agent: cannot mark the pass in \(path): \(String(cString: strerror(errno))); --alive will fail") }
+        futimens(fd, nil)
+        close(fd)
+    }
+
+    static func now() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+
+    static func log(_ line: String) { ProcessEnvironment.write(line + "\n", to: 2) }
+}

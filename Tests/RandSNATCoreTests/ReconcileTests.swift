@@ -1,0 +1,140 @@
+import CNI
+import Testing
+@testable import RandSNATCore
+
+/// The agent's reconcile on the in-memory backend: flushed state comes back, a config change moves
+/// running pods (new member first, flows kept), and nothing that no record backs is added.
+struct ReconcileTests {
+    let backend = FakeBackend()
+    let nft = FakeBackend(kind: .nftables)
+    let records = FakeRecords()
+    var plugin: SNATPlugin {
+        SNATPlugin(makeBackend: { [backend, nft] kind, _ in kind == .iptables ? backend : nft }, lock: NoLock(), log: { _ in },
+                   pathExists: { _ in true }, records: records)
+    }
+    typealias R = SNATPluginTests
+    let id = NetworkID(network: "net")
+
+    func addThree(extra: String = "") throws {
+        for index in 1...3 {
+            _ = try plugin.add(R.request(.add, container: "c\(index)", ips: ["198.18.0.\(index + 1)/24"], extra: extra))
+        }
+    }
+
+    static func config(_ json: String) -> [JSONKey: JSONValue] {
+        try! JSONValue.parse(Array(json.utf8)).objectValue!
+    }
+
+    @Test func aConvergedNetworkIsLeftAlone() throws {
+        try addThree()
+        backend.calls = []
+        let report = plugin.reconcile(network: "net", desired: Self.config(#"{"name":"net","type":"randsnat"}"#))
+        #expect(report == ReconcileReport())
+        #expect(backend.calls == ["isInstalled"], "an idle pass only asks, once per generation and family")
+        #expect(backend.memberReads == 0)
+    }
+
+    @Test func aFlushIsRepaired() throws {
+        try addThree()
+        let before = backend.installed
+        backend.installed = [:]  // nft flush ruleset / iptables -F and ipset destroy
+        let report = plugin.reconcile(network: "net", desired: Self.config(#"{"name":"net","type":"randsnat"}"#))
+        #expect(report.problems.isEmpty, "\(report.problems)")
+        #expect(report.repairs.count == 2, "\(report.repairs)")
+        #expect(report.repairs.last?.contains("added 3 pod member(s)") == true)
+        #expect(backend.installed == before)
+    }
+
+    @Test func statusSaysWhileRunningPodsLackTheirRules() throws {
+        try addThree()
+        try plugin.status(R.request(.status, ips: nil))
+        let names = backend.installed.keys.first!
+        backend.installed[names]!.members.removeLast()
+        var failure = #expect(throws: PodsWithoutSNAT.self) { try plugin.status(R.request(.status, ips: nil)) }
+        #expect(failure?.problems == ["network \"net\": \(names.memberSet) holds 2 of its 3 running pod(s) (IPv4)"])
+        backend.installed = [:]
+        failure = #expect(throws: PodsWithoutSNAT.self) { try plugin.status(R.request(.status, ips: nil)) }
+        #expect(failure?.problems.first?.contains("3 running pod(s) (IPv4) have no SNAT rules") == true)
+        _ = plugin.reconcile(network: "net", desired: nil)
+        try plugin.status(R.request(.status, ips: nil))
+    }
+
+    @Test func withoutAConfigOnTheNodeTheRecordsConfigIsKept() throws {
+        try addThree(extra: #","nonMasqueradeCIDRs":["198.19.0.0/16"]"#)
+        let before = backend.installed
+        backend.installed = [:]
+        let report = plugin.reconcile(network: "net", desired: nil)
+        #expect(report.problems.isEmpty)
+        #expect(backend.installed == before)
+    }
+
+    @Test func aConfigChangeMovesRunningPodsNewFirstKeepingFlows() throws {
+        try addThree()
+        let old = backend.installed.keys.first!
+        backend.calls = []
+        let report = plugin.reconcile(network: "net", desired: Self.config(#"{"name":"net","type":"randsnat","nonMasqueradeCIDRs":["198.19.0.0/16"]}"#))
+        #expect(report.problems.isEmpty, "\(report.problems)")
+        let new = Planner.family(.ipv4, network: "net", config: try PluginConfig.parse(Self.config(#"{"nonMasqueradeCIDRs":["198.19.0.0/16"]}"#)).config).names
+        #expect(Array(backend.installed.keys) == [new])
+        #expect(Set(backend.installed[new]!.members.map(\.comment)) == ["net/c1/eth0", "net/c2/eth0", "net/c3/eth0"])
+        let firstOut = backend.calls.firstIndex { $0.hasPrefix("move out") }!
+        #expect(backend.calls.prefix(firstOut).filter { $0.hasPrefix("add ") }.count == 3, "every new member before any old one goes: \(backend.calls)")
+        #expect(!backend.calls.contains { $0.hasPrefix("remove 198") }, "no flow is forgotten")
+        #expect(backend.calls.contains("uninstall ipv4"))
+        #expect(Set(records.stored.values.map(\.generation)) == [new.generation])
+        // Without the config on the node, the records' (moved) config is kept: nothing moves back.
+        backend.calls = []
+        #expect(plugin.reconcile(network: "net", desired: nil) == ReconcileReport())
+        #expect(Array(backend.installed.keys) == [new])
+        #expect(old != new)
+    }
+
+    @Test func midMoveEveryPodIsInBothGenerations() throws {
+        try addThree()
+        var seen: [[String]] = []
+        let report = plugin.reconcile(network: "net", desired: Self.config(#"{"name":"net","type":"randsnat","portRange":"40000-40999"}"#)) {
+            seen = backend.installed.values.map { $0.members.map(\.comment).sorted() }
+        }
+        #expect(report.problems.isEmpty)
+        #expect(seen.count == 2 && seen.allSatisfy { $0 == ["net/c1/eth0", "net/c2/eth0", "net/c3/eth0"] }, "\(seen)")
+        #expect(backend.installed.count == 1)
+    }
+
+    @Test func membersNoRecordBacksAreLeftToGC() throws {
+        try addThree()
+        records.stored.removeValue(forKey: RandSNATCore.Attachment(network: "net", containerID: "c3", ifName: "eth0"))
+        let report = plugin.reconcile(network: "net", desired: Self.config(#"{"name":"net","type":"randsnat","nonMasqueradeCIDRs":["198.19.0.0/16"]}"#))
+        #expect(report.problems.first?.contains("1 member(s) no record backs") == true, "\(report.problems)")
+        let members = backend.installed.values.flatMap(\.members).map(\.comment)
+        #expect(members.filter { $0 == "net/c3/eth0" }.count == 1, "c3 keeps its member in the old generation")
+    }
+
+    @Test func aNetworkWhoseStateIsElsewhereMovesToTheConfiguredBackend() throws {
+        try addThree()
+        let report = plugin.reconcile(network: "net", desired: Self.config(#"{"name":"net","type":"randsnat","backend":"nftables"}"#))
+        #expect(report.problems.isEmpty, "\(report.problems)")
+        #expect(backend.installed.isEmpty)
+        #expect(nft.installed.values.flatMap(\.members).count == 3)
+        #expect(Set(records.stored.values.map(\.backend)) == [.nftables])
+    }
+
+    @Test func aRefusedConfigChangesNothing() throws {
+        try addThree()
+        let before = backend.installed
+        let report = plugin.reconcile(network: "net", desired: Self.config(#"{"name":"net","type":"randsnat","nonMasqueradeCIDRs":["bad"]}"#))
+        #expect(report.problems.first?.contains("refused") == true)
+        #expect(backend.installed == before)
+    }
+
+    @Test func nodeConfigsTakeTheFirstFileOfANetwork() {
+        let configs = NodeConfigs.parse([
+            ("20-b.conflist", Array(#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"bridge"},{"type":"randsnat","portRange":"1-2"}]}"#.utf8)),
+            ("10-a.conflist", Array(#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"bridge"},{"type":"randsnat"}]}"#.utf8)),
+            ("30-c.conf", Array(#"{"cniVersion":"1.0.0","name":"other","type":"randsnat","toSource":"203.0.113.5"}"#.utf8)),
+            ("40-bad.conf", Array("{".utf8)),
+        ])
+        #expect(configs.networks["net"] == ["type": .string("randsnat"), "name": .string("net"), "cniVersion": .string("1.0.0")])
+        #expect(configs.networks["other"]?["toSource"] == .string("203.0.113.5"))
+        #expect(configs.problems == ["40-bad.conf is not a JSON object; it is ignored"])
+    }
+}

@@ -1,0 +1,200 @@
+# The agent (`randsnat agent`), run as the DaemonSet runs it: in the node's namespace, with the
+# node's root (here $WORK/root: its etc/cni/net.d holds the network's conflist) and RANDSNAT_RUN_DIR.
+# RANDSNAT_TEST_NO_AGENT=1 runs the tests without starting it (to see them fail).
+
+# agent_start [RESYNC_SECONDS]: starts the agent in the background; its stderr goes to $WORK/agent.log.
+# (`ip netns exec` itself, not the in_ns function: in the background a function is a subshell, and a
+# signal to $! would stop the subshell, not the agent.)
+agent_start() {
+    [ "${RANDSNAT_TEST_NO_AGENT:-}" = 1 ] && return
+    ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --resync "${1:-1}" \
+        2>>"$WORK/agent.log" &
+    AGENT_PID=$!
+    sleep 0.3
+}
+agent_stop() { [ -n "${AGENT_PID:-}" ] && kill "$AGENT_PID" 2>/dev/null; wait "${AGENT_PID:-}" 2>/dev/null; AGENT_PID=; }
+
+# node_conflist NAME EXTRA: the chain's conflist, installed in the node's net.d (written as the
+# installer writes: a temp file renamed into place); prints its path.
+node_conflist() {
+    local list; list=$(conflist "$1" "$2")
+    mkdir -p "$WORK/root/etc/cni/net.d"
+    cp "$list" "$WORK/root/etc/cni/net.d/.10-net.conflist.tmp"
+    mv "$WORK/root/etc/cni/net.d/.10-net.conflist.tmp" "$WORK/root/etc/cni/net.d/10-net.conflist"
+    echo "$WORK/root/etc/cni/net.d/10-net.conflist"
+}
+
+# ext_probe_up / ext_unsnatted: ext counts the packets that reach it with a pod's own source address.
+ext_probe_up() {
+    in_ns "$EXT" nft add table inet probe
+    in_ns "$EXT" nft add chain inet probe input '{ type filter hook input priority 0; }'
+    in_ns "$EXT" nft add rule inet probe input ip saddr 198.18.0.0/16 counter
+}
+ext_unsnatted() { in_ns "$EXT" nft list chain inet probe input | grep -o 'packets [0-9]*' | cut -d' ' -f2; }
+
+test_fails() { ! "$@"; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# wait_repaired PODS: waits (at most 5 s) until randsnat's jump is back (a cheap poll), then until
+# the PODS members are; prints the milliseconds until the jump was back, or "never".
+wait_repaired() {
+    local start took; start=$(now_ms)
+    while [ $(( $(now_ms) - start )) -lt 5000 ]; do
+        if [ "$(jump_count)" = 1 ]; then took=$(( $(now_ms) - start )); break; fi
+    done
+    while [ -n "${took:-}" ] && [ $(( $(now_ms) - start )) -lt 5000 ]; do
+        if [ "$(member_count)" = "$1" ]; then echo "$took"; return; fi
+    done
+    echo never
+}
+
+# flush_steps: the flushes an operator or a tool does, per backend, one per line.
+flush_steps() {
+    if [ "$BACKEND" = nftables ]; then
+        echo "nft flush ruleset"
+        echo "nft delete table inet randsnat"
+    else
+        echo "iptables-legacy -t nat -F POSTROUTING"
+        echo "iptables-legacy -t nat -F"
+        echo "iptables-legacy -t nat -F POSTROUTING && ipset destroy $(member_set)"
+    fi
+}
+
+test_agent_repairs_a_flush() {
+    local list; list=$(node_conflist "$T-n" "")
+    for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
+    ext_probe_up
+    local conf; conf=$(randsnat_conf "$T-n")
+    expect "STATUS succeeds while the pods have their rules" randsnat_exec STATUS "$conf"
+    local steps; steps=$(flush_steps)
+    in_ns "$NODE" sh -c "$(head -1 <<< "$steps")"
+    expect_contains "STATUS returns 51 while running pods lack their rules" "$(randsnat_exec STATUS "$conf")" '"code":51'
+    local alive=(in_ns "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --resync 1 --alive)
+    if [ "${RANDSNAT_TEST_NO_AGENT:-}" != 1 ]; then expect "the liveness probe fails before the agent's first pass" test_fails "${alive[@]}"; fi
+    agent_start 1
+    expect "the agent repairs a flush made before it started" test "$(wait_repaired 3)" != never
+    expect "the liveness probe passes while the agent runs" "${alive[@]}"
+    expect "STATUS succeeds again" randsnat_exec STATUS "$conf"
+    while IFS= read -r step; do
+        in_ns "$NODE" sh -c "$step"
+        local took; took=$(wait_repaired 3)
+        echo "    repair after \`$step\`: $took ms"
+        expect "the agent restored the jump and the 3 members after \`$step\`" test "$took" != never
+        local seen; seen=$(ext_unsnatted)
+        in_ns "$T-pod1" python3 "$HERE/peer.py" load 203.0.113.10 8080 30 3 > "$WORK/load"
+        for pod in 1 2 3; do expect_eq "pod $pod is SNATed again" "$(ask $pod 203.0.113.10)" "203.0.113.1"; done
+        expect_eq "after the repair ext sees no packet with a pod's own source" "$(ext_unsnatted)" "$seen"
+    done <<< "$steps"
+    for pod in 1 2 3; do expect "CHECK passes for pod $pod" pod_check "$list" $pod; done
+    local lines; lines=$(grep -c 'randsnat agent: repaired:' "$WORK/agent.log")
+    sleep 2.5
+    expect_eq "idle passes (a resync period of 1 s) log nothing" "$(grep -c 'randsnat agent: repaired:' "$WORK/agent.log")" "$lines"
+    expect_contains "the agent says what it repaired" "$(cat "$WORK/agent.log")" "added 3 pod member(s)"
+    agent_stop
+    sleep 3.5
+    expect "the liveness probe fails 3 periods after the agent stopped" test_fails "${alive[@]}"
+    local once=(in_ns "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --once)
+    expect "agent --once exits 0 on a converged node" "${once[@]}"
+    local broken; broken="$RANDSNAT_RUN_DIR/records/$(ls "$RANDSNAT_RUN_DIR/records" | head -1)/0123456789abcdef0123456789abcdef.json"
+    echo '{"version":1' > "$broken"
+    local out; out=$("${once[@]}" 2>&1); local status=$?
+    expect_eq "agent --once exits 1 when a record is unusable" "$status" "1"
+    expect_contains "and says which and why" "$out" "$broken: the pod record is unusable"
+    rm "$broken"
+    for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
+    expect_absent "DEL leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
+    expect_eq "DEL leaves no record" "$(find "$RANDSNAT_RUN_DIR/records" -type f | wc -l)" "0"
+}
+
+test_agent_moves_running_pods_on_a_config_change() {
+    local list; list=$(node_conflist "$T-n" "")
+    for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
+    expect_eq "before: vpc sees the node's address" "$(ask 1 198.19.0.10)" "198.19.0.1"
+    agent_start 30
+    # As an operator without the DaemonSet would: the vpc range added in the node's conflist.
+    list=$(node_conflist "$T-n" '"nonMasqueradeCIDRs":["198.19.0.0/16"]')
+    local start; start=$(now_ms)
+    while [ $(( $(now_ms) - start )) -lt 5000 ] && [ "$(ask 3 198.19.0.10)" != 198.18.0.4 ]; do sleep 0.05; done
+    echo "    pods moved to the new config in $(( $(now_ms) - start )) ms"
+    for pod in 1 2 3; do expect_eq "running pod $pod reaches vpc with its own address" "$(ask $pod 198.19.0.10)" "198.18.0.$((pod + 1))"; done
+    for pod in 1 2 3; do expect_eq "pod $pod is still SNATed to ext" "$(ask $pod 203.0.113.10)" "203.0.113.1"; done
+    for pod in 1 2 3; do expect "CHECK with the new config passes for pod $pod" pod_check "$list" $pod; done
+    expect_eq "one generation is left" "$(chain_count)" "1"
+    list=$(node_conflist "$T-n" "")
+    start=$(now_ms)
+    while [ $(( $(now_ms) - start )) -lt 5000 ] && [ "$(ask 3 198.19.0.10)" != 198.19.0.1 ]; do sleep 0.05; done
+    for pod in 1 2 3; do expect_eq "removed again: vpc sees the node's address for pod $pod" "$(ask $pod 198.19.0.10)" "198.19.0.1"; done
+    agent_stop
+    for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
+    expect_absent "DEL after the moves leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
+}
+
+# The agent takes over `install --watch` (the DaemonSet's long-running container): it chains at
+# start, re-chains when the primary rewrites its config, follows the settings file, and with
+# --uninstall-on-exit restores the primary's bytes on SIGTERM.
+test_agent_takes_over_install_watch() {
+    local root; root=$(host_root agentwatch)
+    printf '%s\n' "$CALICO_CONF" > "$root/etc/cni/net.d/10-calico.conflist"
+    mkdir -p "$WORK/settings"
+    echo '{"nonMasqueradeCIDRs":["198.19.0.0/16"]}' > "$WORK/settings/config.json"
+    ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$root" --install \
+        --config "$WORK/settings/config.json" --uninstall-on-exit 2>>"$WORK/agent.log" &
+    local agent=$! i
+    local conflist="$root/etc/cni/net.d/10-calico.conflist"
+    for i in $(seq 1 50); do grep -q randsnat "$conflist" && break; sleep 0.1; done
+    expect_contains "chains at start" "$(cat "$conflist")" '"type": "randsnat"'
+    expect "installs the binary" test -x "$root/opt/cni/bin/randsnat"
+    local rewritten=${CALICO_CONF/\"mtu\":0/\"mtu\":1440}
+    printf '%s\n' "$rewritten" > "$root/etc/cni/net.d/.tmp" && mv "$root/etc/cni/net.d/.tmp" "$conflist"
+    for i in $(seq 1 50); do grep -q randsnat "$conflist" && break; sleep 0.1; done
+    expect_contains "re-chains after the primary rewrote its config" "$(cat "$conflist")" '"type": "randsnat"'
+    expect_contains "keeps the primary's change" "$(cat "$conflist")" '"mtu": 1440'
+    # A ConfigMap update: the settings file replaced by a rename in its directory.
+    echo '{"nonMasqueradeCIDRs":["198.19.0.0/24"]}' > "$WORK/settings/.new" && mv "$WORK/settings/.new" "$WORK/settings/config.json"
+    for i in $(seq 1 50); do grep -q '198.19.0.0/24' "$conflist" && break; sleep 0.1; done
+    expect_contains "follows the settings file" "$(cat "$conflist")" '198.19.0.0/24'
+    kill -TERM "$agent"
+    wait "$agent"
+    expect_eq "exits 0 on SIGTERM" "$?" "0"
+    expect_eq "--uninstall-on-exit restores the primary's latest bytes" "$(cat "$conflist")" "$rewritten"
+    expect "and removes the binary" test ! -e "$root/opt/cni/bin/randsnat"
+}
+
+# A conflist the agent cannot parse changes nothing in the kernel, is logged once (not every period),
+# and the pods keep the last good config (the one their records hold).
+test_agent_keeps_the_last_good_config_when_net_d_is_broken() {
+    local list; list=$(node_conflist "$T-n" '"nonMasqueradeCIDRs":["198.19.0.0/16"]')
+    for pod in 1 2; do pod_add "$list" $pod >/dev/null; done
+    agent_start 1
+    local before; before=$(nat_state)
+    printf '{"cniVersion":"1.0.0","name":"%s","plugins":[' "$T-n" > "$WORK/root/etc/cni/net.d/.broken"
+    mv "$WORK/root/etc/cni/net.d/.broken" "$WORK/root/etc/cni/net.d/10-net.conflist"
+    sleep 3.5
+    expect_eq "the kernel state does not change" "$(nat_state)" "$before"
+    expect_eq "the broken file is logged once in 3 periods" "$(grep -c '10-net.conflist is not a JSON object' "$WORK/agent.log")" "1"
+    for pod in 1 2; do expect_eq "pod $pod keeps the last good config (vpc bypass)" "$(ask $pod 198.19.0.10)" "198.18.0.$((pod + 1))"; done
+    agent_stop
+    for pod in 1 2; do pod_del "$list" $pod >/dev/null; done
+}
+
+# The agent killed (SIGKILL, RANDSNAT_AGENT_FAULT=mid-move) when a move's new members are in and the
+# old ones not yet out: every pod is SNATed meanwhile, and the next pass finishes the move with
+# nothing duplicated and nothing left of the old generation.
+test_agent_killed_mid_move_converges() {
+    local list; list=$(node_conflist "$T-n" "")
+    for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
+    list=$(node_conflist "$T-n" '"nonMasqueradeCIDRs":["198.19.0.0/16"]')
+    local once=(ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --once)
+    env RANDSNAT_AGENT_FAULT=mid-move "${once[@]}" 2>>"$WORK/agent.log"
+    expect_eq "the agent was killed mid-move" "$?" "137"
+    expect_eq "mid-move: both generations" "$(chain_count)" "2"
+    expect_eq "mid-move: every pod in both (new first)" "$(member_count)" "6"
+    for pod in 1 2 3; do expect_eq "mid-move: pod $pod is SNATed" "$(ask $pod 203.0.113.10)" "203.0.113.1"; done
+    expect "the next pass converges" "${once[@]}"
+    expect_eq "one generation is left" "$(chain_count)" "1"
+    expect_eq "each pod once" "$(member_count)" "3"
+    for pod in 1 2 3; do expect_eq "pod $pod has the new config" "$(ask $pod 198.19.0.10)" "198.18.0.$((pod + 1))"; done
+    for pod in 1 2 3; do expect "CHECK passes for pod $pod" pod_check "$list" $pod; done
+    for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
+    expect_absent "DEL leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
+}
