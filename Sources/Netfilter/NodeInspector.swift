@@ -28,7 +28,9 @@ public struct NodeInspector {
         return facts
     }
 
-    public func gather() -> NodeFacts {
+    /// - Parameter portUse: false skips the conntrack listing (the agent scans conntrack its own,
+    ///   streaming way: `ConntrackMetricsReader.scanSNAT`).
+    public func gather(portUse: Bool = true) -> NodeFacts {
         var facts = counters()
         var jumpComments: [String: String] = [:]
         for family in Family.allCases {
@@ -45,7 +47,7 @@ public struct NodeInspector {
         facts.nftablesNATRules = ((try? NFTables(socket: netlink).natRuleCount()) ?? 0)
             + nftRules.filter { !$0.isRandsnat && !$0.chain.hasPrefix("ip nat ") && !$0.chain.hasPrefix("ip6 nat ") && !$0.chain.contains(" kube-proxy ") }.count
         facts.rules += nftRules
-        facts.portUse = portUse()
+        if portUse { facts.portUse = self.portUse() }
         facts.networks = networks(jumpComments)
         return facts
     }
