@@ -19,7 +19,7 @@ cleanup() {
     [ "$(cat /proc/sys/net/netfilter/nf_conntrack_max)" = "$old_max" ] || echo "$old_max" > /proc/sys/net/netfilter/nf_conntrack_max
 }
 trap cleanup EXIT
-printf '| entries | SNAT tuples | scan (agent) | scrape | RSS after scan | peak RSS |\n| --- | --- | --- | --- | --- | --- |\n'
+printf '| entries | SNAT tuples | scan (agent, wall) | agent CPU user + sys | scrape | RSS after scan | peak RSS |\n| --- | --- | --- | --- | --- | --- | --- |\n'
 for n in "${sizes[@]}"; do
     if [ "$n" -gt "$old_max" ]; then
         [ "${RANDSNAT_BENCH_RAISE_MAX:-0}" = 1 ] || { echo "| $n | skipped: above nf_conntrack_max ($old_max); RANDSNAT_BENCH_RAISE_MAX=1 raises it for the run |"; continue; }
@@ -27,7 +27,7 @@ for n in "${sizes[@]}"; do
     fi
     ip netns add "$NS"
     ip -n "$NS" link set lo up
-    tuples=20000
+    tuples=${RANDSNAT_BENCH_TUPLES:-20000}
     timeout 600 ip netns exec "$NS" python3 "$HERE/conntrack_fill.py" "$n" "$tuples" >/dev/null
     count=$(ip netns exec "$NS" conntrack -C)
     ip netns exec "$NS" "$AGENT" --metrics 127.0.0.1:9469 --no-reconcile --scan-interval 3600 >/dev/null 2>&1 &
@@ -46,7 +46,8 @@ for n in "${sizes[@]}"; do
     kept=$(printf '%s\n' "$text" | awk '/^randsnat_conntrack_scan_tuples/ {print $2}')
     rss=$(awk '/^VmRSS/ {printf "%.1f MB", $2/1024}' "/proc/$pid/status")
     hwm=$(awk '/^VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$pid/status")
-    echo "| $count ($seen SNATed) | $tuples (summary keeps $kept) | $scan | $scrape_ms ms | $rss | $hwm |"
+    cpu=$(awk -v tck="$(getconf CLK_TCK)" '{printf "%.2f s + %.2f s", $14/tck, $15/tck}' "/proc/$pid/stat")
+    echo "| $count ($seen SNATed) | $tuples (summary keeps $kept) | $scan | $cpu | $scrape_ms ms | $rss | $hwm |"
     kill "$pid"; wait "$pid" 2>/dev/null
     ip netns del "$NS"
     [ "$(cat /proc/sys/net/netfilter/nf_conntrack_max)" = "$old_max" ] || echo "$old_max" > /proc/sys/net/netfilter/nf_conntrack_max

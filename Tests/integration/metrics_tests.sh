@@ -44,10 +44,11 @@ promql() {
         | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")' 2>/dev/null
 }
 
-# promql_wait EXPR: waits (up to 15 s) until EXPR has a result; prints it.
+# promql_wait EXPR: waits (up to 15 s of wall time, however slow each query is on a loaded machine:
+# the UDP flows under test expire after 30 s) until EXPR has a result; prints it.
 promql_wait() {
-    local i value
-    for i in $(seq 75); do
+    local value deadline=$((SECONDS + 15))
+    while [ $SECONDS -le $deadline ]; do
         value=$(promql "$1")
         [ -n "$value" ] && { printf '%s' "$value"; return 0; }
         sleep 0.2
