@@ -94,9 +94,13 @@ for panel in json.load(open(sys.argv[1]))["panels"]:
     else
         in_ns "$NODE" iptables-legacy -t nat -I POSTROUTING 1 -s 198.18.0.0/16 -j MASQUERADE
     fi
-    local source; source=$([ "$BACKEND" = nftables ] && echo nftables || echo iptables-legacy)
-    expect_eq "a MASQUERADE without --random-fully ahead of randsnat's jump is counted" \
-        "$(promql_wait "randsnat_snat_rules_without_random_fully{source=\"$source\",ahead=\"true\"} > 0")" "1"
+    # Legacy: counted as ahead of the jump. nf_tables: counted; whether it is ahead is doctor's nf_tables
+    # shadowing check (NodeFacts.SNATRule.shadowsRandsnat, being added to doctor separately), so this
+    # test does not pin it there.
+    local source ahead
+    if [ "$BACKEND" = nftables ]; then source=nftables ahead=""; else source=iptables-legacy ahead=',ahead="true"'; fi
+    expect_eq "a MASQUERADE without --random-fully before randsnat's is counted ($source)" \
+        "$(promql_wait "sum(randsnat_snat_rules_without_random_fully{source=\"$source\"$ahead}) > 0")" "1"
     expect_eq "pods per network" "$(promql_wait "randsnat_pods{network=\"$T-n\",family=\"ipv4\",backend=\"$BACKEND\"}")" "1"
     pod_del "$list" 1 >/dev/null
 }
