@@ -222,3 +222,23 @@ test_metrics_alert_rules_pass_promtool() {
         expect_contains "promtool test rules: every alert fires as expected ($dir)" "$out" "SUCCESS"
     done
 }
+
+test_metrics_agent_refuses_bad_usage() {
+    local args out rc
+    for args in "--metrics localhost:9469 --no-reconcile" "--metrics 127.0.0.1:0 --no-reconcile" "--metrics 127.0.0.1 --no-reconcile" \
+                "--metrics 127.0.0.1:9469 --no-reconcile --scan-interval 0" "--metrics 127.0.0.1:9469 --no-reconcile --top 0" "--bogus"; do
+        # shellcheck disable=SC2086
+        out=$(in_ns "$NODE" "$AGENT_BIN" $args 2>&1); rc=$?
+        expect_eq "usage error for: $args" "$rc" "2"
+        expect_contains "it prints the usage ($args)" "$out" "usage: randsnat-agent"
+    done
+    out=$(in_ns "$NODE" "$AGENT_BIN" --metrics 127.0.0.1:9469 2>&1); rc=$?
+    expect_eq "without --no-reconcile it says the reconcile loop is not in this build (exit 2)" "$rc" "2"
+    expect_contains "and what to do" "$out" "run it with --no-reconcile"
+    expect_eq "--version" "$("$AGENT_BIN" --version)" "randsnat-agent $("$RANDSNAT_BIN" --version | awk '{print $2}')"
+    in_ns "$NODE" python3 -c 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1", 9469)); s.listen(); time.sleep(5)' &
+    sleep 0.5
+    out=$(in_ns "$NODE" "$AGENT_BIN" --metrics 127.0.0.1:9469 --no-reconcile 2>&1); rc=$?
+    expect_eq "a port in use: exit 1" "$rc" "1"
+    expect_contains "the error names the address and what to check" "$out" "cannot serve metrics on 127.0.0.1:9469"
+}
