@@ -24,77 +24,71 @@ public struct PortUsageSummary {
     public let capacity: Int
     /// SNATed entries counted.
     public private(set) var total = 0
-    // A min-heap on count, with each key's position, so an eviction and an increment cost O(log capacity).
-    private var heap: [Count] = []
-    private var position: [SNATDestination: Int] = [:]
+    // Stream-Summary (the paper's structure), so an increment and an eviction each cost O(1): the
+    // slots, all `capacity` of them from the start (an unused slot counts 0 and has no key), kept in
+    // `order` sorted by count ascending; `bucketEnd[c]` is one past the last position holding count c.
+    // A new tuple always takes the slot at order[0]: an unused one while there are any, else the
+    // smallest counter (Space-Saving's eviction), inheriting its count as error.
+    private var keys: [SNATDestination?]
+    private var counts: [Int]
+    private var errors: [Int]
+    private var order: [Int]
+    private var rank: [Int]
+    private var bucketEnd: [Int: Int]
+    private var slot: [SNATDestination: Int] = [:]
 
     public init(capacity: Int = 4096) {
         precondition(capacity > 0)
         self.capacity = capacity
-        heap.reserveCapacity(capacity)
-        position.reserveCapacity(capacity)
+        keys = Array(repeating: nil, count: capacity)
+        counts = Array(repeating: 0, count: capacity)
+        errors = Array(repeating: 0, count: capacity)
+        order = Array(0..<capacity)
+        rank = Array(0..<capacity)
+        bucketEnd = [0: capacity]
+        slot.reserveCapacity(capacity)
     }
 
     /// True while every count is exact (no tuple was ever evicted).
-    public var isExact: Bool { heap.allSatisfy { $0.error == 0 } }
+    public var isExact: Bool { errors.allSatisfy { $0 == 0 } }
     /// The largest over-estimate of any count kept.
-    public var maxError: Int { heap.map(\.error).max() ?? 0 }
-    public var trackedCount: Int { heap.count }
+    public var maxError: Int { errors.max() ?? 0 }
+    public var trackedCount: Int { slot.count }
 
     public mutating func add(_ key: SNATDestination) {
         total += 1
-        if let index = position[key] {
-            heap[index] = Count(key: key, count: heap[index].count + 1, error: heap[index].error)
-            siftDown(index)
-        } else if heap.count < capacity {
-            heap.append(Count(key: key, count: 1, error: 0))
-            position[key] = heap.count - 1
-            siftUp(heap.count - 1)
-        } else {
-            // Space-Saving: the new tuple takes the smallest counter's slot and inherits its count as error.
-            let smallest = heap[0]
-            position[smallest.key] = nil
-            heap[0] = Count(key: key, count: smallest.count + 1, error: smallest.count)
-            position[key] = 0
-            siftDown(0)
+        if let index = slot[key] {
+            increment(index)
+            return
         }
+        let index = order[0]
+        if let old = keys[index] { slot[old] = nil }
+        keys[index] = key
+        errors[index] = counts[index]
+        slot[key] = index
+        increment(index)
+    }
+
+    /// counts[index] += 1, keeping `order` sorted: the slot swaps places with the last of its count's
+    /// bucket, which then ends one earlier, and the slot is the first of the next count's bucket.
+    private mutating func increment(_ index: Int) {
+        let count = counts[index]
+        let end = bucketEnd[count]!
+        let last = order[end - 1]
+        (order[rank[index]], order[end - 1]) = (last, index)
+        (rank[last], rank[index]) = (rank[index], end - 1)
+        if end - 1 == 0 || counts[order[end - 2]] != count { bucketEnd[count] = nil } else { bucketEnd[count] = end - 1 }
+        counts[index] = count + 1
+        if bucketEnd[count + 1] == nil { bucketEnd[count + 1] = end }
     }
 
     /// The `k` largest counts, largest first (ties in a stable order of the tuple).
     public func top(_ k: Int) -> [Count] {
-        Array(heap.sorted { lhs, rhs in
+        let kept = (0..<capacity).compactMap { index in keys[index].map { Count(key: $0, count: counts[index], error: errors[index]) } }
+        return Array(kept.sorted { lhs, rhs in
             if lhs.count != rhs.count { return lhs.count > rhs.count }
             return (lhs.key.snatHigh, lhs.key.snatLow, lhs.key.destinationHigh, lhs.key.destinationLow, lhs.key.port, lhs.key.proto)
                 < (rhs.key.snatHigh, rhs.key.snatLow, rhs.key.destinationHigh, rhs.key.destinationLow, rhs.key.port, rhs.key.proto)
         }.prefix(k))
-    }
-
-    private mutating func swapAt(_ a: Int, _ b: Int) {
-        heap.swapAt(a, b)
-        position[heap[a].key] = a
-        position[heap[b].key] = b
-    }
-
-    private mutating func siftUp(_ start: Int) {
-        var index = start
-        while index > 0 {
-            let parent = (index - 1) / 2
-            guard heap[index].count < heap[parent].count else { return }
-            swapAt(index, parent)
-            index = parent
-        }
-    }
-
-    private mutating func siftDown(_ start: Int) {
-        var index = start
-        while true {
-            let left = 2 * index + 1, right = left + 1
-            var smallest = index
-            if left < heap.count && heap[left].count < heap[smallest].count { smallest = left }
-            if right < heap.count && heap[right].count < heap[smallest].count { smallest = right }
-            guard smallest != index else { return }
-            swapAt(index, smallest)
-            index = smallest
-        }
     }
 }

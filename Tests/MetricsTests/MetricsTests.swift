@@ -57,6 +57,37 @@ import Testing
         #expect(heavy.error <= summary.total / 16)
     }
 
+    /// Random streams against exact counts: Space-Saving's guarantees hold for every kept tuple, and
+    /// every tuple above N/capacity is kept; below capacity distinct tuples, the counts are exact.
+    @Test(arguments: [(8, 5), (8, 40), (64, 1000), (256, 300)])
+    func invariantsOnRandomStreams(_ capacity: Int, _ distinct: Int) {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15 &* UInt64(capacity * 1000 + distinct)
+        func next() -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(state >> 33)
+        }
+        var summary = PortUsageSummary(capacity: capacity)
+        var truth: [SNATDestination: Int] = [:]
+        for _ in 0..<5000 {
+            // Skewed: low tuple numbers are much more frequent.
+            let r = next() % distinct, tuple = r * (next() % distinct) / distinct
+            let key = Self.key(UInt8(tuple % 250), port: UInt16(tuple / 250))
+            summary.add(key)
+            truth[key, default: 0] += 1
+        }
+        let kept = summary.top(capacity)
+        #expect(kept.map(\.count).reduce(0, +) == 5000, "the counters sum to N")
+        for entry in kept {
+            let actual = truth[entry.key] ?? 0
+            #expect(entry.count - entry.error <= actual && actual <= entry.count)
+        }
+        let keptKeys = Set(kept.map(\.key))
+        for (key, count) in truth where count > 5000 / capacity { #expect(keptKeys.contains(key)) }
+        if truth.count <= capacity {
+            #expect(summary.isExact && Dictionary(uniqueKeysWithValues: kept.map { ($0.key, $0.count) }) == truth)
+        }
+    }
+
     @Test func keyRoundTripsAddresses() {
         let key = SNATDestination(family: .ipv6, proto: 6, port: 443, snat: IPAddress("2001:db8::1")!, destination: IPAddress("2001:db8:ffff::abcd")!)
         #expect(key.snatAddress.description == "2001:db8::1")
