@@ -236,9 +236,18 @@ test_metrics_agent_refuses_bad_usage() {
     expect_eq "without --no-reconcile it says the reconcile loop is not in this build (exit 2)" "$rc" "2"
     expect_contains "and what to do" "$out" "run it with --no-reconcile"
     expect_eq "--version" "$("$AGENT_BIN" --version)" "randsnat-agent $("$RANDSNAT_BIN" --version | awk '{print $2}')"
-    in_ns "$NODE" python3 -c 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1", 9469)); s.listen(); time.sleep(5)' &
+    ip netns exec "$NODE" python3 -c 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1", 9469)); s.listen(); time.sleep(5)' &
+    local holder=$!
     sleep 0.5
     out=$(in_ns "$NODE" "$AGENT_BIN" --metrics 127.0.0.1:9469 --no-reconcile 2>&1); rc=$?
     expect_eq "a port in use: exit 1" "$rc" "1"
     expect_contains "the error names the address and what to check" "$out" "cannot serve metrics on 127.0.0.1:9469"
+    kill "$holder"; wait "$holder" 2>/dev/null
+}
+
+test_metrics_per_pod_binary_carries_no_http_server() {
+    # The HTTP server and its libraries live in randsnat-agent only (Package.swift): the binary a
+    # runtime execs per pod must not grow by them. Symbols of NIO's modules carry "7NIOCore"/"8NIOPosix".
+    expect "randsnat-agent links SwiftNIO" sh -c "nm '$AGENT_BIN' | grep -q '7NIOCore'"
+    expect_eq "randsnat (per pod) has no NIO symbol" "$(nm "$RANDSNAT_BIN" | grep -c -e '7NIOCore' -e '8NIOPosix' -e '8NIOHTTP1')" "0"
 }

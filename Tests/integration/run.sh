@@ -16,7 +16,7 @@ both_backends=(
     bad_inputs_are_refused_and_change_nothing podman_with_randsnat_alone lock_timeout_is_code_11_and_changes_nothing
     doctor_sees_port_pressure doctor_sees_insert_failed_rising concurrent_adds_and_dels_with_a_foreign_writer podman_drives_the_chain
     cni_conf_files_work del_forgets_the_pods_flows_by_dump_and_delete long_network_names_keep_their_pods
-    metrics_endpoint_is_scraped_by_prometheus metrics_port_usage_toward_one_destination
+    metrics_endpoint_is_scraped_by_prometheus metrics_port_usage_toward_one_destination metrics_insert_failed_rising
 )
 names=("$@")
 if [ ${#names[@]} -gt 0 ]; then
