@@ -243,6 +243,12 @@ test_metrics_agent_refuses_bad_usage() {
     expect_eq "a port in use: exit 1" "$rc" "1"
     expect_contains "the error names the address and what to check" "$out" "cannot serve metrics on 127.0.0.1:9469"
     kill "$holder"; wait "$holder" 2>/dev/null
+    # An IPv6 address in brackets.
+    ip netns exec "$NODE" "$AGENT_BIN" --metrics '[::1]:9470' --no-reconcile > "$WORK/agent6.log" 2>&1 &
+    local agent6=$!
+    local i; for i in $(seq 30); do in_ns "$NODE" curl -sf -g 'http://[::1]:9470/healthz' >/dev/null 2>&1 && break; sleep 0.1; done
+    expect_contains "--metrics [::1]:9470 serves over IPv6" "$(in_ns "$NODE" curl -sf -g 'http://[::1]:9470/metrics')" "randsnat_build_info"
+    kill "$agent6"; wait "$agent6" 2>/dev/null
 }
 
 test_metrics_per_pod_binary_carries_no_http_server() {
