@@ -83,8 +83,7 @@ public struct ConntrackMetricsReader {
         return entries
     }
 
-    /// IPS_SRC_NAT.
-    static let sourceNATBit: UInt32 = 1 << 4
+    static var sourceNATBit: UInt32 { Conntrack.sourceNATBit }
 
     /// The SNAT tuple of one ctnetlink entry (nfgenmsg + attributes), without allocating: the original
     /// destination, port and protocol, and the reply's destination (the SNAT address). Nil for an

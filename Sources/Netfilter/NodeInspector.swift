@@ -82,7 +82,7 @@ public struct NodeInspector {
         var counts: [String: (NodeFacts.PortUse, Int)] = [:]
         for family in Family.allCases {
             for entry in (try? Conntrack(socket: netlink).entries(family)) ?? [] where entry.isSourceNATed {
-                let proto = [6: "tcp", 17: "udp", 132: "sctp", 1: "icmp", 58: "icmpv6"][Int(entry.proto)] ?? "\(entry.proto)"
+                let proto = SNATDestination.protocolName(entry.proto)
                 let key = "\(entry.originalDestination)|\(entry.originalDestinationPort ?? 0)|\(proto)|\(entry.replyDestination)"
                 let use = NodeFacts.PortUse(destination: "\(entry.originalDestination)", port: entry.originalDestinationPort ?? 0, proto: proto,
                                             snatAddress: "\(entry.replyDestination)", entries: 0)

@@ -51,7 +51,10 @@ public struct SNATDestination: Hashable, Sendable {
     public var destination: IPAddress { address(destinationHigh, destinationLow) }
 
     /// The protocol's name as iptables and Prometheus labels write it, else its number.
-    public var protocolName: String {
+    public var protocolName: String { Self.protocolName(proto) }
+
+    /// The name of IP protocol `proto` as iptables writes it, else its number.
+    public static func protocolName(_ proto: UInt8) -> String {
         switch proto {
         case 6: "tcp"
         case 17: "udp"
