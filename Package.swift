@@ -2,6 +2,8 @@
 import PackageDescription
 
 // Layers (imports point one way): randsnat → Netfilter, Netlink → RandSNATCore → CNI.
+// randsnat-agent → Metrics, Netfilter, Netlink → RandSNATCore; only the agent links SwiftNIO, so the
+// per-pod binary (exec'd per pod, size and start-up measured) carries no HTTP server.
 // The C modules hold headers only: CNetfilter (libiptc) and CNFTables (libnftnl, libmnl) are imported by
 // Netfilter, CNetlink by Netlink.
 let package = Package(
@@ -9,6 +11,10 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "randsnat", targets: ["randsnat"]),
+        .executable(name: "randsnat-agent", targets: ["randsnat-agent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
     ],
     targets: [
         .target(name: "CNI"),
@@ -27,11 +33,19 @@ let package = Package(
         .target(name: "Netlink", dependencies: ["RandSNATCore", "CNetlink"]),
         .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "CNFTables", "Netlink"]),
         .target(name: "Installer", dependencies: ["CNI", "RandSNATCore", "CNetlink"]),
+        .target(name: "Metrics", dependencies: ["RandSNATCore"]),
         .executableTarget(name: "randsnat", dependencies: ["CNI", "RandSNATCore", "Netfilter", "Netlink", "Installer"]),
+        .executableTarget(name: "randsnat-agent", dependencies: [
+            "Metrics", "Netfilter", "Netlink", "RandSNATCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         .testTarget(name: "CNITests", dependencies: ["CNI"]),
         .testTarget(name: "RandSNATCoreTests", dependencies: ["RandSNATCore", "CNI"]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Netlink", "RandSNATCore"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "CNetlink", "RandSNATCore"]),
         .testTarget(name: "InstallerTests", dependencies: ["Installer", "CNI"]),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics", "RandSNATCore"]),
     ]
 )

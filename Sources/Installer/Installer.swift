@@ -124,7 +124,7 @@ public struct Installer {
     public func install() throws -> Status {
         let settings = try settings()
         try files.makeDirectories(binDirectory)
-        if try files.write(try files.ownExecutable(), to: binary, mode: 0o755) { log("randsnat install: wrote \(binary)") }
+        if try files.write(try files.ownExecutable(), to: binary, mode: 0o755) { log("randsnat install: wrote \(binary) (randsnat \(BuildInfo.version))") }
         try files.removeStaleTemps(in: configDirectory)
         let plan: ChainPlan?
         do {

@@ -30,10 +30,13 @@ struct Conntrack {
         let id: UInt32?
 
         /// IPS_SRC_NAT: the entry's source was translated.
-        var isSourceNATed: Bool { status & (1 << 4) != 0 }
+        var isSourceNATed: Bool { status & Conntrack.sourceNATBit != 0 }
     }
 
     let socket: NetlinkSocket
+
+    /// IPS_SRC_NAT in an entry's CTA_STATUS (the kernel's enum ip_conntrack_status, bit 4).
+    static let sourceNATBit: UInt32 = 1 << 4
 
     private func exchange(_ message: NetlinkRequest, _ operation: String, _ object: String) throws(NetfilterError) -> [NetlinkReply] {
         try socket.netfilterExchange(message, operation: operation, object: object)

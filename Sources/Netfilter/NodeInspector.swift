@@ -29,7 +29,9 @@ public struct NodeInspector {
         return facts
     }
 
-    public func gather() -> NodeFacts {
+    /// - Parameter portUse: false skips the conntrack listing (the agent scans conntrack its own,
+    ///   streaming way: `ConntrackMetricsReader.scanSNAT`).
+    public func gather(portUse: Bool = true) -> NodeFacts {
         var facts = counters()
         var jumpComments: [String: String] = [:]
         for family in Family.allCases {
@@ -46,7 +48,7 @@ public struct NodeInspector {
         facts.nftablesNATRules = ((try? NFTables(socket: netlink).natRuleCount()) ?? 0)
             + nftRules.filter { !$0.isRandsnat && !$0.chain.hasPrefix("ip nat ") && !$0.chain.hasPrefix("ip6 nat ") && !$0.chain.contains(" kube-proxy ") }.count
         facts.rules += nftRules
-        facts.portUse = portUse()
+        if portUse { facts.portUse = self.portUse() }
         facts.networks = networks(jumpComments)
         let (earlier, unreadable) = earlierSNAT(facts.networks)
         facts.earlierSNAT = earlier
@@ -103,7 +105,7 @@ public struct NodeInspector {
         var counts: [String: (NodeFacts.PortUse, Int)] = [:]
         for family in Family.allCases {
             for entry in (try? Conntrack(socket: netlink).entries(family)) ?? [] where entry.isSourceNATed {
-                let proto = [6: "tcp", 17: "udp", 132: "sctp", 1: "icmp", 58: "icmpv6"][Int(entry.proto)] ?? "\(entry.proto)"
+                let proto = SNATDestination.protocolName(entry.proto)
                 let key = "\(entry.originalDestination)|\(entry.originalDestinationPort ?? 0)|\(proto)|\(entry.replyDestination)"
                 let use = NodeFacts.PortUse(destination: "\(entry.originalDestination)", port: entry.originalDestinationPort ?? 0, proto: proto,
                                             snatAddress: "\(entry.replyDestination)", entries: 0)

@@ -46,6 +46,47 @@ public final class NetlinkSocket {
         return sequence
     }
 
+    /// Sends a dump request and hands each reply message's body (after the nlmsghdr) to `body`,
+    /// one receive buffer at a time: memory stays one buffer however long the dump is. The bytes are
+    /// valid only during the call.
+    /// - Throws: the kernel's errno when it answers with an error; a dump cut short by the kernel
+    ///   (NLM_F_DUMP_INTR, the table changed under it) is not an error: counts are a sample anyway.
+    public func dump(_ request: NetlinkRequest, operation: String, object: String,
+                     body: (UnsafeRawBufferPointer) -> Void) throws(NetlinkError) {
+        let bytes = request.finished
+        let sequenceSent = UInt32(bytes[8]) | UInt32(bytes[9]) << 8 | UInt32(bytes[10]) << 16 | UInt32(bytes[11]) << 24
+        let sent = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
+        guard sent == bytes.count else {
+            throw NetlinkError(operation: operation, object: object, code: errno, reason: "send: " + String(cString: strerror(errno)))
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 17, alignment: 8)
+        defer { buffer.deallocate() }
+        while true {
+            let received = recv(descriptor, buffer.baseAddress, buffer.count, 0)
+            if received < 0 {
+                if errno == EINTR { continue }
+                throw NetlinkError(operation: operation, object: object, code: errno, reason: "recv: " + String(cString: strerror(errno)))
+            }
+            var offset = 0
+            while offset + 16 <= received {
+                let length = Int(buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+                guard length >= 16, offset + length <= received else { break }
+                let type = buffer.loadUnaligned(fromByteOffset: offset + 4, as: UInt16.self)
+                let sequence = buffer.loadUnaligned(fromByteOffset: offset + 8, as: UInt32.self)
+                if sequence == sequenceSent {
+                    if type == NetlinkReply.done { return }
+                    if type == NetlinkReply.error {
+                        let code = length >= 20 ? -buffer.loadUnaligned(fromByteOffset: offset + 16, as: Int32.self) : 0
+                        if code == 0 { return }
+                        throw NetlinkError(operation: operation, object: object, code: code, reason: String(cString: strerror(code)))
+                    }
+                    body(UnsafeRawBufferPointer(rebasing: buffer[(offset + 16)..<(offset + length)]))
+                }
+                offset += (length + 3) & ~3
+            }
+        }
+    }
+
     /// Sends `request` and collects the reply messages up to the ACK (or NLMSG_DONE for a dump).
     /// - Throws: `.netlink` with the kernel's errno when it answers with an error.
     public func exchange(_ request: NetlinkRequest, operation: String, object: String,

@@ -20,10 +20,14 @@ if arguments.first == "install" {
 if arguments.first == "doctor" {
     exit(Doctor.run(Array(arguments.dropFirst())))
 }
+if arguments == ["--version"] {
+    ProcessEnvironment.write("randsnat \(BuildInfo.version)\n", to: 1)
+    exit(0)
+}
 let agentMode = arguments.first == "agent"
 if !arguments.isEmpty && !agentMode {
-    ProcessEnvironment.write("randsnat is a CNI plugin: a runtime runs it with CNI_COMMAND set.\n" + Installer.usage + "\n" + Doctor.usage
-                             + "\n" + Agent.usage + "\n", to: 2)
+    ProcessEnvironment.write("randsnat is a CNI plugin: a runtime runs it with CNI_COMMAND set.\nusage: randsnat --version\n" + Installer.usage
+                             + "\n" + Doctor.usage + "\n" + Agent.usage + "\n", to: 2)
     exit(Installer.Status.usage.rawValue)
 }
 let log = { (line: String) in ProcessEnvironment.write("\(line)\n", to: 2) }

@@ -2,7 +2,7 @@
 """Checks install/: every manifest against the Kubernetes API schemas (kubernetes-validate, strict:
 unknown fields are errors), the conventions of CNI installers, and the Helm chart. helm is not in
 Debian 12, so the chart is rendered here by a renderer of the template subset it uses ({{ .Values.x }},
-{{ .Release.Namespace }}, {{ toJson .Values.x }}, {{- if .Values.x }} ... {{- end }}); a template
+{{ .Release.Namespace }}, {{ toJson .Values.x }}, {{- if .Values.x }} ... {{- end }}, {{ .Files.Get "f" | indent N }}); a template
 using anything else fails the check. Prints "manifests: N passed, N failed"."""
 import json, os, re, sys
 import kubernetes_validate
@@ -29,20 +29,28 @@ def lookup(path, context):
     return value
 
 
+CHART = os.path.join(ROOT, "install/helm/randsnat")
+
+
 def render(template, context):
+    def include(match):
+        text = open(os.path.join(CHART, match.group(1))).read()
+        return "\n".join((" " * int(match.group(2)) + line) if line else line for line in text.split("\n"))
+
     def condition(match):
         return match.group(2) if lookup(match.group(1), context) else ""
     text = re.sub(r"\{\{- if (\.[\w.]+) \}\}(.*?)\{\{- end \}\}", condition, template, flags=re.S)
+    text = re.sub(r'\{\{ \.Files\.Get "([\w./-]+)" \| indent (\d+) \}\}', include, text)
     text = re.sub(r"\{\{ toJson (\.[\w.]+) \}\}", lambda m: json.dumps(lookup(m.group(1), context), separators=(",", ":")), text)
     text = re.sub(r"\{\{ (\.[\w.]+) \}\}", lambda m: str(lookup(m.group(1), context)), text)
-    leftover = re.search(r"\{\{.*?\}\}", text)
+    leftover = re.search(r"\{\{.*?\}\}", text.split("kind: PrometheusRule")[0])
     if leftover:
         raise ValueError("template construct the test renderer does not know: " + leftover.group(0))
     return text
 
 
 def render_chart(values_override):
-    chart = os.path.join(ROOT, "install/helm/randsnat")
+    chart = CHART
     values = yaml.safe_load(open(os.path.join(chart, "values.yaml")))
     values.update(values_override)
     context = {"Values": values, "Release": {"Namespace": "kube-system", "Name": "randsnat"},
@@ -56,6 +64,12 @@ def render_chart(values_override):
 def by_kind(objects):
     return {o["kind"]: o for o in objects}
 
+
+if sys.argv[1:2] == ["--prometheus-rule-spec"]:
+    # For metrics_tests.sh: the spec (rule groups) of the PrometheusRule the chart renders, for promtool.
+    rule = by_kind(render_chart({"metrics": {"port": 9469, "serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": True}}}))["PrometheusRule"]
+    yaml.safe_dump(rule["spec"], open(sys.argv[2], "w"), sort_keys=False)
+    sys.exit(0)
 
 plain = [o for o in yaml.safe_load_all(open(os.path.join(ROOT, "install/kubernetes/randsnat.yaml"))) if o]
 print("--- install/kubernetes/randsnat.yaml")
@@ -110,6 +124,26 @@ check("values turn on --uninstall-on-exit and --turn-off-primary-masquerade",
 period = by_kind(render_chart({"resyncSeconds": 10}))["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]
 check("resyncSeconds sets the agent's period and its liveness probe's",
       period["args"][period["args"].index("--resync") + 1] == "10" and period["livenessProbe"]["periodSeconds"] == 10, str(period["args"]))
+metrics_on = by_kind(render_chart({"metrics": {"port": 9469, "serviceMonitor": {"enabled": True, "interval": "30s"},
+                                                "prometheusRule": {"enabled": True}}}))
+check("metrics values add a Service, a ServiceMonitor and a PrometheusRule",
+      {"Service", "ServiceMonitor", "PrometheusRule"} <= set(metrics_on), str(set(metrics_on)))
+if {"Service", "ServiceMonitor", "PrometheusRule"} <= set(metrics_on):
+    try:
+        kubernetes_validate.validate(metrics_on["Service"], kubernetes_validate.latest_version(), strict=True)
+        check("the metrics Service is valid (strict)", True)
+    except Exception as error:
+        check("the metrics Service is valid (strict)", False, str(error)[:300])
+    service, monitor = metrics_on["Service"], metrics_on["ServiceMonitor"]
+    check("the ServiceMonitor selects the metrics Service and scrapes its port by name",
+          monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+          and monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+          and monitor["spec"]["endpoints"][0]["path"] == "/metrics")
+    check("the Service selects the DaemonSet's pods on port 9469",
+          service["spec"]["selector"].items() <= kinds["DaemonSet"]["spec"]["template"]["metadata"]["labels"].items()
+          and service["spec"]["ports"][0]["targetPort"] == 9469)
+    check("the PrometheusRule holds the plain rules file's groups",
+          metrics_on["PrometheusRule"]["spec"] == yaml.safe_load(open(os.path.join(ROOT, "install/prometheus/randsnat-rules.yaml"))))
 custom = by_kind(render_chart({"settings": {"toSource": ["203.0.113.5"]}}))["ConfigMap"]
 check("values set randsnat's settings", json.loads(custom["data"]["config.json"]) == {"toSource": ["203.0.113.5"]})
 

@@ -1,0 +1,78 @@
+import Glibc
+import Metrics
+import Netfilter
+import RandSNATCore
+import Synchronization
+
+/// Holds the node's metrics: a scan every interval on the collector's own thread (one conntrack dump,
+/// the nat rules, randsnat's sets), and the conntrack counters read fresh at each scrape (a few
+/// netlink messages). A scrape never waits for a scan: it reads the last one.
+final class Collector: Sendable {
+    private let state = Mutex(NodeMetrics())
+    let top: Int
+    let cniCache: String
+    let log: @Sendable (String) -> Void
+
+    init(top: Int, cniCache: String, log: @escaping @Sendable (String) -> Void) {
+        self.top = top
+        self.cniCache = cniCache
+        self.log = log
+    }
+
+    static func now() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+
+    static func monotonic() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+
+    /// One pass: rules and networks (what doctor reads, without its own conntrack listing), then the
+    /// conntrack scan. Blocks for as long as they take; call it from the collector's thread.
+    func scan() {
+        let started = Self.monotonic()
+        var facts: NodeFacts?
+        do {
+            facts = try NodeInspector(cniCache: cniCache).gather(portUse: false)
+        } catch {
+            log("randsnat-agent: reading the node's SNAT rules failed: \(error)")
+        }
+        var summary = PortUsageSummary()
+        do {
+            let entries = try ConntrackMetricsReader().scanSNAT { summary.add($0) }
+            let capacity = facts.map(Diagnosis.capacity) ?? Diagnosis.defaultPortRange
+            let report = PortUsageReport(summary: summary, top: top, entries: entries, available: { _ in capacity },
+                                         durationSeconds: Self.monotonic() - started, timestamp: Self.now())
+            state.withLock {
+                $0.portUsage = report
+                $0.facts = facts
+                $0.scans += 1
+            }
+        } catch {
+            log("randsnat-agent: the conntrack scan failed: \(error); is nf_conntrack_netlink loaded?")
+            state.withLock {
+                $0.facts = facts
+                $0.scanFailures += 1
+            }
+        }
+    }
+
+    /// The exposition text of the last scan with counters read now.
+    func render() -> String {
+        var statistics: ConntrackStatistics?
+        var failure: String?
+        do {
+            (statistics, failure) = try ConntrackMetricsReader().statistics()
+        } catch {
+            failure = "\(error)"
+        }
+        var metrics = state.withLock { $0 }
+        metrics.conntrack = statistics
+        metrics.conntrackError = failure
+        return metrics.exposition()
+    }
+}

@@ -1,0 +1,259 @@
+# randsnat-agent's metrics endpoint, scraped by a real Prometheus (Debian's package): each test runs
+# the agent and a Prometheus server of its own in the node namespace (config and storage under the
+# test's work dir, loopback addresses), and asks Prometheus's HTTP API what it scraped.
+
+AGENT_BIN=${RANDSNAT_AGENT_BIN:-$(dirname "$RANDSNAT_BIN")/randsnat-agent}
+METRICS=127.0.0.1:9469
+
+# agent_up: randsnat-agent in the node namespace, scanning every second; waits for /healthz.
+agent_up() {
+    # Not through in_ns: a shell function in the background is a subshell, and $! must be the agent.
+    ip netns exec "$NODE" "$AGENT_BIN" --metrics "$METRICS" --no-reconcile --scan-interval 1 --cni-cache "$CNI_CACHE_DIR" "$@" \
+        > "$WORK/agent.log" 2>&1 &
+    AGENT_PID=$!
+    local i
+    for i in $(seq 50); do
+        in_ns "$NODE" curl -sf "http://$METRICS/healthz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    fail "the agent did not answer /healthz: $(cat "$WORK/agent.log")"
+}
+
+# prometheus_up: a Prometheus server scraping the agent every second, on 127.0.0.1:9090 of the node.
+prometheus_up() {
+    mkdir -p "$WORK/prometheus/data"
+    cat > "$WORK/prometheus/prometheus.yml" <<YAML
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: randsnat
+    static_configs: [{targets: ["$METRICS"]}]
+YAML
+    in_ns "$NODE" timeout 300 /usr/bin/prometheus --config.file="$WORK/prometheus/prometheus.yml" \
+        --storage.tsdb.path="$WORK/prometheus/data" --web.listen-address=127.0.0.1:9090 > "$WORK/prometheus.log" 2>&1 &
+    local i
+    for i in $(seq 100); do
+        [ "$(promql 'up{job="randsnat"}')" = "1" ] && return 0
+        sleep 0.2
+    done
+    fail "Prometheus did not scrape the agent (up != 1): $(tail -5 "$WORK/prometheus.log")"
+}
+
+# promql EXPR: the value of an instant query (the first series'), empty when there is none.
+promql() {
+    in_ns "$NODE" curl -sf http://127.0.0.1:9090/api/v1/query --data-urlencode "query=$1" 2>/dev/null \
+        | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")' 2>/dev/null
+}
+
+# promql_wait EXPR: waits (up to 15 s of wall time, however slow each query is on a loaded machine:
+# the UDP flows under test expire after 30 s) until EXPR has a result; prints it.
+promql_wait() {
+    local value deadline=$((SECONDS + 15))
+    while [ $SECONDS -le $deadline ]; do
+        value=$(promql "$1")
+        [ -n "$value" ] && { printf '%s' "$value"; return 0; }
+        sleep 0.2
+    done
+}
+
+udp_flows() {  # udp_flows POD COUNT: COUNT UDP flows (distinct source ports) from pod N to ext:9999
+    in_ns "$T-pod$1" python3 -c "
+import socket
+for port in range(41000, 41000 + $2):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', port)); s.sendto(b'x', ('203.0.113.10', 9999)); s.close()"
+}
+
+test_metrics_endpoint_is_scraped_by_prometheus() {
+    agent_up
+    prometheus_up
+    expect_eq "Prometheus scrapes the agent: up == 1" "$(promql 'up{job="randsnat"}')" "1"
+    local version; version=$("$RANDSNAT_BIN" --version | awk '{print $2}')
+    expect_eq "build_info carries randsnat --version's version" "$(promql "randsnat_build_info{version=\"$version\"}")" "1"
+    expect_eq "the conntrack statistics come from ctnetlink" "$(promql 'randsnat_conntrack_statistics_source{source="netlink"}')" "1"
+    expect_eq "the table's limit is nf_conntrack_max" "$(promql randsnat_conntrack_entries_limit)" "$(in_ns "$NODE" cat /proc/sys/net/netfilter/nf_conntrack_max)"
+    expect "scans complete" test "$(promql_wait 'randsnat_conntrack_scans_total > 0')" -gt 0
+    local text; text=$(in_ns "$NODE" curl -sf "http://$METRICS/metrics")
+    expect "promtool check metrics accepts the scraped text" sh -c "printf '%s\\n' \"\$1\" | promtool check metrics" _ "$text"
+    expect_contains "/healthz answers ok" "$(in_ns "$NODE" curl -sf "http://$METRICS/healthz")" "ok"
+    expect_eq "an unknown path is 404" "$(in_ns "$NODE" curl -s -o /dev/null -w '%{http_code}' "http://$METRICS/nope")" "404"
+    expect_eq "POST /metrics is 405" "$(in_ns "$NODE" curl -s -o /dev/null -w '%{http_code}' -X POST "http://$METRICS/metrics")" "405"
+    # Every query of the Grafana dashboard parses and runs on this Prometheus.
+    local bad; bad=$(python3 -c '
+import json, sys
+for panel in json.load(open(sys.argv[1]))["panels"]:
+    for target in panel["targets"]: print(target["expr"].replace("$instance", ".*"))' "$ROOT/install/grafana/randsnat-dashboard.json" | while read -r expr; do
+        in_ns "$NODE" curl -s http://127.0.0.1:9090/api/v1/query --data-urlencode "query=$expr" | grep -q '"status":"success"' || echo "$expr"
+    done)
+    expect_eq "the dashboard's queries all run (failing: ${bad:-none})" "$bad" ""
+    # A SNAT rule without --random-fully ahead of randsnat's jump shows as a gauge.
+    local list; list=$(conflist "$T-n")
+    pod_add "$list" 1 >/dev/null
+    if [ "$BACKEND" = nftables ]; then
+        in_ns "$NODE" nft add table ip other
+        in_ns "$NODE" nft add chain ip other post '{ type nat hook postrouting priority 50; }'
+        in_ns "$NODE" nft add rule ip other post ip saddr 198.18.0.0/16 masquerade
+    else
+        in_ns "$NODE" iptables-legacy -t nat -I POSTROUTING 1 -s 198.18.0.0/16 -j MASQUERADE
+    fi
+    # Legacy: counted as ahead of the jump. nf_tables: counted; whether it is ahead is doctor's nf_tables
+    # shadowing check (NodeFacts.SNATRule.shadowsRandsnat, being added to doctor separately), so this
+    # test does not pin it there.
+    local source ahead
+    if [ "$BACKEND" = nftables ]; then source=nftables ahead=""; else source=iptables-legacy ahead=',ahead="true"'; fi
+    expect_eq "a MASQUERADE without --random-fully before randsnat's is counted ($source)" \
+        "$(promql_wait "sum(randsnat_snat_rules_without_random_fully{source=\"$source\"$ahead}) > 0")" "1"
+    expect_eq "pods per network" "$(promql_wait "randsnat_pods{network=\"$T-n\",family=\"ipv4\",backend=\"$BACKEND\"}")" "1"
+    pod_del "$list" 1 >/dev/null
+}
+
+test_metrics_port_usage_toward_one_destination() {
+    # 100 SNAT ports toward ext; a pod opens 95 UDP flows to one ext address:port.
+    local list; list=$(conflist "$T-n" '"portRange":"40000-40099"')
+    pod_add "$list" 1 >/dev/null
+    agent_up
+    prometheus_up
+    udp_flows 1 95
+    local series='{destination="203.0.113.10",port="9999",protocol="udp",snat_address="203.0.113.1"}'
+    expect_eq "Prometheus reads 0.95 for that destination" "$(promql_wait "randsnat_snat_port_usage_ratio$series == 0.95")" "0.95"
+    expect_eq "95 ports in use" "$(promql "randsnat_snat_ports_in_use$series")" "95"
+    expect_eq "of the rule's 100" "$(promql "randsnat_snat_ports_available$series")" "100"
+    expect_eq "the node's highest ratio is that one" "$(promql randsnat_snat_port_usage_max_ratio)" "0.95"
+    expect_eq "the counts are exact" "$(promql randsnat_snat_ports_in_use_overcount)" "0"
+    pod_del "$list" 1 >/dev/null
+}
+
+test_metrics_port_usage_spreads_over_to_source() {
+    # The same 95 flows with toSource over 4 addresses, each an item: flows are spread over them,
+    # each address has its own 100 ports toward ext, and the highest ratio falls to about a quarter.
+    in_ns "$NODE" ip addr add 203.0.113.2/24 dev "${T}e0"
+    local list; list=$(conflist "$T-n" '"toSource":["203.0.113.2","203.0.113.3","203.0.113.4","203.0.113.5"],"portRange":"40000-40099"')
+    pod_add "$list" 1 >/dev/null
+    agent_up
+    prometheus_up
+    udp_flows 1 95
+    expect_eq "all 95 flows are counted, over 4 SNAT addresses" \
+        "$(promql_wait 'sum(randsnat_snat_ports_in_use{destination="203.0.113.10",port="9999"}) == 95')" "95"
+    expect_eq "4 series, one per address" "$(promql 'count(randsnat_snat_ports_in_use{destination="203.0.113.10",port="9999"})')" "4"
+    local ratio; ratio=$(promql randsnat_snat_port_usage_max_ratio)
+    expect "the highest ratio ($ratio) is about 0.24 (0.15-0.40), not 0.95" python3 -c "import sys; sys.exit(not 0.15 <= float('$ratio') <= 0.40)"
+    pod_del "$list" 1 >/dev/null
+}
+
+test_metrics_insert_failed_rising() {
+    # 130 UDP flows into 100 ports: those past the range cannot get a unique tuple; the counter rises.
+    local list; list=$(conflist "$T-n" '"portRange":"40000-40099"')
+    pod_add "$list" 1 >/dev/null
+    agent_up
+    prometheus_up
+    local before; before=$(promql_wait randsnat_conntrack_insert_failed_total)
+    udp_flows 1 130
+    local after; after=$(promql_wait "randsnat_conntrack_insert_failed_total > $before")
+    expect "insert_failed rose in Prometheus ($before -> ${after:-unchanged})" test -n "$after"
+    expect_eq "the scraped counter equals the kernel's (conntrack -S summed)" "$(promql randsnat_conntrack_insert_failed_total)" \
+        "$(in_ns "$NODE" conntrack -S 2>/dev/null | sed -n 's/.*insert_failed=\([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s}')"
+    pod_del "$list" 1 >/dev/null
+}
+
+# rss_kb PID / fd_count PID
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+fd_count() { ls "/proc/$1/fd" | wc -l; }
+
+test_metrics_server_survives_bad_clients() {
+    agent_up
+    local pid=$AGENT_PID   # ip netns exec execs the agent: same process
+    local rss0 fd0; rss0=$(rss_kb "$pid"); fd0=$(fd_count "$pid")
+    # A malformed request, a request line with garbage, an unknown path.
+    local answer; answer=$(in_ns "$NODE" python3 - <<'PY'
+import socket
+s = socket.create_connection(("127.0.0.1", 9469)); s.sendall(b"\x00\x01garbage\r\n\r\n"); s.settimeout(3)
+try: print(s.recv(100).split(b"\r\n")[0].decode())
+except Exception as e: print("no answer", e)
+PY
+)
+    expect_contains "a malformed request gets 400" "$answer" "400"
+    expect_eq "an unknown path gets 404" "$(in_ns "$NODE" curl -s -o /dev/null -w '%{http_code}' "http://$METRICS/../../etc/passwd")" "404"
+    # 1,000 concurrent connections held open (half with a request never finished: a slow client),
+    # while /metrics must still answer.
+    in_ns "$NODE" python3 - > "$WORK/flood.out" <<'PY' &
+import socket, time
+held = []
+for i in range(1000):
+    s = socket.create_connection(("127.0.0.1", 9469))
+    if i % 2: s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")   # never finished
+    held.append(s)
+print("held", len(held), flush=True)
+time.sleep(6)
+closed = 0
+for s in held:
+    s.settimeout(8)
+    try:
+        if s.recv(1) == b"": closed += 1
+    except Exception: pass
+print("closed-by-server", closed, flush=True)
+PY
+    local flood=$!
+    local i; for i in $(seq 50); do grep -q held "$WORK/flood.out" && break; sleep 0.2; done
+    expect_contains "1,000 connections are open" "$(cat "$WORK/flood.out")" "held 1000"
+    local fds; for i in $(seq 25); do fds=$(fd_count "$pid"); [ "$fds" -ge 1000 ] && break; sleep 0.2; done
+    expect "the agent holds them ($fds fds, bounded by its limit of 2048 connections)" test "$fds" -ge 1000 -a "$fds" -le 2200
+    local start; start=$(date +%s%N)
+    expect_contains "/metrics answers meanwhile" "$(in_ns "$NODE" curl -sf -m 5 "http://$METRICS/metrics")" "randsnat_build_info"
+    echo "    (/metrics with 1,000 connections open: $(( ($(date +%s%N) - start) / 1000000 )) ms)"
+    local rss1; rss1=$(rss_kb "$pid")
+    wait "$flood"
+    expect_contains "the server closed idle and unfinished connections after its 10 s timeout" "$(cat "$WORK/flood.out")" "closed-by-server 1000"
+    sleep 0.5
+    local fd1 rss2; fd1=$(fd_count "$pid"); rss2=$(rss_kb "$pid")
+    echo "    (RSS: ${rss0} kB idle, ${rss1} kB with 1,000 connections, ${rss2} kB after; fds: $fd0 -> $fds -> $fd1)"
+    expect "file descriptors back to idle ($fd0 -> $fd1)" test "$fd1" -le $((fd0 + 2))
+    expect "RSS stays bounded (${rss1} kB < 64 MB)" test "$rss1" -lt 65536
+    expect_contains "/metrics still answers" "$(in_ns "$NODE" curl -sf -m 5 "http://$METRICS/metrics")" "randsnat_build_info"
+    expect "the agent is still running" kill -0 "$pid"
+}
+
+test_metrics_alert_rules_pass_promtool() {
+    mkdir -p "$WORK/rules/plain" "$WORK/rules/helm"
+    cp "$ROOT/install/prometheus/randsnat-rules.yaml" "$WORK/rules/plain/randsnat-rules.yaml"
+    python3 "$HERE/manifests_check.py" --prometheus-rule-spec "$WORK/rules/helm/randsnat-rules.yaml"
+    local dir
+    for dir in plain helm; do
+        cp "$HERE/metrics_rules_test.yaml" "$WORK/rules/$dir/"
+        expect "promtool check rules ($dir)" promtool check rules "$WORK/rules/$dir/randsnat-rules.yaml"
+        local out; out=$(cd "$WORK/rules/$dir" && promtool test rules metrics_rules_test.yaml 2>&1)
+        expect_contains "promtool test rules: every alert fires as expected ($dir)" "$out" "SUCCESS"
+    done
+}
+
+test_metrics_agent_refuses_bad_usage() {
+    local args out rc
+    for args in "--metrics localhost:9469 --no-reconcile" "--metrics 127.0.0.1:0 --no-reconcile" "--metrics 127.0.0.1 --no-reconcile" \
+                "--metrics 127.0.0.1:9469 --no-reconcile --scan-interval 0" "--metrics 127.0.0.1:9469 --no-reconcile --top 0" "--bogus"; do
+        # shellcheck disable=SC2086
+        out=$(in_ns "$NODE" "$AGENT_BIN" $args 2>&1); rc=$?
+        expect_eq "usage error for: $args" "$rc" "2"
+        expect_contains "it prints the usage ($args)" "$out" "usage: randsnat-agent"
+    done
+    out=$(in_ns "$NODE" "$AGENT_BIN" --metrics 127.0.0.1:9469 2>&1); rc=$?
+    expect_eq "without --no-reconcile it says the reconcile loop is not in this build (exit 2)" "$rc" "2"
+    expect_contains "and what to do" "$out" "run it with --no-reconcile"
+    expect_eq "--version" "$("$AGENT_BIN" --version)" "randsnat-agent $("$RANDSNAT_BIN" --version | awk '{print $2}')"
+    ip netns exec "$NODE" python3 -c 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1", 9469)); s.listen(); time.sleep(5)' &
+    local holder=$!
+    sleep 0.5
+    out=$(in_ns "$NODE" "$AGENT_BIN" --metrics 127.0.0.1:9469 --no-reconcile 2>&1); rc=$?
+    expect_eq "a port in use: exit 1" "$rc" "1"
+    expect_contains "the error names the address and what to check" "$out" "cannot serve metrics on 127.0.0.1:9469"
+    kill "$holder"; wait "$holder" 2>/dev/null
+    # An IPv6 address in brackets.
+    ip netns exec "$NODE" "$AGENT_BIN" --metrics '[::1]:9470' --no-reconcile > "$WORK/agent6.log" 2>&1 &
+    local agent6=$!
+    local i; for i in $(seq 30); do in_ns "$NODE" curl -sf -g 'http://[::1]:9470/healthz' >/dev/null 2>&1 && break; sleep 0.1; done
+    expect_contains "--metrics [::1]:9470 serves over IPv6" "$(in_ns "$NODE" curl -sf -g 'http://[::1]:9470/metrics')" "randsnat_build_info"
+    kill "$agent6"; wait "$agent6" 2>/dev/null
+}
+
+test_metrics_per_pod_binary_carries_no_http_server() {
+    # The HTTP server and its libraries live in randsnat-agent only (Package.swift): the binary a
+    # runtime execs per pod must not grow by them. Symbols of NIO's modules carry "7NIOCore"/"8NIOPosix".
+    expect "randsnat-agent links SwiftNIO" sh -c "nm '$AGENT_BIN' | grep -q '7NIOCore'"
+    expect_eq "randsnat (per pod) has no NIO symbol" "$(nm "$RANDSNAT_BIN" | grep -c -e '7NIOCore' -e '8NIOPosix' -e '8NIOHTTP1')" "0"
+}
