@@ -167,6 +167,7 @@ test_agent_keeps_the_last_good_config_when_net_d_is_broken() {
     for pod in 1 2; do pod_add "$list" $pod >/dev/null; done
     agent_start 1
     local before; before=$(nat_state)
+    cp "$list" "$WORK/good.conflist"   # what the runtime's cache holds for DEL (libcni deletes with the config ADD used)
     printf '{"cniVersion":"1.0.0","name":"%s","plugins":[' "$T-n" > "$WORK/root/etc/cni/net.d/.broken"
     mv "$WORK/root/etc/cni/net.d/.broken" "$WORK/root/etc/cni/net.d/10-net.conflist"
     sleep 3.5
@@ -174,7 +175,7 @@ test_agent_keeps_the_last_good_config_when_net_d_is_broken() {
     expect_eq "the broken file is logged once in 3 periods" "$(grep -c '10-net.conflist is not a JSON object' "$WORK/agent.log")" "1"
     for pod in 1 2; do expect_eq "pod $pod keeps the last good config (vpc bypass)" "$(ask $pod 198.19.0.10)" "198.18.0.$((pod + 1))"; done
     agent_stop
-    for pod in 1 2; do pod_del "$list" $pod >/dev/null; done
+    for pod in 1 2; do pod_del "$WORK/good.conflist" $pod >/dev/null; done
 }
 
 # The agent killed (SIGKILL, RANDSNAT_AGENT_FAULT=mid-move) when a move's new members are in and the
