@@ -32,7 +32,7 @@ ext_probe_up() {
 }
 ext_unsnatted() { in_ns "$EXT" nft list chain inet probe input | grep -o 'packets [0-9]*' | cut -d' ' -f2; }
 
-test_fails() { ! "$@"; }
+must_fail() { ! "$@"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # wait_repaired PODS: waits (at most 5 s) until randsnat's jump is back (a cheap poll), then until
@@ -70,7 +70,7 @@ test_agent_repairs_a_flush() {
     in_ns "$NODE" sh -c "$(head -1 <<< "$steps")"
     expect_contains "STATUS returns 51 while running pods lack their rules" "$(randsnat_exec STATUS "$conf")" '"code":51'
     local alive=(in_ns "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --resync 1 --alive)
-    if [ "${RANDSNAT_TEST_NO_AGENT:-}" != 1 ]; then expect "the liveness probe fails before the agent's first pass" test_fails "${alive[@]}"; fi
+    if [ "${RANDSNAT_TEST_NO_AGENT:-}" != 1 ]; then expect "the liveness probe fails before the agent's first pass" must_fail "${alive[@]}"; fi
     agent_start 1
     expect "the agent repairs a flush made before it started" test "$(wait_repaired 3)" != never
     expect "the liveness probe passes while the agent runs" "${alive[@]}"
@@ -92,7 +92,7 @@ test_agent_repairs_a_flush() {
     expect_contains "the agent says what it repaired" "$(cat "$WORK/agent.log")" "added 3 pod member(s)"
     agent_stop
     sleep 3.5
-    expect "the liveness probe fails 3 periods after the agent stopped" test_fails "${alive[@]}"
+    expect "the liveness probe fails 3 periods after the agent stopped" must_fail "${alive[@]}"
     local once=(in_ns "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --once)
     expect "agent --once exits 0 on a converged node" "${once[@]}"
     local broken; broken="$RANDSNAT_RUN_DIR/records/$(ls "$RANDSNAT_RUN_DIR/records" | head -1)/0123456789abcdef0123456789abcdef.json"

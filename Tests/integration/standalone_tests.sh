@@ -75,7 +75,7 @@ test_standalone_refuses_the_node_namespace_as_cni_netns() {
     expect_eq "no IPAM lease was taken" "$(ls "$WORK/ipam/$T-s" 2>/dev/null | grep -c '^198\|^2001')" "0"
     expect_eq "nat tables and sets as before" "$(nat_state)" "$before"
     # CHECK with a cached result, as after an ADD.
-    printf '{"cniVersion":"1.0.0","interfaces":[],"ips":[]}' > "$CNI_CACHE_DIR/$T-s-c1-$RUN-eth0"
+    printf '{"kind":"cniCacheV1","result":{"cniVersion":"1.0.0","interfaces":[],"ips":[]}}' > "$CNI_CACHE_DIR/$T-s-c1-$RUN-eth0"
     out=$(in_ns "$NODE" python3 "$HERE/cni.py" check "$list" "c1-$RUN" "$own" eth0)
     expect_contains "CHECK is refused with code 8" "$out" '"code":8'
     # DEL naming one of the node's links as CNI_IFNAME.
