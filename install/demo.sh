@@ -64,7 +64,7 @@ resnat() {
     python3 - "$CNI_CACHE_DIR/$T-demo-c1-$RUN-eth0" "$WORK/pod1.json" "$T-demo" "$1" <<'PY'
 import json, sys
 conf = {"cniVersion": "1.0.0", "name": sys.argv[3], "type": "randsnat", "nonMasqueradeCIDRs": ["198.19.0.0/16", "2001:db8:19::/48"],
-        "prevResult": json.load(open(sys.argv[1]))}
+        "prevResult": json.load(open(sys.argv[1]))["result"]}   # libcni's cache entry holds the result under "result"
 conf.update(json.loads(sys.argv[4]))
 json.dump(conf, open(sys.argv[2], "w"))
 PY
