@@ -101,6 +101,12 @@ in_ns "$NODE" nft list table inet randsnat | grep -v '^\s*$' | sed 's/^/    /'
 echo "  ext sees pod 2 as $(ask 2 203.0.113.10); randsnat rules and sets left in iptables-legacy/ipset:" \
     "$( { in_ns "$NODE" iptables-legacy-save -t nat; in_ns "$NODE" ipset list -n; } | grep -c RANDSNAT || true)"
 
+step "A flush, and the agent: 'nft flush ruleset' in the node removes randsnat's table; the agent puts it back from the pod records"
+in_ns "$NODE" nft flush ruleset
+echo "  after the flush, pod 2 -> ext: $(ask 2 203.0.113.10)   (no SNAT: ext has no route back to the pod)"
+in_ns "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --once --host-root "$WORK" 2>&1 | sed 's/^/    agent: /' || true
+echo "  after one agent pass, pod 2 -> ext: $(ask 2 203.0.113.10)   (the node again; the DaemonSet's agent does this within ~100 ms of the flush)"
+
 step "What randsnat doctor says about the node"
 "$RANDSNAT_BIN" doctor --netns "/var/run/netns/$NODE" --interval 1 --cni-cache "$CNI_CACHE_DIR" | sed 's/^/    /' || true
 
