@@ -23,7 +23,7 @@ extension SNATPlugin {
         let id = NetworkID(network: owner.network)
         let backend = try makeBackend(record.backend, config)
         var touched: [ObjectNames] = []
-        for (address, names) in record.memberNames where !touched.contains(names) {
+        for (_, names) in record.memberNames where !touched.contains(names) {
             guard try backend.memberCount(of: names, in: id) != nil else { return false }
             touched.append(names)
         }
