@@ -30,7 +30,7 @@ ext_probe_up() {
     in_ns "$EXT" nft add chain inet probe input '{ type filter hook input priority 0; }'
     in_ns "$EXT" nft add rule inet probe input ip saddr 198.18.0.0/16 counter
 }
-ext_unsnatted() { in_ns "$EXT" nft list chain inet probe input | grep -o 'packets [0-9]*' | cut -d' ' -f2; }
+ext_unsnatted() { in_ns "$EXT" nft list chain inet probe input | grep 'ip saddr 198.18.0.0/16' | grep -o 'packets [0-9]*' | cut -d' ' -f2; }
 
 test_fails() { ! "$@"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -198,3 +198,64 @@ test_agent_killed_mid_move_converges() {
     for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
     expect_absent "DEL leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
 }
+
+# ext_port_probe_up: besides ext_probe_up's count, ext counts the SNATed packets to its port 8080
+# whose source port is inside / outside 40000-40999 (what a portRange move changes).
+ext_port_probe_up() {
+    in_ns "$EXT" nft add rule inet probe input ip saddr 203.0.113.0/24 tcp dport 8080 tcp sport 40000-40999 counter comment '"inrange"'
+    in_ns "$EXT" nft add rule inet probe input ip saddr 203.0.113.0/24 tcp dport 8080 tcp sport != 40000-40999 counter comment '"outrange"'
+}
+ext_count() { in_ns "$EXT" nft list chain inet probe input | grep "comment \"$1\"" | grep -o 'packets [0-9]*' | cut -d' ' -f2; }
+
+# move_under_load EXTRA WHAT CONDITION...: pod 1 opens new connections to ext while the node's
+# conflist changes to EXTRA; waits (at most 5 s) until CONDITION holds and one generation is left;
+# then expects no connection lost, no packet at ext with a pod's own source, and CHECK passing for
+# every pod with the new conflist.
+move_under_load() {
+    local extra=$1 what=$2; shift 2
+    in_ns "$T-pod1" python3 "$HERE/peer.py" load 203.0.113.10 8080 50000 3 > "$WORK/load" &
+    local load=$!
+    sleep 0.5
+    local list; list=$(node_conflist "$T-n" "$extra")
+    local start; start=$(now_ms)
+    while [ $(( $(now_ms) - start )) -lt 5000 ] && ! { "$@" && [ "$(chain_count)" = 1 ]; }; do sleep 0.05; done
+    echo "    $what: pods moved in $(( $(now_ms) - start )) ms"
+    wait "$load"
+    local attempts failures slowest; read -r attempts failures slowest < "$WORK/load"
+    expect "$what: connections went on during the move ($attempts, slowest ${slowest} ms)" test "${attempts:-0}" -gt 20
+    expect_eq "$what: none of them failed" "$failures" "0"
+    expect_eq "$what: ext saw no packet with a pod's own source" "$(ext_unsnatted)" "0"
+    expect_eq "$what: one generation is left" "$(chain_count)" "1"
+    local pod; for pod in 1 2 3; do expect "$what: CHECK with the new config passes for pod $pod" pod_check "$list" $pod; done
+}
+asks() { [ "$(ask "$1" "$2")" = "$3" ]; }
+# (pod 1's load to ext runs meanwhile, so the portRange move waits on the rules, not on ext's counts.)
+rules_have() { snat_rules | grep -qF -- "$1"; }
+
+# Config changes in the node's conflist while pods run and open connections: the vpc range added to
+# nonMasqueradeCIDRs and removed again, a toSource change, a portRange change; each reaches the running
+# pods without restarting them, loses no connection and lets no pod address out to ext.
+test_agent_moves_keep_new_connections_snatted() {
+    in_ns "$NODE" ip addr add 203.0.113.2/24 dev "${T}e0"
+    local list; list=$(node_conflist "$T-n" "")
+    for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
+    ext_probe_up
+    ext_port_probe_up
+    agent_start 30
+    move_under_load '"nonMasqueradeCIDRs":["198.19.0.0/16"]' "vpc range added" asks 3 198.19.0.10 198.18.0.4
+    for pod in 1 2 3; do expect_eq "running pod $pod reaches vpc with its own address" "$(ask $pod 198.19.0.10)" "198.18.0.$((pod + 1))"; done
+    move_under_load '' "vpc range removed" asks 3 198.19.0.10 198.19.0.1
+    for pod in 1 2 3; do expect_eq "vpc sees the node's address for pod $pod again" "$(ask $pod 198.19.0.10)" "198.19.0.1"; done
+    move_under_load '"toSource":["203.0.113.2"]' "toSource changed" asks 3 203.0.113.10 203.0.113.2
+    for pod in 1 2 3; do expect_eq "pod $pod reaches ext from the new toSource" "$(ask $pod 203.0.113.10)" "203.0.113.2"; done
+    move_under_load '"toSource":["203.0.113.2"],"portRange":"40000-40999"' "portRange changed" rules_have 40000-40999
+    local out; out=$(ext_count outrange)
+    for pod in 1 2 3; do expect_eq "pod $pod still reaches ext from the toSource" "$(ask $pod 203.0.113.10)" "203.0.113.2"; done
+    expect_eq "ext sees no packet of the pods outside the new port range" "$(ext_count outrange)" "$out"
+    expect "ext sees the pods' packets in the new port range" test "$(ext_count inrange)" -gt 0
+    agent_stop
+    list=$(node_conflist "$T-n" '"toSource":["203.0.113.2"],"portRange":"40000-40999"')
+    for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
+    expect_absent "DEL after the moves leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
+}
+
