@@ -259,3 +259,58 @@ test_agent_moves_keep_new_connections_snatted() {
     expect_absent "DEL after the moves leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
 }
 
+# settings_write JSON_MEMBERS: the installer's settings file ($WORK/settings/config.json) replaced as a
+# ConfigMap update replaces it (a rename in its directory), with the pass's backend key.
+settings_write() {
+    mkdir -p "$WORK/settings"
+    printf '{%s}\n' "$(with_backend "$1")" > "$WORK/settings/.new" && mv "$WORK/settings/.new" "$WORK/settings/config.json"
+}
+
+# The agent with --install (as the DaemonSet runs it): a settings-file change reaches the running pods
+# through the conflist the installer rewrites; a broken settings file changes nothing in the kernel or
+# net.d, is logged once, and the agent keeps serving the last good config (also when it has to repair).
+test_agent_settings_change_reaches_running_pods() {
+    mkdir -p "$WORK/root/etc/cni/net.d"
+    # The primary's conflist: the bridge alone (the chain's conflist without randsnat).
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["plugins"]=d["plugins"][:1]; print(json.dumps(d))' \
+        "$(conflist "$T-n" "")" > "$WORK/root/etc/cni/net.d/10-net.conflist"
+    local list=$WORK/root/etc/cni/net.d/10-net.conflist i
+    settings_write ''
+    if [ "${RANDSNAT_TEST_NO_AGENT:-}" != 1 ]; then
+        ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --resync 1 \
+            --install --config "$WORK/settings/config.json" 2>>"$WORK/agent.log" &
+        AGENT_PID=$!
+    else
+        "$RANDSNAT_BIN" install --host-root "$WORK/root" --config "$WORK/settings/config.json" 2>>"$WORK/agent.log"
+    fi
+    for i in $(seq 1 50); do grep -q '"type": "randsnat"' "$list" && break; sleep 0.1; done
+    expect_contains "the agent chained randsnat into the primary's conflist" "$(cat "$list")" '"type": "randsnat"'
+    for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
+    expect_eq "before: vpc sees the node's address" "$(ask 1 198.19.0.10)" "198.19.0.1"
+    settings_write '"nonMasqueradeCIDRs":["198.19.0.0/16"]'
+    local start; start=$(now_ms)
+    while [ $(( $(now_ms) - start )) -lt 5000 ] && [ "$(ask 3 198.19.0.10)" != 198.18.0.4 ]; do sleep 0.05; done
+    echo "    settings change to every pod moved: $(( $(now_ms) - start )) ms"
+    expect_contains "the installer rewrote the conflist" "$(cat "$list")" '198.19.0.0/16'
+    for pod in 1 2 3; do expect_eq "running pod $pod reaches vpc with its own address" "$(ask $pod 198.19.0.10)" "198.18.0.$((pod + 1))"; done
+    for pod in 1 2 3; do expect_eq "pod $pod is still SNATed to ext" "$(ask $pod 203.0.113.10)" "203.0.113.1"; done
+    sleep 1.5
+    for pod in 1 2 3; do expect "CHECK with the new config passes for pod $pod" pod_check "$list" $pod; done
+    # A broken settings file (a ConfigMap edit cut short).
+    local before conf_before lines; before=$(nat_state); conf_before=$(cat "$list")
+    lines=$(grep -c 'settings file' "$WORK/agent.log")
+    printf '{"nonMasqueradeCIDRs":["198.19.0.0/16"' > "$WORK/settings/.new" && mv "$WORK/settings/.new" "$WORK/settings/config.json"
+    sleep 3.5
+    expect_eq "a broken settings file changes nothing in the kernel" "$(nat_state)" "$before"
+    expect_eq "nor in net.d" "$(cat "$list")" "$conf_before"
+    expect_eq "it is logged once in 3 periods" "$(( $(grep -c 'settings file' "$WORK/agent.log") - lines ))" "1"
+    # The agent keeps serving the last good config: a flush now is repaired with it.
+    in_ns "$NODE" sh -c "$(flush_steps | head -1)"
+    expect "the agent repairs a flush while the settings file is broken" test "$(wait_repaired 3)" != never
+    for pod in 1 2 3; do expect_eq "pod $pod keeps the last good config (vpc bypass)" "$(ask $pod 198.19.0.10)" "198.18.0.$((pod + 1))"; done
+    for pod in 1 2 3; do expect_eq "pod $pod is SNATed to ext" "$(ask $pod 203.0.113.10)" "203.0.113.1"; done
+    agent_stop
+    for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
+    expect_absent "DEL leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
+}
+
