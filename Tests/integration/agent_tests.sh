@@ -314,3 +314,84 @@ test_agent_settings_change_reaches_running_pods() {
     expect_absent "DEL leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
 }
 
+# pods_verb VERB N:I...: runs VERB (ADD or DEL) for the pods (network N, index I) of concurrency_tests.sh's
+# pod_conf, all at once, each bounded; prints how many failed (with their output on fd 7).
+pods_verb() {
+    local verb=$1 n i pids=(); shift
+    for spec in "$@"; do
+        n=${spec%%:*} i=${spec##*:}
+        local conf; conf=$(pod_conf "$T-c$n" "198.18.$n.$((i + 1))/24")
+        local netns=""; [ "$verb" = DEL ] || netns=$(sandbox)
+        ( timeout 60 env CNI_COMMAND="$verb" CNI_CONTAINERID="c$n-$i" CNI_NETNS="$netns" CNI_IFNAME=eth0 \
+            CNI_PATH=/x ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf" > "$WORK/$verb-$n-$i.out" 2>&1; echo $? > "$WORK/$verb-$n-$i.rc" ) &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    local bad=0
+    for spec in "$@"; do
+        n=${spec%%:*} i=${spec##*:}
+        [ "$(cat "$WORK/$verb-$n-$i.rc")" = 0 ] || { bad=$((bad + 1)); head -c 300 "$WORK/$verb-$n-$i.out" >&7; }
+    done
+    echo "$bad"
+}
+pod_specs() { local n i; for n in $1; do for i in $2; do echo "$n:$i"; done; done; }
+record_count() { find "$RANDSNAT_RUN_DIR/records" -type f -name '*.json' 2>/dev/null | wc -l; }
+
+# ADD, DEL and the agent's reconcile at once (the agent reconciles on every nf_tables change and
+# every second), with a foreign writer appending rules: nothing lost, nothing left, every remaining
+# pod in its set and its CHECK passing.
+test_agent_reconciles_during_concurrent_adds_and_dels() {
+    local before; before=$(nat_state)
+    local per=1; [ "$BACKEND" = nftables ] && per=2
+    if [ "$BACKEND" = nftables ]; then
+        in_ns "$NODE" nft add table inet rsforeign
+        in_ns "$NODE" nft add chain inet rsforeign post '{ type nat hook postrouting priority srcnat + 10; }'
+    fi
+    agent_start 1
+    foreign_writer 1 60 &
+    local writer=$!
+    # Round 1: 50 ADDs over 5 networks.
+    expect_eq "50 concurrent ADDs succeed while the agent reconciles" "$(pods_verb ADD $(pod_specs "1 2 3 4 5" "$(seq 1 10)"))" "0"
+    wait "$writer"
+    # Round 2: pods 1-5 of each network deleted and pods 11-15 added, all at once.
+    foreign_writer 61 100 &
+    writer=$!
+    pods_verb DEL $(pod_specs "1 2 3 4 5" "$(seq 1 5)") > "$WORK/dels" &
+    local dels=$!
+    expect_eq "25 concurrent ADDs succeed meanwhile" "$(pods_verb ADD $(pod_specs "1 2 3 4 5" "$(seq 11 15)"))" "0"
+    wait "$dels" "$writer"
+    expect_eq "25 concurrent DELs succeed meanwhile" "$(cat "$WORK/dels")" "0"
+    sleep 2.5  # two more of the agent's passes
+    expect_eq "all $((100 * per)) foreign rules are there" "$(foreign_count)" "$((100 * per))"
+    expect_eq "one jump per network" "$(jump_count)" "5"
+    expect_eq "the 50 remaining pods are members" "$(member_count)" "50"
+    expect_eq "and have a record each" "$(record_count)" "50"
+    local members; members=$(snat_members)
+    local n i gone=0 missing=0 checks=0
+    for n in 1 2 3 4 5; do
+        for i in $(seq 1 5); do printf '%s\n' "$members" | grep -qE "198\.18\.$n\.$((i + 1))[^0-9]" && gone=$((gone + 1)); done
+        for i in $(seq 6 15); do
+            printf '%s\n' "$members" | grep -qE "198\.18\.$n\.$((i + 1))[^0-9]" || missing=$((missing + 1))
+            env CNI_COMMAND=CHECK CNI_CONTAINERID="c$n-$i" CNI_NETNS="$(sandbox)" CNI_IFNAME=eth0 CNI_PATH=/x \
+                ip netns exec "$NODE" "$RANDSNAT_BIN" < "$WORK/$T-c$n-198.18.$n.$((i + 1)).json" >/dev/null 2>&1 || checks=$((checks + 1))
+        done
+    done
+    expect_eq "no deleted pod is a member (the agent re-added none)" "$gone" "0"
+    expect_eq "no remaining pod is missing from its set" "$missing" "0"
+    expect_eq "CHECK passes for every remaining pod" "$checks" "0"
+    expect_eq "every remaining pod is SNATed: STATUS passes" "$(randsnat_exec STATUS "$(randsnat_conf "$T-c1")" >/dev/null 2>&1; echo $?)" "0"
+    # Round 3: every remaining pod deleted, the agent still running.
+    expect_eq "the 50 DELs succeed" "$(pods_verb DEL $(pod_specs "1 2 3 4 5" "$(seq 6 15)"))" "0"
+    sleep 2.5
+    expect_absent "no randsnat rule or set is left" "$(nat_state)" "RANDSNAT"
+    expect_eq "no record is left" "$(record_count)" "0"
+    agent_stop
+    if [ "$BACKEND" = nftables ]; then
+        in_ns "$NODE" nft delete table inet rsforeign
+        in_ns "$NODE" nft delete table ip nat
+    else
+        for i in $(seq 1 100); do in_ns "$NODE" iptables-legacy -w -t nat -D POSTROUTING -d 192.0.2.$i/32 -m comment --comment foreign -j RETURN; done
+    fi
+    expect_eq "the tables are as before" "$(nat_state)" "$before"
+    expect_absent "the agent logged no problem" "$(grep -v 'repaired\|pass after\|watching\|signal' "$WORK/agent.log")" "randsnat agent"
+}
