@@ -336,11 +336,29 @@ pods_verb() {
     done
     echo "$bad"
 }
+# once_loop_start / once_loop_stop: besides the running agent, `agent --once` passes one after another
+# (at most 300) until stopped, so that reconciles overlap the ADDs and DELs also on legacy, where the
+# agent wakes only every period; once_loop_stop prints how many passes ran.
+once_loop_start() {
+    [ "${RANDSNAT_TEST_NO_AGENT:-}" = 1 ] && return
+    rm -f "$WORK/once-stop"; : > "$WORK/once-count"
+    ( for _ in $(seq 1 300); do
+        [ -e "$WORK/once-stop" ] && break
+        ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --once 2>>"$WORK/once.log"
+        echo >> "$WORK/once-count"
+      done ) &
+    ONCE_LOOP=$!
+}
+once_loop_stop() {
+    [ -n "${ONCE_LOOP:-}" ] || { echo 0; return; }
+    touch "$WORK/once-stop"; wait "$ONCE_LOOP"; ONCE_LOOP=
+    wc -l < "$WORK/once-count"
+}
 pod_specs() { local n i; for n in $1; do for i in $2; do echo "$n:$i"; done; done; }
 record_count() { find "$RANDSNAT_RUN_DIR/records" -type f -name '*.json' 2>/dev/null | wc -l; }
 
 # ADD, DEL and the agent's reconcile at once (the agent reconciles on every nf_tables change and
-# every second), with a foreign writer appending rules: nothing lost, nothing left, every remaining
+# every second, and `agent --once` passes run back to back), with a foreign writer appending rules: nothing lost, nothing left, every remaining
 # pod in its set and its CHECK passing.
 test_agent_reconciles_during_concurrent_adds_and_dels() {
     local before; before=$(nat_state)
@@ -350,6 +368,7 @@ test_agent_reconciles_during_concurrent_adds_and_dels() {
         in_ns "$NODE" nft add chain inet rsforeign post '{ type nat hook postrouting priority srcnat + 10; }'
     fi
     agent_start 1
+    once_loop_start
     foreign_writer 1 60 &
     local writer=$!
     # Round 1: 50 ADDs over 5 networks.
@@ -363,6 +382,7 @@ test_agent_reconciles_during_concurrent_adds_and_dels() {
     expect_eq "25 concurrent ADDs succeed meanwhile" "$(pods_verb ADD $(pod_specs "1 2 3 4 5" "$(seq 11 15)"))" "0"
     wait "$dels" "$writer"
     expect_eq "25 concurrent DELs succeed meanwhile" "$(cat "$WORK/dels")" "0"
+    echo "    rounds 1 and 2: $(once_loop_stop) agent --once passes besides the agent's own"
     sleep 2.5  # two more of the agent's passes
     expect_eq "all $((100 * per)) foreign rules are there" "$(foreign_count)" "$((100 * per))"
     expect_eq "one jump per network" "$(jump_count)" "5"
@@ -383,7 +403,9 @@ test_agent_reconciles_during_concurrent_adds_and_dels() {
     expect_eq "CHECK passes for every remaining pod" "$checks" "0"
     expect_eq "every remaining pod is SNATed: STATUS passes" "$(randsnat_exec STATUS "$(randsnat_conf "$T-c1")" >/dev/null 2>&1; echo $?)" "0"
     # Round 3: every remaining pod deleted, the agent still running.
+    once_loop_start
     expect_eq "the 50 DELs succeed" "$(pods_verb DEL $(pod_specs "1 2 3 4 5" "$(seq 6 15)"))" "0"
+    echo "    round 3: $(once_loop_stop) agent --once passes besides the agent's own"
     sleep 2.5
     expect_absent "no randsnat rule or set is left" "$(nat_state)" "RANDSNAT"
     expect_eq "no record is left" "$(record_count)" "0"
