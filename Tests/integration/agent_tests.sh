@@ -30,7 +30,7 @@ ext_probe_up() {
     in_ns "$EXT" nft add chain inet probe input '{ type filter hook input priority 0; }'
     in_ns "$EXT" nft add rule inet probe input ip saddr 198.18.0.0/16 counter
 }
-ext_unsnatted() { in_ns "$EXT" nft list chain inet probe input | grep -o 'packets [0-9]*' | cut -d' ' -f2; }
+ext_unsnatted() { in_ns "$EXT" nft list chain inet probe input | grep 'ip saddr 198.18.0.0/16' | grep -o 'packets [0-9]*' | cut -d' ' -f2; }
 
 must_fail() { ! "$@"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -167,7 +167,6 @@ test_agent_keeps_the_last_good_config_when_net_d_is_broken() {
     for pod in 1 2; do pod_add "$list" $pod >/dev/null; done
     agent_start 1
     local before; before=$(nat_state)
-    cp "$list" "$WORK/good.conflist"   # what the runtime's cache holds for DEL (libcni deletes with the config ADD used)
     printf '{"cniVersion":"1.0.0","name":"%s","plugins":[' "$T-n" > "$WORK/root/etc/cni/net.d/.broken"
     mv "$WORK/root/etc/cni/net.d/.broken" "$WORK/root/etc/cni/net.d/10-net.conflist"
     sleep 3.5
@@ -175,7 +174,9 @@ test_agent_keeps_the_last_good_config_when_net_d_is_broken() {
     expect_eq "the broken file is logged once in 3 periods" "$(grep -c '10-net.conflist is not a JSON object' "$WORK/agent.log")" "1"
     for pod in 1 2; do expect_eq "pod $pod keeps the last good config (vpc bypass)" "$(ask $pod 198.19.0.10)" "198.18.0.$((pod + 1))"; done
     agent_stop
-    for pod in 1 2; do pod_del "$WORK/good.conflist" $pod >/dev/null; done
+    # The runtime's DEL needs a conflist it can read: the good one back.
+    list=$(node_conflist "$T-n" '"nonMasqueradeCIDRs":["198.19.0.0/16"]')
+    for pod in 1 2; do pod_del "$list" $pod >/dev/null; done
 }
 
 # The agent killed (SIGKILL, RANDSNAT_AGENT_FAULT=mid-move) when a move's new members are in and the
@@ -198,4 +199,223 @@ test_agent_killed_mid_move_converges() {
     for pod in 1 2 3; do expect "CHECK passes for pod $pod" pod_check "$list" $pod; done
     for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
     expect_absent "DEL leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
+}
+
+# ext_port_probe_up: besides ext_probe_up's count, ext counts the SNATed packets to its port 8080
+# whose source port is inside / outside 40000-40999 (what a portRange move changes).
+ext_port_probe_up() {
+    in_ns "$EXT" nft add rule inet probe input ip saddr 203.0.113.0/24 tcp dport 8080 tcp sport 40000-40999 counter comment '"inrange"'
+    in_ns "$EXT" nft add rule inet probe input ip saddr 203.0.113.0/24 tcp dport 8080 tcp sport != 40000-40999 counter comment '"outrange"'
+}
+ext_count() { in_ns "$EXT" nft list chain inet probe input | grep "comment \"$1\"" | grep -o 'packets [0-9]*' | cut -d' ' -f2; }
+
+# move_under_load EXTRA WHAT CONDITION...: pod 1 opens new connections to ext while the node's
+# conflist changes to EXTRA; waits (at most 5 s) until CONDITION holds and one generation is left;
+# then expects no connection lost, no packet at ext with a pod's own source, and CHECK passing for
+# every pod with the new conflist.
+move_under_load() {
+    local extra=$1 what=$2; shift 2
+    in_ns "$T-pod1" python3 "$HERE/peer.py" load 203.0.113.10 8080 50000 3 > "$WORK/load" &
+    local load=$!
+    sleep 0.5
+    local list; list=$(node_conflist "$T-n" "$extra")
+    local start; start=$(now_ms)
+    while [ $(( $(now_ms) - start )) -lt 5000 ] && ! { "$@" && [ "$(chain_count)" = 1 ]; }; do sleep 0.05; done
+    echo "    $what: pods moved in $(( $(now_ms) - start )) ms"
+    wait "$load"
+    local attempts failures slowest; read -r attempts failures slowest < "$WORK/load"
+    expect "$what: connections went on during the move ($attempts, slowest ${slowest} ms)" test "${attempts:-0}" -gt 20
+    expect_eq "$what: none of them failed" "$failures" "0"
+    expect_eq "$what: ext saw no packet with a pod's own source" "$(ext_unsnatted)" "0"
+    expect_eq "$what: one generation is left" "$(chain_count)" "1"
+    local pod; for pod in 1 2 3; do expect "$what: CHECK with the new config passes for pod $pod" pod_check "$list" $pod; done
+}
+asks() { [ "$(ask "$1" "$2")" = "$3" ]; }
+# (pod 1's load to ext runs meanwhile, so the portRange move waits on the rules, not on ext's counts.)
+rules_have() { snat_rules | grep -qF -- "$1"; }
+
+# Config changes in the node's conflist while pods run and open connections: the vpc range added to
+# nonMasqueradeCIDRs and removed again, a toSource change, a portRange change; each reaches the running
+# pods without restarting them, loses no connection and lets no pod address out to ext.
+test_agent_moves_keep_new_connections_snatted() {
+    in_ns "$NODE" ip addr add 203.0.113.2/24 dev "${T}e0"
+    local list; list=$(node_conflist "$T-n" "")
+    for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
+    ext_probe_up
+    ext_port_probe_up
+    agent_start 30
+    move_under_load '"nonMasqueradeCIDRs":["198.19.0.0/16"]' "vpc range added" asks 3 198.19.0.10 198.18.0.4
+    for pod in 1 2 3; do expect_eq "running pod $pod reaches vpc with its own address" "$(ask $pod 198.19.0.10)" "198.18.0.$((pod + 1))"; done
+    move_under_load '' "vpc range removed" asks 3 198.19.0.10 198.19.0.1
+    for pod in 1 2 3; do expect_eq "vpc sees the node's address for pod $pod again" "$(ask $pod 198.19.0.10)" "198.19.0.1"; done
+    move_under_load '"toSource":["203.0.113.2"]' "toSource changed" asks 3 203.0.113.10 203.0.113.2
+    for pod in 1 2 3; do expect_eq "pod $pod reaches ext from the new toSource" "$(ask $pod 203.0.113.10)" "203.0.113.2"; done
+    move_under_load '"toSource":["203.0.113.2"],"portRange":"40000-40999"' "portRange changed" rules_have 40000-40999
+    local out; out=$(ext_count outrange)
+    for pod in 1 2 3; do expect_eq "pod $pod still reaches ext from the toSource" "$(ask $pod 203.0.113.10)" "203.0.113.2"; done
+    expect_eq "ext sees no packet of the pods outside the new port range" "$(ext_count outrange)" "$out"
+    expect "ext sees the pods' packets in the new port range" test "$(ext_count inrange)" -gt 0
+    agent_stop
+    list=$(node_conflist "$T-n" '"toSource":["203.0.113.2"],"portRange":"40000-40999"')
+    for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
+    expect_absent "DEL after the moves leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
+}
+
+# settings_write JSON_MEMBERS: the installer's settings file ($WORK/settings/config.json) replaced as a
+# ConfigMap update replaces it (a rename in its directory), with the pass's backend key.
+settings_write() {
+    mkdir -p "$WORK/settings"
+    printf '{%s}\n' "$(with_backend "$1")" > "$WORK/settings/.new" && mv "$WORK/settings/.new" "$WORK/settings/config.json"
+}
+
+# The agent with --install (as the DaemonSet runs it): a settings-file change reaches the running pods
+# through the conflist the installer rewrites; a broken settings file changes nothing in the kernel or
+# net.d, is logged once, and the agent keeps serving the last good config (also when it has to repair).
+test_agent_settings_change_reaches_running_pods() {
+    mkdir -p "$WORK/root/etc/cni/net.d"
+    # The primary's conflist: the bridge alone (the chain's conflist without randsnat).
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["plugins"]=d["plugins"][:1]; print(json.dumps(d))' \
+        "$(conflist "$T-n" "")" > "$WORK/root/etc/cni/net.d/10-net.conflist"
+    local list=$WORK/root/etc/cni/net.d/10-net.conflist i
+    settings_write ''
+    if [ "${RANDSNAT_TEST_NO_AGENT:-}" != 1 ]; then
+        ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --resync 1 \
+            --install --config "$WORK/settings/config.json" 2>>"$WORK/agent.log" &
+        AGENT_PID=$!
+    else
+        "$RANDSNAT_BIN" install --host-root "$WORK/root" --config "$WORK/settings/config.json" 2>>"$WORK/agent.log"
+    fi
+    for i in $(seq 1 50); do grep -q '"type": "randsnat"' "$list" && break; sleep 0.1; done
+    expect_contains "the agent chained randsnat into the primary's conflist" "$(cat "$list")" '"type": "randsnat"'
+    for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
+    expect_eq "before: vpc sees the node's address" "$(ask 1 198.19.0.10)" "198.19.0.1"
+    settings_write '"nonMasqueradeCIDRs":["198.19.0.0/16"]'
+    local start; start=$(now_ms)
+    while [ $(( $(now_ms) - start )) -lt 5000 ] && [ "$(ask 3 198.19.0.10)" != 198.18.0.4 ]; do sleep 0.05; done
+    echo "    settings change to every pod moved: $(( $(now_ms) - start )) ms"
+    expect_contains "the installer rewrote the conflist" "$(cat "$list")" '198.19.0.0/16'
+    for pod in 1 2 3; do expect_eq "running pod $pod reaches vpc with its own address" "$(ask $pod 198.19.0.10)" "198.18.0.$((pod + 1))"; done
+    for pod in 1 2 3; do expect_eq "pod $pod is still SNATed to ext" "$(ask $pod 203.0.113.10)" "203.0.113.1"; done
+    sleep 1.5
+    for pod in 1 2 3; do expect "CHECK with the new config passes for pod $pod" pod_check "$list" $pod; done
+    # A broken settings file (a ConfigMap edit cut short).
+    local before conf_before lines; before=$(nat_state); conf_before=$(cat "$list")
+    lines=$(grep -c 'settings file' "$WORK/agent.log")
+    printf '{"nonMasqueradeCIDRs":["198.19.0.0/16"' > "$WORK/settings/.new" && mv "$WORK/settings/.new" "$WORK/settings/config.json"
+    sleep 3.5
+    expect_eq "a broken settings file changes nothing in the kernel" "$(nat_state)" "$before"
+    expect_eq "nor in net.d" "$(cat "$list")" "$conf_before"
+    expect_eq "it is logged once in 3 periods" "$(( $(grep -c 'settings file' "$WORK/agent.log") - lines ))" "1"
+    # The agent keeps serving the last good config: a flush now is repaired with it.
+    in_ns "$NODE" sh -c "$(flush_steps | head -1)"
+    expect "the agent repairs a flush while the settings file is broken" test "$(wait_repaired 3)" != never
+    for pod in 1 2 3; do expect_eq "pod $pod keeps the last good config (vpc bypass)" "$(ask $pod 198.19.0.10)" "198.18.0.$((pod + 1))"; done
+    for pod in 1 2 3; do expect_eq "pod $pod is SNATed to ext" "$(ask $pod 203.0.113.10)" "203.0.113.1"; done
+    agent_stop
+    for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
+    expect_absent "DEL leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
+}
+
+# pods_verb VERB N:I...: runs VERB (ADD or DEL) for the pods (network N, index I) of concurrency_tests.sh's
+# pod_conf, all at once, each bounded; prints how many failed (with their output on fd 7).
+pods_verb() {
+    local verb=$1 n i pids=(); shift
+    for spec in "$@"; do
+        n=${spec%%:*} i=${spec##*:}
+        local conf; conf=$(pod_conf "$T-c$n" "198.18.$n.$((i + 1))/24")
+        local netns=""; [ "$verb" = DEL ] || netns=$(sandbox)
+        ( timeout 60 env CNI_COMMAND="$verb" CNI_CONTAINERID="c$n-$i" CNI_NETNS="$netns" CNI_IFNAME=eth0 \
+            CNI_PATH=/x ip netns exec "$NODE" "$RANDSNAT_BIN" < "$conf" > "$WORK/$verb-$n-$i.out" 2>&1; echo $? > "$WORK/$verb-$n-$i.rc" ) &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    local bad=0
+    for spec in "$@"; do
+        n=${spec%%:*} i=${spec##*:}
+        [ "$(cat "$WORK/$verb-$n-$i.rc")" = 0 ] || { bad=$((bad + 1)); head -c 300 "$WORK/$verb-$n-$i.out" >&7; }
+    done
+    echo "$bad"
+}
+# once_loop_start / once_loop_stop: besides the running agent, `agent --once` passes one after another
+# (at most 300) until stopped, so that reconciles overlap the ADDs and DELs also on legacy, where the
+# agent wakes only every period; once_loop_stop prints how many passes ran.
+once_loop_start() {
+    [ "${RANDSNAT_TEST_NO_AGENT:-}" = 1 ] && return
+    rm -f "$WORK/once-stop"; : > "$WORK/once-count"
+    ( for _ in $(seq 1 300); do
+        [ -e "$WORK/once-stop" ] && break
+        ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --once 2>>"$WORK/once.log"
+        echo >> "$WORK/once-count"
+      done ) &
+    ONCE_LOOP=$!
+}
+once_loop_stop() {
+    [ -n "${ONCE_LOOP:-}" ] || { echo 0; return; }
+    touch "$WORK/once-stop"; wait "$ONCE_LOOP"; ONCE_LOOP=
+    wc -l < "$WORK/once-count"
+}
+pod_specs() { local n i; for n in $1; do for i in $2; do echo "$n:$i"; done; done; }
+record_count() { find "$RANDSNAT_RUN_DIR/records" -type f -name '*.json' 2>/dev/null | wc -l; }
+
+# ADD, DEL and the agent's reconcile at once (the agent reconciles on every nf_tables change and
+# every second, and `agent --once` passes run back to back), with a foreign writer appending rules: nothing lost, nothing left, every remaining
+# pod in its set and its CHECK passing.
+test_agent_reconciles_during_concurrent_adds_and_dels() {
+    local before; before=$(nat_state)
+    local per=1; [ "$BACKEND" = nftables ] && per=2
+    if [ "$BACKEND" = nftables ]; then
+        in_ns "$NODE" nft add table inet rsforeign
+        in_ns "$NODE" nft add chain inet rsforeign post '{ type nat hook postrouting priority srcnat + 10; }'
+    fi
+    agent_start 1
+    once_loop_start
+    foreign_writer 1 60 &
+    local writer=$!
+    # Round 1: 50 ADDs over 5 networks.
+    expect_eq "50 concurrent ADDs succeed while the agent reconciles" "$(pods_verb ADD $(pod_specs "1 2 3 4 5" "$(seq 1 10)"))" "0"
+    wait "$writer"
+    # Round 2: pods 1-5 of each network deleted and pods 11-15 added, all at once.
+    foreign_writer 61 100 &
+    writer=$!
+    pods_verb DEL $(pod_specs "1 2 3 4 5" "$(seq 1 5)") > "$WORK/dels" &
+    local dels=$!
+    expect_eq "25 concurrent ADDs succeed meanwhile" "$(pods_verb ADD $(pod_specs "1 2 3 4 5" "$(seq 11 15)"))" "0"
+    wait "$dels" "$writer"
+    expect_eq "25 concurrent DELs succeed meanwhile" "$(cat "$WORK/dels")" "0"
+    echo "    rounds 1 and 2: $(once_loop_stop) agent --once passes besides the agent's own"
+    sleep 2.5  # two more of the agent's passes
+    expect_eq "all $((100 * per)) foreign rules are there" "$(foreign_count)" "$((100 * per))"
+    expect_eq "one jump per network" "$(jump_count)" "5"
+    expect_eq "the 50 remaining pods are members" "$(member_count)" "50"
+    expect_eq "and have a record each" "$(record_count)" "50"
+    local members; members=$(snat_members)
+    local n i gone=0 missing=0 checks=0
+    for n in 1 2 3 4 5; do
+        for i in $(seq 1 5); do printf '%s\n' "$members" | grep -qE "198\.18\.$n\.$((i + 1))[^0-9]" && gone=$((gone + 1)); done
+        for i in $(seq 6 15); do
+            printf '%s\n' "$members" | grep -qE "198\.18\.$n\.$((i + 1))[^0-9]" || missing=$((missing + 1))
+            env CNI_COMMAND=CHECK CNI_CONTAINERID="c$n-$i" CNI_NETNS="$(sandbox)" CNI_IFNAME=eth0 CNI_PATH=/x \
+                ip netns exec "$NODE" "$RANDSNAT_BIN" < "$WORK/$T-c$n-198.18.$n.$((i + 1)).json" >/dev/null 2>&1 || checks=$((checks + 1))
+        done
+    done
+    expect_eq "no deleted pod is a member (the agent re-added none)" "$gone" "0"
+    expect_eq "no remaining pod is missing from its set" "$missing" "0"
+    expect_eq "CHECK passes for every remaining pod" "$checks" "0"
+    expect_eq "every remaining pod is SNATed: STATUS passes" "$(randsnat_exec STATUS "$(randsnat_conf "$T-c1")" >/dev/null 2>&1; echo $?)" "0"
+    # Round 3: every remaining pod deleted, the agent still running.
+    once_loop_start
+    expect_eq "the 50 DELs succeed" "$(pods_verb DEL $(pod_specs "1 2 3 4 5" "$(seq 6 15)"))" "0"
+    echo "    round 3: $(once_loop_stop) agent --once passes besides the agent's own"
+    sleep 2.5
+    expect_absent "no randsnat rule or set is left" "$(nat_state)" "RANDSNAT"
+    expect_eq "no record is left" "$(record_count)" "0"
+    agent_stop
+    if [ "$BACKEND" = nftables ]; then
+        in_ns "$NODE" nft delete table inet rsforeign
+        in_ns "$NODE" nft delete table ip nat
+    else
+        for i in $(seq 1 100); do in_ns "$NODE" iptables-legacy -w -t nat -D POSTROUTING -d 192.0.2.$i/32 -m comment --comment foreign -j RETURN; done
+    fi
+    expect_eq "the tables are as before" "$(nat_state)" "$before"
+    expect_absent "the agent logged no problem" "$(grep -v 'repaired\|pass after\|watching\|signal' "$WORK/agent.log")" "randsnat agent"
 }
