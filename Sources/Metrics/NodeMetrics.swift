@@ -90,6 +90,8 @@ public struct NodeMetrics: Equatable, Sendable {
     /// The node's SNAT rules and randsnat's networks, from the last scan (what doctor reads).
     public var facts: NodeFacts?
     public var reconcile: ReconcileHealth?
+    /// When the text is rendered (Unix seconds): the age of the last good pass is taken from it.
+    public var renderedAt: Double?
 
     public init() {}
 
@@ -188,6 +190,9 @@ public struct NodeMetrics: Equatable, Sendable {
                          reconcile.repairs.sorted { $0.key < $1.key }.map { .init([("kind", $0.key)], Double($0.value)) }))
             out.append(F("randsnat_reconcile_last_success_timestamp_seconds", .gauge, help: "When the last successful reconcile pass ended (Unix time).",
                          reconcile.lastSuccess.map { [.init($0)] } ?? []))
+            out.append(F("randsnat_reconcile_seconds_since_last_success", .gauge,
+                         help: "Seconds from the end of the last successful reconcile pass to this scrape.",
+                         reconcile.lastSuccess.flatMap { last in renderedAt.map { [.init(max(0, $0 - last))] } } ?? []))
             out.append(F("randsnat_reconcile_interval_seconds", .gauge, help: "The agent's resync period.", [.init(reconcile.intervalSeconds)]))
             out.append(F("randsnat_network_pods_without_rules", .gauge, help: "Pods of a network whose SNAT rules or set members are missing after the last pass.",
                          reconcile.podsLackingRules.sorted { ($0.key.network, $0.key.family) < ($1.key.network, $1.key.family) }

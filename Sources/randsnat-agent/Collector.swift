@@ -81,6 +81,7 @@ final class Collector: Sendable {
         var metrics = state.withLock { $0 }
         metrics.conntrack = statistics
         metrics.conntrackError = failure
+        metrics.renderedAt = Self.now()
         return metrics.exposition()
     }
 }

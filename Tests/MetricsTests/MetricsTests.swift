@@ -172,7 +172,9 @@ import Testing
         health.record(failed, ended: 1030)
         var metrics = NodeMetrics()
         metrics.reconcile = health
+        metrics.renderedAt = 1042.5
         let text = metrics.exposition()
+        #expect(text.contains("randsnat_reconcile_seconds_since_last_success 42.5\n"))
         #expect(text.contains("randsnat_reconcile_passes_total 2\n"))
         #expect(text.contains("randsnat_reconcile_failures_total 1\n"))
         #expect(text.contains("randsnat_reconcile_last_success_timestamp_seconds 1000\n"), "a failed pass is no success")
