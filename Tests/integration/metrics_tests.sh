@@ -263,7 +263,8 @@ test_metrics_agent_reconciles_and_reports_its_passes() {
     ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$AGENT_BIN" --metrics "$METRICS" --scan-interval 1 \
         --cni-cache "$CNI_CACHE_DIR" --host-root "$WORK/root" --resync 1 > "$WORK/agent.log" 2>&1 &
     AGENT_PID=$!
-    local i; for i in $(seq 50); do in_ns "$NODE" curl -sf "http://$METRICS/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+    local i; for i in $(seq 50); do in_ns "$NODE" curl -sf -m 1 "http://$METRICS/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+    expect "it answers /healthz while reconciling" in_ns "$NODE" curl -sf -m 1 "http://$METRICS/healthz"
     prometheus_up
     expect "passes are counted" test "$(promql_wait 'randsnat_reconcile_passes_total > 0')" -gt 0
     expect_eq "the agent's pods per network/family/backend" "$(promql_wait "randsnat_pods{network=\"$T-n\",family=\"ipv4\",backend=\"$BACKEND\"}")" "3"
@@ -298,6 +299,24 @@ for g in yaml.safe_load(open(sys.argv[1]))["groups"]:
     done
     expect "the seconds since the last good pass are under 3 periods" \
         test "$(promql 'randsnat_reconcile_seconds_since_last_success < 3 * randsnat_reconcile_interval_seconds')" != ""
+    # A pass held up (the network's lock taken, as a long ADD would hold it): scrapes are still answered.
+    local lock; lock=$(ls "$RANDSNAT_RUN_DIR"/*.lock | head -1)
+    flock "$lock" sleep 3 &
+    local holder=$! slowest=0 took answered=0
+    sleep 1.2  # the next pass (resync 1 s) is now waiting for the lock
+    local held_from held_to
+    held_from=$(in_ns "$NODE" curl -s -m 1 "http://$METRICS/metrics" | awk '$1 == "randsnat_reconcile_passes_total" {print $2}')
+    for i in 1 2 3 4 5; do
+        took=$(in_ns "$NODE" curl -s -o /dev/null -m 1 -w '%{time_total}' "http://$METRICS/metrics") && answered=$((answered + 1))
+        slowest=$(python3 -c "print(max($slowest, ${took:-9}))")
+        sleep 0.1
+    done
+    held_to=$(in_ns "$NODE" curl -s -m 1 "http://$METRICS/metrics" | awk '$1 == "randsnat_reconcile_passes_total" {print $2}')
+    wait "$holder"
+    echo "    (scrapes while a pass waits for the network lock: slowest ${slowest} s)"
+    expect_eq "no pass completes while the lock is held (passes stay at $held_from)" "$held_to" "$held_from"
+    expect_eq "every scrape is answered within 1 s while a pass is held up" "$answered" "5"
+    expect "passes go on once the lock is free" test "$(promql_wait "randsnat_reconcile_passes_total > $held_to")" != ""
     local text; text=$(in_ns "$NODE" curl -sf "http://$METRICS/metrics")
     expect "promtool check metrics accepts the text with the reconcile series" sh -c "printf '%s\\n' \"\$1\" | promtool check metrics" _ "$text"
     expect_contains "the agent logged the repair" "$(cat "$WORK/agent.log")" "repaired:"
