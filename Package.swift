@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers (imports point one way): randsnat → Netfilter, Netlink → RandSNATCore → CNI.
-// randsnat-agent → Metrics, Netfilter, Netlink → RandSNATCore; only the agent links SwiftNIO, so the
+// randsnat-agent → AgentCore (the reconcile loop, also behind `randsnat agent`), Metrics, Netfilter, Netlink → RandSNATCore; only the agent links SwiftNIO, so the
 // per-pod binary (exec'd per pod, size and start-up measured) carries no HTTP server.
 // The C modules hold headers only: CNetfilter (libiptc) and CNFTables (libnftnl, libmnl) are imported by
 // Netfilter, CNetlink by Netlink.
@@ -34,9 +34,11 @@ let package = Package(
         .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "CNFTables", "Netlink"]),
         .target(name: "Installer", dependencies: ["CNI", "RandSNATCore", "CNetlink"]),
         .target(name: "Metrics", dependencies: ["RandSNATCore"]),
-        .executableTarget(name: "randsnat", dependencies: ["CNI", "RandSNATCore", "Netfilter", "Netlink", "Installer"]),
+        // The agent's reconcile loop, linked by both executables (no NIO: the per-pod binary links it).
+        .target(name: "AgentCore", dependencies: ["RandSNATCore", "Netfilter", "Netlink", "Installer"]),
+        .executableTarget(name: "randsnat", dependencies: ["CNI", "RandSNATCore", "Netfilter", "Netlink", "Installer", "AgentCore"]),
         .executableTarget(name: "randsnat-agent", dependencies: [
-            "Metrics", "Netfilter", "Netlink", "RandSNATCore",
+            "AgentCore", "Metrics", "Netfilter", "Netlink", "RandSNATCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

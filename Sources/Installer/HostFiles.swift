@@ -17,7 +17,14 @@ public struct HostFiles {
     /// Set RANDSNAT_INSTALL_FAULT=before-rename to stop after the temp file is written (tests).
     let faultBeforeRename: Bool
 
-    public init(faultBeforeRename: Bool = false) { self.faultBeforeRename = faultBeforeRename }
+    /// The binary the installer copies to the node: the running one (`randsnat install`), or the
+    /// per-pod binary beside randsnat-agent when the agent installs.
+    let executable: String
+
+    public init(faultBeforeRename: Bool = false, executable: String = "/proc/self/exe") {
+        self.faultBeforeRename = faultBeforeRename
+        self.executable = executable
+    }
 
     public func read(_ path: String) throws -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -126,9 +133,9 @@ public struct HostFiles {
         return info.st_mode & 0o7777
     }
 
-    /// The running executable's bytes (the binary the installer copies to the node).
+    /// The bytes of the binary the installer copies to the node (`executable`).
     public func ownExecutable() throws -> [UInt8] {
-        guard let bytes = try read("/proc/self/exe") else { throw FileError("reading", "/proc/self/exe", ENOENT) }
+        guard let bytes = try read(executable) else { throw FileError("reading", executable, ENOENT) }
         return bytes
     }
 }

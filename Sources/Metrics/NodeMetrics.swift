@@ -48,11 +48,13 @@ public struct PortUsageReport: Equatable, Sendable {
     }
 }
 
-/// What the reconcile loop reports (set by the agent, issue 11); absent in `--no-reconcile` mode.
+/// What the reconcile loop reports (set by the agent's passes); absent in `--no-reconcile` mode.
 public struct ReconcileHealth: Equatable, Sendable {
+    public typealias NetworkKey = ReconcileReport.NetworkFamily
+
     public var passes: UInt64 = 0
     public var failures: UInt64 = 0
-    /// Repairs by kind ("jump", "chain", "member", ...).
+    /// Repairs by kind (`ReconcileReport.RepairKind`).
     public var repairs: [String: UInt64] = [:]
     /// The end of the last pass that succeeded (Unix seconds).
     public var lastSuccess: Double?
@@ -60,17 +62,20 @@ public struct ReconcileHealth: Equatable, Sendable {
     public var intervalSeconds: Double
     /// Pods whose rules are missing after the last pass, per network and family.
     public var podsLackingRules: [NetworkKey: Int] = [:]
-
-    public struct NetworkKey: Hashable, Sendable {
-        public let network: String
-        public let family: Family
-        public init(network: String, family: Family) {
-            self.network = network
-            self.family = family
-        }
-    }
+    /// Pods per network, family, backend and generation in force after the last pass (the records).
+    public var pods: [ReconcileReport.PodGroup: Int]?
 
     public init(intervalSeconds: Double) { self.intervalSeconds = intervalSeconds }
+
+    /// Counts a pass: a pass failed when a network's reconcile (or the listing of the records)
+    /// failed with an error; one that only found problems it reports still succeeded.
+    public mutating func record(_ report: ReconcileReport, ended: Double) {
+        passes += 1
+        if report.failed { failures += 1 } else { lastSuccess = ended }
+        for (kind, count) in report.repairCounts { repairs[kind, default: 0] += UInt64(count) }
+        podsLackingRules = report.podsLackingRules
+        pods = report.pods
+    }
 }
 
 /// Everything `GET /metrics` shows, as values; `families` turns it into exposition text's families.
@@ -85,6 +90,8 @@ public struct NodeMetrics: Equatable, Sendable {
     /// The node's SNAT rules and randsnat's networks, from the last scan (what doctor reads).
     public var facts: NodeFacts?
     public var reconcile: ReconcileHealth?
+    /// When the text is rendered (Unix seconds): the age of the last good pass is taken from it.
+    public var renderedAt: Double?
 
     public init() {}
 
@@ -157,19 +164,35 @@ public struct NodeMetrics: Equatable, Sendable {
             out.append(F("randsnat_snat_rules_shadowing", .gauge,
                          help: "SNAT/MASQUERADE rules (not randsnat's) that run before randsnat's jump and may SNAT pod traffic first.",
                          sources.map { source in .init([("source", source)], Double(rules.filter { $0.source == source && $0.shadowsRandsnat }.count)) }))
-            out.append(F("randsnat_pods", .gauge, help: "Pods with randsnat's SNAT, per network, family, backend and generation of the network's rules.",
-                         facts.networks.map { .init([("network", $0.name), ("family", $0.family.rawValue), ("backend", $0.backend.rawValue),
-                                                     ("generation", $0.generation)], Double($0.pods)) }))
+            if reconcile?.pods == nil {
+                out.append(F("randsnat_pods", .gauge, help: Self.podsHelp, facts.networks.map { .init([("network", $0.name), ("family", $0.family.rawValue), ("backend", $0.backend.rawValue),
+                                                         ("generation", $0.generation)], Double($0.pods)) }))
+            }
             out.append(F("randsnat_orphan_members", .gauge, help: "Pod members of randsnat's sets whose attachment the runtime's CNI cache does not know.",
                          facts.networks.map { .init([("network", $0.name), ("family", $0.family.rawValue)], Double($0.orphans.count)) }))
         }
         if let reconcile {
+            if let pods = reconcile.pods {
+                // From the agent's own records: the state its last pass put in force.
+                let groups = pods.sorted { ($0.key.network, $0.key.family, $0.key.backend, $0.key.generation) < ($1.key.network, $1.key.family, $1.key.backend, $1.key.generation) }
+                out.append(F("randsnat_pods", .gauge, help: Self.podsHelp, groups.map {
+                    .init([("network", $0.key.network), ("family", $0.key.family.rawValue), ("backend", $0.key.backend),
+                           ("generation", $0.key.generation)], Double($0.value))
+                }))
+                out.append(F("randsnat_network_generation_info", .gauge,
+                             help: "Always 1: the generation of each network's config (per family) in force after the last reconcile pass.",
+                             Set(groups.map { [$0.key.network, $0.key.family.rawValue, $0.key.generation] }).sorted { $0.lexicographicallyPrecedes($1) }
+                                 .map { .init([("network", $0[0]), ("family", $0[1]), ("generation", $0[2])], 1) }))
+            }
             out.append(F("randsnat_reconcile_passes_total", .counter, help: "Reconcile passes the agent completed.", [.init(Double(reconcile.passes))]))
             out.append(F("randsnat_reconcile_failures_total", .counter, help: "Reconcile passes that failed (the agent's log says why).", [.init(Double(reconcile.failures))]))
             out.append(F("randsnat_reconcile_repairs_total", .counter, help: "Kernel objects the agent put back, by kind.",
                          reconcile.repairs.sorted { $0.key < $1.key }.map { .init([("kind", $0.key)], Double($0.value)) }))
             out.append(F("randsnat_reconcile_last_success_timestamp_seconds", .gauge, help: "When the last successful reconcile pass ended (Unix time).",
                          reconcile.lastSuccess.map { [.init($0)] } ?? []))
+            out.append(F("randsnat_reconcile_seconds_since_last_success", .gauge,
+                         help: "Seconds from the end of the last successful reconcile pass to this scrape.",
+                         reconcile.lastSuccess.flatMap { last in renderedAt.map { [.init(max(0, $0 - last))] } } ?? []))
             out.append(F("randsnat_reconcile_interval_seconds", .gauge, help: "The agent's resync period.", [.init(reconcile.intervalSeconds)]))
             out.append(F("randsnat_network_pods_without_rules", .gauge, help: "Pods of a network whose SNAT rules or set members are missing after the last pass.",
                          reconcile.podsLackingRules.sorted { ($0.key.network, $0.key.family) < ($1.key.network, $1.key.family) }
@@ -177,6 +200,8 @@ public struct NodeMetrics: Equatable, Sendable {
         }
         return out
     }
+
+    static let podsHelp = "Pods with randsnat's SNAT, per network, family, backend and generation of the network's rules."
 
     public func exposition() -> String { Exposition.render(families()) }
 }

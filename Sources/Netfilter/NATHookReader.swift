@@ -136,7 +136,10 @@ public struct NATHookReader {
             if !comment.isEmpty {
                 decoder.conditions.append(.comment(comment))
             }
-            chains[table, default: [:]][chain, default: []].append(NATHookRule(decoder.conditions, decoder.verdict))
+            let handle = (attributes[type: UInt16(NFTA_RULE_HANDLE.rawValue)]?.payload).flatMap { bytes in
+                bytes.count == 8 ? bytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } : nil  // big-endian u64
+            }
+            chains[table, default: [:]][chain, default: []].append(NATHookRule(decoder.conditions, decoder.verdict, handle: handle))
         }
         // iptables-nft's tables (`ip nat`, `ip6 nat`, as `natRuleCount` counts them) are read back as
         // iptables-nft-save writes them; every other table in nft's syntax.

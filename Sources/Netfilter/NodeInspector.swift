@@ -50,13 +50,23 @@ public struct NodeInspector {
         facts.rules += nftRules
         if portUse { facts.portUse = self.portUse() }
         facts.networks = networks(jumpComments)
-        let (earlier, unreadable) = earlierSNAT(facts.networks)
+        let (earlier, tables, unreadable) = earlierSNAT(facts.networks)
         facts.earlierSNAT = earlier
         facts.unreadable += unreadable.filter { $0.hasPrefix("nf_tables") }  // the legacy tables' are reported above
+        // Each rule as the operator writes it, from the hook tables the shadowing check read.
+        var texts: [String: String] = [:]
+        for table in tables {
+            for (chain, rules) in table.chains {
+                for (index, rule) in rules.enumerated() {
+                    texts["\(table.source)|\(table.table) \(chain)|\(index + 1)"] = rule.text(chain: chain, syntax: table.syntax)
+                }
+            }
+        }
         facts.rules = facts.rules.map { rule in
             let shadows = earlier.contains { $0.source == rule.source && "\($0.table) \($0.chain)" == rule.chain && $0.position == rule.position }
             return NodeFacts.SNATRule(source: rule.source, chain: rule.chain, position: rule.position, target: rule.target, randomFully: rule.randomFully,
-                                      ports: rule.ports, isRandsnat: rule.isRandsnat, shadowsRandsnat: shadows)
+                                      ports: rule.ports, isRandsnat: rule.isRandsnat, shadowsRandsnat: shadows,
+                                      text: texts["\(rule.source)|\(rule.chain)|\(rule.position)"])
         }
         do { facts.timestampOffsets = try TimestampProbe.run() } catch {
             facts.unreadable.append("the TCP timestamp probe failed: \(error)")
@@ -84,7 +94,7 @@ public struct NodeInspector {
 
     /// The shadowing check, for each backend randsnat's networks use (or, with none yet, the one
     /// `auto` would pick).
-    func earlierSNAT(_ networks: [NodeFacts.Network]) -> (found: [EarlierSNAT], unreadable: [String]) {
+    func earlierSNAT(_ networks: [NodeFacts.Network]) -> (found: [EarlierSNAT], tables: [NATHookTable], unreadable: [String]) {
         let reader = NATHookReader(netlink: netlink)
         let (tables, unreadable) = reader.tables()
         let subnets = reader.podSubnets()
@@ -97,7 +107,7 @@ public struct NodeInspector {
                 found.append(shadow)
             }
         }
-        return (found, unreadable)
+        return (found, tables, unreadable)
     }
 
     /// SNATed conntrack entries grouped by destination and SNAT address, busiest first.

@@ -1,3 +1,4 @@
+import AgentCore
 import RandSNATCore
 
 /// `randsnat-agent`'s command line.
@@ -6,16 +7,18 @@ struct AgentOptions: Equatable {
     static let defaultMetricsPort = 9469
 
     static let usage = """
-        usage: randsnat-agent --metrics ADDR:PORT --no-reconcile [--scan-interval SECONDS] [--top K] [--cni-cache DIR]
+        usage: randsnat-agent [--metrics ADDR:PORT] [--no-reconcile] [--scan-interval SECONDS] [--top K] [--cni-cache DIR]
+                              [reconcile options, below]
                randsnat-agent --version
-          --metrics ADDR:PORT   serve GET /metrics and GET /healthz there (e.g. 127.0.0.1:\(defaultMetricsPort), [::]:\(defaultMetricsPort));
-                                off when not given
-          --no-reconcile        serve metrics only (the reconcile loop, issue 11, is not part of this build yet)
+          --metrics ADDR:PORT   serve GET /metrics and GET /healthz there (e.g. 127.0.0.1:\(defaultMetricsPort), 0.0.0.0:\(defaultMetricsPort));
+                                off when not given. With the reconcile loop, the reconcile metrics come from its passes
+          --no-reconcile        serve metrics only (no reconcile loop; then --metrics is required)
           --scan-interval S     seconds between conntrack scans and rule reads (default 15, 1-3600)
           --top K               the K busiest SNAT tuples get port-usage series (default 20, 1-1000)
           --cni-cache DIR       libcni's result cache, to tell live pods (default /var/lib/cni/results)
-        exit status: 0 stopped by a signal, 1 could not start, 2 usage
-        """
+        exit status: 0 stopped by a signal (reconciling: converged, as below), 1 could not start, 2 usage
+        the reconcile loop (the same as `randsnat agent`):
+        """ + AgentLoop.usage
 
     var host = ""
     var port = 0
@@ -25,6 +28,8 @@ struct AgentOptions: Equatable {
     var top = 20
     var cniCache = "/var/lib/cni/results"
     var version = false
+    /// The reconcile loop's arguments (the options this parser does not know), parsed by AgentLoop.
+    var loopArguments: [String] = []
 
     /// Nil for a command line it cannot use.
     static func parse(_ arguments: [String]) -> AgentOptions? {
@@ -51,9 +56,22 @@ struct AgentOptions: Equatable {
                 guard let value, !value.isEmpty else { return nil }
                 options.cniCache = value
                 index += 1
-            default: return nil
+            default:
+                // The loop's options: each with its value when it takes one.
+                options.loopArguments.append(arguments[index])
+                if ["--host-root", "--resync", "--config"].contains(arguments[index]), let value {
+                    options.loopArguments.append(value)
+                    index += 1
+                }
             }
             index += 1
+        }
+        if !options.version {
+            if options.reconcile {
+                guard AgentLoop.parse(options.loopArguments) != nil else { return nil }
+            } else if !options.loopArguments.isEmpty {
+                return nil
+            }
         }
         return options
     }

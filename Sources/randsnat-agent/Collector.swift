@@ -1,3 +1,4 @@
+import AgentCore
 import Glibc
 import Metrics
 import Netfilter
@@ -13,10 +14,17 @@ final class Collector: Sendable {
     let cniCache: String
     let log: @Sendable (String) -> Void
 
-    init(top: Int, cniCache: String, log: @escaping @Sendable (String) -> Void) {
+    /// - Parameter reconcileInterval: the loop's resync period; nil without the loop (no reconcile series).
+    init(top: Int, cniCache: String, log: @escaping @Sendable (String) -> Void, reconcileInterval: Double? = nil) {
         self.top = top
         self.cniCache = cniCache
         self.log = log
+        if let reconcileInterval { state.withLock { $0.reconcile = ReconcileHealth(intervalSeconds: reconcileInterval) } }
+    }
+
+    /// A reconcile pass's outcome, for the reconcile series.
+    func record(_ pass: AgentLoop.Pass) {
+        state.withLock { $0.reconcile?.record(pass.report, ended: pass.ended) }
     }
 
     static func now() -> Double {
@@ -73,6 +81,7 @@ final class Collector: Sendable {
         var metrics = state.withLock { $0 }
         metrics.conntrack = statistics
         metrics.conntrackError = failure
+        metrics.renderedAt = Self.now()
         return metrics.exposition()
     }
 }

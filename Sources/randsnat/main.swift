@@ -1,5 +1,6 @@
 import CNI
 import Glibc
+import AgentCore
 import Installer
 import Netfilter
 import Netlink
@@ -27,7 +28,7 @@ if arguments == ["--version"] {
 let agentMode = arguments.first == "agent"
 if !arguments.isEmpty && !agentMode {
     ProcessEnvironment.write("randsnat is a CNI plugin: a runtime runs it with CNI_COMMAND set.\nusage: randsnat --version\n" + Installer.usage
-                             + "\n" + Doctor.usage + "\n" + Agent.usage + "\n", to: 2)
+                             + "\n" + Doctor.usage + "\nrandsnat agent: as randsnat-agent without --metrics\n" + AgentLoop.usage + "\n", to: 2)
     exit(Installer.Status.usage.rawValue)
 }
 let log = { (line: String) in ProcessEnvironment.write("\(line)\n", to: 2) }
@@ -43,13 +44,11 @@ let makeBackend = { (kind: BackendKind, config: PluginConfig) throws -> any NATB
     }
 }
 if agentMode {
-    // The agent reads records through a cache: a pass re-reads a network's records only when its
-    // directory changed (the per-pod path reads only its own record).
-    let records = CachedRecordFiles(runDirectory: runDirectory)
-    let agent = SNATPlugin(makeBackend: makeBackend, lock: NetworkFileLock(directory: runDirectory), log: log,
-                           pathExists: { access($0, F_OK) == 0 }, records: records)
-    exit(Agent.run(Array(arguments.dropFirst()), plugin: agent, records: records, runDirectory: runDirectory,
-                   faultMidMove: environment["RANDSNAT_AGENT_FAULT"] == "mid-move"))
+    // `randsnat agent` is randsnat-agent's loop without the metrics endpoint (kept for callers of
+    // the per-pod binary; the DaemonSet runs randsnat-agent).
+    let (agent, records) = AgentLoop.makePlugin(environment: environment, runDirectory: runDirectory)
+    exit(AgentLoop.run(Array(arguments.dropFirst()), plugin: agent, records: records, runDirectory: runDirectory,
+                       faultMidMove: environment["RANDSNAT_AGENT_FAULT"] == "mid-move"))
 }
 let chained = SNATPlugin(
     makeBackend: makeBackend,

@@ -157,6 +157,34 @@ import Testing
         #expect(text.contains("randsnat_network_pods_without_rules{network=\"pods\",family=\"ipv6\"} 2\n"))
     }
 
+    @Test func reconcilePassesFeedTheReconcileSeries() {
+        var health = ReconcileHealth(intervalSeconds: 30)
+        var repaired = ReconcileReport()
+        repaired.repairCounts = [ReconcileReport.RepairKind.rules: 1, ReconcileReport.RepairKind.member: 3]
+        repaired.pods = [.init(network: "pods", family: .ipv4, backend: "nftables", generation: "abc1234"): 3]
+        repaired.podsLackingRules = [.init(network: "pods", family: .ipv4): 0]
+        health.record(repaired, ended: 1000)
+        var failed = ReconcileReport()
+        failed.failed = true
+        failed.repairCounts = [ReconcileReport.RepairKind.member: 2]
+        failed.pods = repaired.pods
+        failed.podsLackingRules = [.init(network: "pods", family: .ipv4): 1]
+        health.record(failed, ended: 1030)
+        var metrics = NodeMetrics()
+        metrics.reconcile = health
+        metrics.renderedAt = 1042.5
+        let text = metrics.exposition()
+        #expect(text.contains("randsnat_reconcile_seconds_since_last_success 42.5\n"))
+        #expect(text.contains("randsnat_reconcile_passes_total 2\n"))
+        #expect(text.contains("randsnat_reconcile_failures_total 1\n"))
+        #expect(text.contains("randsnat_reconcile_last_success_timestamp_seconds 1000\n"), "a failed pass is no success")
+        #expect(text.contains("randsnat_reconcile_repairs_total{kind=\"member\"} 5\n"))
+        #expect(text.contains("randsnat_reconcile_repairs_total{kind=\"rules\"} 1\n"))
+        #expect(text.contains("randsnat_network_pods_without_rules{network=\"pods\",family=\"ipv4\"} 1\n"))
+        #expect(text.contains("randsnat_pods{network=\"pods\",family=\"ipv4\",backend=\"nftables\",generation=\"abc1234\"} 3\n"))
+        #expect(text.contains("randsnat_network_generation_info{network=\"pods\",family=\"ipv4\",generation=\"abc1234\"} 1\n"))
+    }
+
     @Test func procFallbackReadsEntriesOnceAndSumsCounters() {
         let stat = """
             entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart

@@ -20,6 +20,24 @@ struct DiagnosisTests {
                            randomFully: randomFully, ports: ports, isRandsnat: randsnat, shadowsRandsnat: shadows)
     }
 
+    @Test func aRuleIsNamedAsTheOperatorWritesIt() {
+        // The rendering is NATHookRule.text's, the one the shadowing check uses.
+        let masquerade = NATHookRule([.source(CIDR("10.8.0.0/16")!, inverted: false)], .snat(.init(name: "MASQUERADE", randomFully: false)), handle: 7)
+        let nftText = masquerade.text(chain: "post", syntax: .nft)
+        #expect(nftText == "ip saddr 10.8.0.0/16 masquerade # handle 7")
+        #expect(NATHookRule(masquerade.conditions, masquerade.verdict).text(chain: "POSTROUTING", syntax: .iptables)
+                == "-A POSTROUTING -s 10.8.0.0/16 -j MASQUERADE")
+        var facts = NodeFacts()
+        facts.rules = [NodeFacts.SNATRule(source: "nftables", chain: "ip other post", position: 1, target: "masquerade", randomFully: false,
+                                          ports: nil, isRandsnat: false, shadowsRandsnat: false, text: nftText)]
+        let diagnosis = Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0)
+        #expect(diagnosis.findings.map(\.text) == ["nftables ip other post rule 1: `ip saddr 10.8.0.0/16 masquerade # handle 7`: masquerade without --random-fully"])
+        #expect(diagnosis.human().contains("nftables ip other post #1 masquerade (no --random-fully): `ip saddr 10.8.0.0/16 masquerade # handle 7`"))
+        // Without a text (a chain no hook reaches), the place alone.
+        facts.rules = [Self.rule(randomFully: false, shadows: false)]
+        #expect(Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0).findings.map(\.text) == ["iptables-legacy nat POSTROUTING rule 1: MASQUERADE without --random-fully"])
+    }
+
     @Test func severities() {
         var facts = NodeFacts()
         #expect(Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0).severity == .healthy)

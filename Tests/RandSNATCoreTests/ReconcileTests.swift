@@ -29,7 +29,9 @@ struct ReconcileTests {
         try addThree()
         backend.calls = []
         let report = plugin.reconcile(network: "net", desired: Self.config(#"{"name":"net","type":"randsnat"}"#))
-        #expect(report == ReconcileReport())
+        #expect(report.repairs.isEmpty && report.problems.isEmpty && report.repairCounts.isEmpty && !report.failed)
+        #expect(report.pods.values.reduce(0, +) == 3, "the pods in force are counted on an idle pass too")
+        #expect(report.podsLackingRules == [.init(network: "net", family: .ipv4): 0])
         #expect(backend.calls == ["isInstalled"], "an idle pass only asks, once per generation and family")
         #expect(backend.memberReads == 0)
     }
@@ -42,6 +44,8 @@ struct ReconcileTests {
         #expect(report.problems.isEmpty, "\(report.problems)")
         #expect(report.repairs.count == 2, "\(report.repairs)")
         #expect(report.repairs.last?.contains("added 3 pod member(s)") == true)
+        #expect(report.repairCounts == [ReconcileReport.RepairKind.rules: 1, ReconcileReport.RepairKind.member: 3])
+        #expect(report.podsLackingRules == [.init(network: "net", family: .ipv4): 0])
         #expect(backend.installed == before)
     }
 
@@ -84,7 +88,9 @@ struct ReconcileTests {
         #expect(Set(records.stored.values.map(\.generation)) == [new.generation])
         // Without the config on the node, the records' (moved) config is kept: nothing moves back.
         backend.calls = []
-        #expect(plugin.reconcile(network: "net", desired: nil) == ReconcileReport())
+        let kept = plugin.reconcile(network: "net", desired: nil)
+        #expect(kept.repairs.isEmpty && kept.problems.isEmpty)
+        #expect(kept.pods == [.init(network: "net", family: .ipv4, backend: backend.kind.rawValue, generation: new.generation): 3])
         #expect(Array(backend.installed.keys) == [new])
         #expect(old != new)
     }

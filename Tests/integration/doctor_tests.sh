@@ -24,7 +24,10 @@ test_doctor_reports_each_condition() {
     # Somebody else's MASQUERADE without --random-fully, after randsnat's jump.
     in_ns "$NODE" iptables-legacy -t nat -A POSTROUTING -s 10.9.0.0/16 -j MASQUERADE
     out=$(doctor); expect_eq "a foreign rule without --random-fully is a warning" "$?" "1"
-    expect_contains "it is named" "$out" "iptables-legacy nat POSTROUTING rule 2: MASQUERADE without --random-fully"
+    expect_contains "it is named, with its iptables-save line" "$out" \
+        "iptables-legacy nat POSTROUTING rule 2: \`$(in_ns "$NODE" iptables-legacy-save -t nat | grep -e '-A POSTROUTING -s 10.9.0.0/16')\`: MASQUERADE without --random-fully"
+    expect_eq "--json gives each rule's line too" "$(doctor --json | json_get '[r["rule"] for r in d["snatRules"] if r["position"] == 2 and r["chain"] == "nat POSTROUTING"][0]')" \
+        "$(in_ns "$NODE" iptables-legacy-save -t nat | grep -e '-A POSTROUTING -s 10.9.0.0/16')"
     # ... and one before randsnat's jump: it takes pod traffic first.
     in_ns "$NODE" iptables-legacy -t nat -I POSTROUTING 1 -o "${T}e0" -j MASQUERADE
     out=$(doctor); expect_eq "a rule that shadows randsnat's is a problem (exit 2)" "$?" "2"
@@ -43,6 +46,10 @@ test_doctor_reports_each_condition() {
     in_ns "$NODE" nft add rule ip other post ip saddr 10.8.0.0/16 masquerade
     out=$(doctor)
     expect_contains "nf_tables' masquerade is listed" "$out" "nftables ip other post #1 masquerade (no --random-fully)"
+    # As `nft -a list` writes it, handle included (what `nft delete rule ip other post handle N` takes).
+    local written; written=$(in_ns "$NODE" nft -a list chain ip other post | grep -o 'ip saddr 10.8.0.0/16 masquerade # handle [0-9]*')
+    expect_contains "with its nft text and handle" "$out" "nftables ip other post #1 masquerade (no --random-fully): \`$written\`"
+    expect_contains "the warning names it so too" "$out" "nftables ip other post rule 1: \`$written\`: masquerade without --random-fully"
     expect_contains "both netfilters holding nat rules is reported" "$out" "both iptables-legacy"
     out=$(doctor --prometheus)
     expect_contains "--prometheus: health" "$out" "randsnat_health 1"
@@ -119,9 +126,9 @@ remove_aws_snat() {
         in_ns "$NODE" iptables-legacy -t nat -X AWS-SNAT-CHAIN-0
     fi
 }
-# The AWS SNAT rule as the operator reads it back (iptables-legacy-save, or nft list).
+# The AWS SNAT rule as the operator reads it back (iptables-legacy-save, or nft -a list: with its handle).
 aws_snat_text() {
-    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft list chain ip aws AWS-SNAT-CHAIN-0 | grep masquerade | sed 's/^[[:space:]]*//'
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft -a list chain ip aws AWS-SNAT-CHAIN-0 | grep masquerade | sed 's/^[[:space:]]*//'
     else in_ns "$NODE" iptables-legacy-save -t nat | grep -- '--comment "AWS, SNAT"'; fi
 }
 
@@ -163,7 +170,7 @@ test_doctor_and_status_see_an_earlier_snat() {
         in_ns "$NODE" nft add table ip early
         in_ns "$NODE" nft add chain ip early post '{ type nat hook postrouting priority 50; }'
         in_ns "$NODE" nft add rule ip early post ip saddr 198.18.0.0/16 masquerade
-        rule='ip saddr 198.18.0.0/16 masquerade'
+        rule=$(in_ns "$NODE" nft -a list chain ip early post | grep masquerade | sed 's/^[[:space:]]*//')
     else
         in_ns "$NODE" iptables-legacy -t nat -I POSTROUTING -s 198.18.0.0/16 -j MASQUERADE
         rule=$(in_ns "$NODE" iptables-legacy-save -t nat | grep -- '-s 198.18.0.0/16 -j MASQUERADE')

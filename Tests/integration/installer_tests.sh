@@ -175,6 +175,13 @@ test_image_builds_offline_and_installs() {
     expect "the image's installer chains randsnat" "${run[@]}" install --host-root /host
     expect_contains "the merged config chains randsnat" "$(cat "$root/etc/cni/net.d/10-pods.conflist")" '"type": "randsnat"'
     expect "the binary it copied runs on this host" sh -c "CNI_COMMAND=VERSION $root/opt/cni/bin/randsnat | grep -q supportedVersions"
+    # The DaemonSet's command: randsnat-agent, installing (one pass here): it copies the per-pod randsnat
+    # beside it, not itself.
+    rm "$root/opt/cni/bin/randsnat"
+    local agent=(env $(podman_env) timeout 120 nsenter --net="/var/run/netns/$NODE" podman --cgroup-manager cgroupfs run --rm --network none
+                 --entrypoint /usr/local/bin/randsnat-agent -v "$root:/host" "$tag")
+    expect "the image's randsnat-agent installs and passes once" "${agent[@]}" --install --host-root /host --resync 30 --once
+    expect "what it copied is the per-pod randsnat, not the agent" cmp -s "$root/opt/cni/bin/randsnat" "$RANDSNAT_BIN"
     expect "its readiness check passes" "${run[@]}" install --host-root /host --check
     expect "its uninstall" "${run[@]}" install --host-root /host --uninstall
     expect_eq "uninstall restores the host root exactly" "$(fingerprint "$root")" "$original"

@@ -94,9 +94,17 @@ check("the ServiceAccount is the pod's", pod.get("serviceAccountName") == kinds[
 check("/opt/cni/bin of the host at /host/opt/cni/bin", paths.get(mounts.get("/host/opt/cni/bin")) == "/opt/cni/bin")
 check("/etc/cni/net.d of the host at /host/etc/cni/net.d", paths.get(mounts.get("/host/etc/cni/net.d")) == "/etc/cni/net.d")
 check("the readiness probe is `randsnat install --check`", "--check" in container["readinessProbe"]["exec"]["command"])
-check("the container runs the agent, installing", container["args"][:2] == ["agent", "--install"])
-check("the liveness probe is `randsnat agent --alive` with the agent's period",
-      container["livenessProbe"]["exec"]["command"][-3:] == ["--resync", container["args"][container["args"].index("--resync") + 1], "--alive"])
+check("the container runs randsnat-agent (reconciling: no --no-reconcile), installing",
+      container.get("command") == ["/usr/local/bin/randsnat-agent"] and "--install" in container["args"]
+      and "--no-reconcile" not in container["args"], str(container.get("command")) + str(container["args"]))
+metrics_at = container["args"][container["args"].index("--metrics") + 1] if "--metrics" in container["args"] else ""
+host_ip = [e for e in container.get("env", []) if e["name"] == "HOST_IP"]
+check("it serves metrics on the node's address (status.hostIP, bracketed for IPv6) at the metrics port",
+      metrics_at == "[$(HOST_IP)]:9469" and host_ip and host_ip[0]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
+      and {"name": "metrics", "containerPort": 9469, "protocol": "TCP"} in container.get("ports", []), metrics_at)
+check("the liveness probe is `randsnat-agent --alive` with the agent's period",
+      container["livenessProbe"]["exec"]["command"] == ["/usr/local/bin/randsnat-agent", "--resync",
+                                                        container["args"][container["args"].index("--resync") + 1], "--alive"])
 check("it may edit netfilter (NET_ADMIN, NET_RAW) and nothing else",
       container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]})
 check("the host's /run/randsnat (records, locks) at /run/randsnat", paths.get(mounts.get("/run/randsnat")) == "/run/randsnat")

@@ -232,9 +232,12 @@ test_metrics_agent_refuses_bad_usage() {
         expect_eq "usage error for: $args" "$rc" "2"
         expect_contains "it prints the usage ($args)" "$out" "usage: randsnat-agent"
     done
-    out=$(in_ns "$NODE" "$AGENT_BIN" --metrics 127.0.0.1:9469 2>&1); rc=$?
-    expect_eq "without --no-reconcile it says the reconcile loop is not in this build (exit 2)" "$rc" "2"
-    expect_contains "and what to do" "$out" "run it with --no-reconcile"
+    for args in "--metrics 127.0.0.1:9469 --no-reconcile --resync 5" "--metrics 127.0.0.1:9469 --resync 0" "--no-reconcile"; do
+        # shellcheck disable=SC2086
+        out=$(in_ns "$NODE" "$AGENT_BIN" $args 2>&1); rc=$?
+        expect_eq "usage error for: $args (reconcile options without the loop, a bad period, nothing to do)" "$rc" "2"
+        expect_contains "it prints the usage ($args)" "$out" "usage: randsnat-agent"
+    done
     expect_eq "--version" "$("$AGENT_BIN" --version)" "randsnat-agent $("$RANDSNAT_BIN" --version | awk '{print $2}')"
     ip netns exec "$NODE" python3 -c 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1", 9469)); s.listen(); time.sleep(5)' &
     local holder=$!
@@ -249,6 +252,75 @@ test_metrics_agent_refuses_bad_usage() {
     local i; for i in $(seq 30); do in_ns "$NODE" curl -sf -g 'http://[::1]:9470/healthz' >/dev/null 2>&1 && break; sleep 0.1; done
     expect_contains "--metrics [::1]:9470 serves over IPv6" "$(in_ns "$NODE" curl -sf -g 'http://[::1]:9470/metrics')" "randsnat_build_info"
     kill "$agent6"; wait "$agent6" 2>/dev/null
+}
+
+# One agent on the node, as the DaemonSet runs it: randsnat-agent reconciles (resync 1 s) and serves
+# the metrics; its reconcile series come from its own passes. (node_conflist, wait_repaired and
+# flush_steps: agent_tests.sh.)
+test_metrics_agent_reconciles_and_reports_its_passes() {
+    local list; list=$(node_conflist "$T-n" "")
+    for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
+    ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$AGENT_BIN" --metrics "$METRICS" --scan-interval 1 \
+        --cni-cache "$CNI_CACHE_DIR" --host-root "$WORK/root" --resync 1 > "$WORK/agent.log" 2>&1 &
+    AGENT_PID=$!
+    local i; for i in $(seq 50); do in_ns "$NODE" curl -sf -m 1 "http://$METRICS/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+    expect "it answers /healthz while reconciling" in_ns "$NODE" curl -sf -m 1 "http://$METRICS/healthz"
+    prometheus_up
+    expect "passes are counted" test "$(promql_wait 'randsnat_reconcile_passes_total > 0')" -gt 0
+    expect_eq "the agent's pods per network/family/backend" "$(promql_wait "randsnat_pods{network=\"$T-n\",family=\"ipv4\",backend=\"$BACKEND\"}")" "3"
+    expect_eq "the generation in force is shown" \
+        "$(promql_wait "count(randsnat_network_generation_info{network=\"$T-n\",family=\"ipv4\"})")" "1"
+    expect_eq "no pod lacks its rules before the flush" "$(promql_wait "randsnat_network_pods_without_rules{network=\"$T-n\"}")" "0"
+    local passes; passes=$(promql 'randsnat_reconcile_passes_total')
+    # The flush (the backend's last flush step: it takes the member set too), repaired by the agent.
+    in_ns "$NODE" sh -c "$(flush_steps | tail -1)"
+    expect "the agent repairs the flush" test "$(wait_repaired 3)" != never
+    # What the agent's log says it put back (per family: a chain and its pods' members), and the counters.
+    sleep 1
+    local members rules
+    members=$(grep -o 'added [0-9]* pod member' "$WORK/agent.log" | awk '{n += $2} END {print n + 0}')
+    rules=$(grep -c 'installed chain, jump and sets' "$WORK/agent.log")
+    expect "the flush cost the pods their members (the agent added at least 3)" test "$members" -ge 3
+    expect_eq "the member repairs are counted ($members, as logged)" \
+        "$(promql_wait "randsnat_reconcile_repairs_total{kind=\"member\"} >= $members")" "$members"
+    expect_eq "the rules' repairs are counted ($rules, as logged)" "$(promql_wait "randsnat_reconcile_repairs_total{kind=\"rules\"} >= $rules")" "$rules"
+    expect "passes keep rising" test "$(promql_wait "randsnat_reconcile_passes_total > $passes")" -gt "$passes"
+    expect_eq "no pod lacks its rules after the repair" "$(promql "randsnat_network_pods_without_rules{network=\"$T-n\"}")" "0"
+    expect_eq "no pass failed" "$(promql 'randsnat_reconcile_failures_total')" "0"
+    # The alerts on these series, evaluated by this Prometheus on the scraped values: neither fires.
+    local rules="$ROOT/install/prometheus/randsnat-rules.yaml" alert expr
+    for alert in RandsnatAgentNotReconciling RandsnatPodsWithoutRules; do
+        expr=$(python3 -c 'import sys, yaml
+for g in yaml.safe_load(open(sys.argv[1]))["groups"]:
+    for r in g["rules"]:
+        if r.get("alert") == sys.argv[2]: print(r["expr"])' "$rules" "$alert")
+        expect "$alert's expression is in the rules file" test -n "$expr"
+        expect_eq "$alert does not fire while the agent reconciles" "$(promql "$expr")" ""
+    done
+    expect "the seconds since the last good pass are under 3 periods" \
+        test "$(promql 'randsnat_reconcile_seconds_since_last_success < 3 * randsnat_reconcile_interval_seconds')" != ""
+    # A pass held up (the network's lock taken, as a long ADD would hold it): scrapes are still answered.
+    local lock; lock=$(ls "$RANDSNAT_RUN_DIR"/*.lock | head -1)
+    flock "$lock" sleep 3 &
+    local holder=$! slowest=0 took answered=0
+    sleep 1.2  # the next pass (resync 1 s) is now waiting for the lock
+    local held_from held_to
+    held_from=$(in_ns "$NODE" curl -s -m 1 "http://$METRICS/metrics" | awk '$1 == "randsnat_reconcile_passes_total" {print $2}')
+    for i in 1 2 3 4 5; do
+        took=$(in_ns "$NODE" curl -s -o /dev/null -m 1 -w '%{time_total}' "http://$METRICS/metrics") && answered=$((answered + 1))
+        slowest=$(python3 -c "print(max($slowest, ${took:-9}))")
+        sleep 0.1
+    done
+    held_to=$(in_ns "$NODE" curl -s -m 1 "http://$METRICS/metrics" | awk '$1 == "randsnat_reconcile_passes_total" {print $2}')
+    wait "$holder"
+    echo "    (scrapes while a pass waits for the network lock: slowest ${slowest} s)"
+    expect_eq "no pass completes while the lock is held (passes stay at $held_from)" "$held_to" "$held_from"
+    expect_eq "every scrape is answered within 1 s while a pass is held up" "$answered" "5"
+    expect "passes go on once the lock is free" test "$(promql_wait "randsnat_reconcile_passes_total > $held_to")" != ""
+    local text; text=$(in_ns "$NODE" curl -sf "http://$METRICS/metrics")
+    expect "promtool check metrics accepts the text with the reconcile series" sh -c "printf '%s\\n' \"\$1\" | promtool check metrics" _ "$text"
+    expect_contains "the agent logged the repair" "$(cat "$WORK/agent.log")" "repaired:"
+    kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
 }
 
 test_metrics_per_pod_binary_carries_no_http_server() {

@@ -11,9 +11,12 @@ if [ ! -x "$binary" ]; then
 fi
 context=$(mktemp -d /tmp/randsnat-image.XXXXXX)
 trap 'rm -rf "$context"' EXIT
+agent=${RANDSNAT_AGENT_BIN:-$(dirname "$binary")/randsnat-agent}
 install -D -m 0755 "$binary" "$context/rootfs/usr/local/bin/randsnat"
-# The shared libraries the binary links, at the paths the dynamic loader looks for them.
-for library in $(ldd "$binary" | grep -o '/[^ ]*'); do
+# The node agent (the DaemonSet's command); its --install copies the randsnat beside it to the node.
+install -D -m 0755 "$agent" "$context/rootfs/usr/local/bin/randsnat-agent"
+# The shared libraries the binaries link, at the paths the dynamic loader looks for them.
+for library in $(ldd "$binary" "$agent" | grep -v ':$' | grep -o '/[^ ]*' | sort -u); do
     install -D -m 0755 "$(readlink -f "$library")" "$context/rootfs$library"
 done
 cp install/image/Containerfile "$context/Containerfile"

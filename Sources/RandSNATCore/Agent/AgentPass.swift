@@ -25,12 +25,12 @@ public struct AgentPass {
             networks = try records.networks()
         } catch {
             report.problems.append("cannot list the pod records: \(error)")
+            report.failed = true
             return report
         }
         for network in networks {
             let outcome = plugin.reconcile(network: network, desired: configs?.networks[network], midMove: midMove)
-            report.repairs += outcome.repairs
-            report.problems += outcome.problems
+            report.merge(outcome)
         }
         return report
     }

@@ -6,8 +6,61 @@ public struct ReconcileReport: Equatable, Sendable {
     public var repairs: [String] = []
     /// What is still wrong after the pass, one sentence each; empty when the network converged.
     public var problems: [String] = []
+    /// Objects put back, by kind (`RepairKind`), counted as the lines above say.
+    public var repairCounts: [String: Int] = [:]
+    /// Whether a network's pass (or the listing of the records) failed with an error.
+    public var failed = false
+    /// Pods per network, family, backend and generation once the pass ended (the records' desired state).
+    public var pods: [PodGroup: Int] = [:]
+    /// Pods whose rules or members are still missing after the pass, per network and family (0 when
+    /// none: every network the pass reconciled has its entries).
+    public var podsLackingRules: [NetworkFamily: Int] = [:]
+
+    /// The kinds of `repairCounts`: one place for the label values the metrics show.
+    public enum RepairKind {
+        /// A network's state moved to its current backend.
+        public static let backendMove = "backend_move"
+        /// A generation's chain, jump and sets (installed together).
+        public static let rules = "rules"
+        /// A pod's member in its generation's set.
+        public static let member = "member"
+        /// A generation no pod uses, removed.
+        public static let generationRemoved = "generation_removed"
+    }
+
+    public struct NetworkFamily: Hashable, Sendable {
+        public let network: String
+        public let family: Family
+        public init(network: String, family: Family) {
+            self.network = network
+            self.family = family
+        }
+    }
+
+    public struct PodGroup: Hashable, Sendable {
+        public let network: String
+        public let family: Family
+        public let backend: String
+        public let generation: String
+        public init(network: String, family: Family, backend: String, generation: String) {
+            self.network = network
+            self.family = family
+            self.backend = backend
+            self.generation = generation
+        }
+    }
 
     public init() {}
+
+    /// Adds another network's report to this one.
+    public mutating func merge(_ other: ReconcileReport) {
+        repairs += other.repairs
+        problems += other.problems
+        repairCounts.merge(other.repairCounts, uniquingKeysWith: +)
+        failed = failed || other.failed
+        pods.merge(other.pods, uniquingKeysWith: +)
+        podsLackingRules.merge(other.podsLackingRules, uniquingKeysWith: +)
+    }
 }
 
 /// The agent's work on one network: the kernel made equal to the desired state, that is the
@@ -49,6 +102,7 @@ extension SNATPlugin {
             }
         } catch {
             report.problems.append("network \"\(network)\": \(error)")
+            report.failed = true
         }
         return report
     }
@@ -65,6 +119,7 @@ extension SNATPlugin {
         for (other, generations) in placement.elsewhere {
             try migrate(generations, from: other, to: backend, network: network, config: baseConfig)
             report.repairs.append("network \"\(network)\": moved its pods from \(other.kind.rawValue) to \(backend.kind.rawValue)")
+            report.repairCounts[ReconcileReport.RepairKind.backendMove, default: 0] += 1
         }
         // Re-read: a move rewrote records.
         let records = placement.elsewhere.isEmpty ? pods : try self.records.records(of: id).records.filter { $0.attachment.network == network }
@@ -80,6 +135,11 @@ extension SNATPlugin {
                 wanted[plan.names, default: []].append((record, address))
             }
         }
+        for (names, members) in wanted {
+            report.pods[ReconcileReport.PodGroup(network: network, family: names.family, backend: backend.kind.rawValue,
+                                                 generation: names.generation), default: 0] += members.count
+            report.podsLackingRules[ReconcileReport.NetworkFamily(network: network, family: names.family), default: 0] += 0
+        }
         for names in plans.keys.sorted(by: { ($0.generation, $0.family.digit) < ($1.generation, $1.family.digit) }) {
             let plan = plans[names]!
             let members = wanted[names]!
@@ -87,6 +147,7 @@ extension SNATPlugin {
                 try backend.install(plan)
                 report.repairs.append("network \"\(network)\": installed chain, jump and sets of generation \(names.generation) "
                                       + "(\(names.family == .ipv4 ? "IPv4" : "IPv6"), \(members.count) pods) in \(backend.kind.rawValue)")
+                report.repairCounts[ReconcileReport.RepairKind.rules, default: 0] += 1
             }
             guard try backend.memberCount(of: names, in: id) != members.count else { continue }
             let generation = try backend.generations(of: id).first { $0.names == names }
@@ -95,6 +156,7 @@ extension SNATPlugin {
             try backend.addPods(missing.map { (PodPlan.Member(address: $0.address, names: names), $0.record.attachment.comment(limit: backend.commentLimit)) })
             let added = missing.count
             if added > 0 {
+                report.repairCounts[ReconcileReport.RepairKind.member, default: 0] += added
                 let moved = members.filter { $0.record.generation != names.generation || $0.record.backend != backend.kind }.count
                 report.repairs.append("network \"\(network)\": added \(added) pod member(s) to \(names.memberSet)"
                                       + (moved > 0 ? " (\(moved) moved from an older generation)" : " that were missing"))
@@ -128,6 +190,7 @@ extension SNATPlugin {
             if count == 0 {
                 try backend.uninstall(names)
                 report.repairs.append("network \"\(network)\": removed generation \(names.generation) (\(names.family == .ipv4 ? "IPv4" : "IPv6")), which no pod uses any more")
+                report.repairCounts[ReconcileReport.RepairKind.generationRemoved, default: 0] += 1
             } else {
                 stillUsed.insert(names)
                 report.problems.append("network \"\(network)\": \(names.memberSet) holds \(count) member(s) no record backs (added by an older randsnat?); GC removes them when their pods are gone")
@@ -138,9 +201,15 @@ extension SNATPlugin {
 
         // Converged after the repairs? Every plan installed and every recorded member present.
         for (names, plan) in plans {
-            if try !backend.isInstalled(plan) { report.problems.append("network \"\(network)\": \(names.chain) is still not installed") }
+            let key = ReconcileReport.NetworkFamily(network: network, family: names.family)
+            if try !backend.isInstalled(plan) {
+                report.problems.append("network \"\(network)\": \(names.chain) is still not installed")
+                report.podsLackingRules[key, default: 0] += wanted[names]!.count
+                continue
+            }
             let count = try backend.memberCount(of: names, in: id) ?? 0
             if count < wanted[names]!.count {
+                report.podsLackingRules[key, default: 0] += wanted[names]!.count - count
                 report.problems.append("network \"\(network)\": \(names.memberSet) holds \(count) of \(wanted[names]!.count) pods")
             }
         }

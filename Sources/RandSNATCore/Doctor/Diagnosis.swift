@@ -61,7 +61,7 @@ public struct Diagnosis: Equatable, Sendable {
         }
         if let dropped = deltas["drop"], dropped > 0 { add(.problem, "conntrack drop rose by \(dropped) in \(intervalSeconds) s") }
         for rule in facts.rules where !rule.randomFully && !rule.shadowsRandsnat {
-            add(.warning, "\(rule.source) \(rule.chain) rule \(rule.position): \(rule.target) without --random-fully")
+            add(.warning, "\(rule.place): \(rule.target) without --random-fully")
         }
         for shadow in facts.earlierSNAT { add(shadow.certain ? .problem : .warning, shadow.text) }
         if facts.legacyNATRules > 0 && facts.nftablesNATRules > 0 {
@@ -112,7 +112,7 @@ public struct Diagnosis: Equatable, Sendable {
         for rule in facts.rules {
             lines.append("  \(rule.source) \(rule.chain) #\(rule.position) \(rule.target)\(rule.randomFully ? " --random-fully" : " (no --random-fully)")"
                          + (rule.ports.map { " ports \($0.lowerBound)-\($0.upperBound)" } ?? "") + (rule.isRandsnat ? " [randsnat]" : "")
-                         + (rule.shadowsRandsnat ? " [runs before randsnat]" : ""))
+                         + (rule.shadowsRandsnat ? " [runs before randsnat]" : "") + (rule.text.map { ": `\($0)`" } ?? ""))
         }
         if facts.rules.isEmpty { lines.append("  none") }
         lines.append("SNAT before randsnat's rule:")
@@ -156,7 +156,7 @@ public struct Diagnosis: Equatable, Sendable {
             "snatRules": .array(facts.rules.map { rule in
                 .object(["source": .string(rule.source), "chain": .string(rule.chain), "position": .int(Int64(rule.position)),
                          "target": .string(rule.target), "randomFully": .bool(rule.randomFully), "randsnat": .bool(rule.isRandsnat),
-                         "shadowsRandsnat": .bool(rule.shadowsRandsnat)])
+                         "shadowsRandsnat": .bool(rule.shadowsRandsnat)].merging(rule.text.map { ["rule": .string($0)] } ?? [:]) { $1 })
             }),
             "earlierSNAT": .array(facts.earlierSNAT.map { shadow in
                 .object(["source": .string(shadow.source), "table": .string(shadow.table), "chain": .string(shadow.chain),

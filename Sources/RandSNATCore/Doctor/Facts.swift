@@ -14,9 +14,12 @@ public struct NodeFacts: Equatable, Sendable {
         public let isRandsnat: Bool
         /// Found by the shadowing check (`EarlierSNAT`): it runs before randsnat's rule and may take pod traffic.
         public let shadowsRandsnat: Bool
+        /// The rule as the operator writes it (`NATHookRule.text`: the iptables-save line, or the nft
+        /// rule with its handle); nil when the rule is in a chain no nat hook reaches.
+        public let text: String?
 
         public init(source: String, chain: String, position: Int, target: String, randomFully: Bool,
-                    ports: ClosedRange<UInt16>?, isRandsnat: Bool, shadowsRandsnat: Bool) {
+                    ports: ClosedRange<UInt16>?, isRandsnat: Bool, shadowsRandsnat: Bool, text: String? = nil) {
             self.source = source
             self.chain = chain
             self.position = position
@@ -25,6 +28,12 @@ public struct NodeFacts: Equatable, Sendable {
             self.ports = ports
             self.isRandsnat = isRandsnat
             self.shadowsRandsnat = shadowsRandsnat
+            self.text = text
+        }
+
+        /// Where the rule is and, when known, the rule itself: "iptables-legacy nat POSTROUTING rule 3: `-A POSTROUTING ...`".
+        public var place: String {
+            "\(source) \(chain) rule \(position)" + (text.map { ": `\($0)`" } ?? "")
         }
     }
 

@@ -85,10 +85,13 @@ public struct NATHookRule: Equatable, Sendable {
 
     public let conditions: [Condition]
     public let verdict: Verdict
+    /// An nf_tables rule's handle (what `nft delete rule ... handle N` takes); nil for xtables.
+    public let handle: UInt64?
 
-    public init(_ conditions: [Condition], _ verdict: Verdict) {
+    public init(_ conditions: [Condition], _ verdict: Verdict, handle: UInt64? = nil) {
         self.conditions = conditions
         self.verdict = verdict
+        self.handle = handle
     }
 
     public var comment: String? {
@@ -96,7 +99,9 @@ public struct NATHookRule: Equatable, Sendable {
         return nil
     }
 
-    /// The rule as the operator writes it: an iptables-save line (`-A CHAIN ...`) or an nft rule.
+    /// The rule as the operator writes it: an iptables-save line (`-A CHAIN ...`) or an nft rule
+    /// followed, when known, by its handle as `nft -a list` shows it (`# handle N`). The one
+    /// rendering of a rule for doctor, STATUS and the installer.
     public func text(chain: String, syntax: NATHookTable.Syntax) -> String {
         syntax == .iptables ? iptablesText(chain: chain) : nftText()
     }
@@ -180,6 +185,7 @@ public struct NATHookRule: Equatable, Sendable {
         case .none(let name): if !name.isEmpty { words.append(name) }
         }
         if let comment { words += ["comment", Self.quoted(comment)] }
+        if let handle { words += ["#", "handle", "\(handle)"] }
         return words.joined(separator: " ")
     }
 }

@@ -1,13 +1,15 @@
 import Glibc
 import Installer
+import Netfilter
 import Netlink
 import RandSNATCore
 
+/// The node agent's reconcile loop, run by `randsnat-agent` (with its metrics endpoint) and by
 /// `randsnat agent`: keeps the node's SNAT state equal to its config and its live pods (the
-/// reconcile logic is `SNATPlugin.reconcile`, in the library; this is the loop around it).
-enum Agent {
-    static let usage = """
-        usage: randsnat agent [--host-root DIR] [--resync SECONDS] [--once]
+/// reconcile logic is `SNATPlugin.reconcile`, in RandSNATCore; this is the loop around it).
+public enum AgentLoop {
+    public static let usage = """
+        usage: randsnat-agent [--host-root DIR] [--resync SECONDS] [--once]
                               [--install [--config FILE] [--turn-off-primary-masquerade] [--uninstall-on-exit]]
           --host-root DIR   the node's root as mounted in the container (default /): configs in DIR/etc/cni/net.d
           --resync S        reconcile every S seconds (default 30)
@@ -21,16 +23,23 @@ enum Agent {
         exit status: 0 converged (or stopped by SIGTERM), 1 not converged, 2 usage
         """
 
-    struct Options {
-        var hostRoot = "/"
-        var resyncSeconds = 30.0
-        var once = false
-        var alive = false
+    public struct Options {
+        public var hostRoot = "/"
+        public var resyncSeconds = 30.0
+        public var once = false
+        public var alive = false
         /// The installer's part, when the agent takes over `install --watch`.
-        var install: Installer.Options?
+        public var install: Installer.Options?
     }
 
-    static func parse(_ arguments: [String]) -> Options? {
+    /// One pass's outcome as the loop saw it: the report, and its start and end (Unix seconds).
+    public struct Pass: Sendable {
+        public let report: ReconcileReport
+        public let started: Double
+        public let ended: Double
+    }
+
+    public static func parse(_ arguments: [String]) -> Options? {
         var options = Options()
         var index = 0
         while index < arguments.count {
@@ -57,12 +66,20 @@ enum Agent {
 
     /// - Parameter faultMidMove: RANDSNAT_AGENT_FAULT=mid-move: the agent kills itself (SIGKILL) when a
     ///   move's new members are in and the old ones not yet out (tests).
-    static func run(_ arguments: [String], plugin: SNATPlugin, records: any RecordStore, runDirectory: String,
-                    faultMidMove: Bool = false) -> Int32 {
+    /// - Parameter afterPass: called after each pass (the metrics endpoint's state).
+    public static func run(_ arguments: [String], plugin: SNATPlugin, records: any RecordStore, runDirectory: String,
+                           faultMidMove: Bool = false, afterPass: (Pass) -> Void = { _ in }) -> Int32 {
         guard let options = parse(arguments) else {
             log(usage)
             return 2
         }
+        return run(options, plugin: plugin, records: records, runDirectory: runDirectory, faultMidMove: faultMidMove, afterPass: afterPass)
+    }
+
+    /// - Parameter pluginBinary: what `--install` copies to the node (the per-pod binary).
+    public static func run(_ options: Options, plugin: SNATPlugin, records: any RecordStore, runDirectory: String,
+                           pluginBinary: String = "/proc/self/exe",
+                           faultMidMove: Bool = false, afterPass: (Pass) -> Void = { _ in }) -> Int32 {
         let heartbeat = runDirectory + "/agent.pass"
         if options.alive {
             var info = stat()
@@ -105,8 +122,9 @@ enum Agent {
         var reason = "start"
         while true {
             let started = now()
+            let startedWall = wallClock()
             if let install = options.install, reason == "start" || reason.hasPrefix("a change") {
-                _ = Installer(options: install, files: HostFiles(), log: log).run()
+                _ = Installer(options: install, files: HostFiles(executable: pluginBinary), log: log).run()
             }
             let report = pass.run(configFiles: configFiles(configDirectory))
             if !report.repairs.isEmpty {
@@ -114,6 +132,7 @@ enum Agent {
             }
             for line in report.repairs { log("randsnat agent: repaired: \(line)") }
             markPass(heartbeat)
+            afterPass(Pass(report: report, started: startedWall, ended: wallClock()))
             if options.once {
                 for line in report.problems { log("randsnat agent: not converged: \(line)") }
                 return report.problems.isEmpty ? 0 : 1
@@ -129,7 +148,7 @@ enum Agent {
                 if var install = options.install, install.uninstallOnExit {
                     install.uninstallOnExit = false
                     install.uninstall = true
-                    return Installer(options: install, files: HostFiles(), log: log).run() == .done ? 0 : 1
+                    return Installer(options: install, files: HostFiles(executable: pluginBinary), log: log).run() == .done ? 0 : 1
                 }
                 return 0
             case .files: reason = "a change in the watched files"
@@ -140,7 +159,7 @@ enum Agent {
     }
 
     /// The loadable files of net.d; nil when the directory cannot be read.
-    static func configFiles(_ directory: String) -> [(name: String, bytes: [UInt8])]? {
+    public static func configFiles(_ directory: String) -> [(name: String, bytes: [UInt8])]? {
         let files = HostFiles()
         guard let names = try? files.list(directory) else { return nil }
         return names.filter(ChainPlan.isLoadable).compactMap { name in
@@ -157,11 +176,47 @@ enum Agent {
         close(fd)
     }
 
+    public static func wallClock() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+
     static func now() -> Double {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
         return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
     }
 
-    static func log(_ line: String) { ProcessEnvironment.write(line + "\n", to: 2) }
+    static func log(_ line: String) {
+        var bytes = Array((line + "\n").utf8)[...]
+        while !bytes.isEmpty {
+            let written = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+            if written < 0 && errno == EINTR { continue }
+            if written <= 0 { return }
+            bytes = bytes.dropFirst(written)
+        }
+    }
+
+    /// The plugin and record store the agent reconciles with, as the per-pod binary builds its own
+    /// (the same backends, locks and record directory).
+    public static func makePlugin(environment: [String: String], runDirectory: String) -> (SNATPlugin, CachedRecordFiles) {
+        let flowCleanup: FlowCleanup = environment["RANDSNAT_CONNTRACK_CLEANUP"] == "dump" ? .dumpAndDelete : .flush
+        let log = { (line: String) in AgentLoop.log(line) }
+        let makeBackend = { (kind: BackendKind, config: PluginConfig) throws -> any NATBackend in
+            switch kind {
+            case .iptables:
+                try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds,
+                                    flowCleanup: flowCleanup, log: log)
+            case .nftables:
+                try NFTablesBackend(runDirectory: runDirectory, lockTimeoutSeconds: config.lockTimeoutSeconds, flowCleanup: flowCleanup, log: log)
+            }
+        }
+        // The agent reads records through a cache: a pass re-reads a network's records only when its
+        // directory changed (the per-pod path reads only its own record).
+        let records = CachedRecordFiles(runDirectory: runDirectory)
+        let plugin = SNATPlugin(makeBackend: makeBackend, lock: NetworkFileLock(directory: runDirectory), log: log,
+                                pathExists: { access($0, F_OK) == 0 }, records: records)
+        return (plugin, records)
+    }
 }
