@@ -201,17 +201,8 @@ public enum AgentLoop {
     /// The plugin and record store the agent reconciles with, as the per-pod binary builds its own
     /// (the same backends, locks and record directory).
     public static func makePlugin(environment: [String: String], runDirectory: String) -> (SNATPlugin, CachedRecordFiles) {
-        let flowCleanup: FlowCleanup = environment["RANDSNAT_CONNTRACK_CLEANUP"] == "dump" ? .dumpAndDelete : .flush
         let log = { (line: String) in AgentLoop.log(line) }
-        let makeBackend = { (kind: BackendKind, config: PluginConfig) throws -> any NATBackend in
-            switch kind {
-            case .iptables:
-                try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds,
-                                    flowCleanup: flowCleanup, log: log)
-            case .nftables:
-                try NFTablesBackend(runDirectory: runDirectory, lockTimeoutSeconds: config.lockTimeoutSeconds, flowCleanup: flowCleanup, log: log)
-            }
-        }
+        let makeBackend = Backends.factory(environment: environment, runDirectory: runDirectory, log: log)
         // The agent reads records through a cache: a pass re-reads a network's records only when its
         // directory changed (the per-pod path reads only its own record).
         let records = CachedRecordFiles(runDirectory: runDirectory)

@@ -33,16 +33,7 @@ if !arguments.isEmpty && !agentMode {
 }
 let log = { (line: String) in ProcessEnvironment.write("\(line)\n", to: 2) }
 let runDirectory = environment["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"
-let flowCleanup: FlowCleanup = environment["RANDSNAT_CONNTRACK_CLEANUP"] == "dump" ? .dumpAndDelete : .flush
-let makeBackend = { (kind: BackendKind, config: PluginConfig) throws -> any NATBackend in
-    switch kind {
-    case .iptables:
-        try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds,
-                            flowCleanup: flowCleanup, log: log)
-    case .nftables:
-        try NFTablesBackend(runDirectory: runDirectory, lockTimeoutSeconds: config.lockTimeoutSeconds, flowCleanup: flowCleanup, log: log)
-    }
-}
+let makeBackend = Backends.factory(environment: environment, runDirectory: runDirectory, log: log)
 if agentMode {
     // `randsnat agent` is randsnat-agent's loop without the metrics endpoint (kept for callers of
     // the per-pod binary; the DaemonSet runs randsnat-agent).
