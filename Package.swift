@@ -18,6 +18,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "CNI"),
+        // The one place for file and descriptor system calls (errno by name, EINTR retried, atomic replace).
+        .target(name: "SystemCalls"),
         .target(name: "RandSNATCore", dependencies: ["CNI"]),
         .systemLibrary(
             name: "CNetfilter",
@@ -30,9 +32,9 @@ let package = Package(
             providers: [.apt(["libnftnl-dev", "libmnl-dev"])]
         ),
         .systemLibrary(name: "CNetlink"),
-        .target(name: "Netlink", dependencies: ["RandSNATCore", "CNetlink"]),
-        .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "CNFTables", "Netlink"]),
-        .target(name: "Installer", dependencies: ["CNI", "RandSNATCore", "CNetlink"]),
+        .target(name: "Netlink", dependencies: ["RandSNATCore", "CNetlink", "SystemCalls"]),
+        .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "CNFTables", "Netlink", "SystemCalls"]),
+        .target(name: "Installer", dependencies: ["CNI", "RandSNATCore", "CNetlink", "SystemCalls"]),
         .target(name: "Metrics", dependencies: ["RandSNATCore"]),
         // The agent's reconcile loop, linked by both executables (no NIO: the per-pod binary links it).
         .target(name: "AgentCore", dependencies: ["RandSNATCore", "Netfilter", "Netlink", "Installer"]),
@@ -49,5 +51,6 @@ let package = Package(
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "CNetlink", "RandSNATCore"]),
         .testTarget(name: "InstallerTests", dependencies: ["Installer", "CNI"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "RandSNATCore"]),
+        .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"]),
     ]
 )

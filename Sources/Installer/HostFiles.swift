@@ -1,12 +1,11 @@
-import CNetlink
-import Glibc
+import SystemCalls
 
 /// A file operation on the host root that failed; says which file and why.
 public struct FileError: Error, Equatable, Sendable, CustomStringConvertible {
     public let description: String
 
-    init(_ operation: String, _ path: String, _ code: Int32 = errno) {
-        description = "\(operation) \(path): \(String(cString: strerror(code)))"
+    init(_ failure: SystemCallError) {
+        description = failure.description
     }
 }
 
@@ -27,89 +26,43 @@ public struct HostFiles {
     }
 
     public func read(_ path: String) throws -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { return nil }
-            throw FileError("reading", path)
-        }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count >= 0 else { throw FileError("reading", path) }
-            if count == 0 { return bytes }
-            bytes += chunk[0..<count]
-        }
+        do { return try Files.contents(of: path, chunk: 1 << 16) } catch { throw FileError(error) }
     }
 
     /// The names in a directory (nil when it does not exist).
     public func list(_ directory: String) throws -> [String]? {
-        guard let handle = opendir(directory) else {
-            if errno == ENOENT { return nil }
-            throw FileError("listing", directory)
+        do {
+            return try Files.names(in: directory)?.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        } catch {
+            throw FileError(error)
         }
-        defer { closedir(handle) }
-        var names: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 
     public func makeDirectories(_ path: String) throws {
-        var current = ""
-        for part in path.split(separator: "/") {
-            current += "/" + part
-            if mkdir(current, 0o755) != 0 && errno != EEXIST { throw FileError("creating", current) }
-        }
+        do { try Files.makeDirectories(path) } catch { throw FileError(error) }
     }
 
-    /// Writes `bytes` to `path` atomically with `mode`, unless the file already holds exactly them.
+    /// Writes `bytes` to `path` atomically with `permissions`, unless the file already holds exactly them.
     /// - Returns: true when it wrote.
     @discardableResult
-    public func write(_ bytes: [UInt8], to path: String, mode: mode_t) throws -> Bool {
-        if try read(path) == bytes, Self.mode(of: path) == mode { return false }
+    public func write(_ bytes: [UInt8], to path: String, permissions: UInt32) throws -> Bool {
+        if try read(path) == bytes, Files.permissions(of: path) == permissions { return false }
         let directory = String(path[..<path.lastIndex(of: "/")!])
         let name = String(path[path.index(after: path.lastIndex(of: "/")!)...])
         let temp = "\(directory)/.\(name).randsnat-tmp"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw FileError("creating", temp) }
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else {
-                let code = errno
-                close(fd)
-                unlink(temp)
-                throw FileError("writing", temp, code)
+        let fault = faultBeforeRename
+        do {
+            try Files.replace(path, with: bytes, permissions: permissions, temp: temp, durable: true) { () throws(SystemCallError) in
+                if fault { throw SystemCallError("simulated crash before renaming", temp, .interrupted) }
             }
-            offset += written
+        } catch {
+            throw FileError(error)
         }
-        guard fchmod(fd, mode) == 0, fsync(fd) == 0 else {
-            let code = errno
-            close(fd)
-            unlink(temp)
-            throw FileError("syncing", temp, code)
-        }
-        close(fd)
-        if faultBeforeRename {
-            throw FileError("simulated crash before renaming", temp, EINTR)
-        }
-        guard rename(temp, path) == 0 else {
-            let code = errno
-            unlink(temp)
-            throw FileError("renaming \(temp) to", path, code)
-        }
-        syncDirectory(directory)
         return true
     }
 
     public func remove(_ path: String) throws {
-        if unlink(path) != 0 && errno != ENOENT { throw FileError("removing", path) }
+        do { try Files.remove(path) } catch { throw FileError(error) }
     }
 
     /// Temp files a crashed run left behind.
@@ -119,23 +72,9 @@ public struct HostFiles {
         }
     }
 
-    func syncDirectory(_ directory: String) {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 {
-            fsync(fd)
-            close(fd)
-        }
-    }
-
-    static func mode(of path: String) -> mode_t? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return info.st_mode & 0o7777
-    }
-
     /// The bytes of the binary the installer copies to the node (`executable`).
     public func ownExecutable() throws -> [UInt8] {
-        guard let bytes = try read(executable) else { throw FileError("reading", executable, ENOENT) }
+        guard let bytes = try read(executable) else { throw FileError(SystemCallError("reading", executable, .notFound)) }
         return bytes
     }
 }

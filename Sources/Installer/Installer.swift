@@ -2,6 +2,7 @@ import CNI
 import CNetlink
 import Glibc
 import RandSNATCore
+import SystemCalls
 
 /// `randsnat install`: puts the binary into `<host-root>/opt/cni/bin` and chains randsnat into the
 /// node's primary network config in `<host-root>/etc/cni/net.d`; `--uninstall` takes both off again.
@@ -124,7 +125,7 @@ public struct Installer {
     public func install() throws -> Status {
         let settings = try settings()
         try files.makeDirectories(binDirectory)
-        if try files.write(try files.ownExecutable(), to: binary, mode: 0o755) { log("randsnat install: wrote \(binary) (randsnat \(BuildInfo.version))") }
+        if try files.write(try files.ownExecutable(), to: binary, permissions: 0o755) { log("randsnat install: wrote \(binary) (randsnat \(BuildInfo.version))") }
         try files.removeStaleTemps(in: configDirectory)
         let plan: ChainPlan?
         do {
@@ -141,9 +142,9 @@ public struct Installer {
         try checkEarlierSNAT(settings)
         let backup = configDirectory + "/" + plan.backupName
         if try files.read(backup) != plan.original.bytes {
-            try files.write(plan.original.bytes, to: backup, mode: 0o600)
+            try files.write(plan.original.bytes, to: backup, permissions: 0o600)
         }
-        if try files.write(plan.bytes, to: configDirectory + "/" + plan.target, mode: 0o644) {
+        if try files.write(plan.bytes, to: configDirectory + "/" + plan.target, permissions: 0o644) {
             log("randsnat install: chained randsnat into \(configDirectory)/\(plan.target) (original kept as \(plan.backupName))")
         }
         for name in plan.remove { try files.remove(configDirectory + "/" + name) }
@@ -170,7 +171,7 @@ public struct Installer {
         for name in try files.list(configDirectory) ?? [] where name.hasSuffix(ChainPlan.backupSuffix) {
             let original = String(name.dropLast(ChainPlan.backupSuffix.count))
             guard let bytes = try files.read(configDirectory + "/" + name) else { continue }
-            try files.write(bytes, to: configDirectory + "/" + original, mode: 0o644)
+            try files.write(bytes, to: configDirectory + "/" + original, permissions: 0o644)
             // A .conf that was turned into a conflist: remove the conflist randsnat wrote.
             if !original.hasSuffix(".conflist") {
                 let base = original.split(separator: ".", omittingEmptySubsequences: false).dropLast().joined(separator: ".")
@@ -212,14 +213,14 @@ public struct Installer {
         sigprocmask(SIG_BLOCK, &signals, nil)
         let signalFD = signalfd(-1, &signals, Int32(SFD_CLOEXEC))
         let inotify = inotify_init1(Int32(IN_CLOEXEC))
-        guard signalFD >= 0, inotify >= 0 else { throw FileError("watching", configDirectory) }
+        guard signalFD >= 0, inotify >= 0 else { throw FileError(SystemCallError("watching", configDirectory)) }
         defer {
             close(signalFD)
             close(inotify)
         }
         try files.makeDirectories(configDirectory)
         let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE)
-        guard inotify_add_watch(inotify, configDirectory, mask) >= 0 else { throw FileError("watching", configDirectory) }
+        guard inotify_add_watch(inotify, configDirectory, mask) >= 0 else { throw FileError(SystemCallError("watching", configDirectory)) }
         var last = Status.done
         while true {
             do {

@@ -2,6 +2,7 @@ import CNetfilter
 import Glibc
 import Netlink
 import RandSNATCore
+import SystemCalls
 
 /// Gathers `NodeFacts` for `randsnat doctor` from the calling process's network namespace: conntrack
 /// statistics and entries, the nat rules of iptables-legacy (libiptc) and nf_tables (netlink), and
@@ -221,17 +222,5 @@ enum RuleDecoder {
 
 /// A small text file (procfs).
 enum HostFile {
-    static func read(_ path: String) throws -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw NetfilterError.lockUnusable(path: path, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 8192)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count <= 0 { break }
-            bytes += chunk[0..<count]
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    static func read(_ path: String) throws(SystemCallError) -> String { try Files.text(of: path) }
 }

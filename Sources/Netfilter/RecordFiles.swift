@@ -1,5 +1,6 @@
 import Glibc
 import RandSNATCore
+import SystemCalls
 
 /// Pod records as files under the run directory (the layout is `PodRecord`'s).
 ///
@@ -29,37 +30,19 @@ public struct RecordFiles: RecordStore {
 
     public func write(_ record: PodRecord) throws {
         let id = NetworkID(network: record.attachment.network)
-        for part in ["", "/" + PodRecord.directoryName, "/" + PodRecord.directory(of: id)] {
-            if mkdir(directory + part, 0o700) != 0 && errno != EEXIST { throw RecordFileError(path: directory + part, errno: errno, "creating") }
-        }
-        let file = path(record.attachment)
-        let temp = file + ".tmp\(getpid())"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw RecordFileError(path: temp, errno: errno, "creating") }
-        let bytes = record.encode()
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else {
-                let code = errno
-                close(fd)
-                unlink(temp)
-                throw RecordFileError(path: temp, errno: code, "writing")
+        do {
+            for part in ["", "/" + PodRecord.directoryName, "/" + PodRecord.directory(of: id)] {
+                try Files.makeDirectory(directory + part, permissions: 0o700)
             }
-            offset += written
-        }
-        close(fd)
-        guard rename(temp, file) == 0 else {
-            let code = errno
-            unlink(temp)
-            throw RecordFileError(path: file, errno: code, "renaming \(temp) onto it")
+            let file = path(record.attachment)
+            try Files.replace(file, with: record.encode(), permissions: 0o600, temp: file + ".tmp\(getpid())", durable: false)
+        } catch {
+            throw RecordFileError(error)
         }
     }
 
     public func remove(_ attachment: Attachment) throws {
-        let file = path(attachment)
-        if unlink(file) != 0 && errno != ENOENT { throw RecordFileError(path: file, errno: errno, "removing") }
+        do { try Files.remove(path(attachment)) } catch { throw RecordFileError(error) }
     }
 
     public func records(of id: NetworkID) throws -> (records: [PodRecord], problems: [String]) {
@@ -98,36 +81,12 @@ public struct RecordFiles: RecordStore {
 
     /// The names in a directory; none when it does not exist.
     static func names(in folder: String) throws -> [String] {
-        guard let handle = opendir(folder) else {
-            if errno == ENOENT { return [] }
-            throw RecordFileError(path: folder, errno: errno, "listing")
-        }
-        defer { closedir(handle) }
-        var names: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
+        do { return try Files.names(in: folder) ?? [] } catch { throw RecordFileError(error) }
     }
 
     /// A file's bytes; nil when it does not exist.
     static func contents(of file: String) throws -> [UInt8]? {
-        let fd = open(file, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { return nil }
-            throw RecordFileError(path: file, errno: errno, "reading")
-        }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count >= 0 else { throw RecordFileError(path: file, errno: errno, "reading") }
-            if count == 0 { return bytes }
-            bytes += chunk[0..<count]
-        }
+        do { return try Files.contents(of: file, chunk: 4096) } catch { throw RecordFileError(error) }
     }
 }
 
@@ -141,8 +100,8 @@ public struct RecordFileError: Error, Equatable, Sendable, CustomStringConvertib
         self.reason = reason
     }
 
-    init(path: String, errno code: Int32, _ operation: String) {
-        self.init(path: path, reason: "\(operation) failed: \(String(cString: strerror(code))); check that RANDSNAT_RUN_DIR is a writable directory")
+    init(_ failure: SystemCallError) {
+        self.init(path: failure.object, reason: "\(failure); check that RANDSNAT_RUN_DIR is a writable directory")
     }
 
     public var description: String { "pod record \(path): \(reason)" }
@@ -155,7 +114,7 @@ public struct RecordFileError: Error, Equatable, Sendable, CustomStringConvertib
 /// its index ("racy git").
 public final class CachedRecordFiles: RecordStore {
     let files: RecordFiles
-    private var cache: [String: (modified: timespec, records: [PodRecord], problems: [String])] = [:]
+    private var cache: [String: (modified: Int64, records: [PodRecord], problems: [String])] = [:]
 
     public init(runDirectory: String) { files = RecordFiles(runDirectory: runDirectory) }
 
@@ -166,16 +125,15 @@ public final class CachedRecordFiles: RecordStore {
 
     public func records(of id: NetworkID) throws -> (records: [PodRecord], problems: [String]) {
         let folder = files.directory + "/" + PodRecord.directory(of: id)
-        var info = stat()
-        guard stat(folder, &info) == 0 else { return try files.records(of: id) }
-        if let cached = cache[id.hash], cached.modified.tv_sec == info.st_mtim.tv_sec, cached.modified.tv_nsec == info.st_mtim.tv_nsec {
+        guard let modified = Files.modificationTime(of: folder) else { return try files.records(of: id) }
+        if let cached = cache[id.hash], cached.modified == modified {
             return (cached.records, cached.problems)
         }
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let found = try files.records(of: id)
-        let age = Double(now.tv_sec - info.st_mtim.tv_sec) + Double(now.tv_nsec - info.st_mtim.tv_nsec) / 1e9
-        if age > 0.1 { cache[id.hash] = (info.st_mtim, found.records, found.problems) } else { cache[id.hash] = nil }
+        let age = Double(Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec) - modified) / 1e9
+        if age > 0.1 { cache[id.hash] = (modified, found.records, found.problems) } else { cache[id.hash] = nil }
         return found
     }
 }

@@ -1,5 +1,6 @@
 import CNetlink
 import Glibc
+import SystemCalls
 import RandSNATCore
 
 /// Whether this kernel gives each TCP connection a timestamp offset that depends on its ports
@@ -92,16 +93,10 @@ public struct PodNamespaceReader {
 /// A small procfs text file.
 enum ProcText {
     static func read(_ path: String) throws(NetlinkError) -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw NetlinkError(operation: "opening", object: path, code: errno, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 8192)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count <= 0 { break }
-            bytes += chunk[0..<count]
+        do {
+            return try Files.text(of: path)
+        } catch {
+            throw NetlinkError(operation: error.operation, object: path, code: error.errno.code, reason: error.errno.description)
         }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
