@@ -13,17 +13,12 @@ set -u
 cd "$(dirname "$0")/../.."
 PODS=${1:-4} THREADS=${2:-4} COUNT=${3:-6000} SECONDS_CAP=${4:-20} PORTS=${5:-1000}
 source Tests/integration/lib.sh
+source Tests/bench/snat_bed.sh
 trap 'bed_down; rm -rf "$TMP_BASE"' EXIT
 bed_up paws >/dev/null
 for address in 2 3 4 5; do in_ns "$NODE" ip addr add 203.0.113.$address/24 dev "${T}e0"; done
 list=$(conflist "$T-pods")
-python3 - "$list" <<'PY'
-import json, sys
-conf = json.load(open(sys.argv[1]))
-conf["plugins"] = conf["plugins"][:1]   # the bridge alone: each variant adds its own SNAT
-json.dump(conf, open(sys.argv[1], "w"))
-PY
-for n in $(seq 1 "$PODS"); do pod_add "$list" "$n" >/dev/null; done
+bridge_only_pods "$list" "$PODS"
 first=20000 last=$((20000 + PORTS - 1))
 server_port=9200
 
@@ -52,17 +47,7 @@ randsnat_pods() {   # randsnat_pods VERB VARIANT RANGE
         bypass) extra+=',"nonMasqueradeCIDRs":["198.19.0.0/16"]' ;;
         timestamps2) extra+=',"podTCPTimestamps":2' ;;
     esac
-    local n
-    for n in $(seq 1 "$PODS"); do
-        python3 - "$CNI_CACHE_DIR/$T-pods-c$n-$RUN-eth0" "$WORK/rs-$n.json" "$T-paws" "{$extra}" <<'PY'
-import json, sys
-prev = json.load(open(sys.argv[1]))["result"]
-conf = {"cniVersion": "1.0.0", "name": sys.argv[3], "type": "randsnat", "prevResult": prev}
-conf.update(json.loads(sys.argv[4]))
-json.dump(conf, open(sys.argv[2], "w"))
-PY
-        randsnat_exec "$1" "$WORK/rs-$n.json" "c$n" "/var/run/netns/$T-pod$n" eth0 >/dev/null
-    done
+    randsnat_after_bridge "$1" "$T-paws" "{$extra}" "$PODS"
 }
 # counters NS NAME...: the namespace's TCP counters (JSON).
 counters() { local ns=$1; shift; in_ns "$ns" python3 Tests/integration/paws.py counters "$@"; }

@@ -11,19 +11,14 @@ set -u
 cd "$(dirname "$0")/../.."
 PODS=${1:-8} CONNECTS=${2:-100} REPEATS=${3:-3} PORTS=${4:-1000}
 source Tests/integration/lib.sh
+source Tests/bench/snat_bed.sh
 trap 'bed_down; rm -rf "$TMP_BASE"' EXIT
 bed_up race >/dev/null
 in_ns "$EXT" timeout 900 python3 Tests/bench/race_server.py 9000 900 &
 in_ns "$VPC" timeout 900 python3 Tests/bench/race_server.py 9000 900 &
 for address in 2 3 4 5; do in_ns "$NODE" ip addr add 203.0.113.$address/24 dev "${T}e0"; done
 list=$(conflist "$T-pods")
-python3 - "$list" <<'PY'
-import json, sys
-conf = json.load(open(sys.argv[1]))
-conf["plugins"] = conf["plugins"][:1]   # the bridge alone: each variant adds its own SNAT
-json.dump(conf, open(sys.argv[1], "w"))
-PY
-for n in $(seq 1 "$PODS"); do pod_add "$list" "$n" >/dev/null; done
+bridge_only_pods "$list" "$PODS"
 in_ns "$NODE" sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_time_wait=120
 stat() { in_ns "$NODE" python3 -c '
 lines = open("/proc/net/stat/nf_conntrack").read().split("\n")
@@ -58,17 +53,7 @@ randsnat_pods() {
         randsnat-tosource) extra+=",\"toSource\":[\"203.0.113.2-203.0.113.5\"]" ;;
         randsnat-bypass) extra+=",\"nonMasqueradeCIDRs\":[\"198.19.0.0/16\"]" ;;
     esac
-    local n
-    for n in $(seq 1 "$PODS"); do
-        python3 - "$CNI_CACHE_DIR/$T-pods-c$n-$RUN-eth0" "$WORK/rs-$n.json" "$T-race" "{$extra}" <<'PY'
-import json, sys
-prev = json.load(open(sys.argv[1]))["result"]   # libcni's cache entry, as cni.py writes it
-conf = {"cniVersion": "1.0.0", "name": sys.argv[3], "type": "randsnat", "prevResult": prev}
-conf.update(json.loads(sys.argv[4]))
-json.dump(conf, open(sys.argv[2], "w"))
-PY
-        randsnat_exec "$1" "$WORK/rs-$n.json" "c$n" "/var/run/netns/$T-pod$n" eth0 >/dev/null
-    done
+    randsnat_after_bridge "$1" "$T-race" "{$extra}" "$PODS"
 }
 
 # load KIND DESTINATION PINNED: every pod's client at once; prints the merged JSON.
