@@ -25,6 +25,24 @@ struct XtablesEntryError: Error, Equatable, CustomStringConvertible {
     var description: String { "the rule's bytes are not an xtables entry: \(reason)" }
 }
 
+extension XtablesEntry.Inverse {
+    static let inInterface = Self(rawValue: UInt8(IPT_INV_VIA_IN))
+    static let outInterface = Self(rawValue: UInt8(IPT_INV_VIA_OUT))
+    static let tos = Self(rawValue: UInt8(IPT_INV_TOS))
+    static let source = Self(rawValue: UInt8(IPT_INV_SRCIP))
+    static let destination = Self(rawValue: UInt8(IPT_INV_DSTIP))
+    static let fragment = Self(rawValue: UInt8(IPT_INV_FRAG))
+    static let proto = Self(rawValue: UInt8(IPT_INV_PROTO))
+}
+
+extension NATRange.Flags {
+    static let mapIPs = Self(rawValue: UInt32(NF_NAT_RANGE_MAP_IPS))
+    static let protoSpecified = Self(rawValue: UInt32(NF_NAT_RANGE_PROTO_SPECIFIED))
+    static let random = Self(rawValue: UInt32(NF_NAT_RANGE_PROTO_RANDOM))
+    static let persistent = Self(rawValue: UInt32(NF_NAT_RANGE_PERSISTENT))
+    static let randomFully = Self(rawValue: UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY))
+}
+
 extension XtablesEntry {
     /// Bytes of the entry header: sizeof(ipt_entry) or sizeof(ip6t_entry).
     static func headerSize(_ family: Family) -> Int {

@@ -1,4 +1,3 @@
-internal import CNetfilter
 import RandSNATCore
 
 // One xtables rule (an `ipt_entry` or `ip6t_entry` with its matches and target) as a value. The
@@ -43,7 +42,7 @@ struct XtablesEntry: Equatable, Sendable {
     }
 
     /// The header's flag bits, named once for both families (the codec maps them to IPT_F_*/IP6T_F_*).
-    struct Flags: OptionSet, Hashable, Sendable {
+    struct Flags: OptionSet, Sendable {
         let rawValue: UInt8
         /// `-g`: a goto, not a jump. IPT_F_GOTO / IP6T_F_GOTO.
         static let goto = Flags(rawValue: 1 << 0)
@@ -55,21 +54,15 @@ struct XtablesEntry: Equatable, Sendable {
         static let tosGiven = Flags(rawValue: 1 << 3)
     }
 
-    /// The header's `invflags`: the same bits in both families (IPT_INV_* = IP6T_INV_*).
-    struct Inverse: OptionSet, Hashable, Sendable {
+    /// The header's `invflags`: the same bits in both families (IPT_INV_* = IP6T_INV_*); the
+    /// members (`.source`, `.outInterface`, ...) are named in XtablesCodec.swift.
+    struct Inverse: OptionSet, Sendable {
         let rawValue: UInt8
-        static let inInterface = Inverse(rawValue: UInt8(IPT_INV_VIA_IN))
-        static let outInterface = Inverse(rawValue: UInt8(IPT_INV_VIA_OUT))
-        static let tos = Inverse(rawValue: UInt8(IPT_INV_TOS))
-        static let source = Inverse(rawValue: UInt8(IPT_INV_SRCIP))
-        static let destination = Inverse(rawValue: UInt8(IPT_INV_DSTIP))
-        static let fragment = Inverse(rawValue: UInt8(IPT_INV_FRAG))
-        static let proto = Inverse(rawValue: UInt8(IPT_INV_PROTO))
     }
 }
 
 /// An address and its mask, as the header holds `-s`/`-d` (iptables writes contiguous masks).
-struct MaskedAddress: Hashable, Sendable {
+struct MaskedAddress: Equatable, Sendable {
     let address: IPAddress
     let mask: IPAddress
 
@@ -96,7 +89,7 @@ struct MaskedAddress: Hashable, Sendable {
 
 /// An interface name as the header holds `-i`/`-o`: "eth0" takes that interface, "eth+" (a
 /// wildcard) every name that starts "eth".
-struct InterfaceName: Hashable, Sendable {
+struct InterfaceName: Equatable, Sendable {
     let name: String
     /// True when the mask stops before the name's end (iptables' `+`): a prefix match.
     let isWildcard: Bool
@@ -119,7 +112,7 @@ enum XtablesMatch: Equatable, Sendable {
     /// Any other match, or one of the above in a form the typed cases do not hold: its bytes as they are.
     case other(name: String, revision: UInt8, data: [UInt8])
 
-    struct SetMatch: Hashable, Sendable {
+    struct SetMatch: Equatable, Sendable {
         var index: UInt16
         /// One per dimension of the set: which address of the packet is looked up.
         var directions: [NATRule.Direction]
@@ -162,7 +155,7 @@ enum XtablesTarget: Equatable, Sendable {
 
 /// A NAT target's range: the addresses (SNAT's --to-source), the ports, and the flags
 /// (NF_NAT_RANGE_*: --random, --random-fully, --persistent).
-struct NATRange: Hashable, Sendable {
+struct NATRange: Equatable, Sendable {
     var flags: Flags
     /// Set together with `Flags.mapIPs`.
     var addresses: ClosedRange<IPAddress>?
@@ -178,13 +171,8 @@ struct NATRange: Hashable, Sendable {
         self.baseProto = baseProto
     }
 
-    /// NF_NAT_RANGE_* (linux/netfilter/nf_nat.h).
-    struct Flags: OptionSet, Hashable, Sendable {
+    /// NF_NAT_RANGE_* (linux/netfilter/nf_nat.h); the members (`.randomFully`, ...) are named in XtablesCodec.swift.
+    struct Flags: OptionSet, Sendable {
         let rawValue: UInt32
-        static let mapIPs = Flags(rawValue: UInt32(NF_NAT_RANGE_MAP_IPS))
-        static let protoSpecified = Flags(rawValue: UInt32(NF_NAT_RANGE_PROTO_SPECIFIED))
-        static let random = Flags(rawValue: UInt32(NF_NAT_RANGE_PROTO_RANDOM))
-        static let persistent = Flags(rawValue: UInt32(NF_NAT_RANGE_PERSISTENT))
-        static let randomFully = Flags(rawValue: UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY))
     }
 }
