@@ -296,8 +296,10 @@ enum KernelRevision {
         XtablesEntry.store(Array(name.utf8), into: &request.name)
         request.revision = revision
         var length = socklen_t(MemoryLayout<xt_get_revision>.size)
-        // IPT_SO_GET_REVISION_MATCH / _TARGET are IPT_BASE_CTL + 2 / + 3 (64 + ...), the same for IPv6.
-        let option: Int32 = kind == "match" ? 66 : 67
+        // IPv6 has its own numbers (IP6T_BASE_CTL + 4 / + 5); IPv4's + 2 / + 3 are IPV6_RECVTCLASS and
+        // IPV6_TCLASS there, which any IPv6 socket answers.
+        let option = family == .ipv4 ? (kind == "match" ? IPT_SO_GET_REVISION_MATCH : IPT_SO_GET_REVISION_TARGET)
+                                     : (kind == "match" ? IP6T_SO_GET_REVISION_MATCH : IP6T_SO_GET_REVISION_TARGET)
         return getsockopt(fd, family == .ipv4 ? Int32(IPPROTO_IP) : Int32(IPPROTO_IPV6), option, &request, &length) == 0
     }
 }
