@@ -126,6 +126,17 @@ struct XtablesCodecTests {
         #expect(snat6.proto == 6 && snat6.flags.contains(.protocolGiven))
         #expect(snat6.target.natRange(family: .ipv6) == NATRange(flags: [.mapIPs, .randomFully], addresses: Self.ip("2001:db8::1")...Self.ip("2001:db8::9")))
         #expect(try entry(.ipv6, "RS-C", 2) == XtablesEntry(family: .ipv6, target: .verdict(.accept)))
+        // Without libiptc's name, a standard target reads by its verdict; a jump (an offset) stays bytes.
+        for (family, chain, index, verdict) in [(Family.ipv4, "POSTROUTING", 4, XtablesTarget.Verdict.accept), (.ipv4, "POSTROUTING", 5, .return),
+                                                (.ipv6, "RS-C", 2, .accept), (.ipv6, "RS-C", 0, .return)] {
+            let rule = LibiptcFixture.rule(family, chain, index)
+            #expect(try XtablesEntry(decoding: rule.bytes, family: family).target == .verdict(verdict))
+        }
+        let jump = LibiptcFixture.rule(.ipv4, "POSTROUTING", 0)
+        guard case .other(name: "", revision: 0, _) = try XtablesEntry(decoding: jump.bytes, family: .ipv4).target else {
+            Issue.record("a jump without its chain's name is not a verdict")
+            return
+        }
         guard case .other(name: "LOG", revision: 0, _) = try entry(.ipv6, "RS-C", 3).target else {
             Issue.record("LOG is not a typed target")
             return
