@@ -218,6 +218,7 @@ struct XtablesCodecTests {
         let broken: [(String, [UInt8])] = [
             ("next_offset past the end", with(at + 2, bytes.count + 8)),
             ("next_offset short of the end", with(at + 2, bytes.count - 8)),
+            ("bytes after next_offset", bytes + [UInt8](repeating: 0, count: 8)),
             ("target_offset inside the header", with(at, header - 8)),
             ("target_offset past next_offset", with(at, bytes.count)),
             ("target_offset inside the match", with(at, header + 40)),
