@@ -267,11 +267,10 @@ public final class IPTablesBackend: NATBackend {
                 report.problems.append("the kernel has no \(family == .ipv4 ? "IPv4" : "IPv6") \(kind) \(name) (revision \(revision)); load its module (xt_\(name))")
             }
         }
-        let lockFD = open(xtablesLock.path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
-        if lockFD < 0 {
-            report.problems.append("the xtables lock \(xtablesLock.path) cannot be opened: \(Errno.current)")
-        } else {
-            close(lockFD)
+        do {
+            try FileDescriptor.open(xtablesLock.path, [.create, .readWrite]).close()
+        } catch {
+            report.problems.append("the xtables lock \(xtablesLock.path) cannot be opened: \(error.errno)")
         }
         if let warning = netfilterWarning(legacyRules: legacyRules) {
             report.warnings.append(warning)
