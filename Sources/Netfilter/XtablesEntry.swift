@@ -171,7 +171,7 @@ struct NATRange: Equatable, Sendable {
         self.baseProto = baseProto
     }
 
-    /// NF_NAT_RANGE_* (linux/netfilter/nf_nat.h); the members (`.randomFully`, ...) are named in XtablesCodec.swift.
+    /// NF_NAT_RANGE_* (linux/netfilter/nf_nat.h); the members (`.randomFully`, ...) are named in XtablesExtensionCodec.swift.
     struct Flags: OptionSet, Sendable {
         let rawValue: UInt32
     }
