@@ -1,4 +1,4 @@
-import CNetfilter
+internal import CNetfilter
 import Netlink
 import RandSNATCore
 
@@ -6,72 +6,59 @@ import RandSNATCore
 // `NATHookRule` (conditions and a verdict). NATHookReader feeds them what it reads.
 
 /// Reads a legacy rule (and the matches and targets iptables-nft keeps in xt form) as the shadowing
-/// check's `NATHookRule`. Layouts: ipt_entry/ip6t_entry (linux/netfilter_ipv{4,6}/ip{,6}_tables.h),
-/// xt_mark_mtinfo1 (u32 mark, u32 mask, u8 invert), xt_addrtype_info_v1 (u16 source, u16 dest,
-/// u32 flags: 1 invert source, 2 invert dest), xt_addrtype_info (u16, u16, u32 invert_source,
-/// u32 invert_dest), nf_nat_ipv4_multi_range_compat and nf_nat_range(2).
+/// check's `NATHookRule`: the entry through the xtables codec (`XtablesEntry`), the matches' data as
+/// their kernel structs (xt_mark_mtinfo1, xt_addrtype_info_v1, xt_addrtype_info).
 extension RuleDecoder {
     static func hookRule(_ rule: IPTCTable.Rule, family: Family, isChain: (String) -> Bool) -> NATHookRule {
-        let bytes = rule.bytes
-        var conditions: [NATHookRule.Condition] = []
-        let v4 = family == .ipv4
-        let addressLength = v4 ? 4 : 16
-        let (srcAt, dstAt, smskAt, dmskAt) = v4 ? (0, 4, 8, 12) : (0, 16, 32, 48)
-        let outAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.outiface)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.outiface)!
-        let protoAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.proto)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.proto)!
-        let flagsAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.flags)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.flags)!
-        let invAt = v4 ? MemoryLayout<ipt_entry>.offset(of: \.ip.invflags)! : MemoryLayout<ip6t_entry>.offset(of: \.ipv6.invflags)!
-        let inverse = bytes[invAt]
-        func cidr(_ at: Int, _ maskAt: Int) -> CIDR? {
-            let prefix = bytes[maskAt..<(maskAt + addressLength)].reduce(0) { $0 + $1.nonzeroBitCount }
-            guard prefix > 0, let address = IPAddress(family: family, bytes: Array(bytes[at..<(at + addressLength)])) else { return nil }
-            return CIDR(address: address, prefix: prefix)
+        let entry: XtablesEntry
+        do { entry = try rule.entry(family) } catch {
+            return NATHookRule([.other("\(error)")], .none(rule.targetName))
         }
-        if let source = cidr(srcAt, smskAt) { conditions.append(.source(source, inverted: inverse & UInt8(IPT_INV_SRCIP) != 0)) }
-        if let destination = cidr(dstAt, dmskAt) { conditions.append(.destination(destination, inverted: inverse & UInt8(IPT_INV_DSTIP) != 0)) }
-        let name = String(decoding: bytes[outAt..<(outAt + 16)].prefix { $0 != 0 }, as: UTF8.self)
+        var conditions: [NATHookRule.Condition] = []
+        if let source = entry.source?.cidr { conditions.append(.source(source, inverted: entry.inverse.contains(.source))) }
+        if let destination = entry.destination?.cidr {
+            conditions.append(.destination(destination, inverted: entry.inverse.contains(.destination)))
+        }
         // iptables keeps a wildcard's "+" in the name (the mask stops before it): the name reads as written.
-        if !name.isEmpty { conditions.append(.outInterface(name, inverted: inverse & UInt8(IPT_INV_VIA_OUT) != 0)) }
-        let proto = UInt16(bytes[protoAt]) | UInt16(bytes[protoAt + 1]) << 8
-        if proto != 0 { conditions.append(.proto(UInt8(truncatingIfNeeded: proto), inverted: inverse & UInt8(IPT_INV_PROTO) != 0)) }
-        let offsets = RuleEncoder.offsetsOffset(family)
-        let targetOffset = Int(UInt16(bytes[offsets]) | UInt16(bytes[offsets + 1]) << 8)
-        var offset = RuleEncoder.headerSize(family)
-        while offset + RuleEncoder.extensionHeaderSize <= targetOffset {
-            let size = Int(UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8)
-            guard size >= RuleEncoder.extensionHeaderSize, offset + size <= targetOffset else { break }
-            let match = String(decoding: bytes[(offset + 2)..<(offset + 31)].prefix { $0 != 0 }, as: UTF8.self)
-            conditions += Self.conditions(match: match, revision: bytes[offset + 31],
-                                          payload: Array(bytes[(offset + RuleEncoder.extensionHeaderSize)..<(offset + size)]))
-            offset += size
+        if let out = entry.outInterface { conditions.append(.outInterface(out.name, inverted: entry.inverse.contains(.outInterface))) }
+        if entry.proto != 0 { conditions.append(.proto(UInt8(truncatingIfNeeded: entry.proto), inverted: entry.inverse.contains(.proto))) }
+        for match in entry.matches {
+            conditions += Self.conditions(match: match.name, revision: match.revision, payload: match.data)
         }
         let target = rule.targetName
-        let goto = bytes[flagsAt] & UInt8(v4 ? IPT_F_GOTO : IP6T_F_GOTO) != 0
         let verdict: NATHookRule.Verdict
         switch target {
         case "MASQUERADE", "SNAT":
-            let revision = bytes[targetOffset + RuleEncoder.extensionHeaderSize - 1]
-            verdict = .snat(natTarget(name: target, payload: Array(bytes[(targetOffset + RuleEncoder.extensionHeaderSize)...]),
-                                      compat: v4 && revision == 0, family: family))
+            verdict = .snat(natTarget(name: target, range: entry.target.natRange(family: family) ?? NATRange()))
         case "ACCEPT", "DROP", "RETURN": verdict = .stop(target)
-        case _ where isChain(target): verdict = goto ? .goto(target) : .jump(target)
+        case _ where isChain(target): verdict = entry.flags.contains(.goto) ? .goto(target) : .jump(target)
         default: verdict = .none(target)
         }
         return NATHookRule(conditions, verdict)
     }
 
-    /// The conditions of an xt match, read from its data.
+    /// The conditions of an xt match, read from its data (missing trailing bytes read as 0).
     static func conditions(match: String, revision: UInt8, payload: [UInt8]) -> [NATHookRule.Condition] {
-        func u16(_ at: Int) -> UInt16 { payload.count >= at + 2 ? UInt16(payload[at]) | UInt16(payload[at + 1]) << 8 : 0 }
-        func u32(_ at: Int) -> UInt32 { payload.count >= at + 4 ? (0..<4).reduce(UInt32(0)) { $0 | UInt32(payload[at + $1]) << UInt32($1 * 8) } : 0 }
         switch (match, revision) {
         case ("comment", _):
             return [.comment(String(decoding: payload.prefix { $0 != 0 }, as: UTF8.self))]
-        case ("mark", 1) where payload.count >= 9:
-            return [.mark(value: u32(0), mask: u32(4), inverted: payload[8] != 0)]
+        case ("mark", 1) where payload.count > MemoryLayout<xt_mark_mtinfo1>.offset(of: \.invert)!:
+            var info = xt_mark_mtinfo1()
+            XtablesEntry.store(payload, into: &info)
+            return [.mark(value: info.mark, mask: info.mask, inverted: info.invert != 0)]
         case ("addrtype", 0), ("addrtype", 1):
-            let (source, destination) = (u16(0), u16(2))
-            let (invertSource, invertDestination) = revision == 1 ? (u32(4) & 1 != 0, u32(4) & 2 != 0) : (u32(4) != 0, u32(8) != 0)
+            let source: UInt16, destination: UInt16, invertSource: Bool, invertDestination: Bool
+            if revision == 1 {
+                var info = xt_addrtype_info_v1()
+                XtablesEntry.store(payload, into: &info)
+                (source, destination) = (info.source, info.dest)
+                invertSource = info.flags & UInt32(XT_ADDRTYPE_INVERT_SOURCE) != 0
+                invertDestination = info.flags & UInt32(XT_ADDRTYPE_INVERT_DEST) != 0
+            } else {
+                var info = xt_addrtype_info()
+                XtablesEntry.store(payload, into: &info)
+                (source, destination, invertSource, invertDestination) = (info.source, info.dest, info.invert_source != 0, info.invert_dest != 0)
+            }
             var found: [NATHookRule.Condition] = []
             if source != 0 { found.append(.addressType(source: true, types: source, inverted: invertSource)) }
             if destination != 0 { found.append(.addressType(source: false, types: destination, inverted: invertDestination)) }
@@ -81,19 +68,19 @@ extension RuleDecoder {
         }
     }
 
-    /// A MASQUERADE/SNAT target's range: addresses (SNAT), ports and --random-fully.
+    /// A MASQUERADE/SNAT target's data (an nft `target` expression's info): `compat` for the IPv4
+    /// revision 0 layout (nf_nat_ipv4_multi_range_compat), else nf_nat_range(2).
     static func natTarget(name: String, payload: [UInt8], compat: Bool, family: Family) -> NATHookRule.NATTarget {
-        let (flags, ports) = natRange(payload: payload, compat: compat)
+        natTarget(name: name, range: NATRange(reading: payload, compat ? .compat : .range, family: family))
+    }
+
+    /// The range's addresses (SNAT), ports and --random-fully.
+    static func natTarget(name: String, range: NATRange) -> NATHookRule.NATTarget {
         var toSource: String?
-        if name == "SNAT", flags & UInt32(NF_NAT_RANGE_MAP_IPS) != 0 {
-            let (minAt, maxAt, length) = compat ? (8, 12, 4) : (4, 20, family == .ipv4 ? 4 : 16)
-            if payload.count >= maxAt + length, let low = IPAddress(family: family, bytes: Array(payload[minAt..<(minAt + length)])),
-               let high = IPAddress(family: family, bytes: Array(payload[maxAt..<(maxAt + length)])) {
-                toSource = low == high ? "\(low)" : "\(low)-\(high)"
-            }
+        if name == "SNAT", let addresses = range.addresses {
+            toSource = addresses.lowerBound == addresses.upperBound ? "\(addresses.lowerBound)" : "\(addresses.lowerBound)-\(addresses.upperBound)"
         }
-        return NATHookRule.NATTarget(name: name, toSource: toSource, ports: ports,
-                                     randomFully: flags & UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY) != 0)
+        return NATHookRule.NATTarget(name: name, toSource: toSource, ports: range.ports, randomFully: range.flags.contains(.randomFully))
     }
 }
 

@@ -1,6 +1,7 @@
-import CNetfilter
+internal import CNetfilter
 import Glibc
 import RandSNATCore
+import SystemCalls
 
 /// One family's xtables table through libiptc/libip6tc: a snapshot read by `init`, edited in
 /// memory, written back whole by `commit`. Every libiptc pointer lives in this file.
@@ -52,7 +53,13 @@ final class IPTCTable {
     /// A rule as read back: its bytes and its target's name.
     struct Rule {
         let bytes: [UInt8]
+        /// libiptc's name for the target (`iptc_get_target`): a verdict, a chain, an extension.
         let targetName: String
+
+        /// The rule as a value (a jump's chain named by libiptc).
+        func entry(_ family: Family) throws(XtablesEntryError) -> XtablesEntry {
+            try XtablesEntry(decoding: bytes, family: family, targetName: targetName)
+        }
     }
 
     let family: Family
@@ -75,7 +82,7 @@ final class IPTCTable {
     deinit { functions.free(handle) }
 
     private static func reason(_ functions: Functions, _ code: Int32) -> String {
-        functions.strerror(code).map { String(cString: $0) } ?? String(cString: Glibc.strerror(code))
+        functions.strerror(code).map { String(cString: $0) } ?? "\(Errno(code))"
     }
 
     private func reason() -> String { Self.reason(functions, errno) }
@@ -95,9 +102,10 @@ final class IPTCTable {
     func rules(in chain: String) -> [Rule] {
         var rules: [Rule] = []
         var next = functions.firstRule(chain, handle)
-        let nextOffsetAt = RuleEncoder.offsetsOffset(family) + 2
         while let entry = next {
-            let size = Int(entry.loadUnaligned(fromByteOffset: nextOffsetAt, as: UInt16.self))
+            // next_offset is the entry's size, matches and target included.
+            let size = family == .ipv4 ? Int(entry.loadUnaligned(as: ipt_entry.self).next_offset)
+                                       : Int(entry.loadUnaligned(as: ip6t_entry.self).next_offset)
             let name = functions.target(entry, handle).map { String(cString: $0) } ?? ""
             rules.append(Rule(bytes: Array(UnsafeRawBufferPointer(start: entry, count: size)), targetName: name))
             next = functions.nextRule(entry, handle)
@@ -152,21 +160,5 @@ final class IPTCTable {
             throw .commitFailed(table: table, family: family, reason: reason())
         }
         changed = false
-    }
-
-    /// True when the rule read back is the encoded one (counters and kernel-filled verdicts aside).
-    static func matches(_ rule: Rule, _ expected: EncodedRule) -> Bool {
-        let family = expected.family
-        let ipPart = RuleEncoder.ipPartSize(family)
-        let offsets = RuleEncoder.offsetsOffset(family)
-        guard rule.bytes.count == expected.bytes.count, rule.targetName == expected.targetName,
-              rule.bytes[0..<ipPart] == expected.bytes[0..<ipPart],
-              rule.bytes[offsets..<(offsets + 4)] == expected.bytes[offsets..<(offsets + 4)] else { return false }
-        let targetOffset = Int(UInt16(expected.bytes[offsets]) | UInt16(expected.bytes[offsets + 1]) << 8)
-        let header = RuleEncoder.headerSize(family)
-        guard rule.bytes[header..<targetOffset] == expected.bytes[header..<targetOffset] else { return false }
-        if expected.isStandardTarget { return true }
-        let payload = targetOffset + RuleEncoder.extensionHeaderSize
-        return rule.bytes[payload...] == expected.bytes[payload...]
     }
 }

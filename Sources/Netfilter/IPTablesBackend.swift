@@ -1,7 +1,8 @@
-import CNetfilter
+internal import CNetfilter
 import Glibc
 import Netlink
 import RandSNATCore
+import SystemCalls
 
 /// randsnat's state in the legacy xtables nat tables (libiptc/libip6tc) and in ipsets.
 ///
@@ -75,7 +76,7 @@ public final class IPTablesBackend: NATBackend {
             }
             let postrouting = table.rules(in: "POSTROUTING")
             let jumps = postrouting.indices.filter { postrouting[$0].targetName == chain }
-            if !(jumps.count == 1 && IPTCTable.matches(postrouting[jumps[0]], jump)) {
+            if !(jumps.count == 1 && Self.matches(postrouting[jumps[0]], jump)) {
                 for index in jumps.reversed() { try table.deleteRule(at: index, in: "POSTROUTING") }
                 try table.append(jump, to: "POSTROUTING")
             }
@@ -102,8 +103,13 @@ public final class IPTablesBackend: NATBackend {
             + "randsnat's legacy rules run beside them in an order nobody chose: set \"backend\" to \"auto\" or \"nftables\""
     }
 
+    /// True when the rule read back is the one randsnat writes (counters and a jump's offset aside).
+    static func matches(_ rule: IPTCTable.Rule, _ expected: EncodedRule) -> Bool {
+        (try? rule.entry(expected.family)) == expected.entry
+    }
+
     static func same(_ current: [IPTCTable.Rule], _ expected: [EncodedRule]) -> Bool {
-        current.count == expected.count && zip(current, expected).allSatisfy { IPTCTable.matches($0, $1) }
+        current.count == expected.count && zip(current, expected).allSatisfy(matches)
     }
 
     /// Removes the jumps to `chain` from POSTROUTING, then the chain.
@@ -224,7 +230,7 @@ public final class IPTablesBackend: NATBackend {
             if current.count != rules.count {
                 problems.append("chain \(chain) has \(current.count) rules; randsnat writes \(rules.count)")
             }
-            for (index, rule) in rules.enumerated() where index >= current.count || !IPTCTable.matches(current[index], rule) {
+            for (index, rule) in rules.enumerated() where index >= current.count || !Self.matches(current[index], rule) {
                 problems.append("rule \(index + 1) of \(chain) is not `\(rule.text)`")
             }
         }
@@ -232,7 +238,7 @@ public final class IPTablesBackend: NATBackend {
         let jumps = postrouting.filter { $0.targetName == chain }
         if jumps.isEmpty {
             problems.append("\(tableName) nat POSTROUTING has no jump to \(chain)")
-        } else if jumps.count > 1 || !IPTCTable.matches(jumps[0], jump) {
+        } else if jumps.count > 1 || !Self.matches(jumps[0], jump) {
             problems.append("\(tableName) nat POSTROUTING's jump to \(chain) is not `\(jump.text)`")
         }
         return problems
@@ -261,11 +267,10 @@ public final class IPTablesBackend: NATBackend {
                 report.problems.append("the kernel has no \(family == .ipv4 ? "IPv4" : "IPv6") \(kind) \(name) (revision \(revision)); load its module (xt_\(name))")
             }
         }
-        let lockFD = open(xtablesLock.path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
-        if lockFD < 0 {
-            report.problems.append("the xtables lock \(xtablesLock.path) cannot be opened: \(String(cString: strerror(errno)))")
-        } else {
-            close(lockFD)
+        do {
+            try FileDescriptor.open(xtablesLock.path, [.create, .readWrite]).close()
+        } catch {
+            report.problems.append("the xtables lock \(xtablesLock.path) cannot be opened: \(error.errno)")
         }
         if let warning = netfilterWarning(legacyRules: legacyRules) {
             report.warnings.append(warning)
@@ -287,11 +292,13 @@ enum KernelRevision {
         guard fd >= 0 else { return false }
         defer { close(fd) }
         var request = xt_get_revision()
-        withUnsafeMutableBytes(of: &request.name) { RuleEncoder.copy(Array(name.utf8), into: $0) }
+        XtablesEntry.store(Array(name.utf8), into: &request.name)
         request.revision = revision
         var length = socklen_t(MemoryLayout<xt_get_revision>.size)
-        // IPT_SO_GET_REVISION_MATCH / _TARGET are IPT_BASE_CTL + 2 / + 3 (64 + ...), the same for IPv6.
-        let option: Int32 = kind == "match" ? 66 : 67
+        // IPv6 has its own numbers (IP6T_BASE_CTL + 4 / + 5); IPv4's + 2 / + 3 are IPV6_RECVTCLASS and
+        // IPV6_TCLASS there, which any IPv6 socket answers.
+        let option = family == .ipv4 ? (kind == "match" ? IPT_SO_GET_REVISION_MATCH : IPT_SO_GET_REVISION_TARGET)
+                                     : (kind == "match" ? IP6T_SO_GET_REVISION_MATCH : IP6T_SO_GET_REVISION_TARGET)
         return getsockopt(fd, family == .ipv4 ? Int32(IPPROTO_IP) : Int32(IPPROTO_IPV6), option, &request, &length) == 0
     }
 }

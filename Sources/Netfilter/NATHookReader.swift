@@ -1,4 +1,4 @@
-import CNetfilter
+internal import CNetfilter
 import Glibc
 import Netlink
 import RandSNATCore
@@ -100,7 +100,7 @@ public struct NATHookReader {
 
     // MARK: nf_tables
 
-    static let familyNames: [UInt8: String] = [2: "ip", 10: "ip6", 1: "inet"]
+    static let familyNames: [UInt8: String] = [UInt8(NFPROTO_IPV4): "ip", UInt8(NFPROTO_IPV6): "ip6", UInt8(NFPROTO_INET): "inet"]
 
     func dump(_ message: nf_tables_msg_types, _ what: String) throws(NetfilterError) -> [NetlinkReply] {
         let request = NetlinkRequest(type: UInt16(NFNL_SUBSYS_NFTABLES << 8) | UInt16(message.rawValue),

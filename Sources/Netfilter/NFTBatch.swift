@@ -1,5 +1,5 @@
 import CNFTables
-import CNetfilter
+internal import CNetfilter
 import Glibc
 import RandSNATCore
 

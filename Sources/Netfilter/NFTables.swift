@@ -1,4 +1,4 @@
-import CNetfilter
+internal import CNetfilter
 import Netlink
 import RandSNATCore
 

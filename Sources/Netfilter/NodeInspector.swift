@@ -1,4 +1,3 @@
-import CNetfilter
 import Glibc
 import Netlink
 import RandSNATCore
@@ -79,14 +78,16 @@ public struct NodeInspector {
     func legacyRules(_ table: IPTCTable, comments: inout [String: String]) -> [NodeFacts.SNATRule] {
         let source = table.family == .ipv4 ? "iptables-legacy" : "ip6tables-legacy"
         for rule in table.rules(in: "POSTROUTING") where rule.targetName.hasPrefix(NetworkID.prefix) {
-            comments[rule.targetName] = RuleDecoder.comment(rule.bytes, family: table.family)
+            comments[rule.targetName] = try? rule.entry(table.family).matches.lazy.compactMap { match -> String? in
+                if case .comment(let text) = match { text } else { nil }
+            }.first
         }
         var found: [NodeFacts.SNATRule] = []
         for chain in table.chains {
             for (index, rule) in table.rules(in: chain).enumerated() where rule.targetName == "MASQUERADE" || rule.targetName == "SNAT" {
-                let (flags, ports) = RuleDecoder.natRange(rule.bytes, family: table.family)
+                let range = (try? rule.entry(table.family))?.target.natRange(family: table.family) ?? NATRange()
                 found.append(NodeFacts.SNATRule(source: source, chain: "nat \(chain)", position: index + 1, target: rule.targetName,
-                                                randomFully: flags & UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY) != 0, ports: ports,
+                                                randomFully: range.flags.contains(.randomFully), ports: range.ports,
                                                 isRandsnat: chain.hasPrefix(NetworkID.prefix), shadowsRandsnat: false))
             }
         }
@@ -181,42 +182,14 @@ public struct NodeInspector {
     }
 }
 
-/// Reads parts of rules randsnat and others wrote (the counterpart of RuleEncoder).
+/// Reads parts of rules others wrote.
 enum RuleDecoder {
-    /// The NAT range's flags and port range from a MASQUERADE/SNAT target (or an nft xt target's info).
-    static func natRange(_ rule: [UInt8], family: Family) -> (UInt32, ClosedRange<UInt16>?) {
-        let offsets = RuleEncoder.offsetsOffset(family)
-        let targetOffset = Int(UInt16(rule[offsets]) | UInt16(rule[offsets + 1]) << 8)
-        let revision = rule[targetOffset + RuleEncoder.extensionHeaderSize - 1]
-        return natRange(payload: Array(rule[(targetOffset + RuleEncoder.extensionHeaderSize)...]), compat: family == .ipv4 && revision == 0)
-    }
-
-    /// `compat`: nf_nat_ipv4_multi_range_compat (IPv4 revision 0), else nf_nat_range(2).
+    /// The NAT range's flags and port range from an nft `target` expression's xt info.
+    /// - Parameter compat: nf_nat_ipv4_multi_range_compat (IPv4 revision 0), else nf_nat_range(2).
     static func natRange(payload: [UInt8], compat: Bool) -> (UInt32, ClosedRange<UInt16>?) {
-        let (flagsAt, portsAt) = compat ? (4, 16) : (0, 36)
-        guard payload.count >= portsAt + 4 else { return (0, nil) }
-        let flags = (0..<4).reduce(UInt32(0)) { $0 | UInt32(payload[flagsAt + $1]) << UInt32($1 * 8) }
-        let low = UInt16(payload[portsAt]) << 8 | UInt16(payload[portsAt + 1])
-        let high = UInt16(payload[portsAt + 2]) << 8 | UInt16(payload[portsAt + 3])
-        let ports = flags & UInt32(NF_NAT_RANGE_PROTO_SPECIFIED) != 0 && low <= high ? low...high : nil
-        return (flags, ports)
-    }
-
-    /// The text of the rule's comment match, if it has one.
-    static func comment(_ rule: [UInt8], family: Family) -> String? {
-        let offsets = RuleEncoder.offsetsOffset(family)
-        let targetOffset = Int(UInt16(rule[offsets]) | UInt16(rule[offsets + 1]) << 8)
-        var offset = RuleEncoder.headerSize(family)
-        while offset + RuleEncoder.extensionHeaderSize <= targetOffset {
-            let size = Int(UInt16(rule[offset]) | UInt16(rule[offset + 1]) << 8)
-            guard size >= RuleEncoder.extensionHeaderSize else { return nil }
-            let name = String(decoding: rule[(offset + 2)..<(offset + 31)].prefix { $0 != 0 }, as: UTF8.self)
-            if name == "comment" {
-                return String(decoding: rule[(offset + 32)..<(offset + size)].prefix { $0 != 0 }, as: UTF8.self)
-            }
-            offset += size
-        }
-        return nil
+        // The flags and ports sit at the same place in both families' nf_nat_range.
+        let range = NATRange(reading: payload, compat ? .compat : .range, family: compat ? .ipv4 : .ipv6)
+        return (range.flags.rawValue, range.ports)
     }
 }
 
