@@ -168,6 +168,7 @@ public struct NodeMetrics: Equatable, Sendable {
                 out.append(F("randsnat_pods", .gauge, help: Self.podsHelp, facts.networks.map { .init([("network", $0.name), ("family", $0.family.rawValue), ("backend", $0.backend.rawValue),
                                                          ("generation", $0.generation)], Double($0.pods)) }))
             }
+            out += Self.timestampFamilies(facts)
             out.append(F("randsnat_orphan_members", .gauge, help: "Pod members of randsnat's sets whose attachment the runtime's CNI cache does not know.",
                          facts.networks.map { .init([("network", $0.name), ("family", $0.family.rawValue)], Double($0.orphans.count)) }))
         }
@@ -199,6 +200,30 @@ public struct NodeMetrics: Equatable, Sendable {
                              .map { .init([("network", $0.key.network), ("family", $0.key.family.rawValue)], Double($0.value)) }))
         }
         return out
+    }
+
+    /// What doctor reports about TCP timestamps and PAWS (issue 12), with the names of doctor's
+    /// textfile output (`randsnat doctor --prometheus`), except the SYN retransmits: a sum over the pods
+    /// present, which falls when a pod goes, so a gauge here (`rate()` would read the fall as a reset).
+    static func timestampFamilies(_ facts: NodeFacts) -> [MetricFamily] {
+        typealias F = MetricFamily
+        let networks = facts.podTimestamps
+        return [
+            F("randsnat_tcp_timestamp_per_port_offsets", .gauge,
+              help: "1: this kernel gives each TCP connection a timestamp offset that depends on its ports (pods with tcp_timestamps=1 can then lose connections to PAWS when SNAT reuses a port); 0: one offset per address pair. Absent: the probe could not tell.",
+              facts.timestampOffsets?.perPort.map { [.init($0 ? 1 : 0)] } ?? []),
+            F("randsnat_pod_tcp_timestamps_pods", .gauge, help: "Pods of a randsnat network by their namespace's net.ipv4.tcp_timestamps (value).",
+              networks.flatMap { network in
+                  network.podsByValue.sorted { $0.key < $1.key }.map { .init([("network", network.network), ("value", "\($0.key)")], Double($0.value)) }
+              }),
+            F("randsnat_pod_tcp_timestamps_configured", .gauge, help: "podTCPTimestamps in the network's config (absent: not set, the pods keep their own).",
+              networks.compactMap { network in network.configured.map { .init([("network", network.network)], Double($0)) } }),
+            F("randsnat_pod_tcp_timestamps_unreadable", .gauge, help: "Pods of a randsnat network whose namespace could not be read (gone, or no netns in the CNI cache).",
+              networks.map { .init([("network", $0.network)], Double($0.unreadable)) }),
+            F("randsnat_pod_syn_retransmits", .gauge,
+              help: "TcpExtTCPSynRetrans summed over the network's pods present now, each since its namespace was made (falls when a pod goes: a gauge). A rise with per-port offsets, pods at tcp_timestamps=1 and SNAT ports near exhaustion points at PAWS: set podTCPTimestamps 2.",
+              networks.map { .init([("network", $0.network)], Double($0.synRetransmits)) }),
+        ]
     }
 
     static let podsHelp = "Pods with randsnat's SNAT, per network, family, backend and generation of the network's rules."

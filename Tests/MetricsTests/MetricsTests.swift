@@ -185,6 +185,33 @@ import Testing
         #expect(text.contains("randsnat_network_generation_info{network=\"pods\",family=\"ipv4\",generation=\"abc1234\"} 1\n"))
     }
 
+    @Test func timestampFactsOfDoctorAreExported() {
+        var facts = NodeFacts()
+        facts.timestampOffsets = TimestampOffsets(withOffsets: [1_000_000, 3_000_000_000], control: [5000, 5001])
+        facts.podTimestamps = [
+            .init(network: "a", configured: 2, podsByValue: [2: 3], synRetransmits: 0, unreadable: 0),
+            .init(network: "b", configured: nil, podsByValue: [1: 4, 0: 1], synRetransmits: 17, unreadable: 2),
+        ]
+        var metrics = NodeMetrics()
+        metrics.facts = facts
+        let text = metrics.exposition()
+        #expect(text.contains("randsnat_tcp_timestamp_per_port_offsets 1\n"))
+        #expect(text.contains("randsnat_pod_tcp_timestamps_pods{network=\"a\",value=\"2\"} 3\n"))
+        #expect(text.contains("randsnat_pod_tcp_timestamps_pods{network=\"b\",value=\"0\"} 1\nrandsnat_pod_tcp_timestamps_pods{network=\"b\",value=\"1\"} 4\n"))
+        #expect(text.contains("randsnat_pod_tcp_timestamps_configured{network=\"a\"} 2\n"))
+        #expect(!text.contains("randsnat_pod_tcp_timestamps_configured{network=\"b\"}"), "not set: absent")
+        #expect(text.contains("randsnat_pod_tcp_timestamps_unreadable{network=\"b\"} 2\n"))
+        #expect(text.contains("# TYPE randsnat_pod_syn_retransmits gauge\n"))
+        #expect(text.contains("randsnat_pod_syn_retransmits{network=\"b\"} 17\n"))
+        // One offset per address pair: 0; the control failing: absent.
+        facts.timestampOffsets = TimestampOffsets(withOffsets: [5000, 5003], control: [5000, 5001])
+        metrics.facts = facts
+        #expect(metrics.exposition().contains("randsnat_tcp_timestamp_per_port_offsets 0\n"))
+        facts.timestampOffsets = TimestampOffsets(withOffsets: [5000, 3_000_000_000], control: [5000, 3_000_000_000])
+        metrics.facts = facts
+        #expect(!metrics.exposition().contains("randsnat_tcp_timestamp_per_port_offsets"))
+    }
+
     @Test func procFallbackReadsEntriesOnceAndSumsCounters() {
         let stat = """
             entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart

@@ -2,8 +2,10 @@
 """Fills the conntrack table of the network namespace it runs in with COUNT SNATed UDP entries, over
 netlink (IPCTNL_MSG_CT_NEW with CTA_NAT_SRC, many messages per send: a conntrack exec per entry would
 take an hour for a million). Entries: 198.18.a.b:sport -> 203.0.113.x / 198.51.100.x : dport, SNAT
-to 203.0.113.1, over DESTINATIONS distinct (destination, port) tuples, timeout 1200 s.
-Usage: conntrack_fill.py COUNT [DESTINATIONS]"""
+to 203.0.113.1, over DESTINATIONS distinct (destination, port) tuples, timeout 1200 s. With
+SNAT_PERCENT below 100, only that share of the entries is SNATed (the others are plain tracked flows,
+as a node's pod-to-service or host traffic is), to measure what the kernel-side status filter skips.
+Usage: conntrack_fill.py COUNT [DESTINATIONS [SNAT_PERCENT]]"""
 import socket, struct, sys
 
 NETLINK_NETFILTER = 12
@@ -36,6 +38,7 @@ def tuple_(kind, src, dst, sport, dport):
 def main():
     count = int(sys.argv[1])
     destinations = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+    snat_percent = int(sys.argv[3]) if len(sys.argv) > 3 else 100
     snat = socket.inet_aton("203.0.113.1")
     s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -48,8 +51,9 @@ def main():
         dst = bytes([203, 0, 113, 10 + d % 200]) if d < 200 * 100 else bytes([198, 51, 100, d % 250])
         dport = 1000 + d // 200
         body = (tuple_(CTA_TUPLE_ORIG, src, dst, sport, dport) + tuple_(CTA_TUPLE_REPLY, dst, src, dport, sport)
-                + attr(CTA_TIMEOUT, struct.pack(">I", 1200))
-                + nest(CTA_NAT_SRC, attr(CTA_NAT_V4_MINIP, snat), attr(CTA_NAT_V4_MAXIP, snat)))
+                + attr(CTA_TIMEOUT, struct.pack(">I", 1200)))
+        if i % 100 < snat_percent:
+            body += nest(CTA_NAT_SRC, attr(CTA_NAT_V4_MINIP, snat), attr(CTA_NAT_V4_MAXIP, snat))
         header = struct.pack("=BBH", socket.AF_INET, 0, 0)
         flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | (NLM_F_ACK if i == count - 1 else 0)
         message = struct.pack("=IHHII", 16 + len(header) + len(body), (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW, flags, i + 1, 0) + header + body
