@@ -31,7 +31,10 @@ public struct NodeInspector {
 
     /// - Parameter portUse: false skips the conntrack listing (the agent scans conntrack its own,
     ///   streaming way: `ConntrackMetricsReader.scanSNAT`).
-    public func gather(portUse: Bool = true) -> NodeFacts {
+    /// - Parameter knownTimestampOffsets: the probe's result from an earlier gather of this process (a
+    ///   property of the kernel, which does not change while it runs): the probe, which makes a network
+    ///   namespace, then does not run again.
+    public func gather(portUse: Bool = true, knownTimestampOffsets: TimestampOffsets? = nil) -> NodeFacts {
         var facts = counters()
         var jumpComments: [String: String] = [:]
         for family in Family.allCases {
@@ -68,8 +71,12 @@ public struct NodeInspector {
                                       ports: rule.ports, isRandsnat: rule.isRandsnat, shadowsRandsnat: shadows,
                                       text: texts["\(rule.source)|\(rule.chain)|\(rule.position)"])
         }
-        do { facts.timestampOffsets = try TimestampProbe.run() } catch {
-            facts.unreadable.append("the TCP timestamp probe failed: \(error)")
+        if let knownTimestampOffsets {
+            facts.timestampOffsets = knownTimestampOffsets
+        } else {
+            do { facts.timestampOffsets = try TimestampProbe.run() } catch {
+                facts.unreadable.append("the TCP timestamp probe failed: \(error)")
+            }
         }
         return facts
     }

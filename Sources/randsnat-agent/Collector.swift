@@ -45,7 +45,8 @@ final class Collector: Sendable {
         let started = Self.monotonic()
         var facts: NodeFacts?
         do {
-            facts = try NodeInspector(cniCache: cniCache).gather(portUse: false)
+            let probed = state.withLock { $0.facts?.timestampOffsets }  // the kernel's: probed once
+            facts = try NodeInspector(cniCache: cniCache).gather(portUse: false, knownTimestampOffsets: probed)
         } catch {
             log("randsnat-agent: reading the node's SNAT rules failed: \(error)")
         }
