@@ -99,6 +99,23 @@ struct ReconcileTests {
         #expect(backend.installed[names]!.subnets.map(\.description).sorted() == ["198.18.2.0/24", "198.18.3.0/24"])
     }
 
+    /// Looking for stray chains reads the whole nat table on legacy: the running agent does it in a
+    /// network's first repairing pass and after forgetting, not in every move.
+    @Test func straysAreLookedForOncePerMemory() throws {
+        try addThree()
+        let memory = ReconcileMemory(notified: [])
+        let strays = { backend.calls.filter { $0.hasPrefix("removeStrays") }.count }
+        for (index, range) in ["198.19.0.0/16", "198.20.0.0/16", "198.21.0.0/16"].enumerated() {
+            if index == 2 { memory.forgetKernel() }
+            backend.calls = []
+            let report = plugin.reconcile(network: "net", desired: Self.config(#"{"name":"net","type":"randsnat","nonMasqueradeCIDRs":["\#(range)"]}"#),
+                                          memory: memory)
+            #expect(report.repairCounts[ReconcileReport.RepairKind.generationRemoved] == 1, "\(report.repairs)")
+            #expect(strays() == (index == 1 ? 0 : 1), "move \(index)")
+        }
+        #expect(backend.installed.count == 1)
+    }
+
     @Test func aFlushIsRepaired() throws {
         try addThree()
         let before = backend.installed

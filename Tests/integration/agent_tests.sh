@@ -454,9 +454,9 @@ foreign_subnet_has() {
 test_agent_prunes_subnets_no_pod_is_in() {
     local list; list=$(node_conflist "$T-n" "")
     for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
-    # Pod 4 in a second subnet of the same network (an IPAM range added to the node's config).
+    # Pod 4 in a second subnet of the same network (its own bridge: another node's IPAM range, say).
     local list2=$WORK/$T-n-second.conflist
-    sed 's#198.18.0.0/24#198.18.1.0/24#' "$list" > "$list2"
+    sed 's#198.18.0.0/24#198.18.1.0/24#; s#2001:db8:18::/64#2001:db8:18:1::/64#; s#rsnbr0#rsnbr1#' "$list" > "$list2"
     pod_add "$list2" 4 >/dev/null
     foreign_subnet_add 198.18.1.0/24
     expect "pod 4's subnet is in randsnat's subnet set" subnet_set_has 198.18.1.0/24

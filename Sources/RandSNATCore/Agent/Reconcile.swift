@@ -216,7 +216,13 @@ extension SNATPlugin {
             memory?.subnetsCheckedFor[network] = attachments
         }
         guard !report.repairs.isEmpty else { return }  // the checks above found nothing missing
-        try backend.removeStrays(of: id, keep: stillUsed)
+        // Chains left without their sets (a crash, an operator's `ipset destroy`): looked for in the
+        // first repairing pass of a network (and after the memory is forgotten) and after a backend
+        // move, not in every move: on legacy each look reads the whole nat table.
+        if memory?.straysCheckedFor.contains(network) != true || !placement.elsewhere.isEmpty {
+            try backend.removeStrays(of: id, keep: stillUsed)
+            memory?.straysCheckedFor.insert(network)
+        }
 
         // Converged after the repairs? Every plan installed and every recorded member present.
         for (names, plan) in plans {

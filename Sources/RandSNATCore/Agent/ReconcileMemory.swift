@@ -14,6 +14,8 @@ public final class ReconcileMemory {
     var members: [String: Int] = [:]
     /// Per network, the attachments whose subnets were last checked.
     var subnetsCheckedFor: [String: Set<Attachment>] = [:]
+    /// Networks whose stray chains were looked for (a whole-table read on legacy).
+    var straysCheckedFor: Set<String> = []
 
     public init(notified: Set<BackendKind>) {
         self.notified = notified
@@ -23,6 +25,7 @@ public final class ReconcileMemory {
     public func forgetKernel() {
         members = [:]
         subnetsCheckedFor = [:]
+        straysCheckedFor = []
     }
 
     static func key(_ kind: BackendKind, _ names: ObjectNames) -> String { kind.rawValue + " " + names.memberSet }
