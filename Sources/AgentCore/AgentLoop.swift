@@ -8,9 +8,15 @@ import RandSNATCore
 /// `randsnat agent`: keeps the node's SNAT state equal to its config and its live pods (the
 /// reconcile logic is `SNATPlugin.reconcile`, in RandSNATCore; this is the loop around it).
 public enum AgentLoop {
-    public static let usage = """
-        usage: randsnat-agent [--host-root DIR] [--resync SECONDS] [--once]
-                              [--install [--config FILE] [--turn-off-primary-masquerade] [--uninstall-on-exit]]
+    /// The loop's usage text as `randsnat-agent` prints it.
+    public static var usage: String { usage(command: "randsnat-agent") }
+
+    /// The usage text under the name the user typed (`randsnat-agent`, or `randsnat agent`).
+    public static func usage(command: String) -> String {
+        let indent = String(repeating: " ", count: command.utf8.count + 8)
+        return """
+        usage: \(command) [--host-root DIR] [--resync SECONDS] [--once]
+        \(indent)[--install [--config FILE] [--turn-off-primary-masquerade] [--uninstall-on-exit]]
           --host-root DIR   the node's root as mounted in the container (default /): configs in DIR/etc/cni/net.d
           --resync S        reconcile every S seconds (default 30)
           --once            one pass; exit 0 when the node converged, 1 with the reasons when not
@@ -22,6 +28,11 @@ public enum AgentLoop {
         records and locks: $RANDSNAT_RUN_DIR (default /run/randsnat)
         exit status: 0 converged (or stopped by SIGTERM), 1 not converged, 2 usage
         """
+    }
+
+    /// Every this many resync periods the running agent reads every member set again, whatever the
+    /// notifications said (`ReconcileMemory`).
+    public static let fullCheckPeriods = 10
 
     public struct Options {
         public var hostRoot = "/"
@@ -67,10 +78,11 @@ public enum AgentLoop {
     /// - Parameter faultMidMove: RANDSNAT_AGENT_FAULT=mid-move: the agent kills itself (SIGKILL) when a
     ///   move's new members are in and the old ones not yet out (tests).
     /// - Parameter afterPass: called after each pass (the metrics endpoint's state).
-    public static func run(_ arguments: [String], plugin: SNATPlugin, records: any RecordStore, runDirectory: String,
-                           faultMidMove: Bool = false, afterPass: (Pass) -> Void = { _ in }) -> Int32 {
+    /// - Parameter command: the name the usage text shows.
+    public static func run(_ arguments: [String], command: String = "randsnat-agent", plugin: SNATPlugin, records: any RecordStore,
+                           runDirectory: String, faultMidMove: Bool = false, afterPass: (Pass) -> Void = { _ in }) -> Int32 {
         guard let options = parse(arguments) else {
-            log(usage)
+            log(usage(command: command))
             return 2
         }
         return run(options, plugin: plugin, records: records, runDirectory: runDirectory, faultMidMove: faultMidMove, afterPass: afterPass)
@@ -98,7 +110,6 @@ public enum AgentLoop {
         }
         let root = options.hostRoot.hasSuffix("/") ? String(options.hostRoot.dropLast()) : options.hostRoot
         let configDirectory = root + "/etc/cni/net.d"
-        let pass = AgentPass(plugin: plugin, records: records, midMove: faultMidMove ? { _ = kill(getpid(), SIGKILL) } : {})
         var wakeups: Wakeups?
         if !options.once {
             do {
@@ -108,12 +119,17 @@ public enum AgentLoop {
                     // A ConfigMap volume swaps a symlinked directory: watch the file's directory.
                     directories.append(slash == settings.startIndex ? "/" : String(settings[..<slash]))
                 }
-                wakeups = try Wakeups(directories: directories, nftables: true)
+                wakeups = try Wakeups(directories: directories, nftables: true, deletionsIn: Backends.nftablesTable)
             } catch {
                 log("randsnat agent: \(error)")
                 return 1
             }
         }
+        // The running agent trusts the member counts it verified while nf_tables reports no deletion
+        // in randsnat's table; `--once` checks everything.
+        let memory = wakeups.map { ReconcileMemory(notified: $0.watchesNFTables ? [.nftables] : []) }
+        let pass = AgentPass(plugin: plugin, records: records, memory: memory, midMove: faultMidMove ? { _ = kill(getpid(), SIGKILL) } : {})
+        var periods = 0
         if let wakeups {
             log("randsnat agent: watching \(configDirectory)" + (wakeups.watchesNFTables ? " and nf_tables changes" : " (nf_tables notifications unavailable)")
                 + ", resync every \(Int(options.resyncSeconds)) s")
@@ -125,6 +141,9 @@ public enum AgentLoop {
             let startedWall = wallClock()
             if let install = options.install, reason == "start" || reason.hasPrefix("a change") {
                 _ = Installer(options: install, files: HostFiles(executable: pluginBinary), log: log).run()
+            }
+            if let wakeups, wakeups.takeDeletions() || (reason == "the resync period" && periods % fullCheckPeriods == 0) {
+                memory?.forgetKernel()
             }
             let report = pass.run(configFiles: configFiles(configDirectory))
             if !report.repairs.isEmpty {
@@ -153,7 +172,7 @@ public enum AgentLoop {
                 return 0
             case .files: reason = "a change in the watched files"
             case .nftables: reason = "an nf_tables change"
-            case .period: reason = "the resync period"
+            case .period: reason = "the resync period"; periods += 1
             }
         }
     }

@@ -5,6 +5,9 @@ import RandSNATCore
 /// nf_tables lock under `runDirectory`, the same conntrack cleanup (`RANDSNAT_CONNTRACK_CLEANUP=dump`
 /// selects the dump-and-delete path that kernels before 6.3 need; the tests use it to cover that path).
 public enum Backends {
+    /// randsnat's nf_tables table (the agent hears of deletions in it).
+    public static let nftablesTable = NFTFamilyPlan.table
+
     public static func factory(environment: [String: String], runDirectory: String,
                                log: @escaping (String) -> Void) -> (BackendKind, PluginConfig) throws -> any NATBackend {
         let flowCleanup: FlowCleanup = environment["RANDSNAT_CONNTRACK_CLEANUP"] == "dump" ? .dumpAndDelete : .flush

@@ -20,11 +20,25 @@ public final class Wakeups {
     /// nf_tables' multicast group (NFNLGRP_NFTABLES in linux/netfilter/nfnetlink.h): every
     /// committed ruleset change, from any process, is sent to it.
     static let nftablesGroup: Int32 = 7
+    /// nf_tables' nfnetlink subsystem (NFNL_SUBSYS_NFTABLES) and the notifications that take something
+    /// away (linux/netfilter/nf_tables.h: NFT_MSG_DELTABLE, DELCHAIN, DELRULE, DELSET, DELSETELEM; the
+    /// kernel notifies a DESTROY* request as the DEL* message).
+    static let nftablesSubsystem: UInt16 = 10
+    static let nftablesDeletions: Set<UInt16> = [2, 5, 8, 11, 14]
+    /// The table attribute's type in each of those messages (NFTA_TABLE_NAME, NFTA_CHAIN_TABLE,
+    /// NFTA_RULE_TABLE, NFTA_SET_TABLE, NFTA_SET_ELEM_LIST_TABLE are all 1).
+    static let nftablesTableAttribute: UInt16 = 1
+
+    /// Deletions are counted in this nf_tables table only (nil: in any).
+    private let deletionsTable: String?
+    private var deletionSeen = false
 
     /// - Parameters:
     ///   - directories: watched for files written, renamed, created or removed in them.
     ///   - nftables: subscribe to nf_tables change notifications.
-    public init(directories: [String], nftables: Bool) throws(NetlinkError) {
+    ///   - deletionsIn: the nf_tables table whose deletions `takeDeletions()` reports (nil: any table).
+    public init(directories: [String], nftables: Bool, deletionsIn table: String? = nil) throws(NetlinkError) {
+        deletionsTable = table
         var signals = sigset_t()
         sigemptyset(&signals)
         sigaddset(&signals, SIGTERM)
@@ -80,11 +94,35 @@ public final class Wakeups {
         return reason
     }
 
-    /// Reads away what is queued (the events of randsnat's own writes, after a pass).
+    /// Reads away what is queued (the events of randsnat's own writes, after a pass), noting any
+    /// nf_tables deletion in the watched table, and lost notifications (ENOBUFS), for `takeDeletions`.
     public func drain() {
         var buffer = [UInt8](repeating: 0, count: 65536)
-        for fd in [inotifyFD, nftablesFD] where fd >= 0 {
-            while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
+        while inotifyFD >= 0 && buffer.withUnsafeMutableBytes({ read(inotifyFD, $0.baseAddress, $0.count) }) > 0 {}
+        guard nftablesFD >= 0 else { return }
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(nftablesFD, $0.baseAddress, $0.count, 0) }
+            if count < 0 && errno == ENOBUFS {
+                deletionSeen = true  // the socket overflowed: some notifications are lost
+                continue
+            }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return }
+            if !deletionSeen { deletionSeen = NetlinkReply.parse(buffer[..<count]).contains(where: isDeletion) }
         }
+    }
+
+    /// Whether an nf_tables deletion in the watched table (or a loss of notifications) was seen since
+    /// the last call: then something may have taken elements out, and the caller reads its sets again.
+    public func takeDeletions() -> Bool {
+        defer { deletionSeen = false }
+        return deletionSeen
+    }
+
+    func isDeletion(_ message: NetlinkReply) -> Bool {
+        guard message.type >> 8 == Self.nftablesSubsystem, Self.nftablesDeletions.contains(message.type & 0xFF) else { return false }
+        guard let table = deletionsTable else { return true }
+        // A message without the attribute is counted: better one pass too many than a loss unseen.
+        return message.nfAttributes[type: Self.nftablesTableAttribute].map { $0.string == table } ?? true
     }
 }

@@ -28,7 +28,7 @@ if arguments == ["--version"] {
 let agentMode = arguments.first == "agent"
 if !arguments.isEmpty && !agentMode {
     ProcessEnvironment.write("randsnat is a CNI plugin: a runtime runs it with CNI_COMMAND set.\nusage: randsnat --version\n" + Installer.usage
-                             + "\n" + Doctor.usage + "\nrandsnat agent: as randsnat-agent without --metrics\n" + AgentLoop.usage + "\n", to: 2)
+                             + "\n" + Doctor.usage + "\nrandsnat agent: as randsnat-agent without --metrics\n" + AgentLoop.usage(command: "randsnat agent") + "\n", to: 2)
     exit(Installer.Status.usage.rawValue)
 }
 let log = { (line: String) in ProcessEnvironment.write("\(line)\n", to: 2) }
@@ -38,7 +38,7 @@ if agentMode {
     // `randsnat agent` is randsnat-agent's loop without the metrics endpoint (kept for callers of
     // the per-pod binary; the DaemonSet runs randsnat-agent).
     let (agent, records) = AgentLoop.makePlugin(environment: environment, runDirectory: runDirectory)
-    exit(AgentLoop.run(Array(arguments.dropFirst()), plugin: agent, records: records, runDirectory: runDirectory,
+    exit(AgentLoop.run(Array(arguments.dropFirst()), command: "randsnat agent", plugin: agent, records: records, runDirectory: runDirectory,
                        faultMidMove: environment["RANDSNAT_AGENT_FAULT"] == "mid-move"))
 }
 let chained = SNATPlugin(

@@ -60,7 +60,9 @@ final class FakeBackend: NATBackend {
         if unreadable { throw CNIError(.internal, "\(kind) cannot be read") }
         return installed.keys.filter { $0.chain.hasPrefix(id.namePrefix) }.sorted { $0.family < $1.family }
     }
-    func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int? { installed[names]?.members.count }
+    /// How many member counts were asked (on nf_tables each lists a set's elements).
+    var countReads = 0
+    func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int? { countReads += 1; return installed[names]?.members.count }
     func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws {
         try record("removeStrays \(keep.count)")
         for names in installed.keys where names.chain.hasPrefix(id.namePrefix) && !keep.contains(names) { installed[names] = nil }

@@ -27,13 +27,93 @@ struct ReconcileTests {
 
     @Test func aConvergedNetworkIsLeftAlone() throws {
         try addThree()
+        let memory = ReconcileMemory(notified: [])
+        _ = plugin.reconcile(network: "net", desired: Self.config(#"{"name":"net","type":"randsnat"}"#), memory: memory)
         backend.calls = []
-        let report = plugin.reconcile(network: "net", desired: Self.config(#"{"name":"net","type":"randsnat"}"#))
+        backend.memberReads = 0
+        let report = plugin.reconcile(network: "net", desired: Self.config(#"{"name":"net","type":"randsnat"}"#), memory: memory)
         #expect(report.repairs.isEmpty && report.problems.isEmpty && report.repairCounts.isEmpty && !report.failed)
         #expect(report.pods.values.reduce(0, +) == 3, "the pods in force are counted on an idle pass too")
         #expect(report.podsLackingRules == [.init(network: "net", family: .ipv4): 0])
         #expect(backend.calls == ["isInstalled"], "an idle pass only asks, once per generation and family")
         #expect(backend.memberReads == 0)
+    }
+
+    /// On nf_tables a count means listing the set: the running agent trusts what it verified until the
+    /// loop hears of a deletion (forgetKernel); the legacy backend's counts are always read (cheap, and
+    /// ipset sends no notifications).
+    @Test func anIdleNFTablesPassListsNoSetOnceVerified() throws {
+        let nftPlugin = SNATPlugin(makeBackend: { [nft] _, _ in nft }, lock: NoLock(), log: { _ in }, pathExists: { _ in true }, records: records)
+        for index in 1...3 {
+            _ = try nftPlugin.add(R.request(.add, container: "c\(index)", ips: ["198.18.0.\(index + 1)/24"], extra: #","backend":"nftables""#))
+        }
+        let desired = Self.config(#"{"name":"net","type":"randsnat","backend":"nftables"}"#)
+        let memory = ReconcileMemory(notified: [.nftables])
+        _ = nftPlugin.reconcile(network: "net", desired: desired, memory: memory)
+        #expect(nft.countReads == 1, "the first pass verifies the count")
+        nft.countReads = 0
+        nft.memberReads = 0
+        for _ in 1...3 {
+            let report = nftPlugin.reconcile(network: "net", desired: desired, memory: memory)
+            #expect(report.repairs.isEmpty && report.problems.isEmpty)
+        }
+        #expect(nft.countReads == 0 && nft.memberReads == 0, "idle passes list no set")
+        // `nft delete element` of a pod's member: the loop hears a deletion and forgets.
+        let names = nft.installed.keys.first!
+        nft.installed[names]!.members.removeFirst()
+        memory.forgetKernel()
+        let report = nftPlugin.reconcile(network: "net", desired: desired, memory: memory)
+        #expect(report.repairs.contains { $0.contains("added 1 pod member(s)") }, "\(report.repairs)")
+        #expect(nft.installed[names]!.members.count == 3)
+        // Without notifications (or for the legacy backend) every pass asks.
+        let unnotified = ReconcileMemory(notified: [])
+        nft.countReads = 0
+        for _ in 1...2 { _ = nftPlugin.reconcile(network: "net", desired: desired, memory: unnotified) }
+        #expect(nft.countReads == 2)
+    }
+
+    /// A DEL leaves its pod's subnet while the generation has other members; the agent takes out the
+    /// subnets no member is in, and keeps those an unrecorded member (an older randsnat's pod) is in.
+    @Test func subnetsNoPodIsInArePruned() throws {
+        _ = try plugin.add(R.request(.add, container: "c1", ips: ["198.18.0.2/24"]))
+        _ = try plugin.add(R.request(.add, container: "c2", ips: ["198.18.1.2/24"]))
+        _ = try plugin.add(R.request(.add, container: "c3", ips: ["198.18.2.2/24"]))
+        try plugin.del(R.request(.del, container: "c2", ips: nil))
+        let names = backend.installed.keys.first!
+        #expect(backend.installed[names]!.subnets.count == 3, "DEL leaves the subnet (its generation has members)")
+        let desired = Self.config(#"{"name":"net","type":"randsnat"}"#)
+        let memory = ReconcileMemory(notified: [])
+        let report = plugin.reconcile(network: "net", desired: desired, memory: memory)
+        #expect(report.repairs == ["network \"net\": removed subnet 198.18.1.0/24 from \(names.subnetSet), which no pod is in"])
+        #expect(report.repairCounts == [ReconcileReport.RepairKind.subnetRemoved: 1])
+        #expect(backend.installed[names]!.subnets.map(\.description).sorted() == ["198.18.0.0/24", "198.18.2.0/24"])
+        backend.memberReads = 0
+        _ = plugin.reconcile(network: "net", desired: desired, memory: memory)
+        #expect(backend.memberReads == 0, "the subnets are checked again only when the network's pods changed")
+        // c3's record gone (a pod of a randsnat that kept none): its member's subnet stays.
+        records.stored.removeValue(forKey: RandSNATCore.Attachment(network: "net", containerID: "c3", ifName: "eth0"))
+        _ = try plugin.add(R.request(.add, container: "c4", ips: ["198.18.3.2/24"]))
+        try plugin.del(R.request(.del, container: "c1", ips: nil))
+        let second = plugin.reconcile(network: "net", desired: desired, memory: memory)
+        #expect(second.repairCounts == [ReconcileReport.RepairKind.subnetRemoved: 1], "\(second.repairs)")
+        #expect(backend.installed[names]!.subnets.map(\.description).sorted() == ["198.18.2.0/24", "198.18.3.0/24"])
+    }
+
+    /// Looking for stray chains reads the whole nat table on legacy: the running agent does it in a
+    /// network's first repairing pass and after forgetting, not in every move.
+    @Test func straysAreLookedForOncePerMemory() throws {
+        try addThree()
+        let memory = ReconcileMemory(notified: [])
+        let strays = { backend.calls.filter { $0.hasPrefix("removeStrays") }.count }
+        for (index, range) in ["198.19.0.0/16", "198.20.0.0/16", "198.21.0.0/16"].enumerated() {
+            if index == 2 { memory.forgetKernel() }
+            backend.calls = []
+            let report = plugin.reconcile(network: "net", desired: Self.config(#"{"name":"net","type":"randsnat","nonMasqueradeCIDRs":["\#(range)"]}"#),
+                                          memory: memory)
+            #expect(report.repairCounts[ReconcileReport.RepairKind.generationRemoved] == 1, "\(report.repairs)")
+            #expect(strays() == (index == 1 ? 0 : 1), "move \(index)")
+        }
+        #expect(backend.installed.count == 1)
     }
 
     @Test func aFlushIsRepaired() throws {

@@ -17,6 +17,7 @@ import argparse, json, os, resource, shutil, statistics, subprocess, sys, tempfi
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 RANDSNAT = os.environ.get("RANDSNAT_BIN", os.path.join(ROOT, ".build/release/randsnat"))
+AGENT = os.environ.get("RANDSNAT_AGENT_BIN", os.path.join(os.path.dirname(RANDSNAT), "randsnat-agent"))
 REFERENCE = "/usr/lib/cni"
 NS = "rsbench%04x" % (os.getpid() % 65536)
 RUN_DIR = tempfile.mkdtemp(prefix="rsbench-run.")  # randsnat's lock files, not the host's /run/randsnat
@@ -249,13 +250,19 @@ def print_residents(label, figures):
           % (label, counts[-1], counts[0], high[0] / low[0], high[1] / low[1], high[2] / low[2], high[3] / low[3]))
 
 
-def agent_figures(pods, backend):
-    """The agent with `pods` pods of one network resident: an idle pass (`agent --once`: CPU, peak RSS,
-    syscalls by strace), then the long-running agent's time to move every pod after the network's
-    conflist changes (from the file's rename to its log line of the pass), and to repair a flush."""
+def agent_figures(pods, backend, foreign=0):
+    """The agent with `pods` pods of one network resident and `foreign` kube-proxy-like nat rules of
+    someone else (iptables-legacy-restore on the legacy backend, iptables-nft-restore on nftables): an
+    idle pass (`agent --once`: CPU, peak RSS, syscalls by strace), then the DaemonSet's agent
+    (randsnat-agent --metrics, as install/ runs it, without --install's net.d writes): its time to move
+    every pod after the network's conflist changes (from the file's rename to its log line of the pass),
+    to repair a flush, its idle passes (CPU, syscalls of one by strace on its loop's thread), and its
+    RSS sampled every 20 ms throughout, with /metrics scraped."""
     name = NS + "-agent"
     root = tempfile.mkdtemp(prefix="rsbench-root.")
-    run_dir = RUN_DIR + "/" + name
+    # The records on a tmpfs, as /run/randsnat is on a node (here /tmp and /run are ext4, where each
+    # record's rename costs ~1 ms: 0.3 s of a 250-pod move).
+    run_dir = tempfile.mkdtemp(prefix="rsbench-agent-run.", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     netd = os.path.join(root, "etc/cni/net.d")
     os.makedirs(netd)
 
@@ -271,15 +278,23 @@ def agent_figures(pods, backend):
         conf = randsnat_config(index)
         conf["backend"] = backend
         del conf["nonMasqueradeCIDRs"]
-        conf["prevResult"]["interfaces"][0]["sandbox"] = "/var/run/netns/" + name
+        conf["prevResult"]["interfaces"][0]["sandbox"] = "/var/run/netns/" + name + "-pod"
         return conf
     env = dict(os.environ, RANDSNAT_RUN_DIR=run_dir)
     agent = ["nsenter", "--net=/var/run/netns/" + name, RANDSNAT, "agent", "--host-root", root]
+    daemon = ["nsenter", "--net=/var/run/netns/" + name, AGENT, "--metrics", "127.0.0.1:9469", "--host-root", root, "--resync", "30"]
     figures = {}
     try:
         sh("ip", "netns", "add", name)
+        sh("ip", "netns", "add", name + "-pod")  # CNI_NETNS: randsnat refuses its own namespace there
+        sh("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
+        if foreign:
+            restore = "iptables-legacy-restore" if backend == "iptables" else "iptables-nft-restore"
+            subprocess.run(["ip", "netns", "exec", name, restore, "--noflush"], input=kube_proxy_rules(foreign).encode(), check=True)
+            save = "iptables-legacy-save" if backend == "iptables" else "iptables-nft-save"
+            figures["foreign nat rules"] = sh("ip", "netns", "exec", name, save, "-t", "nat").decode().count("\n-A ")
         for index in range(pods):
-            e = plugin_env("ADD", "ag-%d" % index, "/var/run/netns/" + name, {"RANDSNAT_RUN_DIR": run_dir})
+            e = plugin_env("ADD", "ag-%d" % index, "/var/run/netns/" + name + "-pod", {"RANDSNAT_RUN_DIR": run_dir})
             subprocess.run(["nsenter", "--net=/var/run/netns/" + name, RANDSNAT], input=json.dumps(config(index)).encode(),
                            stdout=subprocess.DEVNULL, env=e, check=True)
         conflist({})
@@ -290,32 +305,62 @@ def agent_figures(pods, backend):
             subprocess.run(agent + ["--once"], env=env, check=True)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             samples.append((after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000)
-        figures["idle CPU"] = statistics.median(samples)
-        figures["peak RSS kB"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        figures["--once pass CPU ms"] = statistics.median(samples)
+        # (the largest child so far: with foreign rules, their iptables-restore is larger than the agent)
+        figures["--once peak RSS kB (largest child of the bench)"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         trace = subprocess.run(["strace", "-f", "-c", "-o", "/dev/stdout"] + agent + ["--once"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL).stdout.decode()
-        figures["syscalls"] = {line.split()[-1]: int(line.split()[3]) for line in trace.splitlines()
-                               if len(line.split()) >= 5 and line.split()[3].isdigit()}
+        figures["syscalls --once"] = syscall_counts(trace)
         log = open(os.path.join(root, "agent.log"), "w+")
-        proc = subprocess.Popen(agent + ["--resync", "30"], env=env, stderr=log)
+        proc = subprocess.Popen(daemon, env=env, stderr=log)
+        rss = {"now": 0, "samples": []}
+
+        def sample_rss(phase):
+            for line in open("/proc/%d/status" % proc.pid):
+                if line.startswith("VmRSS:"):
+                    value = int(line.split()[1])
+                    rss["samples"].append((phase, value))
+
+        def wait_log(text, seen, seconds, phase):
+            deadline = time.perf_counter() + seconds
+            while time.perf_counter() < deadline:
+                sample_rss(phase)
+                log.seek(seen)
+                found = log.read()
+                if text in found:
+                    return found
+                time.sleep(0.02)
+            return None
+
+        def scrape():
+            return subprocess.run(["ip", "netns", "exec", name, "curl", "-sf", "http://127.0.0.1:9469/metrics"],
+                                  stdout=subprocess.PIPE).stdout
+
         try:
+            wait_log("metrics on", 0, 10, "start")
             time.sleep(1)
-            for label, change in (("move %d pods" % pods, lambda: conflist({"nonMasqueradeCIDRs": ["198.19.0.0/16"]})),
-                                  ("repair a flush", lambda: sh("ip", "netns", "exec", name, "sh", "-c",
-                                                                "nft flush ruleset" if backend == "nftables" else "iptables-legacy -t nat -F POSTROUTING"))):
-                seen = log.tell()
+            for phase in range(3):  # steady state: idle passes and scrapes
+                for index in range(10):
+                    with open(os.path.join(netd, "wake-%d-%d.txt" % (phase, index)), "w") as f:
+                        f.write("x")
+                    wait_log("never", log.tell(), 0.1, "steady")
+                scrape()
+            for label, change in (("move %d pods ms (to the pass's log line, pass's own ms)" % pods,
+                                   lambda: conflist({"nonMasqueradeCIDRs": ["198.19.0.0/16"]})),
+                                  ("move back ms", lambda: conflist({})),
+                                  ("repair a flush ms", lambda: sh("ip", "netns", "exec", name, "sh", "-c",
+                                                                   "nft delete table inet randsnat" if backend == "nftables"
+                                                                   else "iptables-legacy -t nat -F POSTROUTING"))):
+                seen = log.seek(0, 2)
                 start = time.perf_counter()
                 change()
-                deadline = start + 30
-                while time.perf_counter() < deadline:
-                    log.seek(seen)
-                    text = log.read()
-                    if "repair(s) in" in text:
-                        figures[label] = ((time.perf_counter() - start) * 1000, text.split("repair(s) in ")[1].split()[0])
-                        break
-                    time.sleep(0.005)
-                log.seek(0, 2)
-                time.sleep(1.5)
+                found = wait_log("repair(s) in", seen, 30, "move" if "move" in label else "repair")
+                if found:
+                    figures[label] = ("%.0f" % ((time.perf_counter() - start) * 1000), found.split("repair(s) in ")[1].split()[0])
+                wait_log("never", log.tell(), 1.5, "move" if "move" in label else "repair")
+            scrape()
+            figures["metrics scrape bytes"] = len(scrape())
+
             # Idle passes of the running agent: a file that is no config written in net.d wakes it.
             def cpu_ticks():
                 fields = open("/proc/%d/stat" % proc.pid).read().rsplit(")", 1)[1].split()
@@ -324,15 +369,36 @@ def agent_figures(pods, backend):
             for index in range(passes):
                 with open(os.path.join(netd, "wake-%d.txt" % index), "w") as f:
                     f.write("x")
-                time.sleep(0.15)
-            figures["idle pass CPU ms (running agent)"] = (cpu_ticks() - before) * 1000.0 / os.sysconf("SC_CLK_TCK") / passes
+                wait_log("never", log.tell(), 0.15, "steady")
+            figures["idle pass CPU ms (running agent, incl. its metrics threads)"] = (cpu_ticks() - before) * 1000.0 / os.sysconf("SC_CLK_TCK") / passes
+            # One idle pass traced on the loop's thread (the process's main thread).
+            out = os.path.join(root, "strace.out")
+            tracer = subprocess.Popen(["strace", "-c", "-o", out, "-p", str(proc.pid)], stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            with open(os.path.join(netd, "wake-traced.txt"), "w") as f:
+                f.write("x")
+            time.sleep(0.5)
+            tracer.send_signal(2)
+            tracer.wait()
+            figures["syscalls of one idle pass (running agent)"] = syscall_counts(open(out).read())
+            status = {line.split(":")[0]: line.split()[1] for line in open("/proc/%d/status" % proc.pid) if line.startswith(("VmRSS", "VmHWM"))}
+            figures["RSS kB max by phase"] = {phase: max(v for p, v in rss["samples"] if p == phase) for phase in {p for p, _ in rss["samples"]}}
+            figures["VmHWM kB (peak RSS of the agent)"] = int(status["VmHWM"])
         finally:
             proc.terminate()
             proc.wait()
     finally:
         subprocess.run(["ip", "netns", "del", name])
+        subprocess.run(["ip", "netns", "del", name + "-pod"])
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
     return figures
+
+
+def syscall_counts(trace):
+    """strace -c's table as {syscall: calls}."""
+    return {line.split()[-1]: int(line.split()[3]) for line in trace.splitlines()
+            if len(line.split()) >= 5 and line.split()[3].isdigit() and line.split()[-1] != "total"}
 
 
 def print_table(results, plugins, sizes, labels=None):
@@ -402,13 +468,14 @@ def main():
     args = parser.parse_args()
     if args.agent_only:
         try:
-            for backend in ("iptables", "nftables"):
-                print("the agent (%s) with %d pods ..." % (backend, args.residents), flush=True)
-                figures = agent_figures(args.residents, backend)
-                calls = figures.pop("syscalls")
-                for key, value in figures.items():
-                    print("  %-9s %s: %s" % (backend, key, value))
-                print("  %-9s idle pass syscalls: %s" % (backend, ", ".join("%s %d" % kv for kv in sorted(calls.items(), key=lambda kv: -kv[1])[:8])))
+            for foreign in (0, args.rules):
+                for backend in ("iptables", "nftables"):
+                    print("the agent (%s) with %d pods, %d foreign nat rules ..." % (backend, args.residents, foreign), flush=True)
+                    figures = agent_figures(args.residents, backend, foreign)
+                    for key, value in figures.items():
+                        if key.startswith("syscalls"):
+                            value = ", ".join("%s %d" % kv for kv in sorted(value.items(), key=lambda kv: -kv[1])[:10])
+                        print("  %-9s %s: %s" % (backend, key, value), flush=True)
         finally:
             shutil.rmtree(RUN_DIR, ignore_errors=True)
         return

@@ -152,6 +152,33 @@ if {"Service", "ServiceMonitor", "PrometheusRule"} <= set(metrics_on):
           and service["spec"]["ports"][0]["targetPort"] == 9469)
     check("the PrometheusRule holds the plain rules file's groups",
           metrics_on["PrometheusRule"]["spec"] == yaml.safe_load(open(os.path.join(ROOT, "install/prometheus/randsnat-rules.yaml"))))
+def mebibytes(quantity):
+    return int(quantity[:-2]) * {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}[quantity[-2:]]
+
+
+limits = container["resources"]
+check("the agent has a memory request and a larger memory limit (README, \"The agent\": resources)",
+      mebibytes(limits["requests"]["memory"]) < mebibytes(limits["limits"]["memory"]), str(limits))
+sized = by_kind(render_chart({"resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}}}))["DaemonSet"]
+check("values set the agent's requests and limits",
+      sized["spec"]["template"]["spec"]["containers"][0]["resources"] == {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}})
+# helm validates values against values.schema.json (strict: unknown keys refused); so does this check.
+import jsonschema
+schema = json.load(open(os.path.join(CHART, "values.schema.json")))
+values = yaml.safe_load(open(os.path.join(CHART, "values.yaml")))
+try:
+    jsonschema.validate(values, schema)
+    check("values.yaml is valid against values.schema.json", True)
+except jsonschema.ValidationError as error:
+    check("values.yaml is valid against values.schema.json", False, error.message)
+for label, change in (("an unknown key", lambda v: v.update(resource={})),
+                      ("an unknown key in resources", lambda v: v["resources"]["limits"].update(cpu="1")),
+                      ("a memory limit without its unit", lambda v: v["resources"]["limits"].update(memory=128)),
+                      ("a resync period of 0", lambda v: v.update(resyncSeconds=0))):
+    bad = json.loads(json.dumps(values))
+    change(bad)
+    check("values.schema.json refuses %s" % label, not jsonschema.Draft7Validator(schema).is_valid(bad))
+
 custom = by_kind(render_chart({"settings": {"toSource": ["203.0.113.5"]}}))["ConfigMap"]
 check("values set randsnat's settings", json.loads(custom["data"]["config.json"]) == {"toSource": ["203.0.113.5"]})
 

@@ -7,10 +7,13 @@ public struct AgentPass {
     let records: any RecordStore
     /// See `SNATPlugin.reconcile(network:desired:midMove:)`.
     let midMove: () -> Void
+    /// What earlier passes verified (the running agent's); nil: every pass checks everything.
+    public let memory: ReconcileMemory?
 
-    public init(plugin: SNATPlugin, records: any RecordStore, midMove: @escaping () -> Void = {}) {
+    public init(plugin: SNATPlugin, records: any RecordStore, memory: ReconcileMemory? = nil, midMove: @escaping () -> Void = {}) {
         self.plugin = plugin
         self.records = records
+        self.memory = memory
         self.midMove = midMove
     }
 
@@ -29,7 +32,7 @@ public struct AgentPass {
             return report
         }
         for network in networks {
-            let outcome = plugin.reconcile(network: network, desired: configs?.networks[network], midMove: midMove)
+            let outcome = plugin.reconcile(network: network, desired: configs?.networks[network], memory: memory, midMove: midMove)
             report.merge(outcome)
         }
         return report

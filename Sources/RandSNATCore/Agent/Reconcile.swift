@@ -26,6 +26,8 @@ public struct ReconcileReport: Equatable, Sendable {
         public static let member = "member"
         /// A generation no pod uses, removed.
         public static let generationRemoved = "generation_removed"
+        /// A pod subnet no pod is in any more, taken out of its subnet set.
+        public static let subnetRemoved = "subnet_removed"
     }
 
     public struct NetworkFamily: Hashable, Sendable {
@@ -84,7 +86,9 @@ extension SNATPlugin {
     ///   network's config is no longer on the node (each record's own config is then kept).
     /// - Parameter midMove: called when a move's new members are in and the old ones not yet out
     ///   (a fault-injection point: tests kill the agent there).
-    public func reconcile(network: String, desired: [JSONKey: JSONValue]?, midMove: () -> Void = {}) -> ReconcileReport {
+    /// - Parameter memory: what the running agent's earlier passes verified (nil: check everything).
+    public func reconcile(network: String, desired: [JSONKey: JSONValue]?, memory: ReconcileMemory? = nil,
+                          midMove: () -> Void = {}) -> ReconcileReport {
         var report = ReconcileReport()
         let id = NetworkID(network: network)
         var current: PluginConfig?
@@ -98,7 +102,7 @@ extension SNATPlugin {
         let timeout = current?.lockTimeoutSeconds ?? PluginConfig().lockTimeoutSeconds
         do {
             try lock.withLock(id, timeoutSeconds: timeout) {
-                try reconcileLocked(id, current: current, report: &report, midMove: midMove)
+                try reconcileLocked(id, current: current, memory: memory, report: &report, midMove: midMove)
             }
         } catch {
             report.problems.append("network \"\(network)\": \(error)")
@@ -107,7 +111,8 @@ extension SNATPlugin {
         return report
     }
 
-    func reconcileLocked(_ id: NetworkID, current: PluginConfig?, report: inout ReconcileReport, midMove: () -> Void) throws {
+    func reconcileLocked(_ id: NetworkID, current: PluginConfig?, memory: ReconcileMemory?, report: inout ReconcileReport,
+                         midMove: () -> Void) throws {
         let network = id.network
         let (found, unreadable) = try records.records(of: id)
         report.problems += unreadable
@@ -149,7 +154,14 @@ extension SNATPlugin {
                                       + "(\(names.family == .ipv4 ? "IPv4" : "IPv6"), \(members.count) pods) in \(backend.kind.rawValue)")
                 report.repairCounts[ReconcileReport.RepairKind.rules, default: 0] += 1
             }
-            guard try backend.memberCount(of: names, in: id) != members.count else { continue }
+            // A count verified earlier holds while the loop heard of no deletion (ReconcileMemory).
+            let key = ReconcileMemory.key(backend.kind, names)
+            if let memory, memory.notified.contains(backend.kind), memory.members[key] == members.count { continue }
+            memory?.members[key] = nil
+            if try backend.memberCount(of: names, in: id) == members.count {
+                memory?.members[key] = members.count
+                continue
+            }
             let generation = try backend.generations(of: id).first { $0.names == names }
             let present = Set((generation?.members ?? []).map(\.address))
             let missing = members.filter { !present.contains($0.address.address) }
@@ -196,8 +208,21 @@ extension SNATPlugin {
                 report.problems.append("network \"\(network)\": \(names.memberSet) holds \(count) member(s) no record backs (added by an older randsnat?); GC removes them when their pods are gone")
             }
         }
+        // Subnets that no member is in (a DEL leaves its pod's subnet while the generation has other
+        // members): checked when the network's pods changed since the last check.
+        let attachments = Set(records.map(\.attachment))
+        if !movers.isEmpty || memory?.subnetsCheckedFor[network] != attachments {
+            try pruneSubnets(id, backend: backend, keeping: Set(plans.keys), report: &report)
+            memory?.subnetsCheckedFor[network] = attachments
+        }
         guard !report.repairs.isEmpty else { return }  // the checks above found nothing missing
-        try backend.removeStrays(of: id, keep: stillUsed)
+        // Chains left without their sets (a crash, an operator's `ipset destroy`): looked for in the
+        // first repairing pass of a network (and after the memory is forgotten) and after a backend
+        // move, not in every move: on legacy each look reads the whole nat table.
+        if memory?.straysCheckedFor.contains(network) != true || !placement.elsewhere.isEmpty {
+            try backend.removeStrays(of: id, keep: stillUsed)
+            memory?.straysCheckedFor.insert(network)
+        }
 
         // Converged after the repairs? Every plan installed and every recorded member present.
         for (names, plan) in plans {
@@ -211,6 +236,21 @@ extension SNATPlugin {
             if count < wanted[names]!.count {
                 report.podsLackingRules[key, default: 0] += wanted[names]!.count - count
                 report.problems.append("network \"\(network)\": \(names.memberSet) holds \(count) of \(wanted[names]!.count) pods")
+            }
+        }
+    }
+}
+
+extension SNATPlugin {
+    /// Removes from the network's subnet sets (randsnat's own, of the generations in `generations`)
+    /// each subnet that holds no member of its generation. Reads the generations' elements.
+    func pruneSubnets(_ id: NetworkID, backend: any NATBackend, keeping generations: Set<ObjectNames>,
+                      report: inout ReconcileReport) throws {
+        for generation in try backend.generations(of: id) where generations.contains(generation.names) {
+            for subnet in generation.subnets where !generation.members.contains(where: { subnet.contains($0.address) }) {
+                try backend.remove(subnet: subnet, from: generation.names)
+                report.repairs.append("network \"\(id.network)\": removed subnet \(subnet) from \(generation.names.subnetSet), which no pod is in")
+                report.repairCounts[ReconcileReport.RepairKind.subnetRemoved, default: 0] += 1
             }
         }
     }
