@@ -83,7 +83,7 @@ struct IPSet {
 
     static func nfproto(_ family: Family) -> UInt8 { UInt8(family == .ipv4 ? NFPROTO_IPV4 : NFPROTO_IPV6) }
 
-    /// ipset's own error numbers (4096 and up) in words; the rest through strerror.
+    /// ipset's own error numbers (4096 and up) in words; the rest as the C library says them.
     static func describe(_ code: Int32) -> String {
         switch code {
         case Int32(ENOENT): "the set does not exist"
@@ -98,7 +98,8 @@ struct IPSet {
         case Int32(IPSET_ERR_INVALID_FAMILY.rawValue): "address family does not match the set"
         case Int32(IPSET_ERR_REFERENCED.rawValue): "the set is referenced by a rule and cannot be destroyed"
         case Int32(IPSET_ERR_COMMENT.rawValue): "the set was created without comment support"
-        case Int32(IPSET_ERR_TYPE_SPECIFIC.rawValue) + 1: "the set is full (maxelem reached)"
+        // IPSET_ERR_HASH_FULL (ip_set_hash.h) is the first type-specific number, IPSET_ERR_TYPE_SPECIFIC itself.
+        case Int32(IPSET_ERR_TYPE_SPECIFIC.rawValue): "the set is full (maxelem reached)"
         default: Errno(code).message
         }
     }
