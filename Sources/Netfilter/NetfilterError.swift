@@ -44,12 +44,14 @@ public enum NetfilterError: Error, Equatable, Sendable, CustomStringConvertible 
 extension NetfilterError {
     /// A netlink failure of the netfilter adapter (ipset, ctnetlink, nf_tables): the same fields,
     /// the kernel's own message kept in the reason.
+    @inline(never)
     init(_ error: NetlinkError) {
         let reason = error.kernelMessage.map { error.reason + "; the kernel says: " + $0 } ?? error.reason
         self = .netlink(operation: error.operation, object: error.object, errno: error.code, reason: reason)
     }
 
     /// A failed system call of the netfilter adapter, with its errno.
+    @inline(never)
     init(_ error: SystemCallError) {
         self = .netlink(operation: error.operation, object: error.object, errno: error.errno.code, reason: error.errno.message)
     }

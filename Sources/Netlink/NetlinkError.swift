@@ -17,6 +17,7 @@ public struct NetlinkError: Error, Equatable, Sendable, CustomStringConvertible 
     /// The kernel's extended acknowledgement message (NLMSGERR_ATTR_MSG), when it gave one.
     public let kernelMessage: String?
 
+    @inline(never)
     public init(operation: String, object: String, errno: Errno?, reason: String? = nil, kernelMessage: String? = nil) {
         self.operation = operation
         self.object = object
@@ -31,6 +32,7 @@ public struct NetlinkError: Error, Equatable, Sendable, CustomStringConvertible 
     }
 
     /// A failed system call of this module.
+    @inline(never)
     init(_ error: SystemCallError) {
         self.init(operation: error.operation, object: error.object, errno: error.errno)
     }
