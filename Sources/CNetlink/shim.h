@@ -1,7 +1,7 @@
 #pragma once
 /*
- * Kernel UAPI headers for randsnat's netlink layer (rtnetlink: links, addresses, routes; veth and
- * bridge attributes) and setns(2). Headers only: the layer itself is Swift (Sources/Netlink).
+ * Kernel UAPI headers for randsnat's netlink layer (the transport; nfnetlink's header and subsystems;
+ * rtnetlink: links, addresses, routes; veth and bridge attributes) and setns(2). Headers only: the layer itself is Swift (Sources/Netlink).
  */
 #include <linux/sched.h>
 #include <sys/socket.h>
@@ -9,6 +9,7 @@
 #include <net/if.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <linux/netfilter/nfnetlink.h>  /* nfgenmsg, NFNL_SUBSYS_* */
 #include <linux/if_link.h>
 #include <linux/if_addr.h>
 #include <linux/veth.h>

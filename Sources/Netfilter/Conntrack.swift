@@ -3,6 +3,53 @@ import Glibc
 import Netlink
 import RandSNATCore
 
+/// `CTA_*` (linux/netfilter/nfnetlink_conntrack.h), from the C header once; each nest has its own
+/// numbering (tuple, tuple IP, tuple protocol, filter), so each is a type of its own.
+struct ConntrackAttribute: NetlinkAttributeName {
+    let type: UInt16
+    static let originalTuple = ConntrackAttribute(type: cValue(CTA_TUPLE_ORIG))
+    static let replyTuple = ConntrackAttribute(type: cValue(CTA_TUPLE_REPLY))
+    static let status = ConntrackAttribute(type: cValue(CTA_STATUS))
+    static let id = ConntrackAttribute(type: cValue(CTA_ID))
+    static let filter = ConntrackAttribute(type: cValue(CTA_FILTER))
+
+    /// Inside a tuple: `CTA_TUPLE_*`.
+    struct Tuple: NetlinkAttributeName {
+        let type: UInt16
+        static let ip = Tuple(type: cValue(CTA_TUPLE_IP))
+        static let proto = Tuple(type: cValue(CTA_TUPLE_PROTO))
+    }
+
+    /// Inside a tuple's IP: `CTA_IP_*`.
+    struct IP: NetlinkAttributeName {
+        let type: UInt16
+        static let v4Source = IP(type: cValue(CTA_IP_V4_SRC))
+        static let v4Destination = IP(type: cValue(CTA_IP_V4_DST))
+        static let v6Source = IP(type: cValue(CTA_IP_V6_SRC))
+        static let v6Destination = IP(type: cValue(CTA_IP_V6_DST))
+        static func source(_ family: Family) -> IP { family == .ipv4 ? v4Source : v6Source }
+        static func destination(_ family: Family) -> IP { family == .ipv4 ? v4Destination : v6Destination }
+    }
+
+    /// Inside a tuple's protocol: `CTA_PROTO_*`.
+    struct Proto: NetlinkAttributeName {
+        let type: UInt16
+        static let number = Proto(type: cValue(CTA_PROTO_NUM))
+        static let destinationPort = Proto(type: cValue(CTA_PROTO_DST_PORT))
+    }
+
+    /// Inside the filter: `CTA_FILTER_*`.
+    struct Filter: NetlinkAttributeName {
+        let type: UInt16
+        static let originalFlags = Filter(type: cValue(CTA_FILTER_ORIG_FLAGS))
+    }
+}
+
+extension NetfilterMessageType {
+    /// A ctnetlink command (`IPCTNL_MSG_CT_*`).
+    static func ctnetlink(_ command: cntl_msg_types) -> NetfilterMessageType { NetfilterMessageType(.ctnetlink, command) }
+}
+
 /// Conntrack entries through ctnetlink, in process (no exec of `conntrack`).
 /// How DEL deletes a departed pod's conntrack flows.
 public enum FlowCleanup: Sendable {
@@ -42,49 +89,59 @@ struct Conntrack {
         try socket.netfilterExchange(message, operation: operation, object: object)
     }
 
-    private static func family(_ family: Family) -> UInt8 { UInt8(family == .ipv4 ? AF_INET : AF_INET6) }
+    private func request(_ command: cntl_msg_types, flags: NetlinkFlags = [.request, .ack], family: Family, version: UInt8 = 0) -> NetlinkRequest {
+        NetlinkRequest(.ctnetlink(command), flags: flags, sequence: socket.nextSequence(),
+                       header: NetfilterHeader(family: UInt8(family == .ipv4 ? AF_INET : AF_INET6), version: version))
+    }
 
     /// The entries of `family`; with `originalSource`, only those whose original source it is (the
     /// kernel filters the dump where it can, and randsnat checks again).
     func entries(_ family: Family, originalSource: IPAddress? = nil) throws(NetfilterError) -> [Entry] {
-        var message = NetlinkRequest(type: UInt16(NFNL_SUBSYS_CTNETLINK << 8) | UInt16(IPCTNL_MSG_CT_GET.rawValue),
-                                     flags: UInt16(NLM_F_REQUEST | NLM_F_ACK | NLM_F_DUMP), sequence: socket.nextSequence(),
-                                     family: Self.family(family))
+        var message = request(IPCTNL_MSG_CT_GET, flags: [.request, .ack, .dump], family: family)
         if let source = originalSource { Self.addSourceFilter(&message, source) }
         let replies = try exchange(message, "listing conntrack entries", originalSource.map { "from \($0)" } ?? "of \(family)")
-        return replies.compactMap { Self.parse($0, family: family) }.filter { originalSource == nil || $0.originalSource == originalSource }
+        var entries: [Entry] = []
+        for reply in replies {
+            do {
+                if let entry = try Self.parse(reply, family: family), originalSource == nil || entry.originalSource == originalSource { entries.append(entry) }
+            } catch {
+                throw NetfilterError(error)
+            }
+        }
+        return entries
     }
 
-    static func parse(_ reply: NetlinkReply, family: Family) -> Entry? {
-        let attributes = reply.nfAttributes
-        guard let original = attributes[type: UInt16(CTA_TUPLE_ORIG.rawValue)], let answer = attributes[type: UInt16(CTA_TUPLE_REPLY.rawValue)]
+    /// One entry of a listing; nil when it lacks a part randsnat reads; throws when malformed.
+    static func parse(_ reply: NetlinkReply, family: Family) throws(NetlinkError) -> Entry? {
+        let attributes = try reply.netfilterAttributes()
+        guard let original = attributes[ConntrackAttribute.originalTuple], let answer = attributes[ConntrackAttribute.replyTuple]
         else { return nil }
-        func addresses(_ tuple: NetlinkAttribute) -> (IPAddress?, IPAddress?) {
-            let ip = tuple.nested[type: UInt16(CTA_TUPLE_IP.rawValue)]?.nested ?? []
-            let (source, destination) = family == .ipv4 ? (CTA_IP_V4_SRC.rawValue, CTA_IP_V4_DST.rawValue) : (CTA_IP_V6_SRC.rawValue, CTA_IP_V6_DST.rawValue)
-            return (ip[type: UInt16(source)].flatMap { IPAddress(family: family, bytes: $0.payload) },
-                    ip[type: UInt16(destination)].flatMap { IPAddress(family: family, bytes: $0.payload) })
+        func addresses(_ tuple: NetlinkAttribute) throws(NetlinkError) -> (IPAddress?, IPAddress?) {
+            let ip = try tuple.nestedAttributes()[ConntrackAttribute.Tuple.ip]?.nestedAttributes() ?? []
+            return (ip[ConntrackAttribute.IP.source(family)].flatMap { IPAddress(family: family, bytes: $0.payload) },
+                    ip[ConntrackAttribute.IP.destination(family)].flatMap { IPAddress(family: family, bytes: $0.payload) })
         }
-        func proto(_ tuple: NetlinkAttribute) -> [NetlinkAttribute] { tuple.nested[type: UInt16(CTA_TUPLE_PROTO.rawValue)]?.nested ?? [] }
-        let (originalSource, originalDestination) = addresses(original)
-        let (_, replyDestination) = addresses(answer)
+        func proto(_ tuple: NetlinkAttribute) throws(NetlinkError) -> [NetlinkAttribute] {
+            try tuple.nestedAttributes()[ConntrackAttribute.Tuple.proto]?.nestedAttributes() ?? []
+        }
+        let (originalSource, originalDestination) = try addresses(original)
+        let (_, replyDestination) = try addresses(answer)
         guard let originalSource, let originalDestination, let replyDestination else { return nil }
-        return Entry(family: family, proto: proto(original)[type: UInt16(CTA_PROTO_NUM.rawValue)]?.u8 ?? 0,
+        let originalProto = try proto(original)
+        return Entry(family: family, proto: originalProto[ConntrackAttribute.Proto.number]?.u8 ?? 0,
                      originalSource: originalSource, originalDestination: originalDestination,
-                     originalDestinationPort: proto(original)[type: UInt16(CTA_PROTO_DST_PORT.rawValue)]?.be16,
+                     originalDestinationPort: originalProto[ConntrackAttribute.Proto.destinationPort]?.be16,
                      replyDestination: replyDestination,
-                     replyDestinationPort: proto(answer)[type: UInt16(CTA_PROTO_DST_PORT.rawValue)]?.be16,
-                     status: attributes[type: UInt16(CTA_STATUS.rawValue)]?.be32 ?? 0,
-                     originalTuple: original.payload, id: attributes[type: UInt16(CTA_ID.rawValue)]?.be32)
+                     replyDestinationPort: try proto(answer)[ConntrackAttribute.Proto.destinationPort]?.be16,
+                     status: attributes[ConntrackAttribute.status]?.be32 ?? 0,
+                     originalTuple: original.payload, id: attributes[ConntrackAttribute.id]?.be32)
     }
 
     /// Deletes one entry; one that is gone already counts as deleted.
     func delete(_ entry: Entry) throws(NetfilterError) {
-        var message = NetlinkRequest(type: UInt16(NFNL_SUBSYS_CTNETLINK << 8) | UInt16(IPCTNL_MSG_CT_DELETE.rawValue),
-                                     flags: UInt16(NLM_F_REQUEST | NLM_F_ACK), sequence: socket.nextSequence(),
-                                     family: Self.family(entry.family))
-        message.add(UInt16(CTA_TUPLE_ORIG.rawValue), entry.originalTuple, flags: NetlinkAttribute.nestedFlag)
-        if let id = entry.id { message.addBE32(UInt16(CTA_ID.rawValue), id) }
+        var message = request(IPCTNL_MSG_CT_DELETE, family: entry.family)
+        message.add(ConntrackAttribute.originalTuple, entry.originalTuple, flags: NetlinkAttribute.nestedFlag)
+        if let id = entry.id { message.addBE32(ConntrackAttribute.id, id) }
         do {
             _ = try exchange(message, "deleting conntrack entry", "\(entry.originalSource) → \(entry.originalDestination)")
         } catch NetfilterError.netlink(_, _, let code, _) where code == ENOENT {
@@ -112,22 +169,18 @@ struct Conntrack {
     /// Deletes, in the kernel, every entry of the address's family whose original source it is.
     func flush(originalSource address: IPAddress) throws(NetfilterError) {
         // nfgenmsg version 1: the flush keeps to `family` (version 0 would mean every family).
-        var message = NetlinkRequest(type: UInt16(NFNL_SUBSYS_CTNETLINK << 8) | UInt16(IPCTNL_MSG_CT_DELETE.rawValue),
-                                     flags: UInt16(NLM_F_REQUEST | NLM_F_ACK), sequence: socket.nextSequence(),
-                                     family: Self.family(address.family), version: 1)
+        var message = request(IPCTNL_MSG_CT_DELETE, family: address.family, version: 1)
         Self.addSourceFilter(&message, address)
         _ = try exchange(message, "flushing conntrack entries", "from \(address)")
     }
 
     /// CTA_TUPLE_ORIG with only the source address, and CTA_FILTER saying that is all to compare.
     private static func addSourceFilter(_ message: inout NetlinkRequest, _ source: IPAddress) {
-        message.beginNested(UInt16(CTA_TUPLE_ORIG.rawValue))
-        message.beginNested(UInt16(CTA_TUPLE_IP.rawValue))
-        message.add(UInt16(source.family == .ipv4 ? CTA_IP_V4_SRC.rawValue : CTA_IP_V6_SRC.rawValue), source.bytes)
-        message.endNested()
-        message.endNested()
-        message.beginNested(UInt16(CTA_FILTER.rawValue))
-        message.addU32(UInt16(CTA_FILTER_ORIG_FLAGS.rawValue), 1)  // the kernel's CTA_FILTER_F_CTA_IP_SRC
-        message.endNested()
+        message.nested(ConntrackAttribute.originalTuple) { tuple in
+            tuple.nested(ConntrackAttribute.Tuple.ip) { $0.add(ConntrackAttribute.IP.source(source.family), source.bytes) }
+        }
+        message.nested(ConntrackAttribute.filter) {
+            $0.addU32(ConntrackAttribute.Filter.originalFlags, 1)  // the kernel's CTA_FILTER_F_CTA_IP_SRC
+        }
     }
 }

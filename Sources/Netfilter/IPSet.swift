@@ -1,7 +1,37 @@
 internal import CNetfilter
 import Glibc
 import Netlink
+import SystemCalls
 import RandSNATCore
+
+/// `IPSET_ATTR_*` (linux/netfilter/ipset/ip_set.h), from the C header once. The numbering is shared
+/// by the message's top level, its DATA/ADT nests and the address nest (IPADDR_*).
+struct IPSetAttribute: NetlinkAttributeName {
+    let type: UInt16
+    static let protocolVersion = IPSetAttribute(type: cValue(IPSET_ATTR_PROTOCOL))
+    static let setName = IPSetAttribute(type: cValue(IPSET_ATTR_SETNAME))
+    static let typeName = IPSetAttribute(type: cValue(IPSET_ATTR_TYPENAME))
+    static let revision = IPSetAttribute(type: cValue(IPSET_ATTR_REVISION))
+    static let family = IPSetAttribute(type: cValue(IPSET_ATTR_FAMILY))
+    static let flags = IPSetAttribute(type: cValue(IPSET_ATTR_FLAGS))
+    static let data = IPSetAttribute(type: cValue(IPSET_ATTR_DATA))
+    static let adt = IPSetAttribute(type: cValue(IPSET_ATTR_ADT))
+    // Inside DATA:
+    static let ip = IPSetAttribute(type: cValue(IPSET_ATTR_IP))
+    static let cidr = IPSetAttribute(type: cValue(IPSET_ATTR_CIDR))
+    static let comment = IPSetAttribute(type: cValue(IPSET_ATTR_COMMENT))
+    static let cadtFlags = IPSetAttribute(type: cValue(IPSET_ATTR_CADT_FLAGS))
+    static let references = IPSetAttribute(type: cValue(IPSET_ATTR_REFERENCES))
+    static let elements = IPSetAttribute(type: cValue(IPSET_ATTR_ELEMENTS))
+    // Inside IP:
+    static let ipv4 = IPSetAttribute(type: cValue(IPSET_ATTR_IPADDR_IPV4))
+    static let ipv6 = IPSetAttribute(type: cValue(IPSET_ATTR_IPADDR_IPV6))
+}
+
+extension NetfilterMessageType {
+    /// An ipset command (`IPSET_CMD_*`).
+    static func ipset(_ command: ipset_cmd) -> NetfilterMessageType { NetfilterMessageType(.ipset, command) }
+}
 
 /// ipset through its netlink protocol (nfnetlink subsystem IPSET), in process: no exec of `ipset`,
 /// no libipset. Sets are per network namespace, like the nat table.
@@ -28,6 +58,9 @@ struct IPSet {
         let address: IPAddress
         let prefix: Int?
         let comment: String
+
+        /// The address, with its prefix length in a hash:net set.
+        var text: String { "\(address)\(prefix.map { "/\($0)" } ?? "")" }
     }
 
     let socket: NetlinkSocket
@@ -36,11 +69,10 @@ struct IPSet {
     /// ipset protocol 6 is understood by every kernel that has comments (3.x and later).
     static let protocolVersion: UInt8 = 6
 
-    private func request(_ command: ipset_cmd, flags: Int32 = NLM_F_REQUEST | NLM_F_ACK, family: Family? = nil) -> NetlinkRequest {
-        var request = NetlinkRequest(type: UInt16(NFNL_SUBSYS_IPSET << 8) | UInt16(command.rawValue),
-                                     flags: UInt16(flags), sequence: socket.nextSequence(),
-                                     family: family.map(Self.nfproto) ?? UInt8(NFPROTO_UNSPEC))
-        request.addU8(UInt16(IPSET_ATTR_PROTOCOL), Self.protocolVersion)
+    private func request(_ command: ipset_cmd, flags: NetlinkFlags = [.request, .ack], family: Family? = nil) -> NetlinkRequest {
+        var request = NetlinkRequest(.ipset(command), flags: flags, sequence: socket.nextSequence(),
+                                     header: NetfilterHeader(family: family.map(Self.nfproto) ?? UInt8(NFPROTO_UNSPEC)))
+        request.addU8(IPSetAttribute.protocolVersion, Self.protocolVersion)
         return request
     }
 
@@ -51,7 +83,7 @@ struct IPSet {
 
     static func nfproto(_ family: Family) -> UInt8 { UInt8(family == .ipv4 ? NFPROTO_IPV4 : NFPROTO_IPV6) }
 
-    /// ipset's own error numbers (4096 and up) in words; the rest through strerror.
+    /// ipset's own error numbers (4096 and up) in words; the rest as the C library says them.
     static func describe(_ code: Int32) -> String {
         switch code {
         case Int32(ENOENT): "the set does not exist"
@@ -66,19 +98,21 @@ struct IPSet {
         case Int32(IPSET_ERR_INVALID_FAMILY.rawValue): "address family does not match the set"
         case Int32(IPSET_ERR_REFERENCED.rawValue): "the set is referenced by a rule and cannot be destroyed"
         case Int32(IPSET_ERR_COMMENT.rawValue): "the set was created without comment support"
-        case Int32(IPSET_ERR_TYPE_SPECIFIC.rawValue) + 1: "the set is full (maxelem reached)"
-        default: String(cString: strerror(code))
+        // IPSET_ERR_HASH_FULL (ip_set_hash.h) is the first type-specific number, IPSET_ERR_TYPE_SPECIFIC itself.
+        case Int32(IPSET_ERR_TYPE_SPECIFIC.rawValue): "the set is full (maxelem reached)"
+        default: Errno(code).message
         }
     }
 
     /// The newest revision of `kind` this kernel has (every revision randsnat needs has comments).
     func newestRevision(_ kind: Kind, family: Family) throws(NetfilterError) -> UInt8 {
         var message = request(IPSET_CMD_TYPE, family: family)
-        message.addString(UInt16(IPSET_ATTR_TYPENAME), kind.rawValue)
-        message.addU8(UInt16(IPSET_ATTR_FAMILY), Self.nfproto(family))
-        let replies = try exchange(message, operation: "ipset type query", object: kind.rawValue)
-        guard let revision = replies.first?.nfAttributes[type: UInt16(IPSET_ATTR_REVISION)]?.u8 else {
-            throw .netlink(operation: "ipset type query", object: kind.rawValue, errno: 0, reason: "the kernel sent no revision")
+        message.addString(IPSetAttribute.typeName, kind.rawValue)
+        message.addU8(IPSetAttribute.family, Self.nfproto(family))
+        let operation = "asking the kernel for the newest revision of ipset type"
+        let replies = try exchange(message, operation: operation, object: kind.rawValue)
+        guard let reply = replies.first, let revision = try Self.attributes(reply)[IPSetAttribute.revision]?.u8 else {
+            throw .netlink(operation: operation, object: kind.rawValue, errno: 0, reason: "the kernel sent no revision")
         }
         return revision
     }
@@ -87,17 +121,15 @@ struct IPSet {
     func create(_ name: String, kind: Kind, family: Family) throws(NetfilterError) {
         let revision = try newestRevision(kind, family: family)
         var message = request(IPSET_CMD_CREATE, family: family)
-        message.addString(UInt16(IPSET_ATTR_SETNAME), name)
-        message.addString(UInt16(IPSET_ATTR_TYPENAME), kind.rawValue)
-        message.addU8(UInt16(IPSET_ATTR_REVISION), revision)
-        message.addU8(UInt16(IPSET_ATTR_FAMILY), Self.nfproto(family))
+        message.addString(IPSetAttribute.setName, name)
+        message.addString(IPSetAttribute.typeName, kind.rawValue)
+        message.addU8(IPSetAttribute.revision, revision)
+        message.addU8(IPSetAttribute.family, Self.nfproto(family))
         // With EXIST the kernel accepts an existing set of the same type and options and answers
         // EEXIST only for a different one.
-        message.addBE32(UInt16(IPSET_ATTR_FLAGS), UInt32(IPSET_FLAG_EXIST.rawValue))
-        message.beginNested(UInt16(IPSET_ATTR_DATA))
-        message.addBE32(UInt16(IPSET_ATTR_CADT_FLAGS), UInt32(IPSET_FLAG_WITH_COMMENT.rawValue))
-        message.endNested()
-        _ = try exchange(message, operation: "ipset create", object: name) { code in
+        message.addBE32(IPSetAttribute.flags, UInt32(IPSET_FLAG_EXIST.rawValue))
+        message.nested(IPSetAttribute.data) { $0.addBE32(IPSetAttribute.cadtFlags, UInt32(IPSET_FLAG_WITH_COMMENT.rawValue)) }
+        _ = try exchange(message, operation: "creating ipset", object: name) { code in
             code == EEXIST ? "a set of that name exists with another type or options; destroy it (ipset destroy \(name)) or rename the network" : Self.describe(code)
         }
     }
@@ -105,118 +137,129 @@ struct IPSet {
     /// Destroys the set; a set that does not exist counts as destroyed.
     func destroy(_ name: String) throws(NetfilterError) {
         var message = request(IPSET_CMD_DESTROY)
-        message.addString(UInt16(IPSET_ATTR_SETNAME), name)
+        message.addString(IPSetAttribute.setName, name)
         do {
-            _ = try exchange(message, operation: "ipset destroy", object: name)
+            _ = try exchange(message, operation: "destroying ipset", object: name)
         } catch NetfilterError.netlink(_, _, let code, _) where code == ENOENT {
         }
     }
 
     /// The set's header, or nil when it does not exist. One small netlink round trip.
     func header(_ name: String) throws(NetfilterError) -> Header? {
-        var message = request(IPSET_CMD_LIST, flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_DUMP)
-        message.addString(UInt16(IPSET_ATTR_SETNAME), name)
-        message.addBE32(UInt16(IPSET_ATTR_FLAGS), UInt32(IPSET_FLAG_LIST_HEADER.rawValue))
+        var message = request(IPSET_CMD_LIST, flags: [.request, .ack, .dump])
+        message.addString(IPSetAttribute.setName, name)
+        message.addBE32(IPSetAttribute.flags, UInt32(IPSET_FLAG_LIST_HEADER.rawValue))
         let replies: [NetlinkReply]
         do {
-            replies = try exchange(message, operation: "ipset list", object: name)
+            replies = try exchange(message, operation: "listing the header of ipset", object: name)
         } catch NetfilterError.netlink(_, _, let code, _) where code == ENOENT {
             return nil
         }
-        guard let attributes = replies.first?.nfAttributes else { return nil }
-        let data = attributes[type: UInt16(IPSET_ATTR_DATA)]?.nested ?? []
-        return Header(name: attributes[type: UInt16(IPSET_ATTR_SETNAME)]?.string ?? name,
-                      type: attributes[type: UInt16(IPSET_ATTR_TYPENAME)]?.string ?? "",
-                      family: attributes[type: UInt16(IPSET_ATTR_FAMILY)]?.u8 == UInt8(NFPROTO_IPV6) ? .ipv6 : .ipv4,
-                      references: data[type: UInt16(IPSET_ATTR_REFERENCES)]?.be32 ?? 0,
-                      elements: data[type: UInt16(IPSET_ATTR_ELEMENTS)]?.be32)
+        guard let reply = replies.first else { return nil }
+        let attributes = try Self.attributes(reply)
+        let data = try Self.nested(attributes[IPSetAttribute.data])
+        return Header(name: attributes[IPSetAttribute.setName]?.string ?? name,
+                      type: attributes[IPSetAttribute.typeName]?.string ?? "",
+                      family: attributes[IPSetAttribute.family]?.u8 == UInt8(NFPROTO_IPV6) ? .ipv6 : .ipv4,
+                      references: data[IPSetAttribute.references]?.be32 ?? 0,
+                      elements: data[IPSetAttribute.elements]?.be32)
     }
 
     /// The names of all sets in this network namespace.
     func names() throws(NetfilterError) -> [String] {
-        var message = request(IPSET_CMD_LIST, flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_DUMP)
-        message.addBE32(UInt16(IPSET_ATTR_FLAGS), UInt32(IPSET_FLAG_LIST_SETNAME.rawValue))
-        let replies = try exchange(message, operation: "ipset list", object: "all sets")
+        var message = request(IPSET_CMD_LIST, flags: [.request, .ack, .dump])
+        message.addBE32(IPSetAttribute.flags, UInt32(IPSET_FLAG_LIST_SETNAME.rawValue))
+        let replies = try exchange(message, operation: "listing ipsets", object: "(all of this network namespace)")
         var names: [String] = []
         for reply in replies {
-            if let name = reply.nfAttributes[type: UInt16(IPSET_ATTR_SETNAME)]?.string, !names.contains(name) { names.append(name) }
+            if let name = try Self.attributes(reply)[IPSetAttribute.setName]?.string, !names.contains(name) { names.append(name) }
         }
         return names
     }
 
     /// The set's members; nil when the set does not exist.
     func entries(_ name: String) throws(NetfilterError) -> [Entry]? {
-        var message = request(IPSET_CMD_LIST, flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_DUMP)
-        message.addString(UInt16(IPSET_ATTR_SETNAME), name)
+        var message = request(IPSET_CMD_LIST, flags: [.request, .ack, .dump])
+        message.addString(IPSetAttribute.setName, name)
         let replies: [NetlinkReply]
         do {
-            replies = try exchange(message, operation: "ipset list", object: name)
+            replies = try exchange(message, operation: "listing the members of ipset", object: name)
         } catch NetfilterError.netlink(_, _, let code, _) where code == ENOENT {
             return nil
         }
         var entries: [Entry] = []
-        for reply in replies {
-            guard let adt = reply.nfAttributes[type: UInt16(IPSET_ATTR_ADT)] else { continue }
-            for data in adt.nested where data.type == UInt16(IPSET_ATTR_DATA) {
-                let fields = data.nested
-                guard let address = fields[type: UInt16(IPSET_ATTR_IP)].flatMap(Self.address) else { continue }
-                entries.append(Entry(address: address,
-                                     prefix: fields[type: UInt16(IPSET_ATTR_CIDR)]?.u8.map(Int.init),
-                                     comment: fields[type: UInt16(IPSET_ATTR_COMMENT)]?.string ?? ""))
-            }
+        for reply in replies { entries += try Self.entries(in: reply) }
+        return entries
+    }
+
+    /// The members in one message of a set's listing (IPSET_ATTR_ADT holding one DATA per member).
+    static func entries(in reply: NetlinkReply) throws(NetfilterError) -> [Entry] {
+        var entries: [Entry] = []
+        for data in try nested(attributes(reply)[IPSetAttribute.adt]) where data.is(IPSetAttribute.data) {
+            let fields = try nested(data)
+            guard let address = try address(fields[IPSetAttribute.ip]) else { continue }
+            entries.append(Entry(address: address,
+                                 prefix: fields[IPSetAttribute.cidr]?.u8.map(Int.init),
+                                 comment: fields[IPSetAttribute.comment]?.string ?? ""))
         }
         return entries
     }
 
-    static func address(_ attribute: NetlinkAttribute) -> IPAddress? {
-        for inner in attribute.nested {
-            if inner.type == UInt16(IPSET_ATTR_IPADDR_IPV4) { return IPAddress(family: .ipv4, bytes: inner.payload) }
-            if inner.type == UInt16(IPSET_ATTR_IPADDR_IPV6) { return IPAddress(family: .ipv6, bytes: inner.payload) }
+    static func address(_ attribute: NetlinkAttribute?) throws(NetfilterError) -> IPAddress? {
+        for inner in try nested(attribute) {
+            if inner.is(IPSetAttribute.ipv4) { return IPAddress(family: .ipv4, bytes: inner.payload) }
+            if inner.is(IPSetAttribute.ipv6) { return IPAddress(family: .ipv6, bytes: inner.payload) }
         }
         return nil
+    }
+
+    /// A reply's attributes, checked: a malformed reply fails instead of reading as "no member".
+    static func attributes(_ reply: NetlinkReply) throws(NetfilterError) -> [NetlinkAttribute] {
+        do { return try reply.netfilterAttributes() } catch { throw NetfilterError(error) }
+    }
+
+    /// A nested attribute's attributes, checked; none when it is absent.
+    static func nested(_ attribute: NetlinkAttribute?) throws(NetfilterError) -> [NetlinkAttribute] {
+        do { return try attribute?.nestedAttributes() ?? [] } catch { throw NetfilterError(error) }
     }
 
     /// Adds a member, or replaces the comment of an existing one (`-exist`), so that a pod that
     /// takes over an address also takes over its member.
     func add(_ name: String, _ entry: Entry) throws(NetfilterError) {
-        try modify(IPSET_CMD_ADD, name, entry, operation: "ipset add")
+        try modify(IPSET_CMD_ADD, name, entry, operation: "adding \(entry.text) to ipset")
     }
 
     /// Removes a member; a member that is not there counts as removed.
     func delete(_ name: String, _ entry: Entry) throws(NetfilterError) {
         do {
-            try modify(IPSET_CMD_DEL, name, entry, operation: "ipset del")
+            try modify(IPSET_CMD_DEL, name, entry, operation: "removing \(entry.text) from ipset")
         } catch NetfilterError.netlink(_, _, let code, _) where code == ENOENT {
         }
     }
 
     private func modify(_ command: ipset_cmd, _ name: String, _ entry: Entry, operation: String) throws(NetfilterError) {
         var message = request(command, family: entry.address.family)
-        message.addString(UInt16(IPSET_ATTR_SETNAME), name)
-        message.addBE32(UInt16(IPSET_ATTR_FLAGS), UInt32(IPSET_FLAG_EXIST.rawValue))
-        message.beginNested(UInt16(IPSET_ATTR_DATA))
-        Self.addAddress(&message, UInt16(IPSET_ATTR_IP), entry.address)
-        if let prefix = entry.prefix { message.addU8(UInt16(IPSET_ATTR_CIDR), UInt8(prefix)) }
-        if command == IPSET_CMD_ADD, !entry.comment.isEmpty { message.addString(UInt16(IPSET_ATTR_COMMENT), entry.comment) }
-        message.endNested()
-        let object = "\(entry.address)\(entry.prefix.map { "/\($0)" } ?? "") in \(name)"
-        _ = try exchange(message, operation: operation, object: object)
+        message.addString(IPSetAttribute.setName, name)
+        message.addBE32(IPSetAttribute.flags, UInt32(IPSET_FLAG_EXIST.rawValue))
+        message.nested(IPSetAttribute.data) { data in
+            Self.addAddress(&data, IPSetAttribute.ip, entry.address)
+            if let prefix = entry.prefix { data.addU8(IPSetAttribute.cidr, UInt8(prefix)) }
+            if command == IPSET_CMD_ADD, !entry.comment.isEmpty { data.addString(IPSetAttribute.comment, entry.comment) }
+        }
+        _ = try exchange(message, operation: operation, object: name)
     }
 
-    static func addAddress(_ message: inout NetlinkRequest, _ type: UInt16, _ address: IPAddress) {
-        message.beginNested(type)
-        message.add(UInt16(address.family == .ipv4 ? IPSET_ATTR_IPADDR_IPV4 : IPSET_ATTR_IPADDR_IPV6), address.bytes,
-                    flags: NetlinkAttribute.netByteOrderFlag)
-        message.endNested()
+    static func addAddress(_ message: inout NetlinkRequest, _ name: IPSetAttribute, _ address: IPAddress) {
+        message.nested(name) {
+            $0.add(address.family == .ipv4 ? IPSetAttribute.ipv4 : IPSetAttribute.ipv6, address.bytes, flags: NetlinkAttribute.netByteOrderFlag)
+        }
     }
 
     /// The kernel's index of the set, which xt_set rules refer to (IP_SET_OP_GET_BYNAME, as
     /// iptables' set match does).
     static func index(of name: String) throws(NetfilterError) -> UInt16 {
         let fd = Glibc.socket(AF_INET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_RAW))
-        guard fd >= 0 else {
-            throw .netlink(operation: "open", object: "raw socket for the ipset index of \(name)", errno: errno, reason: String(cString: strerror(errno)))
-        }
+        guard fd >= 0 else { throw NetfilterError(SystemCallError("opening", "a raw socket for the ipset index of \(name)")) }
         defer { close(fd) }
         var request = ip_set_req_get_set()
         request.op = UInt32(IP_SET_OP_GET_BYNAME)
@@ -225,8 +268,8 @@ struct IPSet {
             for (offset, byte) in name.utf8.prefix(Int(IPSET_MAXNAMELEN) - 1).enumerated() { buffer[offset] = byte }
         }
         var length = socklen_t(MemoryLayout<ip_set_req_get_set>.size)
-        guard getsockopt(fd, Int32(SOL_IP), SO_IP_SET, &request, &length) == 0 else {
-            throw .netlink(operation: "getsockopt(SO_IP_SET)", object: name, errno: errno, reason: String(cString: strerror(errno)))
+        guard retryingOnInterrupt({ getsockopt(fd, Int32(SOL_IP), SO_IP_SET, &request, &length) }) == 0 else {
+            throw NetfilterError(SystemCallError("asking the kernel (getsockopt SO_IP_SET) for the index of ipset", name))
         }
         guard request.set.index != UInt16(IPSET_INVALID_ID) else { throw .setUnknown(name: name) }
         return request.set.index

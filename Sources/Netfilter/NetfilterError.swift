@@ -1,5 +1,5 @@
-import Glibc
 import Netlink
+import SystemCalls
 import RandSNATCore
 
 /// A failure of the netfilter adapter; each case names the object and the library's reason.
@@ -28,7 +28,7 @@ public enum NetfilterError: Error, Equatable, Sendable, CustomStringConvertible 
         case .chainOperationFailed(let operation, let chain, let reason):
             "\(operation) \(chain) failed: \(reason)"
         case .netlink(let operation, let object, let errno, let reason):
-            "\(operation) \(object) failed: \(reason) (errno \(errno))"
+            NetlinkError(operation: operation, object: object, code: errno, reason: reason).description
         case .setUnknown(let name):
             "ipset \(name) does not exist in this network namespace"
         }
@@ -42,16 +42,31 @@ public enum NetfilterError: Error, Equatable, Sendable, CustomStringConvertible 
 }
 
 extension NetfilterError {
-    /// A netlink failure of the netfilter adapter (ipset, ctnetlink, nf_tables).
+    /// A netlink failure of the netfilter adapter (ipset, ctnetlink, nf_tables): the same fields,
+    /// the kernel's own message kept in the reason.
+    @inline(never)
     init(_ error: NetlinkError) {
-        self = .netlink(operation: error.operation, object: error.object, errno: error.code, reason: error.reason)
+        let reason = error.kernelMessage.map { error.reason + "; the kernel says: " + $0 } ?? error.reason
+        self = .netlink(operation: error.operation, object: error.object, errno: error.code, reason: reason)
+    }
+
+    /// A failed system call of the netfilter adapter, with its errno.
+    @inline(never)
+    init(_ error: SystemCallError) {
+        self = .netlink(operation: error.operation, object: error.object, errno: error.errno.code, reason: error.errno.message)
+    }
+
+    /// The netlink failure this is, if it is one (to read its errno by name).
+    public var netlinkError: NetlinkError? {
+        guard case .netlink(let operation, let object, let errno, let reason) = self else { return nil }
+        return NetlinkError(operation: operation, object: object, code: errno, reason: reason)
     }
 }
 
 extension NetlinkSocket {
     /// `exchange`, failing with a NetfilterError: the one place the adapter converts netlink errors.
     func netfilterExchange(_ message: NetlinkRequest, operation: String, object: String,
-                           describe: (Int32) -> String = { String(cString: strerror($0)) }) throws(NetfilterError) -> [NetlinkReply] {
+                           describe: (Int32) -> String = { Errno($0).message }) throws(NetfilterError) -> [NetlinkReply] {
         do {
             return try exchange(message, operation: operation, object: object, describe: describe)
         } catch {
@@ -62,7 +77,7 @@ extension NetlinkSocket {
     /// A NETLINK_NETFILTER socket, failing with a NetfilterError.
     static func netfilterSocket() throws(NetfilterError) -> NetlinkSocket {
         do {
-            return try NetlinkSocket(family: NetlinkSocket.netfilter)
+            return try NetlinkSocket(.netfilter)
         } catch {
             throw NetfilterError(error)
         }

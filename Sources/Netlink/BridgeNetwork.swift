@@ -1,5 +1,6 @@
-import CNetlink
-import Glibc
+internal import CNetlink
+internal import Glibc
+import SystemCalls
 import RandSNATCore
 
 /// The interface side of standalone mode on Linux: bridge, veth pair, addresses, routes.
@@ -7,7 +8,7 @@ public struct BridgeNetwork: PodNetwork {
     public init() {}
 
     func failure(_ operation: String, _ object: String, _ reason: String) -> NetlinkError {
-        NetlinkError(operation: operation, object: object, code: 0, reason: reason)
+        NetlinkError(operation: operation, object: object, errno: nil, reason: reason)
     }
 
     /// The bridge, made if missing; an existing link of that name must be a bridge.
@@ -30,7 +31,7 @@ public struct BridgeNetwork: PodNetwork {
         let bridge = try bridge(plan.bridge, mtu: plan.mtu, on: host)
         try host.configure(bridge, up: true, promisc: plan.promisc ? true : nil)
         let namespace = try NetworkNamespace.open(netns)
-        defer { close(namespace) }
+        defer { namespace.close() }
         let hostName = "veth" + Self.randomHex(8)
         try host.createVeth(hostName, peerName: ifName, peerNamespace: namespace, mtu: plan.mtu, peerMAC: plan.mac?.bytes)
         guard let hostVeth = try host.link(named: hostName) else { throw failure("creating veth", hostName, "it is not there after creating it") }
@@ -146,12 +147,12 @@ public struct BridgeNetwork: PodNetwork {
 enum Sysctl {
     static func write(_ key: String, _ value: String) throws(NetlinkError) {
         let path = "/proc/sys/" + key
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw NetlinkError(operation: "opening", object: path, code: errno, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        let bytes = Array(value.utf8)
-        guard Glibc.write(fd, bytes, bytes.count) == bytes.count else {
-            throw NetlinkError(operation: "writing \(value) to", object: path, code: errno, reason: String(cString: strerror(errno)))
+        do throws(SystemCallError) {
+            let fd = try FileDescriptor.open(path, .writeOnly)
+            defer { fd.close() }
+            do { try fd.writeAll(Array(value.utf8)) } catch { throw SystemCallError("writing \(value) to", path, error) }
+        } catch {
+            throw NetlinkError(error)
         }
     }
 }

@@ -1,4 +1,4 @@
-import Glibc
+import SystemCalls
 import RandSNATCore
 
 /// A pod's per-namespace sysctls, read and written from a thread inside the pod's network namespace:
@@ -21,15 +21,11 @@ extension Sysctl {
     /// Reads an integer under /proc/sys (of the calling thread's network namespace).
     static func readInt(_ key: String) throws(NetlinkError) -> Int {
         let path = "/proc/sys/" + key
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw NetlinkError(operation: "opening", object: path, code: errno, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 64)
-        let count = read(fd, &buffer, buffer.count)
-        guard count > 0 else { throw NetlinkError(operation: "reading", object: path, code: errno, reason: String(cString: strerror(errno))) }
-        let text = String(decoding: buffer[..<count], as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == " " || $0 == "\t" }).first
+        let contents: String
+        do { contents = try Files.text(of: path) } catch { throw NetlinkError(error) }
+        let text = contents.split(whereSeparator: { $0 == "\n" || $0 == " " || $0 == "\t" }).first
         guard let text, let value = Int(text) else {
-            throw NetlinkError(operation: "reading", object: path, code: 0, reason: "not an integer")
+            throw NetlinkError(operation: "reading", object: path, errno: nil, reason: "not an integer")
         }
         return value
     }

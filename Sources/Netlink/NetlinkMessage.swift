@@ -1,5 +1,30 @@
 /// Netlink messages as bytes: building requests and reading replies (netlink(7), attributes as in
 /// libmnl). Pure, so tests check the exact bytes without a kernel.
+///
+/// Wire layout of one message (host byte order, every part padded to 4 bytes):
+/// ```
+/// nlmsghdr   len:u32 type:u16 flags:u16 seq:u32 pid:u32      16 bytes
+/// family hdr nfgenmsg (4), ifinfomsg (16), ifaddrmsg (8), rtmsg (12), ...
+/// attribute  len:u16 type:u16 (NESTED 0x8000, NET_BYTEORDER 0x4000) payload, padded
+/// ```
+
+/// The name of an attribute in one subsystem's numbering: each subsystem has a type of its own
+/// (`IPSetAttribute`, `ConntrackAttribute`, `LinkAttribute`, ...) whose values come from the C
+/// headers once, so no request or parser spells a number or a cast.
+public protocol NetlinkAttributeName {
+    var type: UInt16 { get }
+}
+
+extension NetlinkAttributeName {
+    /// A C header's enum constant, such as `CTA_TUPLE_ORIG` (the one place such casts are made).
+    @inline(__always)
+    public static func cValue<E: RawRepresentable>(_ value: E) -> UInt16 where E.RawValue: BinaryInteger { UInt16(value.rawValue) }
+    /// A C header's macro or anonymous-enum constant, such as `IPSET_ATTR_SETNAME` or `IFLA_IFNAME`.
+    @inline(__always)
+    public static func cValue<T: BinaryInteger>(_ value: T) -> UInt16 { UInt16(value) }
+}
+
+/// One attribute as read from a message.
 public struct NetlinkAttribute: Equatable, Sendable {
     /// The attribute's type without the NESTED / NET_BYTEORDER flags.
     public let type: UInt16
@@ -12,9 +37,15 @@ public struct NetlinkAttribute: Equatable, Sendable {
 
     public static let nestedFlag: UInt16 = 1 << 15
     public static let netByteOrderFlag: UInt16 = 1 << 14
+    static let headerSize = 4
 
-    /// The payload's attributes, for a nested attribute.
+    /// True when this attribute is `name`.
+    public func `is`<Name: NetlinkAttributeName>(_ name: Name) -> Bool { type == name.type }
+
+    /// The payload's attributes, for a nested attribute (as many as are whole: see `nestedAttributes`).
     public var nested: [NetlinkAttribute] { NetlinkAttribute.parse(payload[...]) }
+    /// The payload's attributes; throws when the payload is not a sequence of whole attributes.
+    public func nestedAttributes() throws(NetlinkError) -> [NetlinkAttribute] { try NetlinkAttribute.attributes(in: payload[...]) }
     public var u8: UInt8? { payload.first }
     /// A big-endian (NET_BYTEORDER) u16.
     public var be16: UInt16? { payload.count >= 2 ? UInt16(payload[0]) << 8 | UInt16(payload[1]) : nil }
@@ -30,28 +61,47 @@ public struct NetlinkAttribute: Equatable, Sendable {
         payload.count >= 4 ? (0..<4).reduce(0) { $0 | UInt32(payload[$1]) << UInt32($1 * 8) } : nil
     }
 
-    public static func parse(_ bytes: ArraySlice<UInt8>) -> [NetlinkAttribute] {
+    /// The attributes in `bytes`, every one whole: a length below the header's, or past the end of
+    /// `bytes`, throws (a reply cut short, or bytes that are not attributes), and nothing is read
+    /// past the end.
+    public static func attributes(in bytes: ArraySlice<UInt8>) throws(NetlinkError) -> [NetlinkAttribute] {
+        var reader = AttributeReader(bytes)
         var attributes: [NetlinkAttribute] = []
-        var offset = bytes.startIndex
-        while offset + 4 <= bytes.endIndex {
-            let length = Int(UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8)
-            let type = (UInt16(bytes[offset + 2]) | UInt16(bytes[offset + 3]) << 8) & ~(nestedFlag | netByteOrderFlag)
-            guard length >= 4, offset + length <= bytes.endIndex else { break }
-            attributes.append(NetlinkAttribute(type: type, payload: Array(bytes[(offset + 4)..<(offset + length)])))
-            offset += (length + 3) & ~3
-        }
+        while let attribute = try reader.next() { attributes.append(attribute) }
+        return attributes
+    }
+
+    /// The whole attributes at the start of `bytes`; stops at the first one that is not whole.
+    public static func parse(_ bytes: ArraySlice<UInt8>) -> [NetlinkAttribute] {
+        var reader = AttributeReader(bytes)
+        var attributes: [NetlinkAttribute] = []
+        while let attribute = try? reader.next() { attributes.append(attribute) }
         return attributes
     }
 }
 
+/// Netlink's framing constants and alignment, in one place.
+public enum Netlink {
+    /// `NLMSG_ALIGN` / `NLA_ALIGN`: every header, payload and attribute is padded to 4 bytes.
+    @inline(__always)
+    public static func aligned(_ length: Int) -> Int { (length + 3) & ~3 }
+    static let messageHeaderSize = 16
+}
+
 extension Array where Element == NetlinkAttribute {
     public subscript(type type: UInt16) -> NetlinkAttribute? { first { $0.type == type } }
+    /// The first attribute named `name`.
+    public subscript<Name: NetlinkAttributeName>(_ name: Name) -> NetlinkAttribute? { first { $0.type == name.type } }
 }
 
 /// Builds one netlink request: `nlmsghdr`, a family header (`nfgenmsg`, `ifinfomsg`, ...), attributes.
+/// An attribute longer than netlink's 16-bit length is not written; the request records it and the
+/// socket refuses to send it (`overflow`), instead of trapping or sending a wrong length.
 public struct NetlinkRequest {
     private(set) var bytes: [UInt8] = []
     private var nestStarts: [Int] = []
+    /// What made this request unsendable, if anything.
+    public private(set) var overflow: String?
 
     /// A request whose family header is `header` (its bytes as the kernel's struct lays them out).
     public init(type: UInt16, flags: UInt16, sequence: UInt32, header: [UInt8]) {
@@ -61,24 +111,41 @@ public struct NetlinkRequest {
         append32(sequence)
         append32(0)  // port id: the kernel fills it in
         bytes += header
-        while bytes.count % 4 != 0 { bytes.append(0) }
+        pad()
     }
 
     /// An nfnetlink request: `type` is `(subsystem << 8) | command`, `family` the nfgenmsg family,
     /// `version` NFNETLINK_V0 unless a command reads it (ctnetlink's flush: 1 = only `family`).
     public init(type: UInt16, flags: UInt16, sequence: UInt32, family: UInt8, version: UInt8 = 0, resourceID: UInt16 = 0) {
-        self.init(type: type, flags: flags, sequence: sequence,
-                  header: [family, version, UInt8(resourceID >> 8), UInt8(resourceID & 0xFF)])
+        self.init(type: type, flags: flags, sequence: sequence, header: NetfilterHeader(family: family, version: version, resourceID: resourceID).bytes)
     }
 
+    /// An nfnetlink request for `message` (a subsystem's command), with the nfgenmsg built here.
+    public init(_ message: NetfilterMessageType, flags: NetlinkFlags, sequence: UInt32, header: NetfilterHeader) {
+        self.init(type: message.rawValue, flags: flags.rawValue, sequence: sequence, header: header.bytes)
+    }
+
+    /// The bytes of a nested attribute's content only (no nlmsghdr): for attributes that hold a
+    /// family header and attributes, such as a veth's VETH_INFO_PEER.
+    public static func attributes(header: [UInt8] = [], _ build: (inout NetlinkRequest) -> Void) -> [UInt8] {
+        var inner = NetlinkRequest(type: 0, flags: 0, sequence: 0, header: header)
+        build(&inner)
+        return Array(inner.bytes.dropFirst(Netlink.messageHeaderSize))
+    }
+
+    private mutating func pad() { while bytes.count % 4 != 0 { bytes.append(0) } }
     private mutating func append16(_ value: UInt16) { bytes += [UInt8(value & 0xFF), UInt8(value >> 8)] }
     private mutating func append32(_ value: UInt32) { for shift in [0, 8, 16, 24] { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) } }
 
     public mutating func add(_ type: UInt16, _ payload: [UInt8], flags: UInt16 = 0) {
-        append16(UInt16(4 + payload.count))
+        guard payload.count <= Int(UInt16.max) - NetlinkAttribute.headerSize else {
+            overflow = overflow ?? "attribute \(type) holds \(payload.count) bytes, more than netlink's 16-bit length allows"
+            return
+        }
+        append16(UInt16(NetlinkAttribute.headerSize + payload.count))
         append16(type | flags)
         bytes += payload
-        while bytes.count % 4 != 0 { bytes.append(0) }
+        pad()
     }
 
     public mutating func addU8(_ type: UInt16, _ value: UInt8) { add(type, [value]) }
@@ -101,9 +168,27 @@ public struct NetlinkRequest {
 
     public mutating func endNested() {
         let start = nestStarts.removeLast()
+        guard bytes.count - start <= Int(UInt16.max) else {
+            overflow = overflow ?? "nested attribute holds \(bytes.count - start) bytes, more than netlink's 16-bit length allows"
+            return
+        }
         let length = UInt16(bytes.count - start)
         bytes[start] = UInt8(length & 0xFF)
         bytes[start + 1] = UInt8(length >> 8)
+    }
+
+    // Typed attributes: the same, named by a subsystem's attribute type.
+
+    public mutating func add<Name: NetlinkAttributeName>(_ name: Name, _ payload: [UInt8], flags: UInt16 = 0) { add(name.type, payload, flags: flags) }
+    public mutating func addU8<Name: NetlinkAttributeName>(_ name: Name, _ value: UInt8) { addU8(name.type, value) }
+    public mutating func addBE32<Name: NetlinkAttributeName>(_ name: Name, _ value: UInt32) { addBE32(name.type, value) }
+    public mutating func addU32<Name: NetlinkAttributeName>(_ name: Name, _ value: UInt32) { addU32(name.type, value) }
+    public mutating func addString<Name: NetlinkAttributeName>(_ name: Name, _ value: String) { addString(name.type, value) }
+    /// A nested attribute holding what `build` adds.
+    public mutating func nested<Name: NetlinkAttributeName>(_ name: Name, _ build: (inout NetlinkRequest) -> Void) {
+        beginNested(name.type)
+        build(&self)
+        endNested()
     }
 
     /// The message with its length filled in.
@@ -113,49 +198,9 @@ public struct NetlinkRequest {
         for index in 0..<4 { out[index] = UInt8(truncatingIfNeeded: length >> UInt32(index * 8)) }
         return out
     }
-}
 
-/// One message of a netlink reply.
-public struct NetlinkReply: Equatable, Sendable {
-    public let type: UInt16
-    public let flags: UInt16
-    public let sequence: UInt32
-    /// After the nlmsghdr.
-    public let body: [UInt8]
-
-    static let error: UInt16 = 2     // NLMSG_ERROR
-    static let done: UInt16 = 3      // NLMSG_DONE
-    static let multiFlag: UInt16 = 2 // NLM_F_MULTI
-
-    /// For NLMSG_ERROR: the (positive) errno, 0 for an acknowledgement.
-    var errorCode: Int32? {
-        guard type == Self.error, body.count >= 4 else { return nil }
-        let raw = UInt32(body[0]) | UInt32(body[1]) << 8 | UInt32(body[2]) << 16 | UInt32(body[3]) << 24
-        return -Int32(bitPattern: raw)
-    }
-
-    /// The attributes after the 4-byte nfgenmsg.
-    public var nfAttributes: [NetlinkAttribute] { attributes(afterHeader: 4) }
-    /// The attributes after a family header of `size` bytes (16 for ifinfomsg, 8 for ifaddrmsg, 12 for rtmsg).
-    public func attributes(afterHeader size: Int) -> [NetlinkAttribute] {
-        body.count > size ? NetlinkAttribute.parse(body[size...]) : []
-    }
-    /// The nfgenmsg family.
-    public var family: UInt8? { body.first }
-
-    static func parse(_ bytes: ArraySlice<UInt8>) -> [NetlinkReply] {
-        var replies: [NetlinkReply] = []
-        var offset = bytes.startIndex
-        while offset + 16 <= bytes.endIndex {
-            func u32(_ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(bytes[at + $1]) << UInt32($1 * 8) } }
-            let length = Int(u32(offset))
-            guard length >= 16, offset + length <= bytes.endIndex else { break }
-            let type = UInt16(bytes[offset + 4]) | UInt16(bytes[offset + 5]) << 8
-            let flags = UInt16(bytes[offset + 6]) | UInt16(bytes[offset + 7]) << 8
-            replies.append(NetlinkReply(type: type, flags: flags, sequence: u32(offset + 8),
-                                        body: Array(bytes[(offset + 16)..<(offset + length)])))
-            offset += (length + 3) & ~3
-        }
-        return replies
-    }
+    /// The sequence number written in the header.
+    var sequence: UInt32 { (0..<4).reduce(0) { $0 | UInt32(bytes[8 + $1]) << UInt32($1 * 8) } }
+    /// The flags written in the header.
+    var flags: NetlinkFlags { NetlinkFlags(rawValue: UInt16(bytes[6]) | UInt16(bytes[7]) << 8) }
 }

@@ -1,28 +1,18 @@
-import CNetlink
-import Glibc
+internal import CNetlink
+internal import Glibc
+public import SystemCalls
 
 /// Entering a network namespace. A namespace belongs to a thread: randsnat enters one only on a
 /// thread of its own, made for that purpose and ended right after, so no other thread (and no
 /// error path) can ever be left in the pod's namespace.
 public enum NetworkNamespace {
-    private final class Job {
-        let path: String
-        let body: () throws -> Any
-        var result: Result<Any, any Error> = .failure(NetlinkError(operation: "entering", object: "", code: 0, reason: "not run"))
-        init(path: String, body: @escaping () throws -> Any) {
-            self.path = path
-            self.body = body
-        }
-    }
-
     /// True when `path` is the network namespace the calling thread is in: the same device and inode
     /// as `/proc/thread-self/ns/net` (what libcni's skel compares). False for a path that cannot be
     /// read (the caller reports a missing namespace on its own terms).
     public static func isCurrent(_ path: String) throws(NetlinkError) -> Bool {
         var own = stat()
         guard stat("/proc/thread-self/ns/net", &own) == 0 else {
-            throw NetlinkError(operation: "reading randsnat's own network namespace", object: "/proc/thread-self/ns/net",
-                               code: errno, reason: String(cString: strerror(errno)))
+            throw NetlinkError(SystemCallError("reading randsnat's own network namespace", "/proc/thread-self/ns/net"))
         }
         var other = stat()
         guard stat(path, &other) == 0 else { return false }
@@ -32,18 +22,21 @@ public enum NetworkNamespace {
     /// nsfs's filesystem magic: what a bind-mounted namespace file is (linux/magic.h NSFS_MAGIC).
     static let nsfsMagic = 0x6e73_6673
 
-    /// Opens the network namespace at `path`. A path that is not a namespace (a runtime that removes
-    /// one unmounts it first and deletes the file after, so for a moment it is an empty plain file)
-    /// is refused here, naming the path, instead of failing later in a kernel call with EINVAL.
-    public static func open(_ path: String) throws(NetlinkError) -> Int32 {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw NetlinkError(operation: "opening network namespace", object: path, code: errno, reason: String(cString: strerror(errno)))
+    /// Opens the network namespace at `path`; the caller closes it. A path that is not a namespace (a
+    /// runtime that removes one unmounts it first and deletes the file after, so for a moment it is
+    /// an empty plain file) is refused here, naming the path, instead of failing later in a kernel
+    /// call with EINVAL.
+    public static func open(_ path: String) throws(NetlinkError) -> FileDescriptor {
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(path, .readOnly, operation: "opening network namespace")
+        } catch {
+            throw NetlinkError(error)
         }
         var fs = statfs()
-        guard fstatfs(fd, &fs) == 0, fs.f_type == nsfsMagic else {
-            close(fd)
-            throw NetlinkError(operation: "opening network namespace", object: path, code: 0,
+        guard fstatfs(fd.rawValue, &fs) == 0, fs.f_type == nsfsMagic else {
+            fd.close()
+            throw NetlinkError(operation: "opening network namespace", object: path, errno: nil,
                                reason: "it is not a namespace (it is being removed, or it is a plain file): the runtime must pass a live network namespace")
         }
         return fd
@@ -52,49 +45,30 @@ public enum NetworkNamespace {
     /// Moves the calling thread into the namespace at `path` for good. Only for a one-shot command
     /// (`randsnat doctor --netns`) that does all its work there, called before it starts any thread.
     public static func enterForGood(_ path: String) throws(NetlinkError) {
+        try enter(path)
+    }
+
+    /// setns(2) of the calling thread into the namespace at `path`.
+    private static func enter(_ path: String) throws(NetlinkError) {
         let fd = try open(path)
-        defer { close(fd) }
-        guard setns(fd, CLONE_NEWNET) == 0 else {
-            throw NetlinkError(operation: "entering network namespace", object: path, code: errno, reason: String(cString: strerror(errno)))
+        defer { fd.close() }
+        guard setns(fd.rawValue, CLONE_NEWNET) == 0 else {
+            throw NetlinkError(SystemCallError("entering network namespace", path))
         }
     }
 
     /// Runs `body` on a new thread that has entered the network namespace at `path`; an empty path
     /// gives the thread a new, private network namespace (unshare), which goes when the thread ends.
     public static func run<T>(in path: String, _ body: @escaping () throws -> T) throws -> T {
-        let job = Job(path: path, body: { try body() })
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(job).toOpaque()
-        let started = pthread_create(&thread, nil, { raw in
-            let job = Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue()
-            if job.path.isEmpty {
+        try SystemThread.run(path.isEmpty ? "a private network namespace" : path) { () throws -> T in
+            if path.isEmpty {
                 guard unshare(CLONE_NEWNET) == 0 else {
-                    job.result = .failure(NetlinkError(operation: "making", object: "a private network namespace", code: errno,
-                                                       reason: String(cString: strerror(errno))))
-                    return nil
+                    throw NetlinkError(SystemCallError("making", "a private network namespace"))
                 }
-                job.result = Result { try job.body() }
-                return nil
+            } else {
+                try enter(path)
             }
-            let fd: Int32
-            do { fd = try NetworkNamespace.open(job.path) } catch {
-                job.result = .failure(error)
-                return nil
-            }
-            defer { close(fd) }
-            guard setns(fd, CLONE_NEWNET) == 0 else {
-                job.result = .failure(NetlinkError(operation: "entering network namespace", object: job.path, code: errno,
-                                                   reason: String(cString: strerror(errno))))
-                return nil
-            }
-            job.result = Result { try job.body() }
-            return nil
-        }, context)
-        guard started == 0 else {
-            Unmanaged<Job>.fromOpaque(context).release()
-            throw NetlinkError(operation: "starting a thread for", object: path, code: started, reason: String(cString: strerror(started)))
+            return try body()
         }
-        pthread_join(thread, nil)
-        return try job.result.get() as! T
     }
 }

@@ -1,6 +1,6 @@
 import CNI
-import CNetlink
-import Glibc
+internal import CNetlink
+internal import Glibc
 import RandSNATCore
 
 /// Runs a delegated plugin (IPAM) the way libcni does: found in CNI_PATH, this process's

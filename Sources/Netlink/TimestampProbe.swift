@@ -1,5 +1,5 @@
-import CNetlink
-import Glibc
+internal import CNetlink
+internal import Glibc
 import SystemCalls
 import RandSNATCore
 
@@ -19,7 +19,7 @@ public enum TimestampProbe {
         try NetworkNamespace.run(in: "") { () throws -> TimestampOffsets in
             let links = try RouteLink.current()
             guard let lo = try links.link(named: "lo") else {
-                throw NetlinkError(operation: "finding", object: "lo in the probe's namespace", code: 0, reason: "no loopback")
+                throw NetlinkError(operation: "finding", object: "lo in the probe's namespace", errno: nil, reason: "no loopback")
             }
             try links.configure(lo, up: true)
             let listener = try socketOrThrow()
@@ -61,12 +61,12 @@ public enum TimestampProbe {
 
     static func socketOrThrow() throws(NetlinkError) -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw NetlinkError(operation: "opening", object: "a TCP socket", code: errno, reason: String(cString: strerror(errno))) }
+        guard fd >= 0 else { throw NetlinkError(SystemCallError("opening", "a TCP socket")) }
         return fd
     }
 
     static func check(_ result: Int32, _ operation: String) throws(NetlinkError) {
-        guard result == 0 else { throw NetlinkError(operation: operation, object: "(timestamp probe)", code: errno, reason: String(cString: strerror(errno))) }
+        guard result == 0 else { throw NetlinkError(SystemCallError(operation, "(timestamp probe)")) }
     }
 
     static func withSockaddr(_ address: inout sockaddr_in, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
@@ -96,7 +96,7 @@ enum ProcText {
         do {
             return try Files.text(of: path)
         } catch {
-            throw NetlinkError(operation: error.operation, object: path, code: error.errno.code, reason: error.errno.description)
+            throw NetlinkError(error)
         }
     }
 }

@@ -1,5 +1,6 @@
-import CNetlink
-import Glibc
+internal import CNetlink
+internal import Glibc
+import SystemCalls
 
 /// What wakes a long-running randsnat process (the agent): a signal to stop, a change in a watched
 /// directory (inotify), a change of the nf_tables ruleset (a netlink multicast group), or the end
@@ -14,17 +15,16 @@ public final class Wakeups {
 
     private let signalFD: Int32
     private let inotifyFD: Int32
-    /// -1 when nf_tables notifications are not wanted or the kernel has none.
-    private let nftablesFD: Int32
+    /// nil when nf_tables notifications are not wanted or the kernel has none.
+    private let nftables: KernelSocket?
 
     /// nf_tables' multicast group (NFNLGRP_NFTABLES in linux/netfilter/nfnetlink.h): every
     /// committed ruleset change, from any process, is sent to it.
-    static let nftablesGroup: Int32 = 7
-    /// nf_tables' nfnetlink subsystem (NFNL_SUBSYS_NFTABLES) and the notifications that take something
-    /// away (linux/netfilter/nf_tables.h: NFT_MSG_DELTABLE, DELCHAIN, DELRULE, DELSET, DELSETELEM; the
-    /// kernel notifies a DESTROY* request as the DEL* message).
-    static let nftablesSubsystem: UInt16 = 10
-    static let nftablesDeletions: Set<UInt16> = [2, 5, 8, 11, 14]
+    static let nftablesGroup = Int32(NFNLGRP_NFTABLES.rawValue)
+    /// The nf_tables notifications that take something away (linux/netfilter/nf_tables.h:
+    /// NFT_MSG_DELTABLE, DELCHAIN, DELRULE, DELSET, DELSETELEM; the kernel notifies a DESTROY* request
+    /// as the DEL* message).
+    static let nftablesDeletions: Set<UInt8> = [2, 5, 8, 11, 14]
     /// The table attribute's type in each of those messages (NFTA_TABLE_NAME, NFTA_CHAIN_TABLE,
     /// NFTA_RULE_TABLE, NFTA_SET_TABLE, NFTA_SET_ELEM_LIST_TABLE are all 1).
     static let nftablesTableAttribute: UInt16 = 1
@@ -47,44 +47,34 @@ public final class Wakeups {
         signalFD = signalfd(-1, &signals, Int32(SFD_CLOEXEC))
         inotifyFD = inotify_init1(Int32(IN_CLOEXEC) | Int32(IN_NONBLOCK))
         guard signalFD >= 0, inotifyFD >= 0 else {
-            throw NetlinkError(operation: "open", object: "signalfd/inotify", code: errno, reason: String(cString: strerror(errno)))
+            throw NetlinkError(SystemCallError("opening", "signalfd/inotify"))
         }
         let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE)
         for directory in directories where inotify_add_watch(inotifyFD, directory, mask) < 0 {
-            throw NetlinkError(operation: "watching", object: directory, code: errno, reason: String(cString: strerror(errno)))
+            throw NetlinkError(SystemCallError("watching", directory))
         }
-        var fd: Int32 = -1
-        if nftables {
-            fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), NETLINK_NETFILTER)
-            // The socket must be bound (to a port id the kernel picks) before it can join a group.
-            var address = sockaddr_nl()
-            address.nl_family = sa_family_t(AF_NETLINK)
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size)) }
-            }
-            var group = Self.nftablesGroup
-            if fd >= 0 && (bound != 0 || setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, socklen_t(MemoryLayout<Int32>.size)) != 0) {
-                close(fd)
-                fd = -1
-            }
-        }
-        nftablesFD = fd
+        self.nftables = nftables ? Self.nftablesSocket() : nil
+    }
+
+    /// A socket in nf_tables' multicast group; nil when the kernel has none.
+    private static func nftablesSocket() -> KernelSocket? {
+        guard let socket = try? KernelSocket(.netfilter, nonBlocking: true), (try? socket.join(group: nftablesGroup)) != nil else { return nil }
+        return socket
     }
 
     deinit {
         close(signalFD)
         close(inotifyFD)
-        if nftablesFD >= 0 { close(nftablesFD) }
     }
 
     /// True when nf_tables notifications arrive here.
-    public var watchesNFTables: Bool { nftablesFD >= 0 }
+    public var watchesNFTables: Bool { nftables != nil }
 
     /// Waits for the first wake-up or `seconds`; then lets a burst settle for `settle` seconds and
     /// drains it, so that a writer's several steps (or randsnat's own changes) make one wake-up.
     public func wait(seconds: Double, settle: Double = 0.02) -> Reason {
         var fds = [pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0), pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: nftablesFD, events: Int16(POLLIN), revents: 0)]
+                   pollfd(fd: nftables?.descriptor.rawValue ?? -1, events: Int16(POLLIN), revents: 0)]
         let ready = poll(&fds, nfds_t(fds.count), Int32(max(0, seconds) * 1000))
         guard ready > 0 else { return .period }
         if fds[0].revents != 0 { return .stop }
@@ -97,18 +87,26 @@ public final class Wakeups {
     /// Reads away what is queued (the events of randsnat's own writes, after a pass), noting any
     /// nf_tables deletion in the watched table, and lost notifications (ENOBUFS), for `takeDeletions`.
     public func drain() {
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while inotifyFD >= 0 && buffer.withUnsafeMutableBytes({ read(inotifyFD, $0.baseAddress, $0.count) }) > 0 {}
-        guard nftablesFD >= 0 else { return }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 8)
+        defer { buffer.deallocate() }
+        let inotify = FileDescriptor(rawValue: inotifyFD)
+        while let count = try? inotify.read(into: buffer), count > 0 {}
+        guard let nftables else { return }
         while true {
-            let count = buffer.withUnsafeMutableBytes { recv(nftablesFD, $0.baseAddress, $0.count, 0) }
-            if count < 0 && errno == ENOBUFS {
+            let count: Int
+            do {
+                count = try nftables.receive(into: buffer)
+            } catch where error == .noBufferSpace {
                 deletionSeen = true  // the socket overflowed: some notifications are lost
                 continue
+            } catch {
+                return  // EAGAIN: nothing more queued
             }
-            if count < 0 && errno == EINTR { continue }
             guard count > 0 else { return }
-            if !deletionSeen { deletionSeen = NetlinkReply.parse(buffer[..<count]).contains(where: isDeletion) }
+            if !deletionSeen {
+                let bytes = ArraySlice(UnsafeRawBufferPointer(rebasing: buffer[..<min(count, buffer.count)]))
+                deletionSeen = NetlinkReply.parse(bytes).contains(where: isDeletion)
+            }
         }
     }
 
@@ -120,7 +118,8 @@ public final class Wakeups {
     }
 
     func isDeletion(_ message: NetlinkReply) -> Bool {
-        guard message.type >> 8 == Self.nftablesSubsystem, Self.nftablesDeletions.contains(message.type & 0xFF) else { return false }
+        guard message.type >> 8 == UInt16(NetfilterSubsystem.nftables.rawValue),
+              Self.nftablesDeletions.contains(UInt8(message.type & 0xFF)) else { return false }
         guard let table = deletionsTable else { return true }
         // A message without the attribute is counted: better one pass too many than a loss unseen.
         return message.nfAttributes[type: Self.nftablesTableAttribute].map { $0.string == table } ?? true

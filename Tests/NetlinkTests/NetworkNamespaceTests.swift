@@ -55,7 +55,7 @@ struct NetworkNamespaceTests {
         #expect(error?.description.contains(path) == true)
         #expect(error?.description.contains("not a namespace") == true)
         let live = try NetworkNamespace.open("/proc/self/ns/net")
-        #expect(live >= 0)
-        close(live)
+        #expect(live.rawValue >= 0)
+        live.close()
     }
 }

@@ -17,7 +17,7 @@ struct RouteLinkTests {
         #expect(route[4] == UInt8(RT_TABLE_MAIN.rawValue) && route[6] == UInt8(RT_SCOPE_UNIVERSE.rawValue) && route[7] == UInt8(RTN_UNICAST))
     }
 
-    @Test func parsesALinkReply() {
+    @Test func parsesALinkReply() throws {
         var reply = NetlinkRequest(type: UInt16(RTM_NEWLINK), flags: 0, sequence: 5,
                                    header: RouteLink.ifinfomsg(index: 4, flags: UInt32(IFF_UP)))
         reply.addString(UInt16(IFLA_IFNAME), "eth0")
@@ -27,7 +27,7 @@ struct RouteLinkTests {
         reply.beginNested(UInt16(IFLA_LINKINFO))
         reply.add(UInt16(IFLA_INFO_KIND), Array("veth".utf8))
         reply.endNested()
-        let parsed = NetlinkReply.parse(reply.finished[...]).first.flatMap(RouteLink.parseLink)
+        let parsed = try NetlinkReply.parse(reply.finished[...]).first.flatMap(RouteLink.parseLink)
         #expect(parsed == Link(index: 4, name: "eth0", kind: "veth", mac: [0xde, 0xad, 0, 0, 0xbe, 0xef], mtu: 1400,
                                flags: UInt32(IFF_UP), master: 9, peerIndex: nil))
         #expect(parsed?.macText == "de:ad:00:00:be:ef")
