@@ -1,6 +1,6 @@
 import CNI
-import CNetlink
-import Glibc
+internal import CNetlink
+internal import Glibc
 import RandSNATCore
 import SystemCalls
 
@@ -22,7 +22,7 @@ public struct Installer {
 
     /// Exit statuses: 0 done (or nothing to do), 1 a file operation failed, 2 bad usage,
     /// 3 refused (config not understood, or a conflict), 4 no primary config yet.
-    public enum Status: Int32 {
+    public enum Status: Int32, Sendable {
         case done = 0, failed = 1, usage = 2, refused = 3, noConfig = 4
     }
 
@@ -98,11 +98,22 @@ public struct Installer {
             if options.watch { return try watch() }
             return try install()
         } catch let refusal as Refusal {
-            log("randsnat install: refused: \(refusal)")
-            return .refused
+            return outcome(of: refusal)
         } catch {
             log("randsnat install: \(error)")
             return .failed
+        }
+    }
+
+    /// The exit status of a refusal, chosen by its reason (never by its text), and its line on stderr.
+    func outcome(of refusal: Refusal) -> Status {
+        switch refusal.reason {
+        case .noNetworkConfig:
+            log("randsnat install: \(refusal)")
+            return .noConfig
+        case .conflict:
+            log("randsnat install: refused: \(refusal)")
+            return .refused
         }
     }
 
@@ -127,14 +138,7 @@ public struct Installer {
         try files.makeDirectories(binDirectory)
         if try files.write(try files.ownExecutable(), to: binary, permissions: 0o755) { log("randsnat install: wrote \(binary) (randsnat \(BuildInfo.version))") }
         try files.removeStaleTemps(in: configDirectory)
-        let plan: ChainPlan?
-        do {
-            plan = try ChainPlanner.plan(try configFiles(), settings: settings, fixMasquerade: options.fixMasquerade)
-        } catch let refusal as Refusal where refusal.description.hasPrefix("no network config") {
-            log("randsnat install: \(refusal)")
-            return .noConfig
-        }
-        guard let plan else {
+        guard let plan = try ChainPlanner.plan(try configFiles(), settings: settings, fixMasquerade: options.fixMasquerade) else {
             log("randsnat install: the primary config is randsnat itself; nothing to chain")
             return .done
         }
@@ -226,8 +230,7 @@ public struct Installer {
             do {
                 last = try install()
             } catch let refusal as Refusal {
-                log("randsnat install: refused: \(refusal)")
-                last = .refused
+                last = outcome(of: refusal)
             }
             // Wait for a change (or a minute, as a fallback), then let the writer finish.
             var fds = [pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0), pollfd(fd: inotify, events: Int16(POLLIN), revents: 0)]
