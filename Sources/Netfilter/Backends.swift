@@ -22,13 +22,11 @@ public enum Backends {
 
 /// The environment switches the integration tests set to reach paths a healthy node on a current
 /// kernel does not take, read here and nowhere else, so that their names and values are in one place.
-/// None of them makes randsnat do more than it would on some node: each selects a failure or a path
-/// that exists for other kernels. (They stay in the shipped binary because the integration tests run
-/// the binary that ships, not a second build.)
+/// Neither makes randsnat do more than it would on some node: one selects the path that exists for
+/// older kernels, the other a crash. They stay in the shipped binary because the integration tests run
+/// the binary that ships, not a second build. (The installer's crash before a rename needs no switch:
+/// the test makes the kernel fail the rename, with strace's fault injection.)
 public struct TestSwitches: Sendable {
-    /// `RANDSNAT_INSTALL_FAULT=before-rename`: the installer stops, as if killed, after a temp file
-    /// is written and before it is renamed over the node's file.
-    public let installFaultBeforeRename: Bool
     /// `RANDSNAT_CONNTRACK_CLEANUP=dump`: DEL forgets a pod's flows by dump-and-delete, the path
     /// of kernels whose ctnetlink cannot flush with a filter (before 6.3).
     public let flowCleanup: FlowCleanup
@@ -36,7 +34,6 @@ public struct TestSwitches: Sendable {
     public let agentFaultMidMove: Bool
 
     public init(environment: [String: String]) {
-        installFaultBeforeRename = environment["RANDSNAT_INSTALL_FAULT"] == "before-rename"
         flowCleanup = environment["RANDSNAT_CONNTRACK_CLEANUP"] == "dump" ? .dumpAndDelete : .flush
         agentFaultMidMove = environment["RANDSNAT_AGENT_FAULT"] == "mid-move"
     }

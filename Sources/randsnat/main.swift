@@ -15,8 +15,7 @@ if arguments.first == "install" {
         ProcessEnvironment.write(Installer.usage + "\n", to: 2)
         exit(Installer.Status.usage.rawValue)
     }
-    let files = HostFiles(faultBeforeRename: switches.installFaultBeforeRename)
-    exit(Installer(options: options, files: files, log: { ProcessEnvironment.write("\($0)\n", to: 2) },
+    exit(Installer(options: options, files: HostFiles(), log: { ProcessEnvironment.write("\($0)\n", to: 2) },
                    earlierSNAT: NATHookReader.earlierSNAT).run().rawValue)
 }
 if arguments.first == "doctor" {
