@@ -216,15 +216,18 @@ public struct Installer {
         sigaddset(&signals, SIGINT)
         sigprocmask(SIG_BLOCK, &signals, nil)
         let signalFD = signalfd(-1, &signals, Int32(SFD_CLOEXEC))
-        let inotify = inotify_init1(Int32(IN_CLOEXEC))
-        guard signalFD >= 0, inotify >= 0 else { throw FileError(SystemCallError("watching", configDirectory)) }
-        defer {
-            close(signalFD)
-            close(inotify)
-        }
+        guard signalFD >= 0 else { throw FileError(SystemCallError("receiving SIGTERM and SIGINT while watching", configDirectory)) }
+        defer { FileDescriptor(rawValue: signalFD).close() }
+        let inotifyFD = inotify_init1(Int32(IN_CLOEXEC))
+        guard inotifyFD >= 0 else { throw FileError(SystemCallError("watching", configDirectory)) }
+        let inotify = FileDescriptor(rawValue: inotifyFD)
+        defer { inotify.close() }
         try files.makeDirectories(configDirectory)
         let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE)
-        guard inotify_add_watch(inotify, configDirectory, mask) >= 0 else { throw FileError(SystemCallError("watching", configDirectory)) }
+        guard inotify_add_watch(inotifyFD, configDirectory, mask) >= 0 else { throw FileError(SystemCallError("watching", configDirectory)) }
+        // inotify's events only wake the loop; what changed is read from net.d itself.
+        let events = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+        defer { events.deallocate() }
         var last = Status.done
         while true {
             do {
@@ -233,7 +236,7 @@ public struct Installer {
                 last = outcome(of: refusal)
             }
             // Wait for a change (or a minute, as a fallback), then let the writer finish.
-            var fds = [pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0), pollfd(fd: inotify, events: Int16(POLLIN), revents: 0)]
+            var fds = [pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0), pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0)]
             _ = poll(&fds, 2, 60_000)
             if fds[0].revents != 0 {
                 log("randsnat install: signal received, stopping")
@@ -241,13 +244,12 @@ public struct Installer {
                 return last == .failed ? .failed : .done
             }
             if fds[1].revents != 0 {
-                var buffer = [UInt8](repeating: 0, count: 4096)
-                _ = buffer.withUnsafeMutableBytes { read(inotify, $0.baseAddress, $0.count) }
+                _ = try? inotify.read(into: events)
                 usleep(200_000)
                 while true {  // drain what came meanwhile
-                    var quick = [pollfd(fd: inotify, events: Int16(POLLIN), revents: 0)]
+                    var quick = [pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0)]
                     guard poll(&quick, 1, 0) > 0 else { break }
-                    _ = buffer.withUnsafeMutableBytes { read(inotify, $0.baseAddress, $0.count) }
+                    _ = try? inotify.read(into: events)
                 }
             }
         }
