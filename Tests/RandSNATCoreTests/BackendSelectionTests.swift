@@ -34,7 +34,10 @@ struct BackendSelectionTests {
         Row(name: "configured iptables, state in both: nftables' moves", choice: .iptables, iptables: held, nftables: held,
             outcome: decided(.iptables, moving: [.nftables])),
         Row(name: "configured backend unreadable fails", choice: .nftables, iptables: empty, nftables: broken,
-            outcome: .configuredUnreadable(.nftables)),
+            outcome: .configuredUnreadable(.nftables, log: [])),
+        Row(name: "configured backend unreadable fails, the other's line first", choice: .nftables, iptables: .unreadable("no ipset"),
+            nftables: broken, outcome: .configuredUnreadable(.nftables, log: [
+                "randsnat: \(id): cannot read the iptables backend, taking it to hold nothing: no ipset"])),
         Row(name: "other backend unreadable holds nothing, with a line", choice: .iptables, iptables: empty, nftables: broken,
             outcome: .decided(.init(chosen: .iptables, moveFrom: [], log: [
                 "randsnat: \(id): cannot read the nftables backend, taking it to hold nothing: no nf_tables"])), logs: 1),

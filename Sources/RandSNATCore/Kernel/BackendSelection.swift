@@ -29,8 +29,8 @@ public enum BackendSelection {
         /// `auto` with no holder and no fallback (or `redetect`): ask the node which netfilter it
         /// uses (reading whole tables) and decide again with `node` set.
         case needsNodeNetfilter
-        /// The backend the config names cannot be read: the verb fails with its error.
-        case configuredUnreadable(BackendKind)
+        /// The backend the config names cannot be read: the verb fails with its error (after `log`).
+        case configuredUnreadable(BackendKind, log: [String])
     }
 
     /// - Parameters:
@@ -42,11 +42,16 @@ public enum BackendSelection {
     public static func decide(_ choice: BackendChoice, holdings: [BackendKind: Holding], network: NetworkID,
                               redetect: Bool = false, fallback: BackendKind? = nil, node: BackendKind? = nil) -> Outcome {
         var log: [String] = []
+        var configuredUnreadable: BackendKind?
         for kind in BackendKind.allCases {
             guard case .unreadable(let reason) = holdings[kind] else { continue }
-            if choice.rawValue == kind.rawValue { return .configuredUnreadable(kind) }
-            log.append("randsnat: \(network): cannot read the \(kind.rawValue) backend, taking it to hold nothing: \(reason)")
+            if choice.rawValue == kind.rawValue {
+                configuredUnreadable = kind
+            } else {
+                log.append("randsnat: \(network): cannot read the \(kind.rawValue) backend, taking it to hold nothing: \(reason)")
+            }
         }
+        if let configuredUnreadable { return .configuredUnreadable(configuredUnreadable, log: log) }
         let chosen: BackendKind
         switch choice {
         case .iptables: chosen = .iptables

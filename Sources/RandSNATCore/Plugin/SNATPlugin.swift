@@ -190,7 +190,8 @@ public struct SNATPlugin: CNIPlugin {
             outcome = BackendSelection.decide(config.backend, holdings: holdings, network: id, redetect: redetect, fallback: fallback, node: node)
         }
         switch outcome {
-        case .configuredUnreadable(let kind):
+        case .configuredUnreadable(let kind, let lines):
+            for line in lines { log(line) }
             throw failures[kind]!
         case .needsNodeNetfilter:
             preconditionFailure("BackendSelection.decide asks for the node's netfilter only when not given it")
