@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "Metrics", dependencies: ["RandSNATCore"]),
         // The agent's reconcile loop, linked by both executables (no NIO: the per-pod binary links it).
         .target(name: "AgentCore", dependencies: ["RandSNATCore", "Netfilter", "Netlink", "Installer"]),
-        .executableTarget(name: "randsnat", dependencies: ["CNI", "RandSNATCore", "Netfilter", "Netlink", "Installer", "AgentCore"]),
+        .executableTarget(name: "randsnat", dependencies: ["CNI", "RandSNATCore", "Netfilter", "Netlink", "Installer", "AgentCore", "SystemCalls"]),
         .executableTarget(name: "randsnat-agent", dependencies: [
             "AgentCore", "Metrics", "Netfilter", "Netlink", "RandSNATCore",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -52,5 +52,7 @@ let package = Package(
         .testTarget(name: "InstallerTests", dependencies: ["Installer", "CNI"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "RandSNATCore"]),
         .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"]),
+        // The edge's error mapping (a table of typed errors and their CNI codes).
+        .testTarget(name: "EdgeTests", dependencies: ["randsnat", "CNI", "RandSNATCore", "Netfilter"]),
     ]
 )

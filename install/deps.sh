@@ -10,6 +10,7 @@ packages=(
     containernetworking-plugins         # tests and benchmark: the reference bridge, host-local, portmap
     podman runc busybox-static          # the real-runtime test
     util-linux python3 hyperfine        # nsenter, flock; test helpers; the benchmark
+    strace                              # tests: a failed rename injected into the installer (strace -e inject)
     prometheus curl binutils            # metrics tests (binutils: nm): a real Prometheus server and promtool (its service cannot start here; tests run their own)
 )
 missing=()

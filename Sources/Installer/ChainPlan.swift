@@ -1,9 +1,23 @@
 import CNI
 import RandSNATCore
 
-/// Why the installer will not touch a node's config (exit status 3); each says what to do.
+/// Why the installer will not touch a node's config; each says what to do.
 public struct Refusal: Error, Equatable, Sendable, CustomStringConvertible {
+    /// What kind of refusal it is: the installer's exit status follows from it, never from the text.
+    public enum Reason: Equatable, Sendable {
+        /// The config is not understood or conflicts with randsnat (exit status 3).
+        case conflict
+        /// net.d holds no network config yet: the primary CNI is not installed (exit status 4).
+        case noNetworkConfig
+    }
+
+    public let reason: Reason
     public let description: String
+
+    init(_ reason: Reason = .conflict, description: String) {
+        self.reason = reason
+        self.description = description
+    }
 }
 
 /// One file of `etc/cni/net.d` as the installer read it.
@@ -73,7 +87,7 @@ public enum ChainPlanner {
     /// - Returns: nil when there is nothing to do (randsnat is the primary itself).
     public static func plan(_ files: [ConfigFile], settings: [JSONKey: JSONValue], fixMasquerade: Bool) throws -> ChainPlan? {
         guard let primary = ChainPlan.primary(of: files) else {
-            throw Refusal(description: "no network config (.conf, .conflist, .json) in etc/cni/net.d yet: install the primary CNI first (or run with --watch to wait for it)")
+            throw Refusal(.noNetworkConfig, description: "no network config (.conf, .conflist, .json) in etc/cni/net.d yet: install the primary CNI first (or run with --watch to wait for it)")
         }
         // The backup of the node's original: of this file, or of the .conf/.json a run turned into it.
         let base = primary.name.split(separator: ".", omittingEmptySubsequences: false).dropLast().joined(separator: ".")

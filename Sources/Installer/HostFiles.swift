@@ -13,15 +13,11 @@ public struct FileError: Error, Equatable, Sendable, CustomStringConvertible {
 /// rename, fsync of the directory, so a reader (the runtime) sees the old file or the new one, never
 /// part of one, even if the installer dies in between.
 public struct HostFiles {
-    /// Set RANDSNAT_INSTALL_FAULT=before-rename to stop after the temp file is written (tests).
-    let faultBeforeRename: Bool
-
     /// The binary the installer copies to the node: the running one (`randsnat install`), or the
     /// per-pod binary beside randsnat-agent when the agent installs.
     let executable: String
 
-    public init(faultBeforeRename: Bool = false, executable: String = "/proc/self/exe") {
-        self.faultBeforeRename = faultBeforeRename
+    public init(executable: String = "/proc/self/exe") {
         self.executable = executable
     }
 
@@ -50,11 +46,8 @@ public struct HostFiles {
         let directory = String(path[..<path.lastIndex(of: "/")!])
         let name = String(path[path.index(after: path.lastIndex(of: "/")!)...])
         let temp = "\(directory)/.\(name).randsnat-tmp"
-        let fault = faultBeforeRename
         do {
-            try Files.replace(path, with: bytes, permissions: permissions, temp: temp, durable: true) { () throws(SystemCallError) in
-                if fault { throw SystemCallError("simulated crash before renaming", temp, .interrupted) }
-            }
+            try Files.replace(path, with: bytes, permissions: permissions, temp: temp, durable: true)
         } catch {
             throw FileError(error)
         }

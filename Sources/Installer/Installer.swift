@@ -1,6 +1,6 @@
 import CNI
-import CNetlink
-import Glibc
+internal import CNetlink
+internal import Glibc
 import RandSNATCore
 import SystemCalls
 
@@ -22,7 +22,7 @@ public struct Installer {
 
     /// Exit statuses: 0 done (or nothing to do), 1 a file operation failed, 2 bad usage,
     /// 3 refused (config not understood, or a conflict), 4 no primary config yet.
-    public enum Status: Int32 {
+    public enum Status: Int32, Sendable {
         case done = 0, failed = 1, usage = 2, refused = 3, noConfig = 4
     }
 
@@ -98,11 +98,22 @@ public struct Installer {
             if options.watch { return try watch() }
             return try install()
         } catch let refusal as Refusal {
-            log("randsnat install: refused: \(refusal)")
-            return .refused
+            return outcome(of: refusal)
         } catch {
             log("randsnat install: \(error)")
             return .failed
+        }
+    }
+
+    /// The exit status of a refusal, chosen by its reason (never by its text), and its line on stderr.
+    func outcome(of refusal: Refusal) -> Status {
+        switch refusal.reason {
+        case .noNetworkConfig:
+            log("randsnat install: \(refusal)")
+            return .noConfig
+        case .conflict:
+            log("randsnat install: refused: \(refusal)")
+            return .refused
         }
     }
 
@@ -127,14 +138,7 @@ public struct Installer {
         try files.makeDirectories(binDirectory)
         if try files.write(try files.ownExecutable(), to: binary, permissions: 0o755) { log("randsnat install: wrote \(binary) (randsnat \(BuildInfo.version))") }
         try files.removeStaleTemps(in: configDirectory)
-        let plan: ChainPlan?
-        do {
-            plan = try ChainPlanner.plan(try configFiles(), settings: settings, fixMasquerade: options.fixMasquerade)
-        } catch let refusal as Refusal where refusal.description.hasPrefix("no network config") {
-            log("randsnat install: \(refusal)")
-            return .noConfig
-        }
-        guard let plan else {
+        guard let plan = try ChainPlanner.plan(try configFiles(), settings: settings, fixMasquerade: options.fixMasquerade) else {
             log("randsnat install: the primary config is randsnat itself; nothing to chain")
             return .done
         }
@@ -212,25 +216,27 @@ public struct Installer {
         sigaddset(&signals, SIGINT)
         sigprocmask(SIG_BLOCK, &signals, nil)
         let signalFD = signalfd(-1, &signals, Int32(SFD_CLOEXEC))
-        let inotify = inotify_init1(Int32(IN_CLOEXEC))
-        guard signalFD >= 0, inotify >= 0 else { throw FileError(SystemCallError("watching", configDirectory)) }
-        defer {
-            close(signalFD)
-            close(inotify)
-        }
+        guard signalFD >= 0 else { throw FileError(SystemCallError("receiving SIGTERM and SIGINT while watching", configDirectory)) }
+        defer { FileDescriptor(rawValue: signalFD).close() }
+        let inotifyFD = inotify_init1(Int32(IN_CLOEXEC))
+        guard inotifyFD >= 0 else { throw FileError(SystemCallError("watching", configDirectory)) }
+        let inotify = FileDescriptor(rawValue: inotifyFD)
+        defer { inotify.close() }
         try files.makeDirectories(configDirectory)
         let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE)
-        guard inotify_add_watch(inotify, configDirectory, mask) >= 0 else { throw FileError(SystemCallError("watching", configDirectory)) }
+        guard inotify_add_watch(inotifyFD, configDirectory, mask) >= 0 else { throw FileError(SystemCallError("watching", configDirectory)) }
+        // inotify's events only wake the loop; what changed is read from net.d itself.
+        let events = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+        defer { events.deallocate() }
         var last = Status.done
         while true {
             do {
                 last = try install()
             } catch let refusal as Refusal {
-                log("randsnat install: refused: \(refusal)")
-                last = .refused
+                last = outcome(of: refusal)
             }
             // Wait for a change (or a minute, as a fallback), then let the writer finish.
-            var fds = [pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0), pollfd(fd: inotify, events: Int16(POLLIN), revents: 0)]
+            var fds = [pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0), pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0)]
             _ = poll(&fds, 2, 60_000)
             if fds[0].revents != 0 {
                 log("randsnat install: signal received, stopping")
@@ -238,13 +244,12 @@ public struct Installer {
                 return last == .failed ? .failed : .done
             }
             if fds[1].revents != 0 {
-                var buffer = [UInt8](repeating: 0, count: 4096)
-                _ = buffer.withUnsafeMutableBytes { read(inotify, $0.baseAddress, $0.count) }
+                _ = try? inotify.read(into: events)
                 usleep(200_000)
                 while true {  // drain what came meanwhile
-                    var quick = [pollfd(fd: inotify, events: Int16(POLLIN), revents: 0)]
+                    var quick = [pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0)]
                     guard poll(&quick, 1, 0) > 0 else { break }
-                    _ = buffer.withUnsafeMutableBytes { read(inotify, $0.baseAddress, $0.count) }
+                    _ = try? inotify.read(into: events)
                 }
             }
         }

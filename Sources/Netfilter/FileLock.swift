@@ -1,5 +1,6 @@
 import Glibc
 import RandSNATCore
+import SystemCalls
 
 /// An exclusive `flock` on a file, taken with a bounded wait.
 ///
@@ -8,24 +9,51 @@ import RandSNATCore
 /// writers each commit a table missing the other's change.
 public struct FileLock {
     public let path: String
+    /// The directory made (mode 0700) when the lock is first used, not when the value is built: a
+    /// verb that never writes makes no directory. nil: the lock file's directory must exist.
+    let directory: String?
 
-    public init(path: String) { self.path = path }
+    public init(path: String, makingDirectory directory: String? = nil) {
+        self.path = path
+        self.directory = directory
+    }
 
     /// The lock iptables takes.
     public static func xtables(environment: [String: String]) -> FileLock {
         FileLock(path: environment["XTABLES_LOCKFILE"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/xtables.lock")
     }
 
+    /// Opens (creating) the lock file, and its directory first when it has one to make.
+    func open() throws(NetfilterError) -> FileDescriptor {
+        do {
+            if let directory { try Files.makeDirectory(directory, permissions: 0o700) }
+            return try FileDescriptor.open(path, [.readWrite, .create], permissions: 0o600)
+        } catch {
+            throw NetfilterError.lockUnusable(path: error.object, reason: error.errno.description)
+        }
+    }
+
+    /// Why the lock could not be used, or nil when it can (STATUS's probe: opens it, takes nothing).
+    public func unusableReason() -> String? {
+        do {
+            try open().close()
+            return nil
+        } catch {
+            if case .lockUnusable(_, let reason) = error { return reason }
+            return error.description
+        }
+    }
+
     /// Runs `body` holding the lock; waits at most `timeoutSeconds` for it.
     public func withLock<T>(timeoutSeconds: Double, _ body: () throws -> T) throws -> T {
-        let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw NetfilterError.lockUnusable(path: path, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }  // closing drops the flock
+        let fd = try open()
+        defer { fd.close() }  // closing drops the flock
         let deadline = Self.now() + timeoutSeconds
         var pause: UInt32 = 1_000
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            guard errno == EWOULDBLOCK || errno == EINTR else {
-                throw NetfilterError.lockUnusable(path: path, reason: String(cString: strerror(errno)))
+        while flock(fd.rawValue, LOCK_EX | LOCK_NB) != 0 {
+            let failure = Errno.current
+            guard failure == .wouldBlock || failure == .interrupted else {
+                throw NetfilterError.lockUnusable(path: path, reason: failure.description)
             }
             guard Self.now() < deadline else { throw NetfilterError.lockTimeout(path: path, waitedSeconds: timeoutSeconds) }
             usleep(pause)
@@ -48,9 +76,6 @@ public struct NetworkFileLock: NetworkLock {
     public init(directory: String = "/run/randsnat") { self.directory = directory }
 
     public func withLock<T>(_ id: NetworkID, timeoutSeconds: Double, _ body: () throws -> T) throws -> T {
-        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
-            throw NetfilterError.lockUnusable(path: directory, reason: String(cString: strerror(errno)))
-        }
-        return try FileLock(path: "\(directory)/\(id.hash).lock").withLock(timeoutSeconds: timeoutSeconds, body)
+        try FileLock(path: "\(directory)/\(id.hash).lock", makingDirectory: directory).withLock(timeoutSeconds: timeoutSeconds, body)
     }
 }

@@ -16,7 +16,7 @@ import SystemCalls
 /// Per pod, only set members change: a netlink message each, whatever the size of the nat table.
 /// The member set's reference count (held by the jump rule) tells without reading the table that
 /// the rules are still there.
-public final class IPTablesBackend: NATBackend {
+public final class IPTablesBackend: NATBackend, MemberSteps {
     public var kind: BackendKind { .iptables }
     public var commentLimit: Int { IPSet.commentLimit }
     private let netlink: NetlinkSocket
@@ -267,10 +267,8 @@ public final class IPTablesBackend: NATBackend {
                 report.problems.append("the kernel has no \(family == .ipv4 ? "IPv4" : "IPv6") \(kind) \(name) (revision \(revision)); load its module (xt_\(name))")
             }
         }
-        do {
-            try FileDescriptor.open(xtablesLock.path, [.create, .readWrite]).close()
-        } catch {
-            report.problems.append("the xtables lock \(xtablesLock.path) cannot be opened: \(error.errno)")
+        if let reason = xtablesLock.unusableReason() {
+            report.problems.append("the xtables lock \(xtablesLock.path) cannot be opened: \(reason)")
         }
         if let warning = netfilterWarning(legacyRules: legacyRules) {
             report.warnings.append(warning)

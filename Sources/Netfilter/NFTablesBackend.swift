@@ -24,10 +24,7 @@ public final class NFTablesBackend: NATBackend {
                 log: @escaping (String) -> Void = { _ in }) throws(NetfilterError) {
         self.flowCleanup = flowCleanup
         netlink = try NetlinkSocket.netfilterSocket()
-        if mkdir(runDirectory, 0o700) != 0 && errno != EEXIST {
-            throw NetfilterError.lockUnusable(path: runDirectory, reason: String(cString: strerror(errno)))
-        }
-        tableLock = FileLock(path: runDirectory + "/nftables.lock")
+        tableLock = FileLock(path: runDirectory + "/nftables.lock", makingDirectory: runDirectory)
         self.lockTimeoutSeconds = lockTimeoutSeconds
         self.log = log
     }
@@ -390,11 +387,8 @@ public final class NFTablesBackend: NATBackend {
         } catch {
             report.problems.append("nf_tables is unusable: \(error); the kernel needs nf_tables with nft_nat, nft_masq, nft_numgen")
         }
-        let lockFD = open(tableLock.path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
-        if lockFD < 0 {
-            report.problems.append("randsnat's lock \(tableLock.path) cannot be opened: \(String(cString: strerror(errno))); check RANDSNAT_RUN_DIR")
-        } else {
-            close(lockFD)
+        if let reason = tableLock.unusableReason() {
+            report.problems.append("randsnat's lock \(tableLock.path) cannot be opened: \(reason); check RANDSNAT_RUN_DIR")
         }
         let nodeRules = (try? NFTables(socket: netlink).natRuleCount()) ?? 0
         report.notes.append("netfilter: nf_tables (\(nodeRules) nat rules of iptables-nft or kube-proxy), randsnat in table inet \(table)")

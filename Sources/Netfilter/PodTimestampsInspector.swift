@@ -1,19 +1,15 @@
-import Glibc
 import Netlink
 import RandSNATCore
+import SystemCalls
 
 extension NodeInspector {
     /// Each randsnat network's pods, from libcni's result cache (the cached config says what
     /// podTCPTimestamps was; the pod's namespace says what tcp_timestamps is and how many SYNs it
     /// retransmitted).
     func podTimestamps() -> [NodeFacts.PodTimestamps] {
-        guard let directory = opendir(cniCache) else { return [] }
-        var names: [String] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if !name.hasPrefix(".") { names.append(name) }
-        }
-        closedir(directory)
+        // A cache that is missing or cannot be listed has no pods to tell about.
+        guard let listed = try? Files.names(in: cniCache) else { return [] }
+        let names = (listed ?? []).filter { !$0.hasPrefix(".") }
         struct Tally { var configured: Int?; var byValue: [Int: Int] = [:]; var retransmits: UInt64 = 0; var unreadable = 0 }
         var networks: [String: Tally] = [:]
         let reader = PodNamespaceReader()

@@ -2,6 +2,7 @@ import CNI
 internal import CNetlink
 internal import Glibc
 import RandSNATCore
+import SystemCalls
 
 /// Runs a delegated plugin (IPAM) the way libcni does: found in CNI_PATH, this process's
 /// environment with CNI_COMMAND set to the verb, the config on stdin, the result on stdout.
@@ -13,8 +14,7 @@ public struct PluginExec: IPAMRunner {
 
     public func start(_ verb: Verb, plugin: String, environment: Environment, config: [UInt8]) throws -> any RunningIPAM {
         guard let path = environment.path.map({ $0 + "/" + plugin }).first(where: { access($0, X_OK) == 0 }) else {
-            throw CNIError(.internal, "IPAM plugin \"\(plugin)\" not found in CNI_PATH (\(environment.path.joined(separator: ":")))",
-                           details: "install it (Debian: containernetworking-plugins) or fix ipam.type")
+            throw DelegatedPluginError.notFound(plugin: plugin, searchPath: environment.path)
         }
         let variables = Environment.delegatedEntries(processEnvironment, verb: verb)
         return RunningPlugin(name: plugin, verb: verb, process: try Self.spawn(path, environment: variables, input: config))
@@ -47,35 +47,29 @@ public struct PluginExec: IPAMRunner {
                 do {
                     return try JSONValue.parse(output)
                 } catch {
-                    throw CNIError(.decodingFailure, "IPAM plugin \"\(name)\" printed a result that is not JSON", details: error.description)
+                    throw DelegatedPluginError.unreadableResult(plugin: name, reason: error.description)
                 }
             }
             if let error = try? JSONValue.parse(output), let code = error["code"]?.intValue {
                 throw CNIError(CNIError.Code(rawValue: Int(code)), error["msg"]?.stringValue ?? "IPAM plugin \"\(name)\" failed",
                                details: error["details"]?.stringValue ?? "")
             }
-            throw CNIError(.internal, "IPAM plugin \"\(name)\" \(verb.rawValue) failed with exit status \(status)")
+            throw DelegatedPluginError.failed(plugin: name, verb: verb.rawValue, exitStatus: status)
         }
     }
 
     /// A child process with its stdout on a pipe.
     struct Spawned {
-        let pid: pid_t
-        let stdout: Int32
+        let pid: Int32
+        let stdout: FileDescriptor
 
         /// Reads stdout to EOF and reaps the child.
         func finish() -> (status: Int32, output: [UInt8]) {
-            var output: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let count = chunk.withUnsafeMutableBytes { read(stdout, $0.baseAddress, $0.count) }
-                if count < 0 && errno == EINTR { continue }
-                if count <= 0 { break }
-                output += chunk[0..<count]
-            }
-            close(stdout)
+            // A read error ends the output as EOF does: the exit status says whether the plugin succeeded.
+            let output = (try? stdout.readToEnd(chunk: 65536)) ?? []
+            stdout.close()
             var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            _ = retryingOnInterrupt { waitpid(pid, &status, 0) }
             let exited = (status & 0x7F) == 0
             return (exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F), output)
         }
@@ -91,7 +85,7 @@ public struct PluginExec: IPAMRunner {
         signal(SIGPIPE, SIG_IGN)
         var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0]
         guard pipe2(&toChild, O_CLOEXEC) == 0, pipe2(&fromChild, O_CLOEXEC) == 0 else {
-            throw CNIError(.internal, "cannot make pipes for \(path): \(String(cString: strerror(errno)))")
+            throw DelegatedPluginError.cannotRun(path: path, what: "make pipes to run", reason: Errno.current.description)
         }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -124,16 +118,12 @@ public struct PluginExec: IPAMRunner {
         guard spawned == 0 else {
             close(toChild[1])
             close(fromChild[0])
-            throw CNIError(.internal, "cannot run \(path): \(String(cString: strerror(spawned)))")
+            throw DelegatedPluginError.cannotRun(path: path, what: "run", reason: Errno(spawned).description)
         }
-        var offset = 0
-        while offset < input.count {
-            let written = input[offset...].withUnsafeBytes { Glibc.write(toChild[1], $0.baseAddress, $0.count) }
-            if written < 0 && errno == EINTR { continue }
-            if written <= 0 { break }
-            offset += written
-        }
-        close(toChild[1])
-        return Spawned(pid: pid, stdout: fromChild[0])
+        // A plugin that stops reading (EPIPE) gets what was written; its exit status tells the rest.
+        let stdin = FileDescriptor(rawValue: toChild[1])
+        try? stdin.writeAll(input)
+        stdin.close()
+        return Spawned(pid: pid, stdout: FileDescriptor(rawValue: fromChild[0]))
     }
 }

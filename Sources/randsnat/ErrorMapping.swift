@@ -16,6 +16,11 @@ enum ErrorMapping {
             return CNIError(error.isTransient ? .tryAgainLater : .internal, error.description)
         case let error as NetlinkError:
             return CNIError(.internal, error.description)
+        case let error as DelegatedPluginError:
+            switch error {
+            case .unreadableResult: return CNIError(.decodingFailure, error.description, details: error.details)
+            case .notFound, .failed, .cannotRun: return CNIError(.internal, error.description, details: error.details)
+            }
         case let error as NodeNotReady:
             return CNIError(.pluginNotAvailable, "randsnat cannot serve ADD on this node", details: error.description)
         case let error as GCFailure:

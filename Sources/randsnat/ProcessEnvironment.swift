@@ -1,5 +1,6 @@
 import CNI
-import Glibc
+internal import Glibc
+import SystemCalls
 
 /// The process's environment, stdin and stdout, through libc (no Foundation on the start-up path).
 enum ProcessEnvironment {
@@ -23,14 +24,14 @@ enum ProcessEnvironment {
         return entries
     }
 
-    /// Reads stdin to EOF, stopping once more than `limit` bytes arrived.
+    /// Reads stdin to EOF, stopping once more than `limit` bytes arrived (a read error ends it as EOF
+    /// does: the input is then incomplete and fails to parse, with its own message).
     static func readStandardInput(limit: Int) -> (bytes: [UInt8], tooLarge: Bool) {
+        let stdin = FileDescriptor(rawValue: 0)
         var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while bytes.count <= limit {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            if count <= 0 { break }
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 1)
+        defer { chunk.deallocate() }
+        while bytes.count <= limit, let count = try? stdin.read(into: chunk), count > 0 {
             bytes += chunk[0..<count]
         }
         return (bytes, bytes.count > limit)
@@ -38,13 +39,8 @@ enum ProcessEnvironment {
 
     static func write(_ text: String, to descriptor: Int32) { write(Array(text.utf8), to: descriptor) }
 
+    /// Writes everything to stdout (1) or stderr (2); a write that fails (the reader is gone) is dropped.
     static func write(_ bytes: [UInt8], to descriptor: Int32) {
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
-            if written < 0 && errno == EINTR { continue }
-            if written <= 0 { return }
-            offset += written
-        }
+        try? FileDescriptor(rawValue: descriptor).writeAll(bytes)
     }
 }

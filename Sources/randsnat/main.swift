@@ -1,5 +1,5 @@
 import CNI
-import Glibc
+internal import Glibc
 import AgentCore
 import Installer
 import Netfilter
@@ -8,14 +8,14 @@ import RandSNATCore
 
 // The edge: read env and stdin, build the real adapters, run the verb, print, exit.
 let environment = ProcessEnvironment.read()
+let switches = TestSwitches(environment: environment)
 let arguments = Array(CommandLine.arguments.dropFirst())
 if arguments.first == "install" {
     guard let options = Installer.parse(Array(arguments.dropFirst())) else {
         ProcessEnvironment.write(Installer.usage + "\n", to: 2)
         exit(Installer.Status.usage.rawValue)
     }
-    let files = HostFiles(faultBeforeRename: environment["RANDSNAT_INSTALL_FAULT"] == "before-rename")
-    exit(Installer(options: options, files: files, log: { ProcessEnvironment.write("\($0)\n", to: 2) },
+    exit(Installer(options: options, files: HostFiles(), log: { ProcessEnvironment.write("\($0)\n", to: 2) },
                    earlierSNAT: NATHookReader.earlierSNAT).run().rawValue)
 }
 if arguments.first == "doctor" {
@@ -39,7 +39,7 @@ if agentMode {
     // the per-pod binary; the DaemonSet runs randsnat-agent).
     let (agent, records) = AgentLoop.makePlugin(environment: environment, runDirectory: runDirectory)
     exit(AgentLoop.run(Array(arguments.dropFirst()), command: "randsnat agent", plugin: agent, records: records, runDirectory: runDirectory,
-                       faultMidMove: environment["RANDSNAT_AGENT_FAULT"] == "mid-move"))
+                       faultMidMove: switches.agentFaultMidMove))
 }
 let chained = SNATPlugin(
     makeBackend: makeBackend,

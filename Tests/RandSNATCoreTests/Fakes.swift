@@ -5,7 +5,7 @@ import CNI
 // compiles this file too, so it imports no test framework).
 
 /// An in-memory NATBackend: sets and "rules" as dictionaries, every call recorded.
-final class FakeBackend: NATBackend {
+final class FakeBackend: NATBackend, MemberSteps {
     let kind: BackendKind
     var commentLimit: Int { kind == .nftables ? 127 : 255 }
     /// What `nodeNetfilter` reports.

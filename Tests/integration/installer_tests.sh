@@ -101,7 +101,11 @@ test_installer_edge_cases() {
     install_rs --host-root "$root"
     printf '%s\n' "${BRIDGE_CONF/rsnbr0/rsnbr1}" > "$root/etc/cni/net.d/10-pods.conflist"   # the primary rewrote it
     local before; before=$(sha256sum < "$root/etc/cni/net.d/10-pods.conflist")
-    RANDSNAT_INSTALL_FAULT=before-rename "$RANDSNAT_BIN" install --host-root "$root" 2>/dev/null
+    # The kernel fails the first rename and the clean-up's unlink (strace's fault injection): the
+    # state a crash between write and rename leaves, reached with the binary that ships, unchanged.
+    strace -f -qq -o /dev/null -e trace=rename,renameat,renameat2,unlink,unlinkat \
+        -e inject=rename,renameat,renameat2:error=EIO -e inject=unlink,unlinkat:error=EIO \
+        "$RANDSNAT_BIN" install --host-root "$root" 2>/dev/null
     expect_eq "crash: exit status 1" "$?" "1"
     expect_eq "crash: the runtime's config is the old one" "$(sha256sum < "$root/etc/cni/net.d/10-pods.conflist")" "$before"
     expect "crash: a temp file (a name the runtime does not load) is left" sh -c "ls -A $root/etc/cni/net.d | grep -q '^\..*\.randsnat-tmp$'"

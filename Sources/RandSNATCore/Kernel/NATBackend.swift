@@ -52,64 +52,71 @@ public enum BackendChoice: String, Sendable {
     case nftables
 }
 
-/// The node's netfilter state as randsnat needs it. The per-pod methods (`isInstalled`, `add`,
-/// `remove`, `generations`) must cost the same however large the node's nat table is; only
-/// `install`, `uninstall`, `removeStrays` and `problems` may read or replace a whole table.
-public protocol NATBackend {
+/// What the verbs read of a network in one backend: by names (cheap, the per-pod path) or with
+/// members (DEL without a record, CHECK, GC, moves). Per-pod reads cost the same however large the
+/// node's nat table is.
+public protocol NetworkReader {
     var kind: BackendKind { get }
     /// How many bytes a member's comment holds here (`Attachment.comment(limit:)` renders for it).
     var commentLimit: Int { get }
     /// True when the plan's sets exist and the nat table's rules still use them.
     func isInstalled(_ plan: FamilyPlan) throws -> Bool
+    /// The network's generations and families that have a member set, by name, no member read:
+    /// "does this backend hold the network".
+    func generationNames(of id: NetworkID) throws -> [ObjectNames]
+    /// Every generation and family of the network that has a member set, with its members.
+    func generations(of id: NetworkID) throws -> [InstalledGeneration]
+    /// The number of members in the generation's member set; nil when the set does not exist.
+    func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int?
+    /// How the kernel's chain and jump differ from the plan, one sentence per difference (reads
+    /// whole tables: not for the per-pod path).
+    func problems(with plan: FamilyPlan) throws -> [String]
+}
+
+/// What the verbs write of a network in one backend. Per pod only members and subnets change;
+/// `install`, `uninstall` and `removeStrays` may read or replace a whole table.
+public protocol NetworkWriter {
     /// Creates the sets, the chain with its rules and the jump, replacing what differs; one commit.
     func install(_ plan: FamilyPlan) throws
     /// Removes the jump, the chain and the sets; pieces already gone count as removed.
     func uninstall(_ names: ObjectNames) throws
-    /// Adds (or takes over) the pod's member, commented with its owner (at most `commentLimit` bytes).
-    func add(_ member: PodPlan.Member, comment: String) throws
-    /// Adds a pod subnet (shared by the pods in it; its comment names no pod).
-    func add(subnet: CIDR, to names: ObjectNames) throws
-    /// Adds the pod's member and its subnet: the per-pod step of ADD, in one kernel transaction
-    /// where the backend has them (the default makes the two calls above).
+    /// Adds (or takes over) the pod's member, commented with its owner (at most `commentLimit`
+    /// bytes), and its subnet: the per-pod step of ADD, in one kernel transaction where the backend
+    /// has them.
     func addPod(_ member: PodPlan.Member, comment: String) throws
-    func remove(_ member: InstalledMember, from names: ObjectNames) throws
-    /// Removes the member but not the conntrack entries of its flows: the pod lives on in another
-    /// generation (the agent's move), and its connections must keep their mappings.
-    func removeKeepingFlows(_ member: InstalledMember, from names: ObjectNames) throws
     /// Adds many pods' members and subnets (the agent's moves and repairs): one kernel transaction
-    /// where the backend has them (the default adds them one by one).
+    /// where the backend has them.
     func addPods(_ pods: [(member: PodPlan.Member, comment: String)]) throws
-    /// `removeKeepingFlows` for many members of one generation, as one transaction where possible.
+    func remove(_ member: InstalledMember, from names: ObjectNames) throws
+    /// Removes members but not the conntrack entries of their flows: the pods live on in another
+    /// generation (the agent's move), and their connections must keep their mappings.
     func removeKeepingFlows(_ members: [InstalledMember], from names: ObjectNames) throws
     func remove(subnet: CIDR, from names: ObjectNames) throws
-    /// Every generation and family of the network that has a member set, with its members.
-    func generations(of id: NetworkID) throws -> [InstalledGeneration]
-    /// The same without reading members (per-pod path).
-    func generationNames(of id: NetworkID) throws -> [ObjectNames]
-    /// The number of members in the generation's member set; nil when the set does not exist.
-    func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int?
     /// Removes chains and jumps of the network whose generation is not in `keep` (left by a crash).
     func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws
-    /// How the kernel's chain and jump differ from the plan, one sentence per difference.
-    func problems(with plan: FamilyPlan) throws -> [String]
+}
+
+/// The node as a backend sees it (STATUS, and `auto` for a network new on the node). Both read
+/// whole tables: not for the per-pod path.
+public protocol NodeProbe {
     func status() throws -> NodeReport
-    /// Which netfilter holds the node's nat rules (reads whole tables: not for the per-pod path).
+    /// Which netfilter holds the node's nat rules.
     func nodeNetfilter() throws -> BackendKind
 }
 
-extension NATBackend {
-    /// The network's generations and families that have a member set, without reading members:
-    /// what the per-pod path needs to know where the network is (the default reads them all).
-    public func generationNames(of id: NetworkID) throws -> [ObjectNames] {
-        try generations(of: id).map(\.names)
-    }
+/// A netfilter implementation as the verbs use it.
+public typealias NATBackend = NetworkReader & NetworkWriter & NodeProbe
 
-    /// How many members the generation's member set holds; nil when the set does not exist (the
-    /// default reads them all).
-    public func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int? {
-        try generations(of: id).first { $0.names == names }?.members.count
-    }
+/// A backend without multi-member transactions: it adds a member and a subnet one call each, and
+/// gets `addPod`, `addPods` and `removeKeepingFlows` of many members from them.
+public protocol MemberSteps: NetworkWriter {
+    func add(_ member: PodPlan.Member, comment: String) throws
+    /// Adds a pod subnet (shared by the pods in it; its comment names no pod).
+    func add(subnet: CIDR, to names: ObjectNames) throws
+    func removeKeepingFlows(_ member: InstalledMember, from names: ObjectNames) throws
+}
 
+extension MemberSteps {
     public func addPod(_ member: PodPlan.Member, comment: String) throws {
         try add(member, comment: comment)
         try add(subnet: member.address.subnet, to: member.names)

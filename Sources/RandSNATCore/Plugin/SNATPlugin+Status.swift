@@ -10,7 +10,8 @@ extension SNATPlugin {
     /// What the network's recorded pods lack: per generation and family, rules that are not
     /// installed or members that are missing. Reads the records and, per generation, set headers
     /// and the chain's jump; never the whole nat table.
-    func podsWithoutSNAT(network: String, config: PluginConfig) throws -> [String] {
+    func podsWithoutSNAT(network: String, config: PluginConfig, backends: VerbBackends? = nil) throws -> [String] {
+        let backends = backends ?? VerbBackends(makeBackend, config: config)
         let id = NetworkID(network: network)
         let (found, _) = try records.records(of: id)
         var groups: [ObjectNames: (plan: FamilyPlan, backend: BackendKind, pods: Int)] = [:]
@@ -20,11 +21,9 @@ extension SNATPlugin {
                 groups[plan.names, default: (plan, record.backend, 0)].pods += 1
             }
         }
-        var backends: [BackendKind: any NATBackend] = [:]
         var problems: [String] = []
         for (names, group) in groups.sorted(by: { $0.key.memberSet < $1.key.memberSet }) {
-            let backend = try backends[group.backend] ?? makeBackend(group.backend, config)
-            backends[group.backend] = backend
+            let backend = try backends.backend(group.backend)
             let family = names.family == .ipv4 ? "IPv4" : "IPv6"
             if try !backend.isInstalled(group.plan) {
                 problems.append("network \"\(network)\": \(group.pods) running pod(s) (\(family)) have no SNAT rules: \(names.chain) is not installed in \(group.backend.rawValue)")

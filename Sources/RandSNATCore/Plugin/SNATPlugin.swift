@@ -160,30 +160,48 @@ public struct SNATPlugin: CNIPlugin {
         let elsewhere: [(backend: any NATBackend, generations: [InstalledGeneration])]
     }
 
-    /// Picks the backend: the configured one; with `auto`, the one holding the network's state, or
-    /// (for a network new on this node, or with `redetect`) the node's netfilter.
-    /// Reads only the names of the network's sets (not their members), so the per-pod path costs
-    /// the same whatever the number of pods; the members of another backend are read only to move them.
-    /// `fallback` (the agent's: where the records say the pods are) is taken before asking the node
-    /// when no backend holds the network, as after `nft flush ruleset`.
-    func place(_ id: NetworkID, config: PluginConfig, redetect: Bool = false, fallback: BackendKind? = nil) throws -> Placement {
-        let states = try holdings(id, config: config) { try $0.generationNames(of: id) }
-        let kind: BackendKind
-        switch config.backend {
-        case .iptables: kind = .iptables
-        case .nftables: kind = .nftables
-        case .auto:
-            if !redetect, let holder = states.first(where: { !$0.generations.isEmpty }) {
-                kind = holder.backend.kind
-            } else if !redetect, let fallback {
-                kind = fallback
-            } else {
-                kind = try (states.first?.backend ?? makeBackend(.iptables, config)).nodeNetfilter()
+    /// Picks the backend (`BackendSelection.decide`): the configured one; with `auto`, the one
+    /// holding the network's state, or (for a network new on this node, or with `redetect`) the
+    /// node's netfilter. Reads only the names of the network's sets (not their members), so the
+    /// per-pod path costs the same whatever the number of pods; the members of another backend are
+    /// read only to move them. `fallback` (the agent's: where the records say the pods are) is taken
+    /// before asking the node when no backend holds the network, as after `nft flush ruleset`.
+    /// `backends`: the verb's backends, when it has built some already.
+    func place(_ id: NetworkID, config: PluginConfig, redetect: Bool = false, fallback: BackendKind? = nil,
+               backends: VerbBackends? = nil) throws -> Placement {
+        let backends = backends ?? VerbBackends(makeBackend, config: config)
+        var holdings: [BackendKind: BackendSelection.Holding] = [:]
+        var failures: [BackendKind: any Error] = [:]
+        for kind in BackendKind.allCases {
+            do {
+                // Keyed by what the backend says it is (a test's one fake may stand for both).
+                let backend = try backends.backend(kind)
+                holdings[backend.kind] = .generations(try backend.generationNames(of: id))
+            } catch {
+                holdings[kind] = .unreadable("\(error)")
+                failures[kind] = error
             }
         }
-        let chosen = try states.first { $0.backend.kind == kind }?.backend ?? makeBackend(kind, config)
-        return Placement(chosen: chosen, elsewhere: try states.filter { $0.backend.kind != kind && !$0.generations.isEmpty }
-            .map { ($0.backend, try $0.backend.generations(of: id)) })
+        var outcome = BackendSelection.decide(config.backend, holdings: holdings, network: id, redetect: redetect, fallback: fallback)
+        if outcome == .needsNodeNetfilter {
+            // Any readable backend can tell (the netlink socket is the same); iptables first, as ever.
+            let probe = BackendKind.allCases.first { failures[$0] == nil } ?? .iptables
+            let node = try backends.backend(probe).nodeNetfilter()
+            outcome = BackendSelection.decide(config.backend, holdings: holdings, network: id, redetect: redetect, fallback: fallback, node: node)
+        }
+        switch outcome {
+        case .configuredUnreadable(let kind, let lines):
+            for line in lines { log(line) }
+            throw failures[kind]!
+        case .needsNodeNetfilter:
+            preconditionFailure("BackendSelection.decide asks for the node's netfilter only when not given it")
+        case .decided(let decision):
+            for line in decision.log { log(line) }
+            return Placement(chosen: try backends.backend(decision.chosen), elsewhere: try decision.moveFrom.map {
+                let other = try backends.backend($0)
+                return (other, try other.generations(of: id))
+            })
+        }
     }
 
     /// Moves a network's state between backends without a moment in which a pod is not SNATed: the
@@ -264,10 +282,11 @@ public struct SNATPlugin: CNIPlugin {
 
     /// `holdings`, reading each backend with `read`.
     func holdings<T>(_ id: NetworkID, config: PluginConfig, read: (any NATBackend) throws -> [T]) throws -> [(backend: any NATBackend, generations: [T])] {
+        let backends = VerbBackends(makeBackend, config: config)
         var states: [(backend: any NATBackend, generations: [T])] = []
         for kind in BackendKind.allCases {
             do {
-                let backend = try makeBackend(kind, config)
+                let backend = try backends.backend(kind)
                 states.append((backend, try read(backend)))
             } catch {
                 if config.backend.rawValue == kind.rawValue { throw error }
@@ -279,9 +298,10 @@ public struct SNATPlugin: CNIPlugin {
 
     /// One backend with what it holds of the network; nil for an unreadable backend the config does
     /// not name (see `holdings`).
-    func holding(_ kind: BackendKind, _ id: NetworkID, config: PluginConfig) throws -> (backend: any NATBackend, generations: [InstalledGeneration])? {
+    func holding(_ kind: BackendKind, _ id: NetworkID, config: PluginConfig,
+                 backends: VerbBackends) throws -> (backend: any NATBackend, generations: [InstalledGeneration])? {
         do {
-            let backend = try makeBackend(kind, config)
+            let backend = try backends.backend(kind)
             return (backend, try backend.generations(of: id))
         } catch {
             if config.backend.rawValue == kind.rawValue { throw error }
@@ -372,10 +392,11 @@ public struct SNATPlugin: CNIPlugin {
         var failures: [GCFailure.Step] = []
         let record = { (what: String, error: any Error) in failures.append(GCFailure.Step(what: what, error: error)) }
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
+            let backends = VerbBackends(makeBackend, config: config)
             for kind in BackendKind.allCases {
                 let held: (backend: any NATBackend, generations: [InstalledGeneration])?
                 do {
-                    held = try holding(kind, id, config: config)
+                    held = try holding(kind, id, config: config, backends: backends)
                 } catch {
                     record("reading the \(kind.rawValue) backend", error)
                     continue
@@ -402,7 +423,7 @@ public struct SNATPlugin: CNIPlugin {
             }
             // With `auto`, GC is where a network follows the node to another netfilter.
             do {
-                let placement = try place(id, config: config, redetect: config.backend == .auto)
+                let placement = try place(id, config: config, redetect: config.backend == .auto, backends: backends)
                 for (other, generations) in placement.elsewhere {
                     do {
                         try migrate(generations, from: other, to: placement.chosen, network: id.network, config: config)
@@ -436,13 +457,34 @@ public struct SNATPlugin: CNIPlugin {
 
     public func status(_ request: Request) throws {
         let config = try pluginConfig(request)
-        var kind = BackendKind(rawValue: config.backend.rawValue)
-        if kind == nil { kind = try makeBackend(.iptables, config).nodeNetfilter() }
-        var report = try makeBackend(kind!, config).status()
-        report.notes.append("backend: \(kind!.rawValue)" + (config.backend == .auto ? " (auto)" : ""))
+        let backends = VerbBackends(makeBackend, config: config)
+        let kind = try BackendKind(rawValue: config.backend.rawValue) ?? backends.backend(.iptables).nodeNetfilter()
+        var report = try backends.backend(kind).status()
+        report.notes.append("backend: \(kind.rawValue)" + (config.backend == .auto ? " (auto)" : ""))
         for line in report.notes + report.warnings { log("randsnat: \(line)") }
         if !report.problems.isEmpty { throw NodeNotReady(problems: report.problems) }
-        let missing = try podsWithoutSNAT(network: request.config.name, config: config)
+        let missing = try podsWithoutSNAT(network: request.config.name, config: config, backends: backends)
         if !missing.isEmpty { throw PodsWithoutSNAT(problems: missing) }
+    }
+}
+
+/// The backends one verb uses, each built on its first use and kept for the rest of the verb: a
+/// verb builds only the backends it asks for, and each at most once.
+final class VerbBackends {
+    private let make: (BackendKind, PluginConfig) throws -> any NATBackend
+    private let config: PluginConfig
+    private var built: [BackendKind: any NATBackend] = [:]
+
+    init(_ make: @escaping (BackendKind, PluginConfig) throws -> any NATBackend, config: PluginConfig) {
+        self.make = make
+        self.config = config
+    }
+
+    /// The backend of that kind; one that failed to build is tried again on the next call.
+    func backend(_ kind: BackendKind) throws -> any NATBackend {
+        if let backend = built[kind] { return backend }
+        let backend = try make(kind, config)
+        built[kind] = backend
+        return backend
     }
 }

@@ -154,11 +154,12 @@ public struct StandalonePlugin {
     func delegated(_ verb: Verb, _ running: any RunningIPAM, plugin: String, _ request: Request) throws {
         do {
             _ = try running.wait()
-        } catch let error as CNIError {
+        } catch let error where error is CNIError || error is DelegatedPluginError {
             let minimum = verb.minimumVersion ?? CNIVersion.current
-            guard error.code == .incompatibleVersion || !supports(plugin, minimum, request) else { throw error }
+            guard (error as? CNIError)?.code == .incompatibleVersion || !supports(plugin, minimum, request) else { throw error }
+            let answer = (error as? CNIError)?.msg ?? "\(error)"
             snat.log("randsnat: network \"\(request.config.name)\": IPAM plugin \"\(plugin)\" predates \(verb.rawValue) "
-                     + "(CNI \(minimum)), so it has nothing to do (it answered: \(error.msg))")
+                     + "(CNI \(minimum)), so it has nothing to do (it answered: \(answer))")
         }
     }
 
