@@ -108,6 +108,34 @@ public final class NFTablesBackend: NATBackend {
         return elements
     }
 
+    /// A set's flags (`NFT_SET_*`); nil when the set does not exist.
+    func setFlags(_ name: String) throws(NetfilterError) -> UInt32? {
+        var message = request(NFT_MSG_GETSET, dump: false)
+        message.addString(UInt16(NFTA_SET_TABLE.rawValue), table)
+        message.addString(UInt16(NFTA_SET_NAME.rawValue), name)
+        guard let replies = try exchange(message, "reading nf_tables set", name) else { return nil }
+        return replies.first.map { $0.nfAttributes[type: UInt16(NFTA_SET_FLAGS.rawValue)]?.be32 ?? 0 }
+    }
+
+    /// One element of a set, asked for by its key (a GET, not a dump of the set): absent (also when
+    /// expired, or when the set is gone), or present with the milliseconds to its expiration.
+    func probe(_ key: IPAddress, in set: String) throws(NetfilterError) -> NFTExpiry.Probe {
+        var message = request(NFT_MSG_GETSETELEM, dump: false)
+        message.addString(UInt16(NFTA_SET_ELEM_LIST_TABLE.rawValue), table)
+        message.addString(UInt16(NFTA_SET_ELEM_LIST_SET.rawValue), set)
+        message.beginNested(UInt16(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue))
+        message.beginNested(UInt16(NFTA_LIST_ELEM.rawValue))
+        message.beginNested(UInt16(NFTA_SET_ELEM_KEY.rawValue))
+        message.add(UInt16(NFTA_DATA_VALUE.rawValue), key.bytes)
+        message.endNested()
+        message.endNested()
+        message.endNested()
+        guard let replies = try exchange(message, "reading element \(key) of nf_tables set", set) else { return .absent }
+        let element = replies.lazy.flatMap { $0.nfAttributes[type: UInt16(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue)]?.nested ?? [] }.first?.nested
+        let expiration = element?[type: UInt16(NFTA_SET_ELEM_EXPIRATION.rawValue)]?.payload
+        return .present(expiresIn: expiration.flatMap { $0.count == 8 ? $0.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } : nil })
+    }
+
     /// A chain's rules in order; nil when the chain does not exist.
     func rules(of chain: String) throws(NetfilterError) -> [InstalledRule]? {
         var message = request(NFT_MSG_GETRULE)
@@ -154,7 +182,10 @@ public final class NFTablesBackend: NATBackend {
             batch.addTable(table)
             batch.addChain(table, baseChain, natHook: true)
             let tag = NFTRule.comment(NFTFamilyPlan.tag(plan.jump.comment))
-            batch.addSet(table, plan.names.memberSet, family: plan.family, interval: false, comment: "\(tag): pods")
+            // A set's flags cannot change (the kernel refuses the batch): a member set made by a
+            // randsnat that deleted members, without `flags timeout`, stays as it is.
+            let expiring = try setFlags(plan.names.memberSet).map { $0 & NFTBatch.expiringSetFlag != 0 } ?? true
+            batch.addSet(table, plan.names.memberSet, family: plan.family, interval: false, expiring: expiring, comment: "\(tag): pods")
             batch.addSet(table, plan.names.subnetSet, family: plan.family, interval: true, comment: "\(tag): pod subnets")
             batch.addSet(table, nft.bypassSet, family: plan.family, interval: true, comment: "\(tag): destinations that bypass SNAT")
             batch.addElements(table, nft.bypassSet, NFTBatch.elements(nft.bypass))
@@ -235,10 +266,7 @@ public final class NFTablesBackend: NATBackend {
     }
 
     public func removeKeepingFlows(_ members: [InstalledMember], from names: ObjectNames) throws {
-        var batch = NFTBatch()
-        batch.deleteElements(table, names.memberSet, members.map { NFTBatch.Element(key: $0.address) })
-        guard try Self.refusal(of: batch, allowing: [ENOENT]) != nil else { return }
-        for member in members { try removeKeepingFlows(member, from: names) }
+        try retire(members.map(\.address), from: names.memberSet)
     }
 
     public func add(subnet: CIDR, to names: ObjectNames) throws {
@@ -267,17 +295,64 @@ public final class NFTablesBackend: NATBackend {
         }
     }
 
+    /// Takes the pod's element out (it no longer matches when this returns), then its flows.
     public func remove(_ member: InstalledMember, from names: ObjectNames) throws {
-        var batch = NFTBatch()
-        batch.deleteElements(table, names.memberSet, [NFTBatch.Element(key: member.address)])
-        _ = try Self.refusal(of: batch, allowing: [ENOENT])
+        try retire([member.address], from: names.memberSet)
         try Conntrack(socket: netlink).forgetFlows(from: member.address, cleanup: flowCleanup)
     }
 
     public func removeKeepingFlows(_ member: InstalledMember, from names: ObjectNames) throws {
+        try retire([member.address], from: names.memberSet)
+    }
+
+    /// Takes `addresses` out of the member set `set`: gone from lookups and listings when it returns.
+    /// They expire (one update, then a GET per element until the kernel no longer has them, a jiffy
+    /// at most) rather than being deleted, whose commit would make this process's socket closes wait
+    /// for an RCU grace period (see `NFTExpiry`). Deleted instead, as one batch, when the update is
+    /// refused (a set without `flags timeout`) or not applied (a kernel before 6.10). Absent ones are
+    /// left alone.
+    func retire(_ addresses: [IPAddress], from set: String) throws(NetfilterError) {
+        var present: [IPAddress] = []
+        for address in addresses where try probe(address, in: set) != .absent { present.append(address) }
+        guard !present.isEmpty else { return }
+        var doomed: [IPAddress] = []
+        var update = NFTBatch()
+        update.expireElements(table, set, present.map { NFTBatch.Element(key: $0) }, milliseconds: NFTExpiry.milliseconds)
+        do {
+            try update.commit()
+            let start = Self.microsecondsNow()
+            var pending = present
+            while !pending.isEmpty {
+                var waiting: [IPAddress] = []
+                for address in pending {
+                    switch NFTExpiry.next(after: try probe(address, in: set), waited: Self.microsecondsNow() - start) {
+                    case .done: break
+                    case .wait: waiting.append(address)
+                    case .delete: doomed.append(address)
+                    }
+                }
+                pending = waiting
+                if !pending.isEmpty { usleep(UInt32(NFTExpiry.pollMicroseconds)) }
+            }
+        } catch {
+            doomed = present
+        }
+        guard !doomed.isEmpty else { return }
         var batch = NFTBatch()
-        batch.deleteElements(table, names.memberSet, [NFTBatch.Element(key: member.address)])
-        _ = try Self.refusal(of: batch, allowing: [ENOENT])
+        batch.deleteElements(table, set, doomed.map { NFTBatch.Element(key: $0) })
+        guard try Self.refusal(of: batch, allowing: [ENOENT]) != nil else { return }
+        // One of them went meanwhile: the kernel refused the whole batch. One by one.
+        for address in doomed {
+            var single = NFTBatch()
+            single.deleteElements(table, set, [NFTBatch.Element(key: address)])
+            _ = try Self.refusal(of: single, allowing: [ENOENT])
+        }
+    }
+
+    private static func microsecondsNow() -> Int {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return now.tv_sec * 1_000_000 + now.tv_nsec / 1000
     }
 
     public func remove(subnet: CIDR, from names: ObjectNames) throws {
