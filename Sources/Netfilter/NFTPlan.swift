@@ -10,7 +10,8 @@ import RandSNATCore
 ///         ip daddr @RANDSNAT-<net>-<gen>-S4 return        pod subnets (interval set)
 ///         ip daddr @RANDSNAT-<net>-<gen>-B4 return        multicast, link-local, nonMasqueradeCIDRs (interval set)
 ///         [oifname "eth0"] masquerade fully-random          (or snat ip to ... fully-random)
-///       set RANDSNAT-<net>-<gen>-P4  ipv4_addr           one element per pod, comment "<net>/<container>/<ifname>"
+///       set RANDSNAT-<net>-<gen>-P4  ipv4_addr timeout   one element per pod, comment "<net>/<container>/<ifname>"
+///                                                         (no timeout of its own: DEL gives it one, see NFTExpiry)
 ///       set RANDSNAT-<net>-<gen>-S4  ipv4_addr interval  the pods' subnets
 ///       set RANDSNAT-<net>-<gen>-B4  ipv4_addr interval  the bypass destinations
 struct NFTFamilyPlan: Equatable {

@@ -306,47 +306,54 @@ public final class NFTablesBackend: NATBackend {
     }
 
     /// Takes `addresses` out of the member set `set`: gone from lookups and listings when it returns.
-    /// They expire (one update, then a GET per element until the kernel no longer has them, a jiffy
-    /// at most) rather than being deleted, whose commit would make this process's socket closes wait
-    /// for an RCU grace period (see `NFTExpiry`). Deleted instead, as one batch, when the update is
-    /// refused (a set without `flags timeout`) or not applied (a kernel before 6.10). Absent ones are
-    /// left alone.
+    /// They expire (see `expire`) rather than being deleted, whose commit would make this process's
+    /// socket closes wait for an RCU grace period (see `NFTExpiry`). Deleted instead, as one batch,
+    /// those the kernel did not expire, and all of them when it cannot be asked for one element or
+    /// refuses the update (a set without `flags timeout`).
     func retire(_ addresses: [IPAddress], from set: String) throws(NetfilterError) {
-        var present: [IPAddress] = []
-        for address in addresses where try probe(address, in: set) != .absent { present.append(address) }
-        guard !present.isEmpty else { return }
-        var doomed: [IPAddress] = []
-        var update = NFTBatch()
-        update.expireElements(table, set, present.map { NFTBatch.Element(key: $0) }, milliseconds: NFTExpiry.milliseconds)
+        var doomed = addresses
         do {
-            try update.commit()
-            let start = Self.microsecondsNow()
-            var pending = present
-            while !pending.isEmpty {
-                var waiting: [IPAddress] = []
-                for address in pending {
-                    switch NFTExpiry.next(after: try probe(address, in: set), waited: Self.microsecondsNow() - start) {
-                    case .done: break
-                    case .wait: waiting.append(address)
-                    case .delete: doomed.append(address)
-                    }
-                }
-                pending = waiting
-                if !pending.isEmpty { usleep(UInt32(NFTExpiry.pollMicroseconds)) }
-            }
+            doomed = try expire(addresses, in: set)
         } catch {
-            doomed = present
         }
         guard !doomed.isEmpty else { return }
         var batch = NFTBatch()
         batch.deleteElements(table, set, doomed.map { NFTBatch.Element(key: $0) })
         guard try Self.refusal(of: batch, allowing: [ENOENT]) != nil else { return }
-        // One of them went meanwhile: the kernel refused the whole batch. One by one.
+        // One of them is not there: the kernel refused the whole batch. One by one.
         for address in doomed {
             var single = NFTBatch()
             single.deleteElements(table, set, [NFTBatch.Element(key: address)])
             _ = try Self.refusal(of: single, allowing: [ENOENT])
         }
+    }
+
+    /// Gives the ones of `addresses` that are in `set` a 1 ms timeout (one batch), then asks for each
+    /// (a GET) until the kernel no longer has it, a jiffy at most; returns those it did not expire (a
+    /// kernel before 6.10 keeps them as they were). Absent ones are left alone.
+    private func expire(_ addresses: [IPAddress], in set: String) throws(NetfilterError) -> [IPAddress] {
+        var pending: [IPAddress] = []
+        for address in addresses where try probe(address, in: set) != .absent { pending.append(address) }
+        guard !pending.isEmpty else { return [] }
+        var update = NFTBatch()
+        update.expireElements(table, set, pending.map { NFTBatch.Element(key: $0) }, milliseconds: NFTExpiry.milliseconds)
+        try update.commit()
+        let start = Self.microsecondsNow()
+        var unexpired: [IPAddress] = []
+        while !pending.isEmpty {
+            var waiting: [IPAddress] = []
+            var nap = 0
+            for address in pending {
+                switch NFTExpiry.next(after: try probe(address, in: set), waited: Self.microsecondsNow() - start) {
+                case .done: break
+                case .wait(let microseconds): waiting.append(address); nap = max(nap, microseconds)
+                case .delete: unexpired.append(address)
+                }
+            }
+            pending = waiting
+            if nap > 0 { usleep(UInt32(nap)) }
+        }
+        return unexpired
     }
 
     private static func microsecondsNow() -> Int {
