@@ -131,8 +131,13 @@ public final class NFTablesBackend: NATBackend {
         message.endNested()
         message.endNested()
         guard let replies = try exchange(message, "reading element \(key) of nf_tables set", set) else { return .absent }
-        let element = replies.lazy.flatMap { $0.nfAttributes[type: UInt16(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue)]?.nested ?? [] }.first?.nested
-        let expiration = element?[type: UInt16(NFTA_SET_ELEM_EXPIRATION.rawValue)]?.payload
+        return Self.probe(element: replies.lazy.flatMap { $0.nfAttributes[type: UInt16(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue)]?.nested ?? [] }.first?.nested)
+    }
+
+    /// The answer to a GET that found the element, from the element's attributes: its expiration
+    /// (NFTA_SET_ELEM_EXPIRATION, milliseconds as a big-endian u64) when it has one.
+    static func probe(element attributes: [NetlinkAttribute]?) -> NFTExpiry.Probe {
+        let expiration = attributes?[type: UInt16(NFTA_SET_ELEM_EXPIRATION.rawValue)]?.payload
         return .present(expiresIn: expiration.flatMap { $0.count == 8 ? $0.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } : nil })
     }
 
@@ -315,6 +320,8 @@ public final class NFTablesBackend: NATBackend {
         do {
             doomed = try expire(addresses, in: set)
         } catch {
+            // EINVAL for a set without the flag, or a kernel without element GETs: the delete below
+            // does what DEL always did, and its failure is the one reported.
         }
         guard !doomed.isEmpty else { return }
         var batch = NFTBatch()

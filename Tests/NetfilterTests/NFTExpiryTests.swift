@@ -1,5 +1,7 @@
+import CNetfilter
 import Testing
 @testable import Netfilter
+@testable import Netlink
 
 /// What the nftables DEL does after giving a pod's element its timeout, for each answer the kernel
 /// can give when asked for the element (see `NFTExpiry`).
@@ -43,5 +45,17 @@ struct NFTExpiryTests {
         let stuck = Array(repeating: Probe.present(expiresIn: 4), count: 1000)
         #expect(run(stuck).polls == NFTExpiry.patienceMicroseconds / NFTExpiry.pollMicroseconds)
         #expect(run(stuck).step == .delete)
+    }
+
+    /// The element's attributes as the kernel sends them: the expiration is a big-endian u64 of
+    /// milliseconds; an element without one (it never expires) gives no figure.
+    @Test func theProbeReadsTheExpirationTheKernelSends() {
+        let key = NetlinkAttribute(type: UInt16(NFTA_SET_ELEM_KEY.rawValue), payload: [8, 0, 1, 0, 198, 18, 0, 3])
+        let expiration = NetlinkAttribute(type: UInt16(NFTA_SET_ELEM_EXPIRATION.rawValue), payload: [0, 0, 0, 0, 0, 0, 0x01, 0x04])
+        #expect(NFTablesBackend.probe(element: [key, expiration]) == .present(expiresIn: 260))
+        #expect(NFTablesBackend.probe(element: [key]) == .present(expiresIn: nil))
+        #expect(NFTablesBackend.probe(element: nil) == .present(expiresIn: nil), "an answer without the element: deleted, to be sure")
+        let short = NetlinkAttribute(type: UInt16(NFTA_SET_ELEM_EXPIRATION.rawValue), payload: [0, 4])
+        #expect(NFTablesBackend.probe(element: [key, short]) == .present(expiresIn: nil))
     }
 }
