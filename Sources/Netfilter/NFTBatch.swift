@@ -188,13 +188,15 @@ struct NFTBatch {
 
     // MARK: sets
 
-    /// A set of addresses of `family`: with `interval`, of address ranges (CIDRs).
-    mutating func addSet(_ table: String, _ name: String, family: Family, interval: Bool, comment: String) {
+    /// A set of addresses of `family`: with `interval`, of address ranges (CIDRs); with `expiring`,
+    /// one whose elements can be given a timeout (`flags timeout`: see `expireElements`).
+    mutating func addSet(_ table: String, _ name: String, family: Family, interval: Bool, expiring: Bool = false, comment: String) {
         let set = Self.set(table, name)
         defer { nftnl_set_free(set) }
         nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_TYPE.rawValue), family == .ipv4 ? 7 : 8)  // nft's ipv4_addr, ipv6_addr
         nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_LEN.rawValue), UInt32(family.bitCount / 8))
-        if interval { nftnl_set_set_u32(set, UInt16(NFTNL_SET_FLAGS.rawValue), UInt32(NFT_SET_INTERVAL.rawValue)) }
+        let flags = (interval ? UInt32(NFT_SET_INTERVAL.rawValue) : 0) | (expiring ? Self.expiringSetFlag : 0)
+        if flags != 0 { nftnl_set_set_u32(set, UInt16(NFTNL_SET_FLAGS.rawValue), flags) }
         nftnl_set_set_u32(set, UInt16(NFTNL_SET_ID.rawValue), nextSetID)
         nextSetID += 1
         let data = Self.userData(type: UInt8(NFTNL_UDATA_SET_COMMENT.rawValue), comment)
@@ -247,7 +249,22 @@ struct NFTBatch {
                        "removing \(elements.map { "\($0.key)" }.joined(separator: ", ")) from set \(set)")
     }
 
-    private mutating func elementMessage(_ type: UInt32, flags: UInt16, _ table: String, _ name: String, _ elements: [Element], _ purpose: String) {
+    /// The set flag that lets elements carry a timeout (`NFT_SET_TIMEOUT`).
+    static let expiringSetFlag = UInt32(NFT_SET_TIMEOUT.rawValue)
+
+    /// Gives elements already in an expiring set a timeout and an expiration of `milliseconds`: an
+    /// update of the element (kernels since 6.10; older ones answer success and change nothing),
+    /// after which the kernel's lookups and listings skip it and its garbage collector frees it. No
+    /// transaction object outlives the commit, unlike a delete's (see `NFTExpiry`). An element that is
+    /// not there is created, already expiring.
+    mutating func expireElements(_ table: String, _ set: String, _ elements: [Element], milliseconds: UInt64) {
+        guard !elements.isEmpty else { return }
+        elementMessage(NFT_MSG_NEWSETELEM.rawValue, flags: 0, table, set, elements, expiring: milliseconds,
+                       "expiring \(elements.map { "\($0.key)" }.joined(separator: ", ")) in set \(set)")
+    }
+
+    private mutating func elementMessage(_ type: UInt32, flags: UInt16, _ table: String, _ name: String, _ elements: [Element],
+                                         expiring milliseconds: UInt64? = nil, _ purpose: String) {
         let set = Self.set(table, name)
         defer { nftnl_set_free(set) }
         var buffers: [OpaquePointer] = []
@@ -259,6 +276,10 @@ struct NFTBatch {
             }
             if element.isIntervalEnd {
                 nftnl_set_elem_set_u32(object, UInt16(NFTNL_SET_ELEM_FLAGS), UInt32(NFT_SET_ELEM_INTERVAL_END.rawValue))
+            }
+            if let milliseconds {
+                nftnl_set_elem_set_u64(object, UInt16(NFTNL_SET_ELEM_TIMEOUT), milliseconds)
+                nftnl_set_elem_set_u64(object, UInt16(NFTNL_SET_ELEM_EXPIRATION), milliseconds)
             }
             if let comment = element.comment, type == NFT_MSG_NEWSETELEM.rawValue {
                 let data = Self.userData(type: UInt8(NFTNL_UDATA_SET_ELEM_COMMENT.rawValue), comment)

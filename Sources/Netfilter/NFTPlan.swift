@@ -10,7 +10,8 @@ import RandSNATCore
 ///         ip daddr @RANDSNAT-<net>-<gen>-S4 return        pod subnets (interval set)
 ///         ip daddr @RANDSNAT-<net>-<gen>-B4 return        multicast, link-local, nonMasqueradeCIDRs (interval set)
 ///         [oifname "eth0"] masquerade fully-random          (or snat ip to ... fully-random)
-///       set RANDSNAT-<net>-<gen>-P4  ipv4_addr           one element per pod, comment "<net>/<container>/<ifname>"
+///       set RANDSNAT-<net>-<gen>-P4  ipv4_addr timeout   one element per pod, comment "<net>/<container>/<ifname>"
+///                                                         (no timeout of its own: DEL gives it one, see NFTExpiry)
 ///       set RANDSNAT-<net>-<gen>-S4  ipv4_addr interval  the pods' subnets
 ///       set RANDSNAT-<net>-<gen>-B4  ipv4_addr interval  the bypass destinations
 struct NFTFamilyPlan: Equatable {
@@ -369,5 +370,59 @@ struct NFTInterval: Equatable {
 
     static func highest(_ family: Family) -> IPAddress {
         IPAddress(family: family, bytes: [UInt8](repeating: 0xFF, count: family.bitCount / 8))!
+    }
+}
+
+/// How a pod's element leaves a member set: it expires instead of being deleted.
+///
+/// A commit that deletes anything leaves the deleted objects on nf_tables' destroy list, freed by a
+/// work item after an RCU grace period; and whenever a process closes a NETLINK_NETFILTER socket
+/// (nf_tables' or ctnetlink's), the kernel's release handler (`nft_rcv_nl_event`) waits for that work
+/// (`flush_work`). A DEL that deleted the pod's element therefore spent a grace period, 14–30 ms
+/// here, in `close()`. An element update commits nothing for later: so the pod's element is given a
+/// timeout of `milliseconds` (the member set has `flags timeout`), the kernel stops matching and
+/// listing it at the next jiffy, and its set's garbage collector frees it. The element update needs
+/// a kernel since 6.10; an older one answers success and leaves the element as it was, which the
+/// probe that follows sees: then, and for a member set without the flag (made by an older randsnat),
+/// the element is deleted as before.
+enum NFTExpiry {
+    /// The timeout and expiration given to an element that goes: the least there is (the kernel
+    /// rounds it up to one jiffy, 1–10 ms).
+    static let milliseconds: UInt64 = 1
+    /// The longest a jiffy is (HZ=100): an element reported further from its expiration than this
+    /// did not take the update.
+    static let longestJiffyMilliseconds: UInt64 = 10
+    /// How long DEL waits for the kernel to expire an element before it deletes it instead.
+    static let patienceMicroseconds = 50_000
+    /// How often it asks meanwhile (one element GET each time).
+    static let pollMicroseconds = 250
+
+    /// What the kernel says of the element when asked for it (NFT_MSG_GETSETELEM).
+    enum Probe: Equatable {
+        /// Not there, or expired (the kernel answers ENOENT for an expired element).
+        case absent
+        /// There; with the milliseconds to its expiration when it has one (NFTA_SET_ELEM_EXPIRATION).
+        case present(expiresIn: UInt64?)
+    }
+
+    enum Step: Equatable {
+        /// The element is gone: nothing matches it any more.
+        case done
+        /// It expires within a jiffy: ask again after this many microseconds.
+        case wait(microseconds: Int)
+        /// It did not take the timeout, or is still there after `patienceMicroseconds`: delete it.
+        case delete
+    }
+
+    /// The step after asking, `waited` microseconds after the update's commit.
+    static func next(after probe: Probe, waited: Int) -> Step {
+        switch probe {
+        case .absent:
+            return .done
+        case .present(let expiresIn?) where expiresIn <= longestJiffyMilliseconds && waited < patienceMicroseconds:
+            return .wait(microseconds: pollMicroseconds)
+        case .present:
+            return .delete
+        }
     }
 }

@@ -105,6 +105,39 @@ public final class NFTablesBackend: NATBackend {
         return elements
     }
 
+    /// A set's flags (`NFT_SET_*`); nil when the set does not exist.
+    func setFlags(_ name: String) throws(NetfilterError) -> UInt32? {
+        var message = request(NFT_MSG_GETSET, dump: false)
+        message.addString(UInt16(NFTA_SET_TABLE.rawValue), table)
+        message.addString(UInt16(NFTA_SET_NAME.rawValue), name)
+        guard let replies = try exchange(message, "reading nf_tables set", name) else { return nil }
+        return replies.first.map { $0.nfAttributes[type: UInt16(NFTA_SET_FLAGS.rawValue)]?.be32 ?? 0 }
+    }
+
+    /// One element of a set, asked for by its key (a GET, not a dump of the set): absent (also when
+    /// expired, or when the set is gone), or present with the milliseconds to its expiration.
+    func probe(_ key: IPAddress, in set: String) throws(NetfilterError) -> NFTExpiry.Probe {
+        var message = request(NFT_MSG_GETSETELEM, dump: false)
+        message.addString(UInt16(NFTA_SET_ELEM_LIST_TABLE.rawValue), table)
+        message.addString(UInt16(NFTA_SET_ELEM_LIST_SET.rawValue), set)
+        message.beginNested(UInt16(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue))
+        message.beginNested(UInt16(NFTA_LIST_ELEM.rawValue))
+        message.beginNested(UInt16(NFTA_SET_ELEM_KEY.rawValue))
+        message.add(UInt16(NFTA_DATA_VALUE.rawValue), key.bytes)
+        message.endNested()
+        message.endNested()
+        message.endNested()
+        guard let replies = try exchange(message, "reading element \(key) of nf_tables set", set) else { return .absent }
+        return Self.probe(element: replies.lazy.flatMap { $0.nfAttributes[type: UInt16(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue)]?.nested ?? [] }.first?.nested)
+    }
+
+    /// The answer to a GET that found the element, from the element's attributes: its expiration
+    /// (NFTA_SET_ELEM_EXPIRATION, milliseconds as a big-endian u64) when it has one.
+    static func probe(element attributes: [NetlinkAttribute]?) -> NFTExpiry.Probe {
+        let expiration = attributes?[type: UInt16(NFTA_SET_ELEM_EXPIRATION.rawValue)]?.payload
+        return .present(expiresIn: expiration.flatMap { $0.count == 8 ? $0.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } : nil })
+    }
+
     /// A chain's rules in order; nil when the chain does not exist.
     func rules(of chain: String) throws(NetfilterError) -> [InstalledRule]? {
         var message = request(NFT_MSG_GETRULE)
@@ -151,7 +184,10 @@ public final class NFTablesBackend: NATBackend {
             batch.addTable(table)
             batch.addChain(table, baseChain, natHook: true)
             let tag = NFTRule.comment(NFTFamilyPlan.tag(plan.jump.comment))
-            batch.addSet(table, plan.names.memberSet, family: plan.family, interval: false, comment: "\(tag): pods")
+            // A set's flags cannot change (the kernel refuses the batch): a member set made by a
+            // randsnat that deleted members, without `flags timeout`, stays as it is.
+            let expiring = try setFlags(plan.names.memberSet).map { $0 & NFTBatch.expiringSetFlag != 0 } ?? true
+            batch.addSet(table, plan.names.memberSet, family: plan.family, interval: false, expiring: expiring, comment: "\(tag): pods")
             batch.addSet(table, plan.names.subnetSet, family: plan.family, interval: true, comment: "\(tag): pod subnets")
             batch.addSet(table, nft.bypassSet, family: plan.family, interval: true, comment: "\(tag): destinations that bypass SNAT")
             batch.addElements(table, nft.bypassSet, NFTBatch.elements(nft.bypass))
@@ -232,10 +268,7 @@ public final class NFTablesBackend: NATBackend {
     }
 
     public func removeKeepingFlows(_ members: [InstalledMember], from names: ObjectNames) throws {
-        var batch = NFTBatch()
-        batch.deleteElements(table, names.memberSet, members.map { NFTBatch.Element(key: $0.address) })
-        guard try Self.refusal(of: batch, allowing: [ENOENT]) != nil else { return }
-        for member in members { try removeKeepingFlows(member, from: names) }
+        try retire(members.map(\.address), from: names.memberSet)
     }
 
     public func add(subnet: CIDR, to names: ObjectNames) throws {
@@ -264,17 +297,73 @@ public final class NFTablesBackend: NATBackend {
         }
     }
 
+    /// Takes the pod's element out (it no longer matches when this returns), then its flows.
     public func remove(_ member: InstalledMember, from names: ObjectNames) throws {
-        var batch = NFTBatch()
-        batch.deleteElements(table, names.memberSet, [NFTBatch.Element(key: member.address)])
-        _ = try Self.refusal(of: batch, allowing: [ENOENT])
+        try retire([member.address], from: names.memberSet)
         try Conntrack(socket: netlink).forgetFlows(from: member.address, cleanup: flowCleanup)
     }
 
     public func removeKeepingFlows(_ member: InstalledMember, from names: ObjectNames) throws {
+        try retire([member.address], from: names.memberSet)
+    }
+
+    /// Takes `addresses` out of the member set `set`: gone from lookups and listings when it returns.
+    /// They expire (see `expire`) rather than being deleted, whose commit would make this process's
+    /// socket closes wait for an RCU grace period (see `NFTExpiry`). Deleted instead, as one batch,
+    /// those the kernel did not expire, and all of them when it cannot be asked for one element or
+    /// refuses the update (a set without `flags timeout`).
+    func retire(_ addresses: [IPAddress], from set: String) throws(NetfilterError) {
+        var doomed = addresses
+        do {
+            doomed = try expire(addresses, in: set)
+        } catch {
+            // EINVAL for a set without the flag, or a kernel without element GETs: the delete below
+            // does what DEL always did, and its failure is the one reported.
+        }
+        guard !doomed.isEmpty else { return }
         var batch = NFTBatch()
-        batch.deleteElements(table, names.memberSet, [NFTBatch.Element(key: member.address)])
-        _ = try Self.refusal(of: batch, allowing: [ENOENT])
+        batch.deleteElements(table, set, doomed.map { NFTBatch.Element(key: $0) })
+        guard try Self.refusal(of: batch, allowing: [ENOENT]) != nil else { return }
+        // One of them is not there: the kernel refused the whole batch. One by one.
+        for address in doomed {
+            var single = NFTBatch()
+            single.deleteElements(table, set, [NFTBatch.Element(key: address)])
+            _ = try Self.refusal(of: single, allowing: [ENOENT])
+        }
+    }
+
+    /// Gives the ones of `addresses` that are in `set` a 1 ms timeout (one batch), then asks for each
+    /// (a GET) until the kernel no longer has it, a jiffy at most; returns those it did not expire (a
+    /// kernel before 6.10 keeps them as they were). Absent ones are left alone.
+    private func expire(_ addresses: [IPAddress], in set: String) throws(NetfilterError) -> [IPAddress] {
+        var pending: [IPAddress] = []
+        for address in addresses where try probe(address, in: set) != .absent { pending.append(address) }
+        guard !pending.isEmpty else { return [] }
+        var update = NFTBatch()
+        update.expireElements(table, set, pending.map { NFTBatch.Element(key: $0) }, milliseconds: NFTExpiry.milliseconds)
+        try update.commit()
+        let start = Self.microsecondsNow()
+        var unexpired: [IPAddress] = []
+        while !pending.isEmpty {
+            var waiting: [IPAddress] = []
+            var nap = 0
+            for address in pending {
+                switch NFTExpiry.next(after: try probe(address, in: set), waited: Self.microsecondsNow() - start) {
+                case .done: break
+                case .wait(let microseconds): waiting.append(address); nap = max(nap, microseconds)
+                case .delete: unexpired.append(address)
+                }
+            }
+            pending = waiting
+            if nap > 0 { usleep(UInt32(nap)) }
+        }
+        return unexpired
+    }
+
+    private static func microsecondsNow() -> Int {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return now.tv_sec * 1_000_000 + now.tv_nsec / 1000
     }
 
     public func remove(subnet: CIDR, from names: ObjectNames) throws {

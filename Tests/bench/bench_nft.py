@@ -15,8 +15,12 @@ network namespaces it makes and removes.
 
 Standalone randsnat and the bridge run pod by pod in turn (--standalone-runs pairs on the empty
 ruleset, --reference-runs pairs at N rules).
+
+It ends with chained randsnat on the two backends in turn, pod by pod (--in-turn-runs each, two networks
+in one namespace, each with a resident pod): ADD and DEL medians and the nftables/iptables DEL ratio,
+the figure of issue 14's target (<= 1.5). --in-turn-only measures just that.
 """
-import argparse, os, shutil, subprocess, tempfile
+import argparse, os, shutil, statistics, subprocess, tempfile
 
 import bench
 from bench import NS, RANDSNAT, REFERENCE, sh
@@ -30,13 +34,61 @@ def with_backend(make, backend):
     return config
 
 
+def backends_in_turn(runs):
+    """Chained randsnat ADD then DEL, nftables and iptables backends in turn, pod by pod, in the one
+    namespace NS (a network per backend, each with a resident pod so its rules stay): the machine's
+    drift falls on both alike. Returns {backend: (ADD samples, DEL samples)} in ms."""
+    def config(backend, index):
+        c = bench.randsnat_config(index)
+        c["name"], c["backend"] = "bench-" + backend[:3], backend
+        return c
+    backends = ("nftables", "iptables")
+    samples = {backend: ([], []) for backend in backends}
+    for backend in backends:
+        bench.run_plugin(RANDSNAT, "ADD", config(backend, 1), "turn-resident-" + backend)
+    try:
+        for i in range(runs):
+            for offset, backend in enumerate(backends):
+                index = 3000 + 2 * i + offset
+                samples[backend][0].append(bench.run_plugin(RANDSNAT, "ADD", config(backend, index), "turn-%d" % index))
+                samples[backend][1].append(bench.run_plugin(RANDSNAT, "DEL", config(backend, index), "turn-%d" % index))
+    finally:
+        for backend in backends:
+            bench.run_plugin(RANDSNAT, "DEL", config(backend, 1), "turn-resident-" + backend)
+    return samples
+
+
+def print_in_turn(samples, runs):
+    print("randsnat chained, the two backends in turn, pod by pod, x%d each:" % runs)
+    for backend, (adds, dels) in samples.items():
+        (am, ap), (dm, dp) = bench.stats(adds), bench.stats(dels)
+        print("  %-8s ADD median %6.2f ms p99 %6.2f ms | DEL median %6.2f ms p99 %6.2f ms" % (backend, am, ap, dm, dp))
+    nft, ipt = (statistics.median(samples[b][1]) for b in ("nftables", "iptables"))
+    print("  DEL nftables / iptables: %.3f (target <= 1.5)" % (nft / ipt))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rules", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--reference-runs", type=int, default=10)
     parser.add_argument("--standalone-runs", type=int, default=20)
+    parser.add_argument("--in-turn-runs", type=int, default=50)
+    parser.add_argument("--in-turn-only", action="store_true")
     args = parser.parse_args()
+    if args.in_turn_only:
+        sh("ip", "netns", "add", NS)
+        sh("ip", "netns", "add", bench.SANDBOX.rsplit("/", 1)[1])
+        try:
+            sh("ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up")
+            samples = backends_in_turn(args.in_turn_runs)
+        finally:
+            for name in os.listdir("/var/run/netns"):
+                if name.startswith(NS):
+                    subprocess.run(["ip", "netns", "del", name])
+            shutil.rmtree(bench.RUN_DIR, ignore_errors=True)
+        print_in_turn(samples, args.in_turn_runs)
+        return
     nft_bin, nft_env = bench.forced_iptables("nft")
     sh("ip", "netns", "add", NS)
     sh("ip", "netns", "add", bench.SANDBOX.rsplit("/", 1)[1])
@@ -72,6 +124,8 @@ def main():
             subprocess.run(["ip", "netns", "del", NS + "-res"])
         print("randsnat-nft ADD+DEL in an empty and a %d-rule namespace in turn, x%d ..." % (args.rules, args.runs), flush=True)
         flat = bench.flatness(with_backend(bench.randsnat_config, "nftables"), "iptables-nft-restore", args.rules, args.runs)
+        print("randsnat ADD/DEL, nftables and iptables backends in turn, x%d each (at %d rules) ..." % (args.in_turn_runs, args.rules), flush=True)
+        in_turn = backends_in_turn(args.in_turn_runs)
     finally:
         for name in os.listdir("/var/run/netns"):
             if name.startswith(NS):
@@ -92,6 +146,8 @@ def main():
     for label in labels:
         print("  %-13s at %d rules / at 0 rules: %.3f" % (label, args.rules, total(label, args.rules) / total(label, 0)))
     print("  randsnat-nft, the two namespaces in turn: %.2f ms empty, %.2f ms at %d rules: %.3f" % (flat[0], flat[1], args.rules, flat[1] / flat[0]))
+    print()
+    print_in_turn(in_turn, args.in_turn_runs)
 
 
 if __name__ == "__main__":

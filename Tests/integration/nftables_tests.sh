@@ -1,7 +1,60 @@
 # The nftables backend's own behaviour: auto detection, moving a network between backends, GC of
-# randsnat's table, doctor, nft's own reading of the listing. (The backend-neutral tests, the
-# concurrent ADDs and DELs with foreign nft writers among them, run on it too: every test does unless
-# it declares itself backend-specific, as the ones here do; see lib.sh.)
+# randsnat's table, doctor, nft's own reading of the listing, DEL on a member set without timeouts.
+# (The backend-neutral tests, the concurrent ADDs and DELs with foreign nft writers among them, run on
+# it too: every test does unless it declares itself backend-specific; see lib.sh. The first test here
+# is such a neutral one: what issue 14's nftables DEL must keep, held to on both backends.)
+
+# rs_alone_conf CONFLIST RESULT_FILE: randsnat's entry of CONFLIST as a config of its own, with the
+# chain's ADD result as prevResult (for running randsnat alone on a pod the chain added).
+rs_alone_conf() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+conf, result = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+plugin = conf["plugins"][-1]
+plugin.update(cniVersion=conf["cniVersion"], name=conf["name"], prevResult=result)
+print(json.dumps(plugin))
+PY
+}
+
+# A pod's DEL is complete when it returns: nothing of the pod is listed, the datapath no longer SNATs
+# its address, and an ADD of the same address right after works and SNATs. (On nftables the element
+# expires instead of being deleted, and DEL waits until the kernel no longer has it: issue 14.)
+test_del_is_complete_and_the_address_comes_back_at_once() {
+    local list; list=$(conflist "$T-n")
+    pod_add "$list" 1 >/dev/null   # resident: the network's rules stay, only the pod's own state goes
+    local before; before=$(nat_state)
+    pod_add "$list" 2 > "$WORK/pod2.json"
+    local address; address=$(python3 -c 'import json,sys; print([i["address"].split("/")[0] for i in json.load(open(sys.argv[1]))["ips"] if "." in i["address"]][0])' "$WORK/pod2.json")
+    rs_alone_conf "$list" "$WORK/pod2.json" > "$WORK/rs2.json"
+    expect_eq "pod 2 ($address) is SNATed" "$(ask 2 203.0.113.10)" "203.0.113.1"
+    # ext counts what reaches it from pod 2's own address, i.e. not SNATed.
+    in_ns "$EXT" nft add table inet probe
+    in_ns "$EXT" nft add chain inet probe input '{ type filter hook input priority 0; }'
+    in_ns "$EXT" nft add rule inet probe input ip saddr "$address" counter
+    # randsnat's DEL alone, not the chain's: pod 2 keeps its veth and address, so its packets show what
+    # the datapath does with them. The listing is taken the moment DEL returns.
+    local state
+    state=$(randsnat_exec DEL "$WORK/rs2.json" "c2-$RUN" "/var/run/netns/$T-pod2" eth0 && nat_state) \
+        || setup_failed "randsnat's DEL of pod 2 failed"
+    expect_eq "when DEL returns, the node's netfilter state is as before pod 2" "$state" "$before"
+    expect_absent "pod 2's address is in no set" "$(snat_members)" "$address "
+    expect_contains "pod 2 is not SNATed any more: ext cannot answer" "$(ask 2 203.0.113.10)" "FAILED"
+    expect_absent "ext saw packets with pod 2's own address as their source" "$(in_ns "$EXT" nft list chain inet probe input)" "packets 0 "
+    # DEL then ADD of the same address, back to back, five times (on nftables the expired element is
+    # still in the kernel, waiting for its collector, when the ADD comes).
+    local round failed=0
+    for round in 1 2 3 4 5; do
+        { randsnat_exec DEL "$WORK/rs2.json" "c2-$RUN" "/var/run/netns/$T-pod2" eth0 \
+            && randsnat_exec ADD "$WORK/rs2.json" "c2-$RUN" "/var/run/netns/$T-pod2" eth0; } >/dev/null 2>"$WORK/round.err" \
+            || { failed=$((failed + 1)); cat "$WORK/round.err" >&7; }
+    done
+    expect_eq "each ADD right after a DEL of the same address worked" "$failed" "0"
+    expect_eq "the address is a member once, with pod 2's comment" "$(snat_members | grep -o "$address[^0-9].*c2-$RUN/eth0" | wc -l)" "1"
+    expect_eq "pod 2 is SNATed again" "$(ask 2 203.0.113.10)" "203.0.113.1"
+    pod_del "$list" 2 >/dev/null
+    expect_eq "after the chain's DEL of pod 2, the state is as before it" "$(nat_state)" "$before"
+    pod_del "$list" 1 >/dev/null
+}
 
 # iptables_nft_rules: kube-proxy in iptables-nft mode: its rules in nf_tables' ip nat table.
 iptables_nft_rules() {
@@ -112,4 +165,28 @@ test_doctor_reads_the_nftables_backend() {
     out=$(doctor); expect_eq "an orphan member is a warning (exit 1)" "$?" "1"
     expect_contains "it names the orphan" "$out" "198.18.0.3 ($T-n/c2-$RUN/eth0)"
     pod_del "$list" 1 >/dev/null; pod_del "$list" 2 >/dev/null
+}
+
+backend_specific del_removes_members_of_a_set_without_timeouts nftables "a member set as randsnat made them before elements expired (no flags timeout)"
+test_del_removes_members_of_a_set_without_timeouts() {
+    local list; list=$(conflist "$T-n")
+    pod_add "$list" 1 >/dev/null
+    local set; set=$(member_set)
+    expect_contains "randsnat makes its member sets with flags timeout" "$(in_ns "$NODE" nft list set inet randsnat "$set")" "flags timeout"
+    pod_del "$list" 1 >/dev/null
+    # The network's IPv4 member set as an older randsnat made it, before its first pod comes back.
+    in_ns "$NODE" nft add table inet randsnat
+    in_ns "$NODE" nft add set inet randsnat "$set" '{ type ipv4_addr; }'
+    pod_add "$list" 1 >/dev/null
+    pod_add "$list" 2 >/dev/null
+    local listing; listing=$(in_ns "$NODE" nft list set inet randsnat "$set")
+    expect_absent "ADD keeps the set as it is (its flags cannot change)" "$listing" "flags timeout"
+    expect_contains "and adds the pods to it" "$listing" "c2-$RUN/eth0"
+    pod_del "$list" 2 >/dev/null
+    listing=$(in_ns "$NODE" nft list set inet randsnat "$set")
+    expect_absent "DEL deletes pod 2's element there" "$listing" "c2-$RUN/eth0"
+    expect_contains "and leaves pod 1's" "$listing" "c1-$RUN/eth0"
+    expect_eq "pod 1 is SNATed" "$(ask 1 203.0.113.10)" "203.0.113.1"
+    pod_del "$list" 1 >/dev/null
+    expect_absent "the last DEL removes randsnat's table" "$(in_ns "$NODE" nft list tables)" "randsnat"
 }
