@@ -116,8 +116,7 @@ public struct SNATPlugin: CNIPlugin {
     func refuseOwnNetns(_ request: Request) throws {
         let netns = request.environment.netns
         guard !netns.isEmpty, pathExists(netns), try isOwnNetworkNamespace(netns) else { return }
-        throw CNIError(.invalidNetworkNamespace, "CNI_NETNS=\"\(netns)\" is randsnat's own network namespace, not a pod's",
-                       details: "the runtime must pass the pod's network namespace; randsnat changed nothing")
+        throw NetnsRefusal.ownNamespace(path: netns)
     }
 
     /// Installs the network's objects where needed, adds the pod's members and writes its record,
@@ -259,9 +258,11 @@ public struct SNATPlugin: CNIPlugin {
         let config = (try? PluginConfig.parse(members).config) ?? PluginConfig()
         let id = NetworkID(network: owner.network)
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
+            // One set of backends for the whole DEL: the record's backend is not built again by the fallback.
+            let backends = VerbBackends(makeBackend, config: config)
             // The record says where the pod's members are: no dump of the network's members.
-            if try !removeRecorded(owner, config: config) {
-                for (backend, generations) in try holdings(id, config: config) {
+            if try !removeRecorded(owner, backends: backends) {
+                for (backend, generations) in try holdings(id, config: config, backends: backends) {
                     for generation in generations {
                         try removeMembers(of: generation, backend) { owner.owns($0, of: addresses, limit: backend.commentLimit) }
                     }
