@@ -45,9 +45,12 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
+        // The agent that kills itself mid-move, for one integration test (Tests/AgentFault/main.swift):
+        // built with the rest, not a product; the shipped binaries read no fault switch.
+        .executableTarget(name: "randsnat-agent-fault", dependencies: ["AgentCore"], path: "Tests/AgentFault"),
         .testTarget(name: "CNITests", dependencies: ["CNI"]),
         .testTarget(name: "RandSNATCoreTests", dependencies: ["RandSNATCore", "CNI"]),
-        .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Netlink", "RandSNATCore"]),
+        .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Netlink", "RandSNATCore", "SystemCalls"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "CNetlink", "RandSNATCore"]),
         .testTarget(name: "InstallerTests", dependencies: ["Installer", "CNI"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "RandSNATCore"]),

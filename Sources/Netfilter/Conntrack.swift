@@ -8,7 +8,7 @@ public enum FlowCleanup: Sendable {
     /// One filtered flush where the kernel has it, else `dumpAndDelete`.
     case flush
     /// Always list the pod's entries and delete them one by one: what a kernel without filtered
-    /// flushes gets (`RANDSNAT_CONNTRACK_CLEANUP=dump` forces it, so the tests reach this path too).
+    /// flushes gets (Tests/NetfilterTests' ConntrackKernelTests run it against the kernel).
     case dumpAndDelete
 }
 
