@@ -4,8 +4,10 @@ import PackageDescription
 // Layers (imports point one way): randsnat → Netfilter, Netlink → RandSNATCore → CNI.
 // randsnat-agent → AgentCore (the reconcile loop, also behind `randsnat agent`), Metrics, Netfilter, Netlink → RandSNATCore; only the agent links SwiftNIO, so the
 // per-pod binary (exec'd per pod, size and start-up measured) carries no HTTP server.
-// The C modules hold headers only: CNetfilter (libiptc) and CNFTables (libnftnl, libmnl) are imported by
-// Netfilter, CNetlink by Netlink.
+// The C modules hold headers only, each imported `internal` (no C type in a public signature):
+// CNetfilter (libiptc, netfilter UAPI) by Netfilter's libiptc adapter, xtables codec, nf_tables files
+// and one protocol-numbers file each for ipset and ctnetlink; CNFTables (libnftnl, libmnl) by NFTBatch;
+// CNetlink by Netlink and Installer; Glibc internal everywhere.
 let package = Package(
     name: "randsnat",
     platforms: [.macOS(.v15)],

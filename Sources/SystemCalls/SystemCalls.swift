@@ -1,4 +1,4 @@
-import Glibc
+internal import Glibc
 
 // The one place randsnat calls the C library for files and descriptors: errno with its name, EINTR
 // retried, reads to the end, writes of everything, atomic file replacement. Every other module uses
