@@ -5,8 +5,9 @@ import PackageDescription
 // randsnat-agent → AgentCore (the reconcile loop, also behind `randsnat agent`), Metrics, Netfilter, Netlink → RandSNATCore; only the agent links SwiftNIO, so the
 // per-pod binary (exec'd per pod, size and start-up measured) carries no HTTP server.
 // The C modules hold headers only, each imported `internal` (no C type in a public signature):
-// CNetfilter (libiptc, netfilter UAPI) by Netfilter's libiptc adapter, xtables codec, nf_tables files
-// and one protocol-numbers file each for ipset and ctnetlink; CNFTables (libnftnl, libmnl) by NFTBatch;
+// CNetfilter (libiptc) by IPTCTable alone; CNetfilterUAPI (the kernel's netfilter headers) by the
+// xtables codec, the nf_tables files and one protocol-numbers file each for ipset and ctnetlink;
+// CNFTables (libnftnl, libmnl) by NFTBatch;
 // CNetlink by Netlink and Installer; Glibc internal everywhere.
 let package = Package(
     name: "randsnat",
@@ -28,6 +29,8 @@ let package = Package(
             pkgConfig: "libiptc",
             providers: [.apt(["libiptc-dev", "libxtables-dev", "linux-libc-dev"])]
         ),
+        // The kernel's netfilter UAPI headers only (no library): xtables structs, ipset, ctnetlink, nf_tables.
+        .systemLibrary(name: "CNetfilterUAPI"),
         .systemLibrary(
             name: "CNFTables",
             pkgConfig: "libnftnl",
@@ -35,7 +38,7 @@ let package = Package(
         ),
         .systemLibrary(name: "CNetlink"),
         .target(name: "Netlink", dependencies: ["RandSNATCore", "CNetlink", "SystemCalls"]),
-        .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "CNFTables", "Netlink", "SystemCalls"]),
+        .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "CNetfilterUAPI", "CNFTables", "Netlink", "SystemCalls"]),
         .target(name: "Installer", dependencies: ["CNI", "RandSNATCore", "CNetlink", "SystemCalls"]),
         .target(name: "Metrics", dependencies: ["RandSNATCore"]),
         // The agent's reconcile loop, linked by both executables (no NIO: the per-pod binary links it).

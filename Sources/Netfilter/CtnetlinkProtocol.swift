@@ -1,4 +1,4 @@
-internal import CNetfilter
+internal import CNetfilterUAPI
 internal import Glibc
 import Netlink
 import RandSNATCore
@@ -11,19 +11,19 @@ import RandSNATCore
 /// numbering (tuple, tuple IP, tuple protocol, filter), so each is a type of its own.
 struct ConntrackAttribute: NetlinkAttributeName {
     let type: UInt16
-    static let originalTuple = ConntrackAttribute(type: cValue(CTA_TUPLE_ORIG))
-    static let replyTuple = ConntrackAttribute(type: cValue(CTA_TUPLE_REPLY))
-    static let status = ConntrackAttribute(type: cValue(CTA_STATUS))
-    static let id = ConntrackAttribute(type: cValue(CTA_ID))
-    static let filter = ConntrackAttribute(type: cValue(CTA_FILTER))
+    static var originalTuple: ConntrackAttribute { ConntrackAttribute(type: cValue(CTA_TUPLE_ORIG)) }
+    static var replyTuple: ConntrackAttribute { ConntrackAttribute(type: cValue(CTA_TUPLE_REPLY)) }
+    static var status: ConntrackAttribute { ConntrackAttribute(type: cValue(CTA_STATUS)) }
+    static var id: ConntrackAttribute { ConntrackAttribute(type: cValue(CTA_ID)) }
+    static var filter: ConntrackAttribute { ConntrackAttribute(type: cValue(CTA_FILTER)) }
     /// A dump's filter on the status bits (with `status`: the bits to compare).
-    static let statusMask = ConntrackAttribute(type: cValue(CTA_STATUS_MASK))
+    static var statusMask: ConntrackAttribute { ConntrackAttribute(type: cValue(CTA_STATUS_MASK)) }
 
     /// In a statistics reply: `CTA_STATS_*` (per CPU) and `CTA_STATS_GLOBAL_*` (the table).
     struct Statistics: NetlinkAttributeName {
         let type: UInt16
-        static let globalEntries = Statistics(type: cValue(CTA_STATS_GLOBAL_ENTRIES))
-        static let globalMaxEntries = Statistics(type: cValue(CTA_STATS_GLOBAL_MAX_ENTRIES))
+        static var globalEntries: Statistics { Statistics(type: cValue(CTA_STATS_GLOBAL_ENTRIES)) }
+        static var globalMaxEntries: Statistics { Statistics(type: cValue(CTA_STATS_GLOBAL_MAX_ENTRIES)) }
         /// The per-CPU counters by the names randsnat's metrics give them.
         static let counterNames: [UInt16: String] = [
             cValue(CTA_STATS_FOUND): "found", cValue(CTA_STATS_INVALID): "invalid",
@@ -37,17 +37,17 @@ struct ConntrackAttribute: NetlinkAttributeName {
     /// Inside a tuple: `CTA_TUPLE_*`.
     struct Tuple: NetlinkAttributeName {
         let type: UInt16
-        static let ip = Tuple(type: cValue(CTA_TUPLE_IP))
-        static let proto = Tuple(type: cValue(CTA_TUPLE_PROTO))
+        static var ip: Tuple { Tuple(type: cValue(CTA_TUPLE_IP)) }
+        static var proto: Tuple { Tuple(type: cValue(CTA_TUPLE_PROTO)) }
     }
 
     /// Inside a tuple's IP: `CTA_IP_*`.
     struct IP: NetlinkAttributeName {
         let type: UInt16
-        static let v4Source = IP(type: cValue(CTA_IP_V4_SRC))
-        static let v4Destination = IP(type: cValue(CTA_IP_V4_DST))
-        static let v6Source = IP(type: cValue(CTA_IP_V6_SRC))
-        static let v6Destination = IP(type: cValue(CTA_IP_V6_DST))
+        static var v4Source: IP { IP(type: cValue(CTA_IP_V4_SRC)) }
+        static var v4Destination: IP { IP(type: cValue(CTA_IP_V4_DST)) }
+        static var v6Source: IP { IP(type: cValue(CTA_IP_V6_SRC)) }
+        static var v6Destination: IP { IP(type: cValue(CTA_IP_V6_DST)) }
         static func source(_ family: Family) -> IP { family == .ipv4 ? v4Source : v6Source }
         static func destination(_ family: Family) -> IP { family == .ipv4 ? v4Destination : v6Destination }
     }
@@ -55,14 +55,14 @@ struct ConntrackAttribute: NetlinkAttributeName {
     /// Inside a tuple's protocol: `CTA_PROTO_*`.
     struct Proto: NetlinkAttributeName {
         let type: UInt16
-        static let number = Proto(type: cValue(CTA_PROTO_NUM))
-        static let destinationPort = Proto(type: cValue(CTA_PROTO_DST_PORT))
+        static var number: Proto { Proto(type: cValue(CTA_PROTO_NUM)) }
+        static var destinationPort: Proto { Proto(type: cValue(CTA_PROTO_DST_PORT)) }
     }
 
     /// Inside the filter: `CTA_FILTER_*`.
     struct Filter: NetlinkAttributeName {
         let type: UInt16
-        static let originalFlags = Filter(type: cValue(CTA_FILTER_ORIG_FLAGS))
+        static var originalFlags: Filter { Filter(type: cValue(CTA_FILTER_ORIG_FLAGS)) }
     }
 }
 
@@ -70,10 +70,10 @@ struct ConntrackAttribute: NetlinkAttributeName {
 struct ConntrackCommand: Equatable {
     let value: UInt8
     init(_ command: cntl_msg_types) { value = UInt8(command.rawValue) }
-    static let get = ConntrackCommand(IPCTNL_MSG_CT_GET)
-    static let delete = ConntrackCommand(IPCTNL_MSG_CT_DELETE)
-    static let getStatistics = ConntrackCommand(IPCTNL_MSG_CT_GET_STATS)
-    static let getStatisticsPerCPU = ConntrackCommand(IPCTNL_MSG_CT_GET_STATS_CPU)
+    static var get: ConntrackCommand { ConntrackCommand(IPCTNL_MSG_CT_GET) }
+    static var delete: ConntrackCommand { ConntrackCommand(IPCTNL_MSG_CT_DELETE) }
+    static var getStatistics: ConntrackCommand { ConntrackCommand(IPCTNL_MSG_CT_GET_STATS) }
+    static var getStatisticsPerCPU: ConntrackCommand { ConntrackCommand(IPCTNL_MSG_CT_GET_STATS_CPU) }
 }
 
 extension NetfilterMessageType {
@@ -94,9 +94,9 @@ enum CtnetlinkProtocol {
         }
     }
     /// The `nfgenmsg` family of a request about every family.
-    static let anyFamily = UInt8(AF_UNSPEC)
+    static var anyFamily: UInt8 { UInt8(AF_UNSPEC) }
     /// IPS_SRC_NAT in an entry's CTA_STATUS (the kernel's enum ip_conntrack_status).
-    static let sourceNATBit = UInt32(IPS_SRC_NAT.rawValue)
+    static var sourceNATBit: UInt32 { UInt32(IPS_SRC_NAT.rawValue) }
     /// CTA_FILTER_F_CTA_IP_SRC in CTA_FILTER_ORIG_FLAGS: compare the original source address only
     /// (defined in the kernel's nf_conntrack_netlink.c, not in a UAPI header).
     static let filterOriginalSourceAddress: UInt32 = 1 << 0

@@ -1,4 +1,4 @@
-internal import CNetfilter
+internal import CNetfilterUAPI
 internal import Glibc
 import Netlink
 import RandSNATCore
@@ -11,36 +11,36 @@ import SystemCalls
 /// by the message's top level, its DATA/ADT nests and the address nest (IPADDR_*).
 struct IPSetAttribute: NetlinkAttributeName {
     let type: UInt16
-    static let protocolVersion = IPSetAttribute(type: cValue(IPSET_ATTR_PROTOCOL))
-    static let setName = IPSetAttribute(type: cValue(IPSET_ATTR_SETNAME))
-    static let typeName = IPSetAttribute(type: cValue(IPSET_ATTR_TYPENAME))
-    static let revision = IPSetAttribute(type: cValue(IPSET_ATTR_REVISION))
-    static let family = IPSetAttribute(type: cValue(IPSET_ATTR_FAMILY))
-    static let flags = IPSetAttribute(type: cValue(IPSET_ATTR_FLAGS))
-    static let data = IPSetAttribute(type: cValue(IPSET_ATTR_DATA))
-    static let adt = IPSetAttribute(type: cValue(IPSET_ATTR_ADT))
+    static var protocolVersion: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_PROTOCOL)) }
+    static var setName: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_SETNAME)) }
+    static var typeName: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_TYPENAME)) }
+    static var revision: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_REVISION)) }
+    static var family: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_FAMILY)) }
+    static var flags: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_FLAGS)) }
+    static var data: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_DATA)) }
+    static var adt: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_ADT)) }
     // Inside DATA:
-    static let ip = IPSetAttribute(type: cValue(IPSET_ATTR_IP))
-    static let cidr = IPSetAttribute(type: cValue(IPSET_ATTR_CIDR))
-    static let comment = IPSetAttribute(type: cValue(IPSET_ATTR_COMMENT))
-    static let cadtFlags = IPSetAttribute(type: cValue(IPSET_ATTR_CADT_FLAGS))
-    static let references = IPSetAttribute(type: cValue(IPSET_ATTR_REFERENCES))
-    static let elements = IPSetAttribute(type: cValue(IPSET_ATTR_ELEMENTS))
+    static var ip: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_IP)) }
+    static var cidr: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_CIDR)) }
+    static var comment: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_COMMENT)) }
+    static var cadtFlags: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_CADT_FLAGS)) }
+    static var references: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_REFERENCES)) }
+    static var elements: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_ELEMENTS)) }
     // Inside IP:
-    static let ipv4 = IPSetAttribute(type: cValue(IPSET_ATTR_IPADDR_IPV4))
-    static let ipv6 = IPSetAttribute(type: cValue(IPSET_ATTR_IPADDR_IPV6))
+    static var ipv4: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_IPADDR_IPV4)) }
+    static var ipv6: IPSetAttribute { IPSetAttribute(type: cValue(IPSET_ATTR_IPADDR_IPV6)) }
 }
 
 /// An ipset command (`IPSET_CMD_*`), the ones randsnat sends.
 struct IPSetCommand: Equatable {
     let value: UInt8
     init(_ command: ipset_cmd) { value = UInt8(command.rawValue) }
-    static let type = IPSetCommand(IPSET_CMD_TYPE)
-    static let create = IPSetCommand(IPSET_CMD_CREATE)
-    static let destroy = IPSetCommand(IPSET_CMD_DESTROY)
-    static let list = IPSetCommand(IPSET_CMD_LIST)
-    static let add = IPSetCommand(IPSET_CMD_ADD)
-    static let delete = IPSetCommand(IPSET_CMD_DEL)
+    static var type: IPSetCommand { IPSetCommand(IPSET_CMD_TYPE) }
+    static var create: IPSetCommand { IPSetCommand(IPSET_CMD_CREATE) }
+    static var destroy: IPSetCommand { IPSetCommand(IPSET_CMD_DESTROY) }
+    static var list: IPSetCommand { IPSetCommand(IPSET_CMD_LIST) }
+    static var add: IPSetCommand { IPSetCommand(IPSET_CMD_ADD) }
+    static var delete: IPSetCommand { IPSetCommand(IPSET_CMD_DEL) }
 }
 
 extension NetfilterMessageType {
@@ -53,18 +53,18 @@ enum IPSetProtocol {
     /// The `nfgenmsg` family of a request about one family's sets.
     static func nfproto(_ family: Family) -> UInt8 { UInt8(family == .ipv4 ? NFPROTO_IPV4 : NFPROTO_IPV6) }
     /// The `nfgenmsg` family of a request about sets of any family.
-    static let unspecifiedFamily = UInt8(NFPROTO_UNSPEC)
+    static var unspecifiedFamily: UInt8 { UInt8(NFPROTO_UNSPEC) }
 
     /// `IPSET_FLAG_*` (top-level FLAGS and the DATA nest's CADT_FLAGS).
     enum Flag {
         /// Accept an existing set or member (`-exist`).
-        static let exist = UInt32(IPSET_FLAG_EXIST.rawValue)
+        static var exist: UInt32 { UInt32(IPSET_FLAG_EXIST.rawValue) }
         /// The set keeps a comment per member.
-        static let withComment = UInt32(IPSET_FLAG_WITH_COMMENT.rawValue)
+        static var withComment: UInt32 { UInt32(IPSET_FLAG_WITH_COMMENT.rawValue) }
         /// A listing of the header only.
-        static let listHeader = UInt32(IPSET_FLAG_LIST_HEADER.rawValue)
+        static var listHeader: UInt32 { UInt32(IPSET_FLAG_LIST_HEADER.rawValue) }
         /// A listing of the names only.
-        static let listSetName = UInt32(IPSET_FLAG_LIST_SETNAME.rawValue)
+        static var listSetName: UInt32 { UInt32(IPSET_FLAG_LIST_SETNAME.rawValue) }
     }
 }
 

@@ -1,4 +1,4 @@
-internal import CNetfilter
+internal import CNetfilterUAPI
 internal import Glibc
 import Netlink
 import RandSNATCore

@@ -1,5 +1,5 @@
 internal import CNFTables
-internal import CNetfilter
+internal import CNetfilterUAPI
 internal import Glibc
 import RandSNATCore
 
