@@ -4,8 +4,11 @@ import PackageDescription
 // Layers (imports point one way): randsnat → Netfilter, Netlink → RandSNATCore → CNI.
 // randsnat-agent → AgentCore (the reconcile loop, also behind `randsnat agent`), Metrics, Netfilter, Netlink → RandSNATCore; only the agent links SwiftNIO, so the
 // per-pod binary (exec'd per pod, size and start-up measured) carries no HTTP server.
-// The C modules hold headers only: CNetfilter (libiptc) and CNFTables (libnftnl, libmnl) are imported by
-// Netfilter, CNetlink by Netlink.
+// The C modules hold headers only, each imported `internal` (no C type in a public signature):
+// CNetfilter (libiptc) by IPTCTable alone; CNetfilterUAPI (the kernel's netfilter headers) by the
+// xtables codec, the nf_tables files and one protocol-numbers file each for ipset and ctnetlink;
+// CNFTables (libnftnl, libmnl) by NFTBatch;
+// CNetlink by Netlink and Installer; Glibc internal everywhere.
 let package = Package(
     name: "randsnat",
     platforms: [.macOS(.v15)],
@@ -26,6 +29,8 @@ let package = Package(
             pkgConfig: "libiptc",
             providers: [.apt(["libiptc-dev", "libxtables-dev", "linux-libc-dev"])]
         ),
+        // The kernel's netfilter UAPI headers only (no library): xtables structs, ipset, ctnetlink, nf_tables.
+        .systemLibrary(name: "CNetfilterUAPI"),
         .systemLibrary(
             name: "CNFTables",
             pkgConfig: "libnftnl",
@@ -33,7 +38,7 @@ let package = Package(
         ),
         .systemLibrary(name: "CNetlink"),
         .target(name: "Netlink", dependencies: ["RandSNATCore", "CNetlink", "SystemCalls"]),
-        .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "CNFTables", "Netlink", "SystemCalls"]),
+        .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "CNetfilterUAPI", "CNFTables", "Netlink", "SystemCalls"]),
         .target(name: "Installer", dependencies: ["CNI", "RandSNATCore", "CNetlink", "SystemCalls"]),
         .target(name: "Metrics", dependencies: ["RandSNATCore"]),
         // The agent's reconcile loop, linked by both executables (no NIO: the per-pod binary links it).
@@ -45,9 +50,12 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
+        // The agent that kills itself mid-move, for one integration test (Tests/AgentFault/main.swift):
+        // built with the rest, not a product; the shipped binaries read no fault switch.
+        .executableTarget(name: "randsnat-agent-fault", dependencies: ["AgentCore"], path: "Tests/AgentFault"),
         .testTarget(name: "CNITests", dependencies: ["CNI"]),
         .testTarget(name: "RandSNATCoreTests", dependencies: ["RandSNATCore", "CNI"]),
-        .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Netlink", "RandSNATCore"]),
+        .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Netlink", "RandSNATCore", "SystemCalls"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "CNetlink", "RandSNATCore"]),
         .testTarget(name: "InstallerTests", dependencies: ["Installer", "CNI"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "RandSNATCore"]),

@@ -1,4 +1,4 @@
-import Glibc
+internal import Glibc
 import Installer
 import Netfilter
 import Netlink
@@ -75,23 +75,24 @@ public enum AgentLoop {
         return options
     }
 
-    /// - Parameter faultMidMove: RANDSNAT_AGENT_FAULT=mid-move: the agent kills itself (SIGKILL) when a
-    ///   move's new members are in and the old ones not yet out (tests).
+    /// - Parameter midMove: called when a move's new members are in and the old ones not yet out
+    ///   (the shipped binaries pass nothing; the integration tests' fault agent, Tests/AgentFault,
+    ///   kills itself there).
     /// - Parameter afterPass: called after each pass (the metrics endpoint's state).
     /// - Parameter command: the name the usage text shows.
     public static func run(_ arguments: [String], command: String = "randsnat-agent", plugin: SNATPlugin, records: any RecordStore,
-                           runDirectory: String, faultMidMove: Bool = false, afterPass: (Pass) -> Void = { _ in }) -> Int32 {
+                           runDirectory: String, midMove: @escaping () -> Void = {}, afterPass: (Pass) -> Void = { _ in }) -> Int32 {
         guard let options = parse(arguments) else {
             log(usage(command: command))
             return 2
         }
-        return run(options, plugin: plugin, records: records, runDirectory: runDirectory, faultMidMove: faultMidMove, afterPass: afterPass)
+        return run(options, plugin: plugin, records: records, runDirectory: runDirectory, midMove: midMove, afterPass: afterPass)
     }
 
     /// - Parameter pluginBinary: what `--install` copies to the node (the per-pod binary).
     public static func run(_ options: Options, plugin: SNATPlugin, records: any RecordStore, runDirectory: String,
                            pluginBinary: String = "/proc/self/exe",
-                           faultMidMove: Bool = false, afterPass: (Pass) -> Void = { _ in }) -> Int32 {
+                           midMove: @escaping () -> Void = {}, afterPass: (Pass) -> Void = { _ in }) -> Int32 {
         let heartbeat = runDirectory + "/agent.pass"
         if options.alive {
             var info = stat()
@@ -128,7 +129,7 @@ public enum AgentLoop {
         // The running agent trusts the member counts it verified while nf_tables reports no deletion
         // in randsnat's table; `--once` checks everything.
         let memory = wakeups.map { ReconcileMemory(notified: $0.watchesNFTables ? [.nftables] : []) }
-        let pass = AgentPass(plugin: plugin, records: records, memory: memory, midMove: faultMidMove ? { _ = kill(getpid(), SIGKILL) } : {})
+        let pass = AgentPass(plugin: plugin, records: records, memory: memory, midMove: midMove)
         var periods = 0
         if let wakeups {
             log("randsnat agent: watching \(configDirectory)" + (wakeups.watchesNFTables ? " and nf_tables changes" : " (nf_tables notifications unavailable)")

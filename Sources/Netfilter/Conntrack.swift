@@ -1,54 +1,6 @@
-internal import CNetfilter
-import Glibc
 import Netlink
 import RandSNATCore
-
-/// `CTA_*` (linux/netfilter/nfnetlink_conntrack.h), from the C header once; each nest has its own
-/// numbering (tuple, tuple IP, tuple protocol, filter), so each is a type of its own.
-struct ConntrackAttribute: NetlinkAttributeName {
-    let type: UInt16
-    static let originalTuple = ConntrackAttribute(type: cValue(CTA_TUPLE_ORIG))
-    static let replyTuple = ConntrackAttribute(type: cValue(CTA_TUPLE_REPLY))
-    static let status = ConntrackAttribute(type: cValue(CTA_STATUS))
-    static let id = ConntrackAttribute(type: cValue(CTA_ID))
-    static let filter = ConntrackAttribute(type: cValue(CTA_FILTER))
-
-    /// Inside a tuple: `CTA_TUPLE_*`.
-    struct Tuple: NetlinkAttributeName {
-        let type: UInt16
-        static let ip = Tuple(type: cValue(CTA_TUPLE_IP))
-        static let proto = Tuple(type: cValue(CTA_TUPLE_PROTO))
-    }
-
-    /// Inside a tuple's IP: `CTA_IP_*`.
-    struct IP: NetlinkAttributeName {
-        let type: UInt16
-        static let v4Source = IP(type: cValue(CTA_IP_V4_SRC))
-        static let v4Destination = IP(type: cValue(CTA_IP_V4_DST))
-        static let v6Source = IP(type: cValue(CTA_IP_V6_SRC))
-        static let v6Destination = IP(type: cValue(CTA_IP_V6_DST))
-        static func source(_ family: Family) -> IP { family == .ipv4 ? v4Source : v6Source }
-        static func destination(_ family: Family) -> IP { family == .ipv4 ? v4Destination : v6Destination }
-    }
-
-    /// Inside a tuple's protocol: `CTA_PROTO_*`.
-    struct Proto: NetlinkAttributeName {
-        let type: UInt16
-        static let number = Proto(type: cValue(CTA_PROTO_NUM))
-        static let destinationPort = Proto(type: cValue(CTA_PROTO_DST_PORT))
-    }
-
-    /// Inside the filter: `CTA_FILTER_*`.
-    struct Filter: NetlinkAttributeName {
-        let type: UInt16
-        static let originalFlags = Filter(type: cValue(CTA_FILTER_ORIG_FLAGS))
-    }
-}
-
-extension NetfilterMessageType {
-    /// A ctnetlink command (`IPCTNL_MSG_CT_*`).
-    static func ctnetlink(_ command: cntl_msg_types) -> NetfilterMessageType { NetfilterMessageType(.ctnetlink, command) }
-}
+import SystemCalls
 
 /// Conntrack entries through ctnetlink, in process (no exec of `conntrack`).
 /// How DEL deletes a departed pod's conntrack flows.
@@ -56,7 +8,7 @@ public enum FlowCleanup: Sendable {
     /// One filtered flush where the kernel has it, else `dumpAndDelete`.
     case flush
     /// Always list the pod's entries and delete them one by one: what a kernel without filtered
-    /// flushes gets (`RANDSNAT_CONNTRACK_CLEANUP=dump` forces it, so the tests reach this path too).
+    /// flushes gets (Tests/NetfilterTests' ConntrackKernelTests run it against the kernel).
     case dumpAndDelete
 }
 
@@ -82,22 +34,22 @@ struct Conntrack {
 
     let socket: NetlinkSocket
 
-    /// IPS_SRC_NAT in an entry's CTA_STATUS (the kernel's enum ip_conntrack_status, bit 4).
-    static let sourceNATBit: UInt32 = 1 << 4
+    /// IPS_SRC_NAT in an entry's CTA_STATUS.
+    static var sourceNATBit: UInt32 { CtnetlinkProtocol.sourceNATBit }
 
     private func exchange(_ message: NetlinkRequest, _ operation: String, _ object: String) throws(NetfilterError) -> [NetlinkReply] {
         try socket.netfilterExchange(message, operation: operation, object: object)
     }
 
-    private func request(_ command: cntl_msg_types, flags: NetlinkFlags = [.request, .ack], family: Family, version: UInt8 = 0) -> NetlinkRequest {
+    private func request(_ command: ConntrackCommand, flags: NetlinkFlags = [.request, .ack], family: Family, version: UInt8 = 0) -> NetlinkRequest {
         NetlinkRequest(.ctnetlink(command), flags: flags, sequence: socket.nextSequence(),
-                       header: NetfilterHeader(family: UInt8(family == .ipv4 ? AF_INET : AF_INET6), version: version))
+                       header: NetfilterHeader(family: CtnetlinkProtocol.family(family), version: version))
     }
 
     /// The entries of `family`; with `originalSource`, only those whose original source it is (the
     /// kernel filters the dump where it can, and randsnat checks again).
     func entries(_ family: Family, originalSource: IPAddress? = nil) throws(NetfilterError) -> [Entry] {
-        var message = request(IPCTNL_MSG_CT_GET, flags: [.request, .ack, .dump], family: family)
+        var message = request(.get, flags: [.request, .ack, .dump], family: family)
         if let source = originalSource { Self.addSourceFilter(&message, source) }
         let replies = try exchange(message, "listing conntrack entries", originalSource.map { "from \($0)" } ?? "of \(family)")
         var entries: [Entry] = []
@@ -139,12 +91,12 @@ struct Conntrack {
 
     /// Deletes one entry; one that is gone already counts as deleted.
     func delete(_ entry: Entry) throws(NetfilterError) {
-        var message = request(IPCTNL_MSG_CT_DELETE, family: entry.family)
+        var message = request(.delete, family: entry.family)
         message.add(ConntrackAttribute.originalTuple, entry.originalTuple, flags: NetlinkAttribute.nestedFlag)
         if let id = entry.id { message.addBE32(ConntrackAttribute.id, id) }
         do {
             _ = try exchange(message, "deleting conntrack entry", "\(entry.originalSource) → \(entry.originalDestination)")
-        } catch NetfilterError.netlink(_, _, let code, _) where code == ENOENT {
+        } catch NetfilterError.netlink(_, _, let code, _) where code == Errno.notFound.code {
         }
     }
 
@@ -160,7 +112,7 @@ struct Conntrack {
         if cleanup == .flush {
             do {
                 return try flush(originalSource: address)
-            } catch NetfilterError.netlink(_, _, let code, _) where code == EINVAL || code == EOPNOTSUPP {
+            } catch NetfilterError.netlink(_, _, let code, _) where CtnetlinkProtocol.refusesFilteredFlush(code) {
             }
         }
         for entry in try entries(address.family, originalSource: address) { try delete(entry) }
@@ -169,7 +121,7 @@ struct Conntrack {
     /// Deletes, in the kernel, every entry of the address's family whose original source it is.
     func flush(originalSource address: IPAddress) throws(NetfilterError) {
         // nfgenmsg version 1: the flush keeps to `family` (version 0 would mean every family).
-        var message = request(IPCTNL_MSG_CT_DELETE, family: address.family, version: 1)
+        var message = request(.delete, family: address.family, version: 1)
         Self.addSourceFilter(&message, address)
         _ = try exchange(message, "flushing conntrack entries", "from \(address)")
     }
@@ -180,7 +132,7 @@ struct Conntrack {
             tuple.nested(ConntrackAttribute.Tuple.ip) { $0.add(ConntrackAttribute.IP.source(source.family), source.bytes) }
         }
         message.nested(ConntrackAttribute.filter) {
-            $0.addU32(ConntrackAttribute.Filter.originalFlags, 1)  // the kernel's CTA_FILTER_F_CTA_IP_SRC
+            $0.addU32(ConntrackAttribute.Filter.originalFlags, CtnetlinkProtocol.filterOriginalSourceAddress)
         }
     }
 }

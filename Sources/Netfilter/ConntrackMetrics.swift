@@ -1,5 +1,3 @@
-internal import CNetfilter
-import Glibc
 import Netlink
 import RandSNATCore
 
@@ -13,16 +11,8 @@ public struct ConntrackMetricsReader {
         socket = try NetlinkSocket.netfilterSocket()
     }
 
-    private static func type(_ command: UInt32) -> UInt16 { UInt16(NFNL_SUBSYS_CTNETLINK << 8) | UInt16(command) }
-
     /// The kernel's per-CPU counter attributes (CTA_STATS_*) by the names randsnat uses.
-    static let counterAttributes: [UInt16: String] = [
-        UInt16(CTA_STATS_FOUND.rawValue): "found", UInt16(CTA_STATS_INVALID.rawValue): "invalid",
-        UInt16(CTA_STATS_INSERT.rawValue): "insert", UInt16(CTA_STATS_INSERT_FAILED.rawValue): "insert_failed",
-        UInt16(CTA_STATS_DROP.rawValue): "drop", UInt16(CTA_STATS_EARLY_DROP.rawValue): "early_drop",
-        UInt16(CTA_STATS_ERROR.rawValue): "error", UInt16(CTA_STATS_SEARCH_RESTART.rawValue): "search_restart",
-        UInt16(CTA_STATS_CLASH_RESOLVE.rawValue): "clash_resolve", UInt16(CTA_STATS_CHAIN_TOOLONG.rawValue): "chain_toolong",
-    ]
+    static var counterAttributes: [UInt16: String] { ConntrackAttribute.Statistics.counterNames }
 
     /// Sums the per-CPU messages of IPCTNL_MSG_CT_GET_STATS_CPU (each CTA_STATS_* a big-endian u32).
     static func sumCounters(_ replies: [NetlinkReply]) -> [String: UInt64] {
@@ -40,17 +30,17 @@ public struct ConntrackMetricsReader {
     public func statistics() -> (ConntrackStatistics?, String?) {
         do {
             let perCPU = try socket.netfilterExchange(
-                NetlinkRequest(type: Self.type(IPCTNL_MSG_CT_GET_STATS_CPU.rawValue), flags: UInt16(NLM_F_REQUEST | NLM_F_DUMP),
-                               sequence: socket.nextSequence(), family: UInt8(AF_UNSPEC)),
+                NetlinkRequest(.ctnetlink(.getStatisticsPerCPU), flags: [.request, .dump], sequence: socket.nextSequence(),
+                               header: NetfilterHeader(family: CtnetlinkProtocol.anyFamily)),
                 operation: "reading conntrack statistics (IPCTNL_MSG_CT_GET_STATS_CPU)", object: "of this network namespace")
             let global = try socket.netfilterExchange(
-                NetlinkRequest(type: Self.type(IPCTNL_MSG_CT_GET_STATS.rawValue), flags: UInt16(NLM_F_REQUEST | NLM_F_ACK),
-                               sequence: socket.nextSequence(), family: UInt8(AF_UNSPEC)),
+                NetlinkRequest(.ctnetlink(.getStatistics), flags: [.request, .ack], sequence: socket.nextSequence(),
+                               header: NetfilterHeader(family: CtnetlinkProtocol.anyFamily)),
                 operation: "reading the conntrack table's size (IPCTNL_MSG_CT_GET_STATS)", object: "of this network namespace")
             let attributes = global.first?.nfAttributes ?? []
             return (ConntrackStatistics(counters: Self.sumCounters(perCPU),
-                                        entries: attributes[type: UInt16(CTA_STATS_GLOBAL_ENTRIES.rawValue)]?.be32.map(UInt64.init),
-                                        maxEntries: attributes[type: UInt16(CTA_STATS_GLOBAL_MAX_ENTRIES.rawValue)]?.be32.map(UInt64.init),
+                                        entries: attributes[ConntrackAttribute.Statistics.globalEntries]?.be32.map(UInt64.init),
+                                        maxEntries: attributes[ConntrackAttribute.Statistics.globalMaxEntries]?.be32.map(UInt64.init),
                                         source: .netlink), nil)
         } catch {
             let netlinkFailure = "\(error)"
@@ -67,10 +57,10 @@ public struct ConntrackMetricsReader {
     /// (CTA_STATUS/CTA_STATUS_MASK; a kernel without the filter sends all and `parseSNAT` skips the
     /// rest). Calls `each` per SNATed entry; returns how many entries came back.
     public func scanSNAT(_ each: (SNATDestination) -> Void) throws(NetfilterError) -> Int {
-        var request = NetlinkRequest(type: Self.type(IPCTNL_MSG_CT_GET.rawValue), flags: UInt16(NLM_F_REQUEST | NLM_F_DUMP),
-                                     sequence: socket.nextSequence(), family: UInt8(AF_UNSPEC))
-        request.addBE32(UInt16(CTA_STATUS.rawValue), Self.sourceNATBit)
-        request.addBE32(UInt16(CTA_STATUS_MASK.rawValue), Self.sourceNATBit)
+        var request = NetlinkRequest(.ctnetlink(.get), flags: [.request, .dump], sequence: socket.nextSequence(),
+                                     header: NetfilterHeader(family: CtnetlinkProtocol.anyFamily))
+        request.addBE32(ConntrackAttribute.status, Self.sourceNATBit)
+        request.addBE32(ConntrackAttribute.statusMask, Self.sourceNATBit)
         var entries = 0
         do {
             try socket.dump(request, operation: "dumping conntrack entries", object: "of this network namespace") { body in
@@ -90,38 +80,39 @@ public struct ConntrackMetricsReader {
     /// entry whose source was not NATed or that lacks a part.
     static func parseSNAT(_ body: UnsafeRawBufferPointer) -> SNATDestination? {
         guard body.count >= 4 else { return nil }
-        let family: Family
-        switch Int32(body[0]) {
-        case AF_INET: family = .ipv4
-        case AF_INET6: family = .ipv6
-        default: return nil
-        }
+        guard let family = CtnetlinkProtocol.family(of: body[0]) else { return nil }
+        // The attribute numbers, read once per entry (not once per attribute).
+        let statusType = ConntrackAttribute.status.type, originalType = ConntrackAttribute.originalTuple.type
+        let replyType = ConntrackAttribute.replyTuple.type, ipType = ConntrackAttribute.Tuple.ip.type
+        let protoType = ConntrackAttribute.Tuple.proto.type, numberType = ConntrackAttribute.Proto.number.type
+        let portType = ConntrackAttribute.Proto.destinationPort.type
+        let v4Destination = ConntrackAttribute.IP.v4Destination.type, v6Destination = ConntrackAttribute.IP.v6Destination.type
         var status: UInt32?
         var destination: (UInt64, UInt64)?, port: UInt16?, proto: UInt8?, snat: (UInt64, UInt64)?
         forEachAttribute(body, from: 4, to: body.count) { type, start, end in
             switch type {
-            case UInt16(CTA_STATUS.rawValue) where end - start >= 4:
+            case statusType where end - start >= 4:
                 status = bigEndian32(body, start)
-            case UInt16(CTA_TUPLE_ORIG.rawValue):
+            case originalType:
                 forEachAttribute(body, from: start, to: end) { inner, innerStart, innerEnd in
-                    if inner == UInt16(CTA_TUPLE_IP.rawValue) {
+                    if inner == ipType {
                         forEachAttribute(body, from: innerStart, to: innerEnd) { ip, ipStart, ipEnd in
-                            if ip == UInt16(CTA_IP_V4_DST.rawValue) || ip == UInt16(CTA_IP_V6_DST.rawValue) { destination = words(body, ipStart, ipEnd) }
+                            if ip == v4Destination || ip == v6Destination { destination = words(body, ipStart, ipEnd) }
                         }
-                    } else if inner == UInt16(CTA_TUPLE_PROTO.rawValue) {
+                    } else if inner == protoType {
                         forEachAttribute(body, from: innerStart, to: innerEnd) { field, fieldStart, fieldEnd in
-                            if field == UInt16(CTA_PROTO_NUM.rawValue), fieldEnd > fieldStart { proto = body[fieldStart] }
-                            if field == UInt16(CTA_PROTO_DST_PORT.rawValue), fieldEnd - fieldStart >= 2 {
+                            if field == numberType, fieldEnd > fieldStart { proto = body[fieldStart] }
+                            if field == portType, fieldEnd - fieldStart >= 2 {
                                 port = UInt16(body[fieldStart]) << 8 | UInt16(body[fieldStart + 1])
                             }
                         }
                     }
                 }
-            case UInt16(CTA_TUPLE_REPLY.rawValue):
+            case replyType:
                 forEachAttribute(body, from: start, to: end) { inner, innerStart, innerEnd in
-                    guard inner == UInt16(CTA_TUPLE_IP.rawValue) else { return }
+                    guard inner == ipType else { return }
                     forEachAttribute(body, from: innerStart, to: innerEnd) { ip, ipStart, ipEnd in
-                        if ip == UInt16(CTA_IP_V4_DST.rawValue) || ip == UInt16(CTA_IP_V6_DST.rawValue) { snat = words(body, ipStart, ipEnd) }
+                        if ip == v4Destination || ip == v6Destination { snat = words(body, ipStart, ipEnd) }
                     }
                 }
             default: break

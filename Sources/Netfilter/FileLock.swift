@@ -1,4 +1,3 @@
-import Glibc
 import RandSNATCore
 import SystemCalls
 
@@ -50,23 +49,18 @@ public struct FileLock {
         defer { fd.close() }  // closing drops the flock
         let deadline = Self.now() + timeoutSeconds
         var pause: UInt32 = 1_000
-        while flock(fd.rawValue, LOCK_EX | LOCK_NB) != 0 {
-            let failure = Errno.current
-            guard failure == .wouldBlock || failure == .interrupted else {
-                throw NetfilterError.lockUnusable(path: path, reason: failure.description)
-            }
+        while true {
+            let held: Bool
+            do { held = try fd.tryLockExclusive() } catch { throw NetfilterError.lockUnusable(path: path, reason: error.description) }
+            if held { break }
             guard Self.now() < deadline else { throw NetfilterError.lockTimeout(path: path, waitedSeconds: timeoutSeconds) }
-            usleep(pause)
+            ThisProcess.sleep(microseconds: pause)
             pause = min(pause * 2, 20_000)
         }
         return try body()
     }
 
-    static func now() -> Double {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
-    }
+    static func now() -> Double { ThisProcess.monotonicSeconds() }
 }
 
 /// randsnat's lock per network: `/run/randsnat/<network hash>.lock`.

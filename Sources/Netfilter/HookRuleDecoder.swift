@@ -1,4 +1,4 @@
-internal import CNetfilter
+internal import CNetfilterUAPI
 import Netlink
 import RandSNATCore
 

@@ -1,5 +1,5 @@
 internal import CNetfilter
-import Glibc
+internal import Glibc
 import RandSNATCore
 import SystemCalls
 

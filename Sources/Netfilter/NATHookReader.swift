@@ -1,5 +1,5 @@
-internal import CNetfilter
-import Glibc
+internal import CNetfilterUAPI
+internal import Glibc
 import Netlink
 import RandSNATCore
 

@@ -1,6 +1,6 @@
-import CNFTables
-internal import CNetfilter
-import Glibc
+internal import CNFTables
+internal import CNetfilterUAPI
+internal import Glibc
 import RandSNATCore
 
 /// One nf_tables transaction, built with libnftnl and sent with libmnl: the kernel applies all of its

@@ -9,7 +9,7 @@ extension NodeInspector {
     func podTimestamps() -> [NodeFacts.PodTimestamps] {
         // A cache that is missing or cannot be listed has no pods to tell about.
         guard let listed = try? Files.names(in: cniCache) else { return [] }
-        let names = (listed ?? []).filter { !$0.hasPrefix(".") }
+        let names = listed.filter { !$0.hasPrefix(".") }
         struct Tally { var configured: Int?; var byValue: [Int: Int] = [:]; var retransmits: UInt64 = 0; var unreadable = 0 }
         var networks: [String: Tally] = [:]
         let reader = PodNamespaceReader()

@@ -1,4 +1,3 @@
-import Glibc
 import RandSNATCore
 import SystemCalls
 
@@ -35,7 +34,7 @@ public struct RecordFiles: RecordStore {
                 try Files.makeDirectory(directory + part, permissions: 0o700)
             }
             let file = path(record.attachment)
-            try Files.replace(file, with: record.encode(), permissions: 0o600, temp: file + ".tmp\(getpid())", durable: false)
+            try Files.replace(file, with: record.encode(), permissions: 0o600, temp: file + ".tmp\(ThisProcess.id)", durable: false)
         } catch {
             throw RecordFileError(error)
         }
@@ -129,10 +128,9 @@ public final class CachedRecordFiles: RecordStore {
         if let cached = cache[id.hash], cached.modified == modified {
             return (cached.records, cached.problems)
         }
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
+        let now = ThisProcess.realTimeNanoseconds()
         let found = try files.records(of: id)
-        let age = Double(Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec) - modified) / 1e9
+        let age = Double(now - modified) / 1e9
         if age > 0.1 { cache[id.hash] = (modified, found.records, found.problems) } else { cache[id.hash] = nil }
         return found
     }

@@ -1,4 +1,4 @@
-internal import CNetfilter
+internal import CNetfilterUAPI
 import RandSNATCore
 
 // The xtables entry codec: `XtablesEntry` to the bytes libiptc takes, and the bytes libiptc (or the

@@ -1,4 +1,4 @@
-internal import CNetfilter
+internal import CNetfilterUAPI
 import RandSNATCore
 
 // The xtables codec's extensions: each match's and target's data as the kernel struct it is

@@ -88,14 +88,14 @@ public final class NetlinkSocket {
         }
     }
 
-    /// A socket of the netlink protocol numbered `family` (`NetlinkSocket.netfilter`, `.route`): the
-    /// first version's spelling, kept for callers not yet on `NetlinkProtocol`.
-    public convenience init(family: Int32) throws(NetlinkError) {
-        try self.init(NetlinkProtocol(rawValue: family))
+    /// A socket of `family` (`NetlinkSocket.netfilter`, `.route`): the first version's spelling,
+    /// kept for callers not yet on `init(_:)`; typed, so no C protocol number crosses the API.
+    public convenience init(family: NetlinkProtocol) throws(NetlinkError) {
+        try self.init(family)
     }
 
-    public static var netfilter: Int32 { NetlinkProtocol.netfilter.rawValue }
-    public static var route: Int32 { NetlinkProtocol.route.rawValue }
+    public static var netfilter: NetlinkProtocol { .netfilter }
+    public static var route: NetlinkProtocol { .route }
 
     /// A connection over `transport` (a fake kernel in unit tests).
     package init(transport: any NetlinkTransport, firstSequence: UInt32 = UInt32(truncatingIfNeeded: time(nil))) {

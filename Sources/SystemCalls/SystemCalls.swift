@@ -1,4 +1,4 @@
-import Glibc
+internal import Glibc
 
 // The one place randsnat calls the C library for files and descriptors: errno with its name, EINTR
 // retried, reads to the end, writes of everything, atomic file replacement. Every other module uses
@@ -156,6 +156,40 @@ public struct FileDescriptor: Hashable, Sendable {
     public func close() {
         _ = Glibc.close(rawValue)
     }
+
+    /// Takes an exclusive `flock` without waiting: false when another holder has it (or a signal
+    /// interrupted the call: the caller's wait loop asks again).
+    public func tryLockExclusive() throws(Errno) -> Bool {
+        if flock(rawValue, LOCK_EX | LOCK_NB) == 0 { return true }
+        let failure = Errno.current
+        guard failure == .wouldBlock || failure == .interrupted else { throw failure }
+        return false
+    }
+}
+
+/// The process's clock, sleep and identity, for the layers above that import no C module.
+public enum ThisProcess {
+    /// Seconds on the monotonic clock (for deadlines; not a date).
+    public static func monotonicSeconds() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+
+    /// Nanoseconds since the epoch on the real-time clock (the clock of files' modification times).
+    public static func realTimeNanoseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+    }
+
+    /// Sleeps about `microseconds`.
+    public static func sleep(microseconds: UInt32) {
+        _ = usleep(microseconds)
+    }
+
+    /// This process's id (for names that must not collide between processes, such as temp files).
+    public static var id: Int { Int(getpid()) }
 }
 
 /// Files and directories by path.

@@ -1,5 +1,5 @@
 import AgentCore
-import Glibc
+internal import Glibc
 import Metrics
 import Netfilter
 import RandSNATCore

@@ -1,5 +1,5 @@
 import AgentCore
-import Glibc
+internal import Glibc
 import Metrics
 import NIOCore
 import NIOPosix
@@ -32,8 +32,7 @@ if options.reconcile, let loop, loop.alive || loop.once || !options.metrics {
     let environment = readEnvironment()
     let runDirectory = environment["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"
     let (plugin, records) = AgentLoop.makePlugin(environment: environment, runDirectory: runDirectory)
-    exit(AgentLoop.run(loop, plugin: plugin, records: records, runDirectory: runDirectory, pluginBinary: pluginBinary(),
-                       faultMidMove: environment["RANDSNAT_AGENT_FAULT"] == "mid-move"))
+    exit(AgentLoop.run(loop, plugin: plugin, records: records, runDirectory: runDirectory, pluginBinary: pluginBinary()))
 }
 guard options.metrics else {
     log("randsnat-agent: with --no-reconcile there is nothing to do without --metrics ADDR:PORT")
@@ -88,7 +87,7 @@ let environment = readEnvironment()
 let runDirectory = environment["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"
 let (plugin, records) = AgentLoop.makePlugin(environment: environment, runDirectory: runDirectory)
 exit(AgentLoop.run(loop, plugin: plugin, records: records, runDirectory: runDirectory, pluginBinary: pluginBinary(),
-                   faultMidMove: environment["RANDSNAT_AGENT_FAULT"] == "mid-move", afterPass: collector.record))
+                   afterPass: collector.record))
 
 /// The per-pod binary `--install` copies to the node: `randsnat` in randsnat-agent's own directory
 /// (the image ships both in /usr/local/bin).
@@ -100,7 +99,7 @@ func pluginBinary() -> String {
     return String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]) + "/randsnat"
 }
 
-/// The variables by name (the agent reads RANDSNAT_RUN_DIR, the xtables lock's and the fault's).
+/// The variables by name (the agent reads RANDSNAT_RUN_DIR and the xtables lock's).
 func readEnvironment() -> [String: String] {
     var variables: [String: String] = [:]
     var pointer = environ

@@ -19,7 +19,12 @@ enum ErrorMapping {
         case let error as DelegatedPluginError:
             switch error {
             case .unreadableResult: return CNIError(.decodingFailure, error.description, details: error.details)
-            case .notFound, .failed, .cannotRun: return CNIError(.internal, error.description, details: error.details)
+            case .notFound, .noResult, .failed, .cannotRun: return CNIError(.internal, error.description, details: error.details)
+            }
+        case let error as NetnsRefusal:
+            switch error {
+            case .missing: return CNIError(.invalidEnvironment, error.description, details: error.details)
+            case .ownNamespace: return CNIError(.invalidNetworkNamespace, error.description, details: error.details)
             }
         case let error as NodeNotReady:
             return CNIError(.pluginNotAvailable, "randsnat cannot serve ADD on this node", details: error.description)

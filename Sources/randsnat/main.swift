@@ -8,7 +8,6 @@ import RandSNATCore
 
 // The edge: read env and stdin, build the real adapters, run the verb, print, exit.
 let environment = ProcessEnvironment.read()
-let switches = TestSwitches(environment: environment)
 let arguments = Array(CommandLine.arguments.dropFirst())
 if arguments.first == "install" {
     guard let options = Installer.parse(Array(arguments.dropFirst())) else {
@@ -38,8 +37,7 @@ if agentMode {
     // `randsnat agent` is randsnat-agent's loop without the metrics endpoint (kept for callers of
     // the per-pod binary; the DaemonSet runs randsnat-agent).
     let (agent, records) = AgentLoop.makePlugin(environment: environment, runDirectory: runDirectory)
-    exit(AgentLoop.run(Array(arguments.dropFirst()), command: "randsnat agent", plugin: agent, records: records, runDirectory: runDirectory,
-                       faultMidMove: switches.agentFaultMidMove))
+    exit(AgentLoop.run(Array(arguments.dropFirst()), command: "randsnat agent", plugin: agent, records: records, runDirectory: runDirectory))
 }
 let chained = SNATPlugin(
     makeBackend: makeBackend,

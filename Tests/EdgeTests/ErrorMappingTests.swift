@@ -16,6 +16,10 @@ struct ErrorMappingTests {
 
     static let rows: [Row] = [
         Row(error: CNIError(.invalidNetworkNamespace, "CNI_NETNS=\"/x\""), code: .invalidNetworkNamespace, words: ["/x"]),
+        Row(error: NetnsRefusal.missing(path: "/var/run/netns/gone"), code: .invalidEnvironment,
+            words: ["/var/run/netns/gone", "does not exist", "the runtime must pass"]),
+        Row(error: NetnsRefusal.ownNamespace(path: "/proc/1/ns/net"), code: .invalidNetworkNamespace,
+            words: ["/proc/1/ns/net", "own network namespace", "randsnat changed nothing"]),
         Row(error: ConfigError.wrongType(key: "mtu", expected: "a number", actual: "a string"), code: .decodingFailure, words: ["mtu"]),
         Row(error: ConfigError.unsupported(key: "x", value: .null, reason: "r"), code: .unsupportedField, words: ["x"]),
         Row(error: ConfigError.invalidCIDR(key: "nonMasqueradeCIDRs[2]", value: "10.0.0.0/33"), code: .invalidConfig, words: ["10.0.0.0/33"]),
@@ -25,6 +29,7 @@ struct ErrorMappingTests {
             words: ["not found in CNI_PATH", "/opt/cni/bin", "containernetworking-plugins"]),
         Row(error: DelegatedPluginError.unreadableResult(plugin: "host-local", reason: "at byte 0"), code: .decodingFailure,
             words: ["not JSON", "at byte 0"]),
+        Row(error: DelegatedPluginError.noResult(plugin: "host-local"), code: .internal, words: ["host-local", "printed no result"]),
         Row(error: DelegatedPluginError.failed(plugin: "host-local", verb: "ADD", exitStatus: 2), code: .internal, words: ["exit status 2"]),
         Row(error: DelegatedPluginError.cannotRun(path: "/opt/cni/bin/x", what: "run", reason: "Permission denied (EACCES)"), code: .internal,
             words: ["/opt/cni/bin/x", "EACCES"]),

@@ -1,4 +1,4 @@
-import CNetfilter
+import CNetfilterUAPI
 import Glibc
 import Testing
 @testable import Netfilter

@@ -64,9 +64,10 @@ struct SNATPluginTests {
         _ = try plugin.add(Self.request(.add))   // a pod added before: DEL must not touch it either
         backend.calls = []
         for verb in [Verb.add, .del] {
-            let error = #expect(throws: CNIError.self) { try refusing.dispatch(Self.request(verb)) }
-            #expect(error?.code == .invalidNetworkNamespace, "\(verb)")
-            #expect(error?.msg.contains(#"CNI_NETNS="/ns""#) == true, "\(verb): \(error?.msg ?? "")")
+            // The edge gives it code 8 (Tests/EdgeTests).
+            let error = #expect(throws: NetnsRefusal.self) { try refusing.dispatch(Self.request(verb)) }
+            #expect(error == .ownNamespace(path: "/ns"), "\(verb)")
+            #expect(error?.description.contains(#"CNI_NETNS="/ns""#) == true, "\(verb): \(error?.description ?? "")")
         }
         #expect(backend.calls.isEmpty && nft.calls.isEmpty, "\(backend.calls) \(nft.calls)")
         #expect(try backend.generations(of: NetworkID(network: "net")).flatMap(\.members).count == 2)

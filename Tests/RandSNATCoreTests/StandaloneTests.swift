@@ -235,8 +235,9 @@ struct StandalonePluginTests {
                               log: { _ in }, pathExists: { _ in true }, isOwnNetworkNamespace: { $0 == "/ns" })
         let refusing = RandSNATPlugin(chained: snat, standalone: StandalonePlugin(snat: snat, network: network, ipam: ipam))
         for verb in [Verb.add, .del, .check] {
-            let error = #expect(throws: CNIError.self) { try refusing.dispatch(Self.request(verb, extra: #","prevResult":{"ips":[]}"#)) }
-            #expect(error?.code == .invalidNetworkNamespace, "\(verb)")
+            // The edge gives it code 8 (Tests/EdgeTests).
+            let error = #expect(throws: NetnsRefusal.self) { try refusing.dispatch(Self.request(verb, extra: #","prevResult":{"ips":[]}"#)) }
+            #expect(error == .ownNamespace(path: "/ns"), "\(verb)")
         }
         #expect(network.calls.isEmpty, "no link made or removed: \(network.calls)")
         #expect(ipam.calls.isEmpty, "IPAM not run: \(ipam.calls)")

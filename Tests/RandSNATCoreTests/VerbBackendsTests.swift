@@ -33,6 +33,22 @@ struct VerbBackendsTests {
         #expect(counts().values.allSatisfy { $0 == 1 }, "\(verb): \(builds.kinds)")
     }
 
+    /// DEL whose record names a set that is gone falls back to looking in every backend: the
+    /// record's backend is the one already built, not a second one.
+    @Test func delFallingBackFromItsRecordBuildsEachBackendOnce() throws {
+        let records = FakeRecords()
+        let recording = SNATPlugin(makeBackend: { [backend, nft, builds] kind, _ in
+            builds.kinds.append(kind)
+            return kind == .iptables ? backend : nft
+        }, lock: NoLock(), log: { _ in }, pathExists: { _ in true }, records: records)
+        _ = try recording.add(SNATPluginTests.request(.add))
+        #expect(!records.stored.isEmpty)
+        backend.installed = [:]   // the record's sets removed behind randsnat's back
+        builds.kinds = []
+        try recording.del(SNATPluginTests.request(.del))
+        #expect(counts() == [.iptables: 1, .nftables: 1], "\(builds.kinds)")
+    }
+
     @Test func statusOfANamedBackendBuildsOnlyThatOne() throws {
         try plugin.status(SNATPluginTests.request(.status, ips: nil, extra: #","backend":"nftables""#))
         #expect(builds.kinds == [.nftables])

@@ -179,7 +179,7 @@ test_agent_keeps_the_last_good_config_when_net_d_is_broken() {
     for pod in 1 2; do pod_del "$list" $pod >/dev/null; done
 }
 
-# The agent killed (SIGKILL, RANDSNAT_AGENT_FAULT=mid-move) when a move's new members are in and the
+# The agent killed (SIGKILL, by the test's randsnat-agent-fault) when a move's new members are in and the
 # old ones not yet out: every pod is SNATed meanwhile, and the next pass finishes the move with
 # nothing duplicated and nothing left of the old generation.
 test_agent_killed_mid_move_converges() {
@@ -187,7 +187,10 @@ test_agent_killed_mid_move_converges() {
     for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
     list=$(node_conflist "$T-n" '"nonMasqueradeCIDRs":["198.19.0.0/16"]')
     local once=(ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --once)
-    env RANDSNAT_AGENT_FAULT=mid-move "${once[@]}" 2>>"$WORK/agent.log"
+    # The same pass by the test's agent that kills itself there (Tests/AgentFault; built with swift build).
+    local faulty; faulty="$(dirname "$RANDSNAT_BIN")/randsnat-agent-fault"
+    [ -x "$faulty" ] || fail "test setup: no $faulty (swift build -c release --static-swift-stdlib builds it with randsnat)"
+    ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$faulty" --host-root "$WORK/root" --once 2>>"$WORK/agent.log"
     expect_eq "the agent was killed mid-move" "$?" "137"
     expect_eq "mid-move: both generations" "$(chain_count)" "2"
     expect_eq "mid-move: every pod in both (new first)" "$(member_count)" "6"

@@ -6,6 +6,8 @@ public enum DelegatedPluginError: Error, Equatable, Sendable, CustomStringConver
     case notFound(plugin: String, searchPath: [String])
     /// It exited 0 but printed something that is not JSON.
     case unreadableResult(plugin: String, reason: String)
+    /// It exited 0 but printed nothing where a result was needed (ADD).
+    case noResult(plugin: String)
     /// It failed without printing a CNI error.
     case failed(plugin: String, verb: String, exitStatus: Int32)
     /// randsnat could not start it: what it was doing (making pipes, running `path`) and why.
@@ -17,6 +19,8 @@ public enum DelegatedPluginError: Error, Equatable, Sendable, CustomStringConver
             "IPAM plugin \"\(plugin)\" not found in CNI_PATH (\(searchPath.joined(separator: ":")))"
         case let .unreadableResult(plugin, _):
             "IPAM plugin \"\(plugin)\" printed a result that is not JSON"
+        case let .noResult(plugin):
+            "IPAM plugin \"\(plugin)\" printed no result"
         case let .failed(plugin, verb, exitStatus):
             "IPAM plugin \"\(plugin)\" \(verb) failed with exit status \(exitStatus)"
         case let .cannotRun(path, what, reason):
@@ -29,6 +33,7 @@ public enum DelegatedPluginError: Error, Equatable, Sendable, CustomStringConver
         switch self {
         case .notFound: "install it (Debian: containernetworking-plugins) or fix ipam.type"
         case let .unreadableResult(_, reason): reason
+        case .noResult: "an IPAM plugin's ADD must print its result; check the plugin and its config"
         case .failed, .cannotRun: ""
         }
     }

@@ -11,7 +11,7 @@ extension SNATPlugin {
     /// A pod's subnet stays in the subnet set while its generation has members: telling whether
     /// another member is in the subnet would mean reading every member. The agent removes subnets
     /// that no record's address is in, and the last DEL of a generation removes it whole.
-    func removeRecorded(_ owner: Attachment, config: PluginConfig) throws -> Bool {
+    func removeRecorded(_ owner: Attachment, backends: VerbBackends) throws -> Bool {
         let record: PodRecord
         do {
             guard let found = try records.read(owner) else { return false }
@@ -21,7 +21,7 @@ extension SNATPlugin {
             return false
         }
         let id = NetworkID(network: owner.network)
-        let backend = try makeBackend(record.backend, config)
+        let backend = try backends.backend(record.backend)
         var touched: [ObjectNames] = []
         for (_, names) in record.memberNames where !touched.contains(names) {
             guard try backend.memberCount(of: names, in: id) != nil else { return false }

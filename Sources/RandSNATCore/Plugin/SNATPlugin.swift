@@ -104,8 +104,7 @@ public struct SNATPlugin: CNIPlugin {
 
     func requireNetns(_ request: Request) throws {
         guard pathExists(request.environment.netns) else {
-            throw CNIError(.invalidEnvironment, "CNI_NETNS=\"\(request.environment.netns)\" does not exist",
-                           details: "the runtime must pass the path of the pod's network namespace")
+            throw NetnsRefusal.missing(path: request.environment.netns)
         }
         try refuseOwnNetns(request)
     }
@@ -116,8 +115,7 @@ public struct SNATPlugin: CNIPlugin {
     func refuseOwnNetns(_ request: Request) throws {
         let netns = request.environment.netns
         guard !netns.isEmpty, pathExists(netns), try isOwnNetworkNamespace(netns) else { return }
-        throw CNIError(.invalidNetworkNamespace, "CNI_NETNS=\"\(netns)\" is randsnat's own network namespace, not a pod's",
-                       details: "the runtime must pass the pod's network namespace; randsnat changed nothing")
+        throw NetnsRefusal.ownNamespace(path: netns)
     }
 
     /// Installs the network's objects where needed, adds the pod's members and writes its record,
@@ -259,9 +257,11 @@ public struct SNATPlugin: CNIPlugin {
         let config = (try? PluginConfig.parse(members).config) ?? PluginConfig()
         let id = NetworkID(network: owner.network)
         try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
+            // One set of backends for the whole DEL: the record's backend is not built again by the fallback.
+            let backends = VerbBackends(makeBackend, config: config)
             // The record says where the pod's members are: no dump of the network's members.
-            if try !removeRecorded(owner, config: config) {
-                for (backend, generations) in try holdings(id, config: config) {
+            if try !removeRecorded(owner, backends: backends) {
+                for (backend, generations) in try holdings(id, config: config, backends: backends) {
                     for generation in generations {
                         try removeMembers(of: generation, backend) { owner.owns($0, of: addresses, limit: backend.commentLimit) }
                     }
@@ -276,13 +276,15 @@ public struct SNATPlugin: CNIPlugin {
     /// cannot be read (a kernel without nf_tables, or without ipset on a pure nftables node) holds
     /// nothing, with a line on stderr: its state could not be changed anyway, and a node that lacks
     /// one of them must still run pods.
-    func holdings(_ id: NetworkID, config: PluginConfig) throws -> [(backend: any NATBackend, generations: [InstalledGeneration])] {
-        try holdings(id, config: config) { try $0.generations(of: id) }
+    func holdings(_ id: NetworkID, config: PluginConfig,
+                  backends: VerbBackends? = nil) throws -> [(backend: any NATBackend, generations: [InstalledGeneration])] {
+        try holdings(id, config: config, backends: backends) { try $0.generations(of: id) }
     }
 
-    /// `holdings`, reading each backend with `read`.
-    func holdings<T>(_ id: NetworkID, config: PluginConfig, read: (any NATBackend) throws -> [T]) throws -> [(backend: any NATBackend, generations: [T])] {
-        let backends = VerbBackends(makeBackend, config: config)
+    /// `holdings`, reading each backend with `read` (built through `backends` when the verb has them).
+    func holdings<T>(_ id: NetworkID, config: PluginConfig, backends: VerbBackends? = nil,
+                     read: (any NATBackend) throws -> [T]) throws -> [(backend: any NATBackend, generations: [T])] {
+        let backends = backends ?? VerbBackends(makeBackend, config: config)
         var states: [(backend: any NATBackend, generations: [T])] = []
         for kind in BackendKind.allCases {
             do {

@@ -43,7 +43,7 @@ public struct StandalonePlugin {
             if let running, let ipamType = bridge.ipamType {
                 allocation = try running.wait()
                 allocated = true
-                guard let allocation else { throw CNIError(.internal, "IPAM plugin \"\(ipamType)\" printed no result") }
+                guard let allocation else { throw DelegatedPluginError.noResult(plugin: ipamType) }
                 let parsed = try CNIResult.ipamResult(allocation)
                 plan = try BridgePlanner.plan(bridge, ipam: parsed)
                 ipamDNS = parsed.dns
