@@ -1,4 +1,4 @@
-import CNetfilter
+import CNetfilterUAPI
 import Testing
 @testable import Netfilter
 @testable import Netlink
