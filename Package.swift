@@ -43,7 +43,10 @@ let package = Package(
         .target(name: "Metrics", dependencies: ["RandSNATCore"]),
         // The agent's reconcile loop, linked by both executables (no NIO: the per-pod binary links it).
         .target(name: "AgentCore", dependencies: ["RandSNATCore", "Netfilter", "Netlink", "Installer"]),
-        .executableTarget(name: "randsnat", dependencies: ["CNI", "RandSNATCore", "Netfilter", "Netlink", "Installer", "AgentCore", "SystemCalls"]),
+        // The per-pod binary's edge (env and stdin in, result out, the one error-to-code mapping), a library so
+        // that a test executable runs the same edge with one seam set.
+        .target(name: "PluginMain", dependencies: ["CNI", "RandSNATCore", "Netfilter", "Netlink", "Installer", "AgentCore", "SystemCalls"]),
+        .executableTarget(name: "randsnat", dependencies: ["PluginMain"]),
         .executableTarget(name: "randsnat-agent", dependencies: [
             "AgentCore", "Metrics", "Netfilter", "Netlink", "RandSNATCore",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -53,6 +56,9 @@ let package = Package(
         // The agent that kills itself mid-move, for one integration test (Tests/AgentFault/main.swift):
         // built with the rest, not a product; the shipped binaries read no fault switch.
         .executableTarget(name: "randsnat-agent-fault", dependencies: ["AgentCore"], path: "Tests/AgentFault"),
+        // The per-pod binary with DEL's conntrack cleanup on the path of kernels without filtered flushes, for
+        // the integration test del_forgets_the_pods_flows_by_dump_and_delete (Tests/DumpCleanup/main.swift).
+        .executableTarget(name: "randsnat-dump-cleanup", dependencies: ["PluginMain", "Netfilter"], path: "Tests/DumpCleanup"),
         .testTarget(name: "CNITests", dependencies: ["CNI"]),
         .testTarget(name: "RandSNATCoreTests", dependencies: ["RandSNATCore", "CNI"]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Netlink", "RandSNATCore", "SystemCalls"]),
@@ -61,6 +67,6 @@ let package = Package(
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "RandSNATCore"]),
         .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"]),
         // The edge's error mapping (a table of typed errors and their CNI codes).
-        .testTarget(name: "EdgeTests", dependencies: ["randsnat", "CNI", "RandSNATCore", "Netfilter"]),
+        .testTarget(name: "EdgeTests", dependencies: ["PluginMain", "CNI", "RandSNATCore", "Netfilter"]),
     ]
 )

@@ -8,14 +8,17 @@ public enum Backends {
     /// randsnat's nf_tables table (the agent hears of deletions in it).
     public static let nftablesTable = NFTFamilyPlan.table
 
-    public static func factory(environment: [String: String], runDirectory: String,
+    /// - Parameter flowCleanup: how DEL forgets a pod's flows (`.flush` everywhere but in the test
+    ///   executable that runs DEL on the path of kernels without filtered flushes).
+    public static func factory(environment: [String: String], runDirectory: String, flowCleanup: FlowCleanup = .flush,
                                log: @escaping (String) -> Void) -> (BackendKind, PluginConfig) throws -> any NATBackend {
         return { kind, config in
             switch kind {
             case .iptables:
-                try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds, log: log)
+                try IPTablesBackend(xtablesLock: .xtables(environment: environment), lockTimeoutSeconds: config.lockTimeoutSeconds,
+                                    flowCleanup: flowCleanup, log: log)
             case .nftables:
-                try NFTablesBackend(runDirectory: runDirectory, lockTimeoutSeconds: config.lockTimeoutSeconds, log: log)
+                try NFTablesBackend(runDirectory: runDirectory, lockTimeoutSeconds: config.lockTimeoutSeconds, flowCleanup: flowCleanup, log: log)
             }
         }
     }

@@ -2,7 +2,7 @@ import CNI
 import Netfilter
 @testable import RandSNATCore
 import Testing
-@testable import randsnat
+@testable import PluginMain
 
 /// Every typed error of the lower layers and the CNI code the edge gives it, as one table.
 struct ErrorMappingTests {

@@ -257,11 +257,20 @@ except socket.timeout:
     pod_del "$list" 2 >/dev/null
 }
 
-# The path of kernels whose ctnetlink cannot flush with a filter (before the 2024 patch "netfilter:
-# ctnetlink: support CTA_FILTER for flush"), the pod's entries listed then deleted one by one, is no
-# longer reached here through a switch in the binary: Tests/NetfilterTests/ConntrackKernelTests.swift
-# runs it against this kernel in a private namespace (root), and ConntrackFallbackTests checks that a
-# kernel refusing the filtered flush gets it.
+# The same on the path of kernels whose ctnetlink cannot flush with a filter (before the 2024 patch
+# "netfilter: ctnetlink: support CTA_FILTER for flush"): the pod's entries listed, then deleted one by
+# one. The shipped binary takes that path only on such a kernel, so this test runs the test executable
+# randsnat-dump-cleanup (the same edge, PluginMain, with that cleanup) as the chain's randsnat.
+test_del_forgets_the_pods_flows_by_dump_and_delete() {
+    local variant; variant="$(dirname "$RANDSNAT_BIN")/randsnat-dump-cleanup"
+    expect "the test executable randsnat-dump-cleanup is built beside randsnat" test -x "$variant"
+    mkdir -p "$WORK/dump-cleanup-bin"
+    ln -sf "$variant" "$WORK/dump-cleanup-bin/randsnat"
+    local saved=$CNI_PATH
+    export CNI_PATH="$WORK/dump-cleanup-bin:/usr/lib/cni"
+    test_del_forgets_the_pods_flows
+    export CNI_PATH=$saved
+}
 
 
 # Issue 10 §1: the longest network name randsnat accepts (128 bytes) with 64-hex container ids, as
