@@ -258,9 +258,8 @@ final class XtablesTableSnapshot: XtablesTableView {
         var current: (name: String, head: Int, start: Int, builtin: Bool)?
         var previous: Int?
         var offset = 0
-        var ended = false
+        var ended = false  // by the closing ERROR entry
         while offset < bytes.count {
-            guard !ended else { throw XtablesEntryError(reason: "entries follow the table's closing ERROR entry at \(offset)") }
             guard offset + headerSize <= bytes.count else {
                 throw XtablesEntryError(reason: "the entry at \(offset) needs \(headerSize) bytes; \(bytes.count - offset) are left")
             }
@@ -281,7 +280,10 @@ final class XtablesTableSnapshot: XtablesTableView {
                     chains.append(Chain(name: open.name, head: open.head, start: open.start, end: previous, isBuiltin: false))
                 }
                 let label = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[data]).prefix { $0 != 0 }, as: UTF8.self)
-                if offset + next == bytes.count {
+                if label == "ERROR" {  // the table's end: the last entry
+                    guard offset + next == bytes.count else {
+                        throw XtablesEntryError(reason: "the table's closing ERROR entry at \(offset) is not its last")
+                    }
                     ended = true
                     current = nil
                 } else {
