@@ -265,20 +265,25 @@ final class XtablesTableSnapshot: XtablesTableView {
             }
             let (targetOffset, next) = offsets(bytes, at: offset, family: family)
             guard targetOffset >= headerSize, targetOffset + XtablesEntry.extensionHeaderSize <= next, offset + next <= bytes.count else {
-                throw XtablesEntryError(reason: "the entry at \(offset) has target_offset \(targetOffset) and next_offset \(next); \(bytes.count - offset) bytes are left")
+                throw XtablesEntryError(reason: "the entry at \(offset) has target_offset \(targetOffset) and next_offset \(next); "
+                                        + "\(bytes.count - offset) bytes are left")
             }
             let (name, data, size) = block(bytes, at: offset + targetOffset)
             guard size >= XtablesEntry.extensionHeaderSize, targetOffset + size <= next else {
                 throw XtablesEntryError(reason: "the target of the entry at \(offset) says it has \(size) bytes; \(next - targetOffset) are left")
             }
-            if let builtin = hookAt[offset] {
-                if let open = current, !open.builtin, let previous { chains.append(Chain(name: open.name, head: open.head, start: open.start, end: previous, isBuiltin: false)) }
-                current = (builtin, offset, offset, true)
-            }
-            if name == "ERROR" {  // XT_ERROR_TARGET: a user chain's head, or the table's end
+            // A user chain ends at the entry before the next chain's head (that entry is its RETURN).
+            func closeUserChain() {
                 if let open = current, !open.builtin, let previous {
                     chains.append(Chain(name: open.name, head: open.head, start: open.start, end: previous, isBuiltin: false))
                 }
+            }
+            if let builtin = hookAt[offset] {
+                closeUserChain()
+                current = (builtin, offset, offset, true)
+            }
+            if name == "ERROR" {  // XT_ERROR_TARGET: a user chain's head, or the table's end
+                closeUserChain()
                 let label = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[data]).prefix { $0 != 0 }, as: UTF8.self)
                 if label == "ERROR" {  // the table's end: the last entry
                     guard offset + next == bytes.count else {
