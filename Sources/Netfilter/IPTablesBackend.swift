@@ -220,7 +220,7 @@ public final class IPTablesBackend: NATBackend, MemberSteps {
         }
         guard problems.isEmpty else { return problems }
         let (jump, rules) = try encode(plan)
-        let table = try IPTCTable(family: plan.family)
+        let table = try XtablesTableSnapshot(family: plan.family)  // read only: the kernel's blob, no libiptc cache
         let chain = plan.names.chain
         let tableName = plan.family == .ipv4 ? "iptables" : "ip6tables"
         if !table.chainExists(chain) {

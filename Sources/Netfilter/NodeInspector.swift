@@ -4,7 +4,7 @@ import RandSNATCore
 import SystemCalls
 
 /// Gathers `NodeFacts` for `randsnat doctor` from the calling process's network namespace: conntrack
-/// statistics and entries, the nat rules of iptables-legacy (libiptc) and nf_tables (netlink), and
+/// statistics and entries, the nat rules of iptables-legacy (the kernel's table blob) and nf_tables (netlink), and
 /// randsnat's sets. Reads only.
 public struct NodeInspector {
     let netlink: NetlinkSocket
@@ -37,11 +37,15 @@ public struct NodeInspector {
     public func gather(portUse: Bool = true, knownTimestampOffsets: TimestampOffsets? = nil) -> NodeFacts {
         var facts = counters()
         var jumpComments: [String: String] = [:]
+        // Each legacy table read once, as the kernel's blob (no libiptc cache), for the rule listing,
+        // the foreign count and the shadowing check.
+        var legacy: [XtablesTableSnapshot] = []
         for family in Family.allCases {
             do {
-                let table = try IPTCTable(family: family)
-                facts.legacyNATRules += IPTablesBackend.foreignRuleCount(table)
+                let table = try XtablesTableSnapshot(family: family)
+                facts.legacyNATRules += table.foreignRuleCount
                 facts.rules += legacyRules(table, comments: &jumpComments)
+                legacy.append(table)
             } catch {
                 facts.unreadable.append("\(error)")
             }
@@ -53,23 +57,16 @@ public struct NodeInspector {
         facts.rules += nftRules
         if portUse { facts.portUse = self.portUse() }
         facts.networks = networks(jumpComments)
-        let (earlier, tables, unreadable) = earlierSNAT(facts.networks)
+        let (earlier, tables, unreadable) = earlierSNAT(facts.networks, legacy: legacy)
+        legacy = []
         facts.earlierSNAT = earlier
         facts.unreadable += unreadable.filter { $0.hasPrefix("nf_tables") }  // the legacy tables' are reported above
-        // Each rule as the operator writes it, from the hook tables the shadowing check read.
-        var texts: [String: String] = [:]
-        for table in tables {
-            for (chain, rules) in table.chains {
-                for (index, rule) in rules.enumerated() {
-                    texts["\(table.source)|\(table.table) \(chain)|\(index + 1)"] = rule.text(chain: chain, syntax: table.syntax)
-                }
-            }
-        }
+        // Each SNAT rule as the operator writes it, from the hook tables the shadowing check read.
         facts.rules = facts.rules.map { rule in
             let shadows = earlier.contains { $0.source == rule.source && "\($0.table) \($0.chain)" == rule.chain && $0.position == rule.position }
             return NodeFacts.SNATRule(source: rule.source, chain: rule.chain, position: rule.position, target: rule.target, randomFully: rule.randomFully,
                                       ports: rule.ports, isRandsnat: rule.isRandsnat, shadowsRandsnat: shadows,
-                                      text: texts["\(rule.source)|\(rule.chain)|\(rule.position)"])
+                                      text: Self.text(of: rule, in: tables))
         }
         if let knownTimestampOffsets {
             facts.timestampOffsets = knownTimestampOffsets
@@ -81,8 +78,18 @@ public struct NodeInspector {
         return facts
     }
 
+    /// The text of `rule` (at its chain and position) in the hook table that holds it, if one does.
+    static func text(of rule: NodeFacts.SNATRule, in tables: [NATHookTable]) -> String? {
+        for table in tables where table.source == rule.source {
+            for (chain, rules) in table.chains where "\(table.table) \(chain)" == rule.chain && rule.position >= 1 && rule.position <= rules.count {
+                return rules[rule.position - 1].text(chain: chain, syntax: table.syntax)
+            }
+        }
+        return nil
+    }
+
     /// SNAT/MASQUERADE rules of one legacy nat table, and the comments of randsnat's jumps.
-    func legacyRules(_ table: IPTCTable, comments: inout [String: String]) -> [NodeFacts.SNATRule] {
+    func legacyRules(_ table: any XtablesTableView, comments: inout [String: String]) -> [NodeFacts.SNATRule] {
         let source = table.family == .ipv4 ? "iptables-legacy" : "ip6tables-legacy"
         for rule in table.rules(in: "POSTROUTING") where rule.targetName.hasPrefix(NetworkID.prefix) {
             comments[rule.targetName] = try? rule.entry(table.family).matches.lazy.compactMap { match -> String? in
@@ -103,9 +110,10 @@ public struct NodeInspector {
 
     /// The shadowing check, for each backend randsnat's networks use (or, with none yet, the one
     /// `auto` would pick).
-    func earlierSNAT(_ networks: [NodeFacts.Network]) -> (found: [EarlierSNAT], tables: [NATHookTable], unreadable: [String]) {
+    /// - Parameter legacy: the legacy nat tables, read already.
+    func earlierSNAT(_ networks: [NodeFacts.Network], legacy: [any XtablesTableView]) -> (found: [EarlierSNAT], tables: [NATHookTable], unreadable: [String]) {
         let reader = NATHookReader(netlink: netlink)
-        let (tables, unreadable) = reader.tables()
+        let (tables, unreadable) = reader.tables(legacy: legacy)
         let subnets = reader.podSubnets()
         var backends = BackendKind.allCases.filter { kind in networks.contains { $0.backend == kind } }
         if backends.isEmpty { backends = [NodeNetfilter.detect(netlink)] }

@@ -25,6 +25,8 @@ final class Collector: Sendable {
     /// A reconcile pass's outcome, for the reconcile series.
     func record(_ pass: AgentLoop.Pass) {
         state.withLock { $0.reconcile?.record(pass.report, ended: pass.ended) }
+        // A pass that wrote a legacy table read it whole through libiptc: what it freed goes back to the kernel.
+        Heap.release()
     }
 
     static func now() -> Double {
@@ -68,6 +70,9 @@ final class Collector: Sendable {
                 $0.scanFailures += 1
             }
         }
+        // What the scan freed goes back to the kernel (glibc keeps freed heap otherwise: the RSS stayed
+        // at the scan's peak between scans).
+        Heap.release()
     }
 
     /// The exposition text of the last scan with counters read now.

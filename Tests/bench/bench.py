@@ -250,14 +250,15 @@ def print_residents(label, figures):
           % (label, counts[-1], counts[0], high[0] / low[0], high[1] / low[1], high[2] / low[2], high[3] / low[3]))
 
 
-def agent_figures(pods, backend, foreign=0):
+def agent_figures(pods, backend, foreign=0, memory_only=False):
     """The agent with `pods` pods of one network resident and `foreign` kube-proxy-like nat rules of
     someone else (iptables-legacy-restore on the legacy backend, iptables-nft-restore on nftables): an
     idle pass (`agent --once`: CPU, peak RSS, syscalls by strace), then the DaemonSet's agent
     (randsnat-agent --metrics, as install/ runs it, without --install's net.d writes): its time to move
     every pod after the network's conflist changes (from the file's rename to its log line of the pass),
     to repair a flush, its idle passes (CPU, syscalls of one by strace on its loop's thread), and its
-    RSS sampled every 20 ms throughout, with /metrics scraped."""
+    RSS sampled every 20 ms throughout, with /metrics scraped. `memory_only`: the DaemonSet's agent's
+    RSS and peak (VmHWM) only, without the --once passes and the traces."""
     name = NS + "-agent"
     root = tempfile.mkdtemp(prefix="rsbench-root.")
     # The records on a tmpfs, as /run/randsnat is on a node (here /tmp and /run are ext4, where each
@@ -300,17 +301,19 @@ def agent_figures(pods, backend, foreign=0):
         conflist({})
         subprocess.run(agent + ["--once"], env=env, check=True, stderr=subprocess.DEVNULL)  # settle
         samples = []
-        for _ in range(10):
+        once_runs = 0 if memory_only else 10
+        for _ in range(once_runs):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             subprocess.run(agent + ["--once"], env=env, check=True)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             samples.append((after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000)
-        figures["--once pass CPU ms"] = statistics.median(samples)
-        # (the largest child so far: with foreign rules, their iptables-restore is larger than the agent)
-        figures["--once peak RSS kB (largest child of the bench)"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        trace = subprocess.run(["strace", "-f", "-c", "-o", "/dev/stdout"] + agent + ["--once"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL).stdout.decode()
-        figures["syscalls --once"] = syscall_counts(trace)
+        if not memory_only:
+            figures["--once pass CPU ms"] = statistics.median(samples)
+            # (the largest child so far: with foreign rules, their iptables-restore is larger than the agent)
+            figures["--once peak RSS kB (largest child of the bench)"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            trace = subprocess.run(["strace", "-f", "-c", "-o", "/dev/stdout"] + agent + ["--once"], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL).stdout.decode()
+            figures["syscalls --once"] = syscall_counts(trace)
         log = open(os.path.join(root, "agent.log"), "w+")
         proc = subprocess.Popen(daemon, env=env, stderr=log)
         rss = {"now": 0, "samples": []}
@@ -360,6 +363,13 @@ def agent_figures(pods, backend, foreign=0):
                 wait_log("never", log.tell(), 1.5, "move" if "move" in label else "repair")
             scrape()
             figures["metrics scrape bytes"] = len(scrape())
+
+            if memory_only:
+                status = {line.split(":")[0]: line.split()[1] for line in open("/proc/%d/status" % proc.pid) if line.startswith(("VmRSS", "VmHWM"))}
+                figures["RSS kB max by phase"] = {phase: max(v for p, v in rss["samples"] if p == phase) for phase in {p for p, _ in rss["samples"]}}
+                figures["VmRSS kB at the end"] = int(status["VmRSS"])
+                figures["VmHWM kB (peak RSS of the agent)"] = int(status["VmHWM"])
+                return figures
 
             # Idle passes of the running agent: a file that is no config written in net.d wakes it.
             def cpu_ticks():
@@ -465,7 +475,20 @@ def main():
     parser.add_argument("--residents-runs", type=int, default=40)
     parser.add_argument("--residents-only", action="store_true", help="measure only ADD/DEL with 1 and --residents pods resident")
     parser.add_argument("--agent-only", action="store_true", help="measure only the agent with --residents pods")
+    parser.add_argument("--agent-memory", default=None, metavar="N,N,...",
+                        help="measure only the DaemonSet agent's RSS with --residents pods and each count of foreign nat rules")
     args = parser.parse_args()
+    if args.agent_memory:
+        try:
+            for foreign in [int(n) for n in args.agent_memory.split(",")]:
+                for backend in ("iptables", "nftables"):
+                    figures = agent_figures(args.residents, backend, foreign, memory_only=True)
+                    print("agent memory (%s, %d pods, %d foreign nat rules): VmHWM %d kB, VmRSS at the end %d kB, max by phase %s" % (
+                        backend, args.residents, figures.get("foreign nat rules", 0), figures["VmHWM kB (peak RSS of the agent)"],
+                        figures["VmRSS kB at the end"], figures["RSS kB max by phase"]), flush=True)
+        finally:
+            shutil.rmtree(RUN_DIR, ignore_errors=True)
+        return
     if args.agent_only:
         try:
             for foreign in (0, args.rules):
