@@ -1,4 +1,4 @@
-import Glibc
+internal import Glibc
 
 /// The process's malloc heap (glibc).
 public enum Heap {

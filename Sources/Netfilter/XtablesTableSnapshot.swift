@@ -1,5 +1,5 @@
-internal import CNetfilter
-import Glibc
+internal import CNetfilterUAPI
+internal import Glibc
 import RandSNATCore
 
 /// What the read-only paths read of a legacy nat table (the chains, their rules with libiptc's
