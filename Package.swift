@@ -4,8 +4,8 @@ import PackageDescription
 // Layers (imports point one way): randsnat → Netfilter, Netlink → RandSNATCore → CNI.
 // randsnat-agent → AgentCore (the reconcile loop, also behind `randsnat agent`), Metrics, Netfilter, Netlink → RandSNATCore; only the agent links SwiftNIO, so the
 // per-pod binary (exec'd per pod, size and start-up measured) carries no HTTP server.
-// The C modules hold headers only: CNetfilter (libiptc) and CNFTables (libnftnl, libmnl) are imported by
-// Netfilter, CNetlink by Netlink.
+// The C modules hold headers only: CNetfilter (libiptc, and the kernel's netfilter headers nf_tables is
+// written and read with) is imported by Netfilter, CNetlink by Netlink.
 let package = Package(
     name: "randsnat",
     platforms: [.macOS(.v15)],
@@ -26,14 +26,9 @@ let package = Package(
             pkgConfig: "libiptc",
             providers: [.apt(["libiptc-dev", "libxtables-dev", "linux-libc-dev"])]
         ),
-        .systemLibrary(
-            name: "CNFTables",
-            pkgConfig: "libnftnl",
-            providers: [.apt(["libnftnl-dev", "libmnl-dev"])]
-        ),
         .systemLibrary(name: "CNetlink"),
         .target(name: "Netlink", dependencies: ["RandSNATCore", "CNetlink", "SystemCalls"]),
-        .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "CNFTables", "Netlink", "SystemCalls"]),
+        .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "Netlink", "SystemCalls"]),
         .target(name: "Installer", dependencies: ["CNI", "RandSNATCore", "CNetlink", "SystemCalls"]),
         .target(name: "Metrics", dependencies: ["RandSNATCore"]),
         // The agent's reconcile loop, linked by both executables (no NIO: the per-pod binary links it).
