@@ -7,7 +7,7 @@ import PackageDescription
 // The C modules hold headers only, each imported `internal` (no C type in a public signature):
 // CNetfilter (libiptc) by IPTCTable alone; CNetfilterUAPI (the kernel's netfilter headers) by the
 // xtables codec, the nf_tables files and one protocol-numbers file each for ipset and ctnetlink;
-// CNFTables (libnftnl, libmnl) by NFTBatch;
+// nf_tables is written and read by randsnat's own codec over Netlink (no libnftnl, no libmnl);
 // CNetlink by Netlink and Installer; Glibc internal everywhere.
 let package = Package(
     name: "randsnat",
@@ -31,14 +31,9 @@ let package = Package(
         ),
         // The kernel's netfilter UAPI headers only (no library): xtables structs, ipset, ctnetlink, nf_tables.
         .systemLibrary(name: "CNetfilterUAPI"),
-        .systemLibrary(
-            name: "CNFTables",
-            pkgConfig: "libnftnl",
-            providers: [.apt(["libnftnl-dev", "libmnl-dev"])]
-        ),
         .systemLibrary(name: "CNetlink"),
         .target(name: "Netlink", dependencies: ["RandSNATCore", "CNetlink", "SystemCalls"]),
-        .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "CNetfilterUAPI", "CNFTables", "Netlink", "SystemCalls"]),
+        .target(name: "Netfilter", dependencies: ["RandSNATCore", "CNetfilter", "CNetfilterUAPI", "Netlink", "SystemCalls"]),
         .target(name: "Installer", dependencies: ["CNI", "RandSNATCore", "CNetlink", "SystemCalls"]),
         .target(name: "Metrics", dependencies: ["RandSNATCore"]),
         // The agent's reconcile loop, linked by both executables (no NIO: the per-pod binary links it).

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # The Debian 12 packages randsnat's build, tests, demo and benchmark need (run as root).
-# On a node, randsnat itself needs only: libc6, libip4tc2, libip6tc2, libnftnl11, libmnl0, libstdc++6, libgcc-s1.
+# On a node, randsnat itself needs only: libc6, libip4tc2, libip6tc2, libstdc++6, libgcc-s1.
 set -euo pipefail
 packages=(
     libiptc-dev libxtables-dev          # build: libiptc/libip6tc and the xtables headers
-    libnftnl-dev libmnl-dev             # build: the nftables backend (libnftnl, libmnl)
     nftables                            # tests: nft list ruleset, a foreign nft writer
     iptables ipset conntrack iproute2   # tests: iptables-legacy-save, ipset save, conntrack -L, ip netns
     containernetworking-plugins         # tests and benchmark: the reference bridge, host-local, portmap

@@ -4,8 +4,8 @@ import Netlink
 import RandSNATCore
 
 /// randsnat's state as native nf_tables objects in its own table, `inet randsnat` (see
-/// `NFTFamilyPlan` for the layout). Writes go through libnftnl/libmnl as atomic batches
-/// (`NFTBatch`); reads are netlink dumps of randsnat's own table only, so no per-pod step reads or
+/// `NFTFamilyPlan` for the layout). Writes are atomic batches (`NFTBatch`) on this backend's one
+/// netlink socket; reads are netlink dumps of randsnat's own table only, so no per-pod step reads or
 /// rewrites anybody else's ruleset, however large it is.
 public final class NFTablesBackend: NATBackend {
     public var kind: BackendKind { .nftables }
@@ -41,6 +41,8 @@ public final class NFTablesBackend: NATBackend {
     // MARK: reading randsnat's table
 
     struct InstalledRule {
+        let table: String
+        let chain: String
         let handle: UInt64
         let comment: String
         let expressions: [NFTExpression?]
@@ -50,13 +52,13 @@ public final class NFTablesBackend: NATBackend {
         }
     }
 
-    private func request(_ message: NFTMessage, dump: Bool = true) -> NetlinkRequest {
-        NetlinkRequest(type: UInt16(NFNL_SUBSYS_NFTABLES << 8) | UInt16(message.rawValue),
-                       flags: UInt16(NLM_F_REQUEST | NLM_F_ACK | (dump ? NLM_F_DUMP : 0)), sequence: netlink.nextSequence(),
-                       family: UInt8(NFPROTO_INET))
+    /// A request about randsnat's table (a dump unless `dump` is false); `build` names the object.
+    private func request(_ command: NetfilterMessageType, dump: Bool = true, _ build: (inout NetlinkRequest) -> Void) -> NetlinkRequest {
+        var message = NetlinkRequest(command, flags: dump ? [.request, .ack, .dump] : [.request, .ack], sequence: netlink.nextSequence(),
+                                     header: NetfilterHeader(family: NFTFamily.inet))
+        build(&message)
+        return message
     }
-
-    private typealias NFTMessage = nf_tables_msg_types
 
     /// Runs a request; nil when the kernel says the table (or the object) does not exist.
     private func exchange(_ request: NetlinkRequest, _ operation: String, _ object: String) throws(NetfilterError) -> [NetlinkReply]? {
@@ -69,37 +71,30 @@ public final class NFTablesBackend: NATBackend {
 
     /// The names of randsnat's sets; empty when the table does not exist.
     func setNames() throws(NetfilterError) -> [String] {
-        var message = request(NFT_MSG_GETSET)
-        message.addString(UInt16(NFTA_SET_TABLE.rawValue), table)
-        return (try exchange(message, "listing nf_tables sets of", "table inet \(table)") ?? [])
-            .filter { $0.nfAttributes[type: UInt16(NFTA_SET_TABLE.rawValue)]?.string == table }
-            .compactMap { $0.nfAttributes[type: UInt16(NFTA_SET_NAME.rawValue)]?.string }
+        let message = request(NFTCommand.getSet) { $0.addString(NFTSetAttribute.table, table) }
+        return try (try exchange(message, "listing nf_tables sets of", "table inet \(table)") ?? [])
+            .map { (reply) throws(NetfilterError) in try NFTDecoder.set(reply) }.filter { $0.table == table }.map(\.name)
     }
 
     func chainNames() throws(NetfilterError) -> [String] {
-        var message = request(NFT_MSG_GETCHAIN)
-        message.addString(UInt16(NFTA_CHAIN_TABLE.rawValue), table)
+        let message = request(NFTCommand.getChain) { $0.addString(NFTChainAttribute.table, table) }
         // The kernel does not filter a chain dump by table: every inet chain comes back.
-        return (try exchange(message, "listing nf_tables chains of", "table inet \(table)") ?? [])
-            .filter { $0.nfAttributes[type: UInt16(NFTA_CHAIN_TABLE.rawValue)]?.string == table }
-            .compactMap { $0.nfAttributes[type: UInt16(NFTA_CHAIN_NAME.rawValue)]?.string }
+        return try (try exchange(message, "listing nf_tables chains of", "table inet \(table)") ?? [])
+            .map { (reply) throws(NetfilterError) in try NFTDecoder.chain(reply) }.filter { $0.table == table }.map(\.name)
     }
 
     /// A set's elements: key, interval-end flag, comment; nil when the set does not exist.
     func elements(of set: String, family: Family) throws(NetfilterError) -> [(key: IPAddress, isEnd: Bool, comment: String)]? {
-        var message = request(NFT_MSG_GETSETELEM)
-        message.addString(UInt16(NFTA_SET_ELEM_LIST_TABLE.rawValue), table)
-        message.addString(UInt16(NFTA_SET_ELEM_LIST_SET.rawValue), set)
+        let message = request(NFTCommand.getElements) {
+            $0.addString(NFTElementAttribute.listTable, table)
+            $0.addString(NFTElementAttribute.listSet, set)
+        }
         guard let replies = try exchange(message, "listing the elements of nf_tables set", set) else { return nil }
         var elements: [(key: IPAddress, isEnd: Bool, comment: String)] = []
         for reply in replies {
-            for item in reply.nfAttributes[type: UInt16(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue)]?.nested ?? [] {
-                let attributes = item.nested
-                guard let keyBytes = attributes[type: UInt16(NFTA_SET_ELEM_KEY.rawValue)]?.nested[type: UInt16(NFTA_DATA_VALUE.rawValue)]?.payload,
-                      let key = IPAddress(family: family, bytes: keyBytes) else { continue }
-                let flags = attributes[type: UInt16(NFTA_SET_ELEM_FLAGS.rawValue)]?.be32 ?? 0
-                let comment = Self.userDataString(attributes[type: UInt16(NFTA_SET_ELEM_USERDATA.rawValue)]?.payload ?? [], type: 0)
-                elements.append((key, flags & UInt32(NFT_SET_ELEM_INTERVAL_END.rawValue) != 0, comment))
+            for element in try NFTDecoder.elements(reply) {
+                guard let key = IPAddress(family: family, bytes: element.key) else { continue }
+                elements.append((key, element.flags & NFTConstant.elementIntervalEnd != 0, element.comment))
             }
         }
         return elements
@@ -107,66 +102,49 @@ public final class NFTablesBackend: NATBackend {
 
     /// A set's flags (`NFT_SET_*`); nil when the set does not exist.
     func setFlags(_ name: String) throws(NetfilterError) -> UInt32? {
-        var message = request(NFT_MSG_GETSET, dump: false)
-        message.addString(UInt16(NFTA_SET_TABLE.rawValue), table)
-        message.addString(UInt16(NFTA_SET_NAME.rawValue), name)
-        guard let replies = try exchange(message, "reading nf_tables set", name) else { return nil }
-        return replies.first.map { $0.nfAttributes[type: UInt16(NFTA_SET_FLAGS.rawValue)]?.be32 ?? 0 }
+        let message = request(NFTCommand.getSet, dump: false) {
+            $0.addString(NFTSetAttribute.table, table)
+            $0.addString(NFTSetAttribute.name, name)
+        }
+        guard let replies = try exchange(message, "reading nf_tables set", name), let reply = replies.first else { return nil }
+        return try NFTDecoder.set(reply).flags
     }
 
     /// One element of a set, asked for by its key (a GET, not a dump of the set): absent (also when
     /// expired, or when the set is gone), or present with the milliseconds to its expiration.
     func probe(_ key: IPAddress, in set: String) throws(NetfilterError) -> NFTExpiry.Probe {
-        var message = request(NFT_MSG_GETSETELEM, dump: false)
-        message.addString(UInt16(NFTA_SET_ELEM_LIST_TABLE.rawValue), table)
-        message.addString(UInt16(NFTA_SET_ELEM_LIST_SET.rawValue), set)
-        message.beginNested(UInt16(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue))
-        message.beginNested(UInt16(NFTA_LIST_ELEM.rawValue))
-        message.beginNested(UInt16(NFTA_SET_ELEM_KEY.rawValue))
-        message.add(UInt16(NFTA_DATA_VALUE.rawValue), key.bytes)
-        message.endNested()
-        message.endNested()
-        message.endNested()
+        let message = request(NFTCommand.getElements, dump: false) {
+            $0.addString(NFTElementAttribute.listTable, table)
+            $0.addString(NFTElementAttribute.listSet, set)
+            $0.nested(NFTElementAttribute.listElements) {
+                $0.nested(NFTDataAttribute.listElement) { $0.addValue(NFTElementAttribute.key, key.bytes) }
+            }
+        }
         guard let replies = try exchange(message, "reading element \(key) of nf_tables set", set) else { return .absent }
-        return Self.probe(element: replies.lazy.flatMap { $0.nfAttributes[type: UInt16(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue)]?.nested ?? [] }.first?.nested)
+        var found: NFTElementDump?
+        for reply in replies where found == nil { found = try NFTDecoder.elements(reply).first }
+        return .present(expiresIn: found?.expiresIn)
     }
 
     /// The answer to a GET that found the element, from the element's attributes: its expiration
     /// (NFTA_SET_ELEM_EXPIRATION, milliseconds as a big-endian u64) when it has one.
     static func probe(element attributes: [NetlinkAttribute]?) -> NFTExpiry.Probe {
-        let expiration = attributes?[type: UInt16(NFTA_SET_ELEM_EXPIRATION.rawValue)]?.payload
-        return .present(expiresIn: expiration.flatMap { $0.count == 8 ? $0.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } : nil })
+        .present(expiresIn: attributes.flatMap { try? NFTDecoder.element($0).expiresIn })
     }
 
     /// A chain's rules in order; nil when the chain does not exist.
     func rules(of chain: String) throws(NetfilterError) -> [InstalledRule]? {
-        var message = request(NFT_MSG_GETRULE)
-        message.addString(UInt16(NFTA_RULE_TABLE.rawValue), table)
-        message.addString(UInt16(NFTA_RULE_CHAIN.rawValue), chain)
-        guard let replies = try exchange(message, "listing the rules of nf_tables chain", chain) else { return nil }
-        return replies.filter {
-            $0.nfAttributes[type: UInt16(NFTA_RULE_TABLE.rawValue)]?.string == table && $0.nfAttributes[type: UInt16(NFTA_RULE_CHAIN.rawValue)]?.string == chain
-        }.map { reply in
-            let attributes = reply.nfAttributes
-            let handleBytes = attributes[type: UInt16(NFTA_RULE_HANDLE.rawValue)]?.payload ?? []
-            let handle = handleBytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            let expressions = (attributes[type: UInt16(NFTA_RULE_EXPRESSIONS.rawValue)]?.nested ?? []).map { NFTDecoder.expression($0.nested) }
-            return InstalledRule(handle: handle, comment: Self.userDataString(attributes[type: UInt16(NFTA_RULE_USERDATA.rawValue)]?.payload ?? [], type: 0),
-                                 expressions: expressions)
+        let message = request(NFTCommand.getRule) {
+            $0.addString(NFTRuleAttribute.table, table)
+            $0.addString(NFTRuleAttribute.chain, chain)
         }
+        guard let replies = try exchange(message, "listing the rules of nf_tables chain", chain) else { return nil }
+        return try replies.map { (reply) throws(NetfilterError) in try NFTDecoder.installedRule(reply) }
+            .filter { $0.table == table && $0.chain == chain }
     }
 
     /// The string of type `type` in nft's user-data TLVs (type byte, length byte, value).
-    static func userDataString(_ bytes: [UInt8], type: UInt8) -> String {
-        var offset = 0
-        while offset + 2 <= bytes.count {
-            let length = Int(bytes[offset + 1])
-            guard offset + 2 + length <= bytes.count else { break }
-            if bytes[offset] == type { return String(decoding: bytes[(offset + 2)..<(offset + 2 + length)].prefix { $0 != 0 }, as: UTF8.self) }
-            offset += 2 + length
-        }
-        return ""
-    }
+    static func userDataString(_ bytes: [UInt8], type: UInt8) -> String { NFTBytes.userDataString(bytes, type: type) }
 
     // MARK: NATBackend
 
@@ -196,7 +174,7 @@ public final class NFTablesBackend: NATBackend {
             for rule in nft.rules { batch.addRule(table, nft.chain, rule) }
             for jump in oldJumps { batch.deleteRule(table, baseChain, handle: jump.handle) }
             batch.addRule(table, baseChain, nft.jump)
-            try batch.commit()
+            try batch.commit(on: netlink)
         }
     }
 
@@ -214,7 +192,7 @@ public final class NFTablesBackend: NATBackend {
         for set in [names.memberSet, names.subnetSet, NFTFamilyPlan.bypassSet(names)] where sets.contains(set) {
             batch.deleteSet(table, set)
         }
-        try batch.commit()
+        try batch.commit(on: netlink)
         try removeTableIfUnused()
     }
 
@@ -226,11 +204,11 @@ public final class NFTablesBackend: NATBackend {
             var batch = NFTBatch()
             batch.deleteElements(table, member.names.memberSet, [element])
             batch.addElements(table, member.names.memberSet, [element])
-            return try batch.commit()
+            return try batch.commit(on: netlink)
         }
         var batch = NFTBatch()
         batch.addElements(table, member.names.memberSet, [element])
-        try batch.commit()
+        try batch.commit(on: netlink)
     }
 
     /// The pod's element and its subnet in one batch. An element already there (a departed pod's,
@@ -240,7 +218,7 @@ public final class NFTablesBackend: NATBackend {
         var batch = NFTBatch()
         batch.addElements(table, member.names.memberSet, [NFTBatch.Element(key: member.address.address, comment: comment)], exclusive: true)
         batch.addElements(table, member.names.subnetSet, NFTBatch.elements([NFTInterval(member.address.subnet, comment: "randsnat: pod subnet")]))
-        guard try Self.refusal(of: batch, allowing: [EEXIST, ENOTEMPTY]) != nil else { return }
+        guard try refusal(of: batch, allowing: [EEXIST, ENOTEMPTY]) != nil else { return }
         try add(member, comment: comment)
         try add(subnet: member.address.subnet, to: member.names)
     }
@@ -263,7 +241,7 @@ public final class NFTablesBackend: NATBackend {
         for (set, cidrs) in subnets.sorted(by: { $0.key < $1.key }) {
             batch.addElements(table, set, NFTBatch.elements(cidrs.map { NFTInterval($0, comment: "randsnat: pod subnet") }))
         }
-        guard try Self.refusal(of: batch, allowing: [EEXIST, ENOTEMPTY]) != nil else { return }
+        guard try refusal(of: batch, allowing: [EEXIST, ENOTEMPTY]) != nil else { return }
         for (member, comment) in pods { try addPod(member, comment: comment) }
     }
 
@@ -274,7 +252,7 @@ public final class NFTablesBackend: NATBackend {
     public func add(subnet: CIDR, to names: ObjectNames) throws {
         var batch = NFTBatch()
         batch.addElements(table, names.subnetSet, NFTBatch.elements([NFTInterval(subnet, comment: "randsnat: pod subnet")]))
-        let refused = try Self.refusal(of: batch, allowing: [EEXIST, ENOTEMPTY])
+        let refused = try refusal(of: batch, allowing: [EEXIST, ENOTEMPTY])
         guard let code = refused else { return }
         // An overlapping subnet is there already (pods of one network with different prefixes): fine
         // when it covers this one.
@@ -287,9 +265,9 @@ public final class NFTablesBackend: NATBackend {
     }
 
     /// Commits `batch`; a refusal with one of the `allowing` codes is returned instead of thrown.
-    static func refusal(of batch: NFTBatch, allowing codes: [Int32]) throws(NetfilterError) -> Int32? {
+    func refusal(of batch: NFTBatch, allowing codes: [Int32]) throws(NetfilterError) -> Int32? {
         do {
-            try batch.commit()
+            try batch.commit(on: netlink)
             return nil
         } catch {
             if case .netlink(_, _, let code, _) = error, codes.contains(code) { return code }
@@ -323,12 +301,12 @@ public final class NFTablesBackend: NATBackend {
         guard !doomed.isEmpty else { return }
         var batch = NFTBatch()
         batch.deleteElements(table, set, doomed.map { NFTBatch.Element(key: $0) })
-        guard try Self.refusal(of: batch, allowing: [ENOENT]) != nil else { return }
+        guard try refusal(of: batch, allowing: [ENOENT]) != nil else { return }
         // One of them is not there: the kernel refused the whole batch. One by one.
         for address in doomed {
             var single = NFTBatch()
             single.deleteElements(table, set, [NFTBatch.Element(key: address)])
-            _ = try Self.refusal(of: single, allowing: [ENOENT])
+            _ = try refusal(of: single, allowing: [ENOENT])
         }
     }
 
@@ -341,7 +319,7 @@ public final class NFTablesBackend: NATBackend {
         guard !pending.isEmpty else { return [] }
         var update = NFTBatch()
         update.expireElements(table, set, pending.map { NFTBatch.Element(key: $0) }, milliseconds: NFTExpiry.milliseconds)
-        try update.commit()
+        try update.commit(on: netlink)
         let start = Self.microsecondsNow()
         var unexpired: [IPAddress] = []
         while !pending.isEmpty {
@@ -369,7 +347,7 @@ public final class NFTablesBackend: NATBackend {
     public func remove(subnet: CIDR, from names: ObjectNames) throws {
         var batch = NFTBatch()
         batch.deleteElements(table, names.subnetSet, NFTBatch.elements([NFTInterval(subnet, comment: "")]))
-        _ = try Self.refusal(of: batch, allowing: [ENOENT])
+        _ = try refusal(of: batch, allowing: [ENOENT])
     }
 
     public func generations(of id: NetworkID) throws -> [InstalledGeneration] {
@@ -414,7 +392,7 @@ public final class NFTablesBackend: NATBackend {
         for set in try setNames() where set.hasPrefix(id.namePrefix) && !keptSets.contains(set) {
             batch.deleteSet(table, set)
         }
-        try batch.commit()
+        try batch.commit(on: netlink)
         try removeTableIfUnused()
     }
 
@@ -428,14 +406,12 @@ public final class NFTablesBackend: NATBackend {
             guard sets.isEmpty, chains.allSatisfy({ $0 == baseChain }), baseRules.isEmpty else { return }
             var batch = NFTBatch()
             batch.deleteTable(table)
-            try batch.commit()
+            try batch.commit(on: netlink)
         }
     }
 
     private func tableRequest() -> NetlinkRequest {
-        var message = request(NFT_MSG_GETTABLE, dump: false)
-        message.addString(UInt16(NFTA_TABLE_NAME.rawValue), table)
-        return message
+        request(NFTCommand.getTable, dump: false) { $0.addString(NFTTableAttribute.name, table) }
     }
 
     public func problems(with plan: FamilyPlan) throws -> [String] {
@@ -472,7 +448,7 @@ public final class NFTablesBackend: NATBackend {
     public func status() throws -> NodeReport {
         var report = NodeReport()
         do {
-            _ = try exchange(request(NFT_MSG_GETTABLE), "listing", "nf_tables tables")
+            _ = try exchange(request(NFTCommand.getTable) { _ in }, "listing", "nf_tables tables")
         } catch {
             report.problems.append("nf_tables is unusable: \(error); the kernel needs nf_tables with nft_nat, nft_masq, nft_numgen")
         }
@@ -499,72 +475,5 @@ enum NodeNetfilter {
             count + ((try? IPTCTable(family: family)).map(IPTablesBackend.foreignRuleCount) ?? 0)
         }
         return legacyRules == 0 ? .nftables : .iptables
-    }
-}
-
-/// Reads the kernel's dump of an expression back into `NFTExpression` (nil for kinds randsnat does
-/// not write), for CHECK.
-enum NFTDecoder {
-    static func expression(_ attributes: [NetlinkAttribute]) -> NFTExpression? {
-        let name = attributes[type: UInt16(NFTA_EXPR_NAME.rawValue)]?.string ?? ""
-        let data = attributes[type: UInt16(NFTA_EXPR_DATA.rawValue)]?.nested ?? []
-        func u32(_ type: Int32) -> UInt32? { data[type: UInt16(type)]?.be32 }
-        func register(_ type: Int32) -> NFTRegister? { u32(type).flatMap { NFTRegister(rawValue: $0) } }
-        func value(_ type: Int32) -> [UInt8] {
-            data[type: UInt16(type)]?.nested[type: UInt16(NFTA_DATA_VALUE.rawValue)]?.payload ?? []
-        }
-        switch name {
-        case "meta":
-            guard let key = u32(Int32(NFTA_META_KEY.rawValue)).flatMap(NFTExpression.MetaKey.init), let r = register(Int32(NFTA_META_DREG.rawValue))
-            else { return nil }
-            return .meta(key, r)
-        case "cmp":
-            guard u32(Int32(NFTA_CMP_OP.rawValue)) == UInt32(NFT_CMP_EQ.rawValue), let r = register(Int32(NFTA_CMP_SREG.rawValue)) else { return nil }
-            return .equal(r, value(Int32(NFTA_CMP_DATA.rawValue)))
-        case "payload":
-            guard u32(Int32(NFTA_PAYLOAD_BASE.rawValue)) == UInt32(NFT_PAYLOAD_NETWORK_HEADER.rawValue),
-                  let offset = u32(Int32(NFTA_PAYLOAD_OFFSET.rawValue)), let length = u32(Int32(NFTA_PAYLOAD_LEN.rawValue)),
-                  let r = register(Int32(NFTA_PAYLOAD_DREG.rawValue)) else { return nil }
-            return .payload(offset: offset, length: length, r)
-        case "lookup":
-            guard let set = data[type: UInt16(NFTA_LOOKUP_SET.rawValue)]?.string, let r = register(Int32(NFTA_LOOKUP_SREG.rawValue)),
-                  (u32(Int32(NFTA_LOOKUP_FLAGS.rawValue)) ?? 0) == 0 else { return nil }
-            return .lookup(set: set, r)
-        case "numgen":
-            guard let modulus = u32(Int32(NFTA_NG_MODULUS.rawValue)), let r = register(Int32(NFTA_NG_DREG.rawValue)),
-                  u32(Int32(NFTA_NG_TYPE.rawValue)) == UInt32(NFT_NG_RANDOM.rawValue) else { return nil }
-            return .randomNumber(modulus: modulus, r)
-        case "immediate":
-            guard let r = register(Int32(NFTA_IMMEDIATE_DREG.rawValue)) else { return nil }
-            let payload = data[type: UInt16(NFTA_IMMEDIATE_DATA.rawValue)]?.nested ?? []
-            if r == .verdict {
-                let verdict = payload[type: UInt16(NFTA_DATA_VERDICT.rawValue)]?.nested ?? []
-                let code = Int32(bitPattern: verdict[type: UInt16(NFTA_VERDICT_CODE.rawValue)]?.be32 ?? 0)
-                if code == -5 { return .verdict(.return) }
-                if code == -3, let chain = verdict[type: UInt16(NFTA_VERDICT_CHAIN.rawValue)]?.string { return .verdict(.jump(chain)) }
-                return nil
-            }
-            return .immediate(r, payload[type: UInt16(NFTA_DATA_VALUE.rawValue)]?.payload ?? [])
-        case "masq":
-            let low = register(Int32(NFTA_MASQ_REG_PROTO_MIN.rawValue)), high = register(Int32(NFTA_MASQ_REG_PROTO_MAX.rawValue))
-            return .masquerade(flags: u32(Int32(NFTA_MASQ_FLAGS.rawValue)) ?? 0, ports: low.flatMap { l in high.map { (l, $0) } })
-        case "nat":
-            guard u32(Int32(NFTA_NAT_TYPE.rawValue)) == UInt32(NFT_NAT_SNAT.rawValue),
-                  let low = register(Int32(NFTA_NAT_REG_ADDR_MIN.rawValue)), let high = register(Int32(NFTA_NAT_REG_ADDR_MAX.rawValue))
-            else { return nil }
-            let family: Family = u32(Int32(NFTA_NAT_FAMILY.rawValue)) == UInt32(NFPROTO_IPV6) ? .ipv6 : .ipv4
-            let portLow = register(Int32(NFTA_NAT_REG_PROTO_MIN.rawValue)), portHigh = register(Int32(NFTA_NAT_REG_PROTO_MAX.rawValue))
-            // The kernel adds the flags it derives (NF_NAT_RANGE_MAP_IPS, _PROTO_SPECIFIED): keep the random bits.
-            let flags = (u32(Int32(NFTA_NAT_FLAGS.rawValue)) ?? 0) & (NFTRule.randomFully | 1 << 2 | 1 << 3)
-            return .snat(family: family, addresses: (low, high), ports: portLow.flatMap { l in portHigh.map { (l, $0) } }, flags: flags)
-        default:
-            return nil
-        }
-    }
-
-    /// The kernel's rule is randsnat's `rule`: same expressions and comment.
-    static func same(_ installed: NFTablesBackend.InstalledRule, _ rule: NFTRule) -> Bool {
-        installed.comment.utf8Equals(rule.comment) && installed.expressions.count == rule.expressions.count
-            && zip(installed.expressions, rule.expressions).allSatisfy { $0 == $1 }
     }
 }

@@ -15,6 +15,8 @@ public struct NetlinkFlags: OptionSet, Hashable, Sendable {
     public static let create = NetlinkFlags(rawValue: UInt16(NLM_F_CREATE))
     /// Fail with EEXIST when the object exists. `NLM_F_EXCL`.
     public static let exclusive = NetlinkFlags(rawValue: UInt16(NLM_F_EXCL))
+    /// Add at the end (a rule after the chain's last). `NLM_F_APPEND`.
+    public static let append = NetlinkFlags(rawValue: UInt16(NLM_F_APPEND))
     /// `NLM_F_MULTI`: a part of a multi-part reply.
     public static let multi = NetlinkFlags(rawValue: UInt16(NLM_F_MULTI))
 }

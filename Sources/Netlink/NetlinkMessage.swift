@@ -86,6 +86,8 @@ public enum Netlink {
     @inline(__always)
     public static func aligned(_ length: Int) -> Int { (length + 3) & ~3 }
     static let messageHeaderSize = 16
+    /// nfnetlink's batch delimiters, NFNL_MSG_BATCH_BEGIN and _END (NLMSG_MIN_TYPE and the next).
+    static let batchBegin: UInt16 = 0x10, batchEnd: UInt16 = 0x11
 }
 
 extension Array where Element == NetlinkAttribute {

@@ -181,6 +181,65 @@ public final class NetlinkSocket {
         }
     }
 
+    /// Sends `messages` as one nfnetlink transaction of `subsystem` (NFNL_MSG_BATCH_BEGIN, the
+    /// messages, NFNL_MSG_BATCH_END, in one datagram: the kernel applies all of them or none) and
+    /// reads one answer per message; each message is numbered here and must ask for an ack. The
+    /// first refusal throws, named by `describe(index)` of the message the kernel refused.
+    public func transaction(_ subsystem: NetfilterSubsystem, _ messages: [NetlinkRequest],
+                            describe: (Int) -> (operation: String, object: String)) throws(NetlinkError) {
+        guard !messages.isEmpty else { return }
+        func failure(_ index: Int?, _ errno: Errno?, _ reason: String, kernelMessage: String? = nil) -> NetlinkError {
+            let (operation, object) = index.map(describe) ?? ("committing", "an nf_tables batch of \(messages.count) messages")
+            return NetlinkError(operation: operation, object: object, errno: errno, reason: reason, kernelMessage: kernelMessage)
+        }
+        let batchHeader = NetfilterHeader(family: 0, resourceID: UInt16(subsystem.rawValue))
+        var datagram = NetlinkRequest(type: Netlink.batchBegin, flags: NetlinkFlags.request.rawValue, sequence: nextSequence(),
+                                      header: batchHeader.bytes).finished
+        let first = sequence &+ 1
+        for (index, message) in messages.enumerated() {
+            if let overflow = message.overflow { throw failure(index, nil, "the request cannot be built: \(overflow)") }
+            guard message.flags.contains(.ack) else { throw failure(index, nil, "the message asks for no acknowledgement") }
+            var numbered = message.finished
+            let number = nextSequence()
+            for byte in 0..<4 { numbered[8 + byte] = UInt8(truncatingIfNeeded: number >> UInt32(byte * 8)) }
+            datagram += numbered
+        }
+        datagram += NetlinkRequest(type: Netlink.batchEnd, flags: NetlinkFlags.request.rawValue, sequence: nextSequence(),
+                                   header: batchHeader.bytes).finished
+        do {
+            try transport.send(datagram)
+        } catch {
+            throw failure(nil, error, "sending the batch: \(error.message)")
+        }
+        var answered = Set<Int>()
+        while answered.count < messages.count {
+            let count: Int
+            do {
+                count = try transport.receive(into: buffer)
+            } catch {
+                throw failure(nil, error, "reading the answers: \(error.message)")
+            }
+            guard count <= buffer.count else {
+                throw failure(nil, Errno(EMSGSIZE), "an answer of \(count) bytes did not fit the \(buffer.count)-byte receive buffer")
+            }
+            var frames = NetlinkFrames(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            while true {
+                let next: NetlinkFrame?
+                do { next = try frames.next() } catch { throw failure(nil, nil, error.reason) }
+                guard let frame = next else { break }
+                let offset = Int(frame.sequence &- first)
+                // The batch's begin and end, or an earlier request's late answer.
+                guard frame.type == NetlinkReply.error, (0..<messages.count).contains(offset) || frame.sequence == first &- 1 else { continue }
+                guard frame.body.count >= 4 else { throw failure(nil, nil, "an acknowledgement of \(frame.body.count) bytes") }
+                let code = -frame.body.loadUnaligned(as: Int32.self)
+                // An error on the begin message (a subsystem the kernel does not have) fails it all.
+                let index: Int? = frame.sequence == first &- 1 ? nil : offset
+                if code > 0 { throw failure(index, Errno(code), Errno(code).message, kernelMessage: Self.extendedAck(frame)) }
+                if let index { answered.insert(index) }
+            }
+        }
+    }
+
     /// The kernel's message in an NLMSG_ERROR or NLMSG_DONE with NLM_F_ACK_TLVS (NLMSGERR_ATTR_MSG).
     static func extendedAck(_ frame: NetlinkFrame) -> String? {
         guard frame.flags & UInt16(NLM_F_ACK_TLVS) != 0 else { return nil }

@@ -1,0 +1,137 @@
+internal import CNetfilterUAPI
+import Netlink
+import RandSNATCore
+
+/// nf_tables' netlink names, in one place: its commands and the attribute names of each object
+/// (linux/netfilter/nf_tables.h), each C constant cast once here. Requests and parsers name these,
+/// never a number.
+///
+/// Wire layout of an nf_tables message (after the nlmsghdr; integers big-endian unless said):
+/// ```
+/// nfgenmsg   family:u8 version:u8 res_id:be16         (family NFPROTO_INET for randsnat's table)
+/// table      NAME:str
+/// chain      TABLE:str NAME:str [HOOK{HOOKNUM:be32 PRIORITY:be32} POLICY:be32 TYPE:str]
+/// set        TABLE:str NAME:str FLAGS:be32 KEY_TYPE:be32 KEY_LEN:be32 ID:be32 USERDATA:udata
+/// elements   TABLE:str SET:str ELEMENTS{ELEM{KEY{VALUE:bytes} FLAGS:be32 TIMEOUT:be64 EXPIRATION:be64 USERDATA:udata}...}
+/// rule       TABLE:str CHAIN:str HANDLE:be64 EXPRESSIONS{ELEM{NAME:str DATA{...}}...} USERDATA:udata
+/// udata      type:u8 len:u8 value (a comment: NUL-terminated, at most 128 bytes with the NUL)
+/// ```
+enum NFTCommand {
+    static let newTable = message(NFT_MSG_NEWTABLE), getTable = message(NFT_MSG_GETTABLE), deleteTable = message(NFT_MSG_DELTABLE)
+    static let newChain = message(NFT_MSG_NEWCHAIN), getChain = message(NFT_MSG_GETCHAIN), deleteChain = message(NFT_MSG_DELCHAIN)
+    static let newRule = message(NFT_MSG_NEWRULE), getRule = message(NFT_MSG_GETRULE), deleteRule = message(NFT_MSG_DELRULE)
+    static let newSet = message(NFT_MSG_NEWSET), getSet = message(NFT_MSG_GETSET), deleteSet = message(NFT_MSG_DELSET)
+    static let newElements = message(NFT_MSG_NEWSETELEM), getElements = message(NFT_MSG_GETSETELEM)
+    static let deleteElements = message(NFT_MSG_DELSETELEM)
+
+    private static func message(_ command: nf_tables_msg_types) -> NetfilterMessageType { NetfilterMessageType(.nftables, command) }
+}
+
+/// nfgenmsg families (NFPROTO_*), cast once.
+enum NFTFamily {
+    static let unspecified = UInt8(NFPROTO_UNSPEC), inet = UInt8(NFPROTO_INET)
+    static let ipv4 = UInt8(NFPROTO_IPV4), ipv6 = UInt8(NFPROTO_IPV6)
+    /// nft's family keywords, by nfgenmsg family.
+    static let names: [UInt8: String] = [ipv4: "ip", ipv6: "ip6", inet: "inet", UInt8(NFPROTO_BRIDGE): "bridge",
+                                         UInt8(NFPROTO_ARP): "arp", UInt8(NFPROTO_NETDEV): "netdev"]
+}
+
+struct NFTTableAttribute: NetlinkAttributeName {
+    let type: UInt16
+    static let name = Self(type: cValue(NFTA_TABLE_NAME))
+}
+
+struct NFTChainAttribute: NetlinkAttributeName {
+    let type: UInt16
+    static let table = Self(type: cValue(NFTA_CHAIN_TABLE)), name = Self(type: cValue(NFTA_CHAIN_NAME))
+    static let hook = Self(type: cValue(NFTA_CHAIN_HOOK)), policy = Self(type: cValue(NFTA_CHAIN_POLICY))
+    static let chainType = Self(type: cValue(NFTA_CHAIN_TYPE))
+    // Inside HOOK:
+    static let hookNumber = Self(type: cValue(NFTA_HOOK_HOOKNUM)), hookPriority = Self(type: cValue(NFTA_HOOK_PRIORITY))
+}
+
+struct NFTSetAttribute: NetlinkAttributeName {
+    let type: UInt16
+    static let table = Self(type: cValue(NFTA_SET_TABLE)), name = Self(type: cValue(NFTA_SET_NAME))
+    static let flags = Self(type: cValue(NFTA_SET_FLAGS)), keyType = Self(type: cValue(NFTA_SET_KEY_TYPE))
+    static let keyLength = Self(type: cValue(NFTA_SET_KEY_LEN)), id = Self(type: cValue(NFTA_SET_ID))
+    static let userData = Self(type: cValue(NFTA_SET_USERDATA))
+}
+
+/// A set's element list (the message) and one element in it.
+struct NFTElementAttribute: NetlinkAttributeName {
+    let type: UInt16
+    static let listTable = Self(type: cValue(NFTA_SET_ELEM_LIST_TABLE)), listSet = Self(type: cValue(NFTA_SET_ELEM_LIST_SET))
+    static let listElements = Self(type: cValue(NFTA_SET_ELEM_LIST_ELEMENTS))
+    static let key = Self(type: cValue(NFTA_SET_ELEM_KEY)), flags = Self(type: cValue(NFTA_SET_ELEM_FLAGS))
+    static let timeout = Self(type: cValue(NFTA_SET_ELEM_TIMEOUT)), expiration = Self(type: cValue(NFTA_SET_ELEM_EXPIRATION))
+    static let userData = Self(type: cValue(NFTA_SET_ELEM_USERDATA))
+}
+
+struct NFTRuleAttribute: NetlinkAttributeName {
+    let type: UInt16
+    static let table = Self(type: cValue(NFTA_RULE_TABLE)), chain = Self(type: cValue(NFTA_RULE_CHAIN))
+    static let handle = Self(type: cValue(NFTA_RULE_HANDLE)), expressions = Self(type: cValue(NFTA_RULE_EXPRESSIONS))
+    static let userData = Self(type: cValue(NFTA_RULE_USERDATA))
+}
+
+/// The names shared by every list and value: a list's element, an expression's name and data, data
+/// values and verdicts.
+struct NFTDataAttribute: NetlinkAttributeName {
+    let type: UInt16
+    static let listElement = Self(type: cValue(NFTA_LIST_ELEM))
+    static let expressionName = Self(type: cValue(NFTA_EXPR_NAME)), expressionData = Self(type: cValue(NFTA_EXPR_DATA))
+    static let value = Self(type: cValue(NFTA_DATA_VALUE)), verdict = Self(type: cValue(NFTA_DATA_VERDICT))
+    // Inside VERDICT:
+    static let verdictCode = Self(type: cValue(NFTA_VERDICT_CODE)), verdictChain = Self(type: cValue(NFTA_VERDICT_CHAIN))
+}
+
+/// Numbers nf_tables gives meaning to, cast once.
+enum NFTConstant {
+    static let setInterval = UInt32(NFT_SET_INTERVAL.rawValue), setTimeout = UInt32(NFT_SET_TIMEOUT.rawValue)
+    static let elementIntervalEnd = UInt32(NFT_SET_ELEM_INTERVAL_END.rawValue)
+    static let postrouting = UInt32(NF_INET_POST_ROUTING.rawValue), accept = UInt32(NF_ACCEPT)
+    static let randomFully = UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY)
+    /// User-data types of comments (libnftnl's NFTNL_UDATA_RULE_COMMENT, _SET_ELEM_COMMENT: 0;
+    /// NFTNL_UDATA_SET_COMMENT: 7), as nft writes and reads them.
+    static let ruleComment: UInt8 = 0, elementComment: UInt8 = 0, setComment: UInt8 = 7
+}
+
+/// Big-endian integers, as nf_tables' attributes carry them.
+enum NFTBytes {
+    static func be32(_ value: UInt32) -> [UInt8] { [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: value >> UInt32($0)) } }
+    static func be64(_ value: UInt64) -> [UInt8] { stride(from: 56, through: 0, by: -8).map { UInt8(truncatingIfNeeded: value >> UInt64($0)) } }
+    /// A big-endian u64 of exactly 8 bytes.
+    static func be64(_ bytes: [UInt8]?) -> UInt64? {
+        guard let bytes, bytes.count == 8 else { return nil }
+        return bytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    }
+
+    /// A user-data TLV list with one string (NUL-terminated), cut to `limit` bytes before the NUL.
+    static func userData(type: UInt8, _ text: String, limit: Int) -> [UInt8] {
+        let value = Array(Attachment.clip(text, to: limit).utf8) + [0]
+        return [type, UInt8(value.count)] + value
+    }
+
+    /// The string of type `type` in user-data TLVs (type byte, length byte, value); "" when absent.
+    static func userDataString(_ bytes: [UInt8], type: UInt8) -> String {
+        var offset = 0
+        while offset + 2 <= bytes.count {
+            let length = Int(bytes[offset + 1])
+            guard offset + 2 + length <= bytes.count else { break }
+            if bytes[offset] == type { return String(decoding: bytes[(offset + 2)..<(offset + 2 + length)].prefix { $0 != 0 }, as: UTF8.self) }
+            offset += 2 + length
+        }
+        return ""
+    }
+}
+
+extension NetlinkRequest {
+    /// A big-endian u32, as nf_tables reads it (without the NET_BYTEORDER flag, as nft writes it).
+    mutating func addNFT32<Name: NetlinkAttributeName>(_ name: Name, _ value: UInt32) { add(name, NFTBytes.be32(value)) }
+    mutating func addNFT64<Name: NetlinkAttributeName>(_ name: Name, _ value: UInt64) { add(name, NFTBytes.be64(value)) }
+    /// A data attribute holding `NFTA_DATA_VALUE`.
+    mutating func addValue<Name: NetlinkAttributeName>(_ name: Name, _ bytes: [UInt8]) {
+        nested(name) { $0.add(NFTDataAttribute.value, bytes) }
+    }
+}
