@@ -9,6 +9,11 @@ import PackageDescription
 // xtables codec, the nf_tables files and one protocol-numbers file each for ipset and ctnetlink;
 // nf_tables is written and read by randsnat's own codec over Netlink (no libnftnl, no libmnl);
 // CNetlink by Netlink and Installer; Glibc internal everywhere.
+// The per-pod binary is exec'd on every pod start: linked by lld with packed relative relocations
+// (DT_RELR, glibc 2.36+), the dynamic loader has ~21,000 fewer relocation entries to apply. Measured
+// on this 2-core EPYC (kernel 6.18), VERSION exec in turn: 9 % faster, 0.5 MB smaller (README, Figures).
+let perPodLinking: [LinkerSetting] = [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]
+
 let package = Package(
     name: "randsnat",
     platforms: [.macOS(.v15)],
@@ -41,7 +46,7 @@ let package = Package(
         // The per-pod binary's edge (env and stdin in, result out, the one error-to-code mapping), a library so
         // that a test executable runs the same edge with one seam set.
         .target(name: "PluginMain", dependencies: ["CNI", "RandSNATCore", "Netfilter", "Netlink", "Installer", "AgentCore", "SystemCalls"]),
-        .executableTarget(name: "randsnat", dependencies: ["PluginMain"]),
+        .executableTarget(name: "randsnat", dependencies: ["PluginMain"], linkerSettings: perPodLinking),
         .executableTarget(name: "randsnat-agent", dependencies: [
             "AgentCore", "Metrics", "Netfilter", "Netlink", "RandSNATCore",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -53,7 +58,8 @@ let package = Package(
         .executableTarget(name: "randsnat-agent-fault", dependencies: ["AgentCore"], path: "Tests/AgentFault"),
         // The per-pod binary with DEL's conntrack cleanup on the path of kernels without filtered flushes, for
         // the integration test del_forgets_the_pods_flows_by_dump_and_delete (Tests/DumpCleanup/main.swift).
-        .executableTarget(name: "randsnat-dump-cleanup", dependencies: ["PluginMain", "Netfilter"], path: "Tests/DumpCleanup"),
+        .executableTarget(name: "randsnat-dump-cleanup", dependencies: ["PluginMain", "Netfilter"], path: "Tests/DumpCleanup",
+                          linkerSettings: perPodLinking),
         .testTarget(name: "CNITests", dependencies: ["CNI"]),
         .testTarget(name: "RandSNATCoreTests", dependencies: ["RandSNATCore", "CNI"]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Netlink", "RandSNATCore", "SystemCalls"]),
