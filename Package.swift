@@ -42,13 +42,13 @@ let package = Package(
         .target(name: "Installer", dependencies: ["CNI", "RandSNATCore", "CNetlink", "SystemCalls"]),
         .target(name: "Metrics", dependencies: ["RandSNATCore"]),
         // The agent's reconcile loop, linked by both executables (no NIO: the per-pod binary links it).
-        .target(name: "AgentCore", dependencies: ["RandSNATCore", "Netfilter", "Netlink", "Installer"]),
+        .target(name: "AgentCore", dependencies: ["RandSNATCore", "Netfilter", "Netlink", "Installer", "SystemCalls"]),
         // The per-pod binary's edge (env and stdin in, result out, the one error-to-code mapping), a library so
         // that a test executable runs the same edge with one seam set.
         .target(name: "PluginMain", dependencies: ["CNI", "RandSNATCore", "Netfilter", "Netlink", "Installer", "AgentCore", "SystemCalls"]),
         .executableTarget(name: "randsnat", dependencies: ["PluginMain"], linkerSettings: perPodLinking),
         .executableTarget(name: "randsnat-agent", dependencies: [
-            "AgentCore", "Metrics", "Netfilter", "Netlink", "RandSNATCore",
+            "AgentCore", "Metrics", "Netfilter", "Netlink", "RandSNATCore", "SystemCalls",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

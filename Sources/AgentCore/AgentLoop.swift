@@ -3,6 +3,7 @@ import Installer
 import Netfilter
 import Netlink
 import RandSNATCore
+import SystemCalls
 
 /// The node agent's reconcile loop, run by `randsnat-agent` (with its metrics endpoint) and by
 /// `randsnat agent`: keeps the node's SNAT state equal to its config and its live pods (the
@@ -191,7 +192,7 @@ public enum AgentLoop {
     static func markPass(_ path: String) {
         if let slash = path.lastIndex(of: "/") { mkdir(String(path[..<slash]), 0o700) }
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return log("randsnat agent: cannot mark the pass in \(path): \(String(cString: strerror(errno))); --alive will fail") }
+        guard fd >= 0 else { return log("randsnat agent: cannot mark the pass in \(path): \(Errno.current.message); --alive will fail") }
         futimens(fd, nil)
         close(fd)
     }
@@ -209,13 +210,7 @@ public enum AgentLoop {
     }
 
     static func log(_ line: String) {
-        var bytes = Array((line + "\n").utf8)[...]
-        while !bytes.isEmpty {
-            let written = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
-            if written < 0 && errno == EINTR { continue }
-            if written <= 0 { return }
-            bytes = bytes.dropFirst(written)
-        }
+        try? FileDescriptor(rawValue: 2).writeAll(Array((line + "\n").utf8))  // nothing to tell when stderr is gone
     }
 
     /// The plugin and record store the agent reconciles with, as the per-pod binary builds its own

@@ -106,50 +106,49 @@ struct NFTRuleDecoder {
         ipv4 = family == .ipv4
     }
 
-    mutating func add(_ expression: [NetlinkAttribute]) {
-        let name = expression[type: UInt16(NFTA_EXPR_NAME.rawValue)]?.string ?? ""
-        let data = expression[type: UInt16(NFTA_EXPR_DATA.rawValue)]?.nested ?? []
-        func u32(_ type: UInt32) -> UInt32? { data[type: UInt16(type)]?.be32 }
-        func bytes(_ type: UInt32) -> [UInt8] { data[type: UInt16(type)]?.nested[type: UInt16(NFTA_DATA_VALUE.rawValue)]?.payload ?? [] }
-        func register(_ type: UInt32) -> [UInt8]? {
-            guard let number = u32(type), case .value(let value)? = registers[number] else { return nil }
+    /// Follows one expression (read by `NFTDecoder`, with `NFTExpressionAttribute`'s names).
+    /// - Throws: when a nested value or verdict in it is not whole attributes.
+    mutating func add(_ e: NFTExpressionDump) throws(NetlinkError) {
+        typealias A = NFTExpressionAttribute
+        func register(_ name: A) -> [UInt8]? {
+            guard let number = e.u32(name), case .value(let value)? = registers[number] else { return nil }
             return value
         }
-        func ports(_ low: UInt32, _ high: UInt32) -> ClosedRange<UInt16>? {
+        func ports(_ low: A, _ high: A) -> ClosedRange<UInt16>? {
             guard let first = register(low), let last = register(high), first.count >= 2, last.count >= 2 else { return nil }
             let from = UInt16(first[0]) << 8 | UInt16(first[1]), to = UInt16(last[0]) << 8 | UInt16(last[1])
             return from <= to ? from...to : nil
         }
-        switch name {
+        switch e.name {
         case "payload":
-            guard let dreg = u32(NFTA_PAYLOAD_DREG.rawValue) else { return }
-            if u32(NFTA_PAYLOAD_BASE.rawValue) == NFT_PAYLOAD_NETWORK_HEADER.rawValue {
-                registers[dreg] = .payload(offset: u32(NFTA_PAYLOAD_OFFSET.rawValue) ?? 0, length: u32(NFTA_PAYLOAD_LEN.rawValue) ?? 0, mask: nil)
+            guard let dreg = e.u32(A.payloadDestination) else { return }
+            if e.u32(A.payloadBase) == NFTExpressionCodec.networkHeader {
+                registers[dreg] = .payload(offset: e.u32(A.payloadOffset) ?? 0, length: e.u32(A.payloadLength) ?? 0, mask: nil)
             } else {
                 registers[dreg] = nil
                 conditions.append(.other("@th"))
             }
         case "meta":
-            guard let dreg = u32(NFTA_META_DREG.rawValue), let key = u32(NFTA_META_KEY.rawValue) else { return }
+            guard let dreg = e.u32(A.metaDestination), let key = e.u32(A.metaKey) else { return }
             registers[dreg] = .meta(key, mask: nil)
         case "bitwise":
-            guard let source = u32(NFTA_BITWISE_SREG.rawValue), let target = u32(NFTA_BITWISE_DREG.rawValue) else { return }
-            let mask = bytes(NFTA_BITWISE_MASK.rawValue)
+            guard let source = e.u32(A.bitwiseSource), let target = e.u32(A.bitwiseDestination) else { return }
+            let mask = try e.value(A.bitwiseMask) ?? []
             switch registers[source] {
             case .payload(let offset, let length, _): registers[target] = .payload(offset: offset, length: length, mask: mask)
             case .meta(let key, _): registers[target] = .meta(key, mask: mask)
             default: registers[target] = nil
             }
         case "immediate":
-            guard let dreg = u32(NFTA_IMMEDIATE_DREG.rawValue) else { return }
-            let payload = data[type: UInt16(NFTA_IMMEDIATE_DATA.rawValue)]?.nested ?? []
-            guard dreg == NFT_REG_VERDICT.rawValue else {
-                registers[dreg] = .value(payload[type: UInt16(NFTA_DATA_VALUE.rawValue)]?.payload ?? [])
+            guard let dreg = e.u32(A.immediateDestination) else { return }
+            let payload = try e.data[A.immediateData]?.nestedAttributes() ?? []
+            guard dreg == NFTRegister.verdict.rawValue else {
+                registers[dreg] = .value(payload[NFTDataAttribute.value]?.payload ?? [])
                 return
             }
-            let verdictData = payload[type: UInt16(NFTA_DATA_VERDICT.rawValue)]?.nested ?? []
-            let code = Int32(bitPattern: verdictData[type: UInt16(NFTA_VERDICT_CODE.rawValue)]?.be32 ?? 0)
-            let chain = verdictData[type: UInt16(NFTA_VERDICT_CHAIN.rawValue)]?.string ?? "?"
+            let verdictData = try payload[NFTDataAttribute.verdict]?.nestedAttributes() ?? []
+            let code = Int32(bitPattern: verdictData[NFTDataAttribute.verdictCode]?.be32 ?? 0)
+            let chain = verdictData[NFTDataAttribute.verdictChain]?.string ?? "?"
             verdict = switch code {
             case NFT_JUMP.rawValue: .jump(chain)
             case NFT_GOTO.rawValue: .goto(chain)
@@ -159,39 +158,38 @@ struct NFTRuleDecoder {
             default: .none("")
             }
         case "cmp":
-            guard let source = u32(NFTA_CMP_SREG.rawValue) else { return }
-            let op = u32(NFTA_CMP_OP.rawValue) ?? 0
-            let condition = Self.condition(registers[source], op: op, value: bytes(NFTA_CMP_DATA.rawValue), family: family)
+            guard let source = e.u32(A.cmpSource) else { return }
+            let op = e.u32(A.cmpOperator) ?? 0
+            let condition = Self.condition(registers[source], op: op, value: try e.value(A.cmpData) ?? [], family: family)
             if case .family(let known) = condition { family = known }
             conditions.append(condition)
         case "lookup":
-            let set = data[type: UInt16(NFTA_LOOKUP_SET.rawValue)]?.string ?? "?"
-            conditions.append(.other("\((u32(NFTA_LOOKUP_FLAGS.rawValue) ?? 0) & NFT_LOOKUP_F_INV.rawValue != 0 ? "!= " : "")@\(set)"))
+            let set = e.string(A.lookupSet) ?? "?"
+            conditions.append(.other("\((e.u32(A.lookupFlags) ?? 0) & NFT_LOOKUP_F_INV.rawValue != 0 ? "!= " : "")@\(set)"))
         case "masq":
-            verdict = .snat(.init(name: "MASQUERADE", ports: ports(NFTA_MASQ_REG_PROTO_MIN.rawValue, NFTA_MASQ_REG_PROTO_MAX.rawValue),
-                                  randomFully: (u32(NFTA_MASQ_FLAGS.rawValue) ?? 0) & UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY) != 0))
-        case "nat" where u32(NFTA_NAT_TYPE.rawValue) == NFT_NAT_SNAT.rawValue:
-            let family: Family = u32(NFTA_NAT_FAMILY.rawValue) == UInt32(NFPROTO_IPV6) ? .ipv6 : .ipv4
-            let addresses = [NFTA_NAT_REG_ADDR_MIN.rawValue, NFTA_NAT_REG_ADDR_MAX.rawValue].compactMap { register($0) }
+            verdict = .snat(.init(name: "MASQUERADE", ports: ports(A.masqPortMin, A.masqPortMax),
+                                  randomFully: (e.u32(A.masqFlags) ?? 0) & NFTConstant.randomFully != 0))
+        case "nat" where e.u32(A.natType) == NFTExpressionCodec.natSource:
+            let family: Family = e.u32(A.natFamily) == UInt32(NFTFamily.ipv6) ? .ipv6 : .ipv4
+            let addresses = [A.natAddressMin, A.natAddressMax].compactMap { register($0) }
                 .compactMap { IPAddress(family: family, bytes: Array($0.prefix(family == .ipv4 ? 4 : 16))) }.map { "\($0)" }
             verdict = .snat(.init(name: "SNAT", toSource: addresses.isEmpty ? nil : Array(Set(addresses)).sorted().joined(separator: "-"),
-                                  ports: ports(NFTA_NAT_REG_PROTO_MIN.rawValue, NFTA_NAT_REG_PROTO_MAX.rawValue),
-                                  randomFully: (u32(NFTA_NAT_FLAGS.rawValue) ?? 0) & UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY) != 0))
+                                  ports: ports(A.natPortMin, A.natPortMax),
+                                  randomFully: (e.u32(A.natFlags) ?? 0) & NFTConstant.randomFully != 0))
         case "target":
-            let target = data[type: UInt16(NFTA_TARGET_NAME.rawValue)]?.string ?? ""
-            let info = data[type: UInt16(NFTA_TARGET_INFO.rawValue)]?.payload ?? []
-            let revision = u32(NFTA_TARGET_REV.rawValue) ?? 0
+            let target = e.string(A.targetName) ?? ""
+            let info = e.data[A.targetInfo]?.payload ?? []
+            let revision = e.u32(A.targetRevision) ?? 0
             verdict = target == "MASQUERADE" || target == "SNAT"
                 ? .snat(RuleDecoder.natTarget(name: target, payload: info, compat: ipv4 && revision == 0, family: ipv4 ? .ipv4 : .ipv6))
                 : .none(target)
         case "match":
-            let match = data[type: UInt16(NFTA_MATCH_NAME.rawValue)]?.string ?? ""
-            conditions += RuleDecoder.conditions(match: match, revision: UInt8(truncatingIfNeeded: u32(NFTA_MATCH_REV.rawValue) ?? 0),
-                                                 payload: data[type: UInt16(NFTA_MATCH_INFO.rawValue)]?.payload ?? [])
+            conditions += RuleDecoder.conditions(match: e.string(A.matchName) ?? "", revision: UInt8(truncatingIfNeeded: e.u32(A.matchRevision) ?? 0),
+                                                 payload: e.data[A.matchInfo]?.payload ?? [])
         case "counter":
             break
         default:
-            conditions.append(.other(name))
+            conditions.append(.other(e.name))
         }
     }
 

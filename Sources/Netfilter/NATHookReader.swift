@@ -1,4 +1,3 @@
-internal import CNetfilterUAPI
 internal import Glibc
 import Netlink
 import RandSNATCore
@@ -101,32 +100,50 @@ public struct NATHookReader {
 
     // MARK: nf_tables
 
-    static let familyNames: [UInt8: String] = [UInt8(NFPROTO_IPV4): "ip", UInt8(NFPROTO_IPV6): "ip6", UInt8(NFPROTO_INET): "inet"]
-
-    /// Streams a dump of every table: `body` gets each message's family and attributes, one receive
-    /// buffer in memory at a time (a node's 20,000 rules are not held as replies).
-    func dump(_ message: nf_tables_msg_types, _ what: String, _ body: (UInt8, [NetlinkAttribute]) -> Void) throws(NetfilterError) {
-        let request = NetlinkRequest(type: UInt16(NFNL_SUBSYS_NFTABLES << 8) | UInt16(message.rawValue),
-                                     flags: UInt16(NLM_F_REQUEST | NLM_F_ACK | NLM_F_DUMP), sequence: netlink.nextSequence(),
-                                     family: UInt8(NFPROTO_UNSPEC))
-        do {
+    /// Streams a dump of every table: `body` gets each reply as it comes, one receive buffer in memory
+    /// at a time (a node's 20,000 rules are not held as replies); the first reply that does not
+    /// decode (`NFTDecoder` throws) ends the reading with its error.
+    func dump(_ command: NetfilterMessageType, _ what: String,
+              _ body: (NetlinkReply) throws(NetfilterError) -> Void) throws(NetfilterError) {
+        let request = NetlinkRequest(command, flags: [.request, .ack, .dump], sequence: netlink.nextSequence(),
+                                     header: NetfilterHeader(family: NFTFamily.unspecified))
+        var failure: NetfilterError?
+        do throws(NetlinkError) {
             try netlink.dump(request, operation: "nf_tables \(what) dump", object: "all tables") { bytes in
-                guard bytes.count >= 4 else { return }  // nfgenmsg, then the attributes
-                body(bytes[0], NetlinkAttribute.parse(Array(bytes)[4...]))
+                guard failure == nil else { return }
+                do throws(NetfilterError) {
+                    try body(NetlinkReply(type: command.rawValue, flags: 0, sequence: 0, body: Array(bytes)))
+                } catch {
+                    failure = error
+                }
             }
         } catch {
             throw NetfilterError(error)
         }
+        if let failure { throw failure }
     }
 
-    /// One rule of a dump: its table ("FAMILY NAME"), chain, and the decoder fed its expressions.
-    func decode(_ family: UInt8, _ attributes: [NetlinkAttribute]) -> (table: String, chain: String, decoder: NFTRuleDecoder)? {
-        guard let family = Self.familyNames[family] else { return nil }
-        let table = "\(family) \(attributes[type: UInt16(NFTA_RULE_TABLE.rawValue)]?.string ?? "?")"
-        let chain = attributes[type: UInt16(NFTA_RULE_CHAIN.rawValue)]?.string ?? "?"
-        var decoder = NFTRuleDecoder(family: ["ip": .ipv4, "ip6": .ipv6][family])
-        for element in attributes[type: UInt16(NFTA_RULE_EXPRESSIONS.rawValue)]?.nested ?? [] { decoder.add(element.nested) }
-        return (table, chain, decoder)
+    /// One rule of a dump (families ip, ip6, inet): its table ("FAMILY NAME"), chain, and the decoder
+    /// fed its expressions.
+    func decode(_ rule: NFTRuleDump) throws(NetfilterError) -> (table: String, chain: String, decoder: NFTRuleDecoder)? {
+        guard let family = Self.family(rule.family) else { return nil }
+        var decoder = NFTRuleDecoder(family: family.packets)
+        do throws(NetlinkError) {
+            for expression in rule.expressions { try decoder.add(expression) }
+        } catch {
+            throw NetfilterError.netlink(operation: "reading", object: "an nf_tables rule's expressions", errno: 0, reason: error.reason)
+        }
+        return ("\(family.name) \(rule.table)", rule.chain, decoder)
+    }
+
+    /// The families the check reads: nft's keyword, and the packets' family (nil for inet).
+    static func family(_ family: UInt8) -> (name: String, packets: Family?)? {
+        switch family {
+        case NFTFamily.ipv4: ("ip", .ipv4)
+        case NFTFamily.ipv6: ("ip6", .ipv6)
+        case NFTFamily.inet: ("inet", nil)
+        default: nil
+        }
     }
 
     /// Tables of family ip, ip6 or inet that have a nat base chain at postrouting, with the chains
@@ -136,21 +153,18 @@ public struct NATHookReader {
     /// prerouting and output) are not held.
     func nftables() throws(NetfilterError) -> [NATHookTable] {
         var hooks: [String: [NATHookTable.Hook]] = [:]
-        try dump(NFT_MSG_GETCHAIN, "chain") { family, attributes in
-            guard let family = Self.familyNames[family], attributes[type: UInt16(NFTA_CHAIN_TYPE.rawValue)]?.string == "nat",
-                  let hook = attributes[type: UInt16(NFTA_CHAIN_HOOK.rawValue)]?.nested,
-                  hook[type: UInt16(NFTA_HOOK_HOOKNUM.rawValue)]?.be32 == UInt32(NF_INET_POST_ROUTING.rawValue),
-                  let priority = hook[type: UInt16(NFTA_HOOK_PRIORITY.rawValue)]?.be32 else { return }
-            let table = "\(family) \(attributes[type: UInt16(NFTA_CHAIN_TABLE.rawValue)]?.string ?? "?")"
-            hooks[table, default: []].append(.init(chain: attributes[type: UInt16(NFTA_CHAIN_NAME.rawValue)]?.string ?? "?",
-                                                   priority: Int(Int32(bitPattern: priority))))
+        try dump(NFTCommand.getChain, "chain") { (reply) throws(NetfilterError) in
+            let chain = try NFTDecoder.chain(reply)
+            guard let family = Self.family(chain.family), chain.type == "nat", let hook = chain.hook,
+                  hook.number == NFTConstant.postrouting else { return }
+            hooks["\(family.name) \(chain.table)", default: []].append(.init(chain: chain.name, priority: Int(hook.priority)))
         }
         guard !hooks.isEmpty else { return [] }
         // Pass 1: where each chain jumps, and which chains SNAT.
         var targets: [String: Set<String>] = [:]
         var wanted: Set<String> = []  // "TABLE|CHAIN"
-        try dump(NFT_MSG_GETRULE, "rule") { family, attributes in
-            guard let (table, chain, decoder) = decode(family, attributes), hooks[table] != nil else { return }
+        try dump(NFTCommand.getRule, "rule") { (reply) throws(NetfilterError) in
+            guard let (table, chain, decoder) = try decode(NFTDecoder.rule(reply)), hooks[table] != nil else { return }
             switch decoder.verdict {
             case .jump(let target), .goto(let target): targets["\(table)|\(chain)", default: []].insert("\(table)|\(target)")
             case .snat: wanted.insert("\(table)|\(chain)")
@@ -165,17 +179,14 @@ public struct NATHookReader {
         targets = [:]
         // Pass 2: those chains' rules.
         var chains: [String: [String: [NATHookRule]]] = [:]
-        try dump(NFT_MSG_GETRULE, "rule") { family, attributes in
-            guard let (table, chain, found) = decode(family, attributes), wanted.contains("\(table)|\(chain)") else { return }
+        try dump(NFTCommand.getRule, "rule") { (reply) throws(NetfilterError) in
+            let rule = try NFTDecoder.rule(reply)
+            guard let (table, chain, found) = try decode(rule), wanted.contains("\(table)|\(chain)") else { return }
             var decoder = found
-            let comment = NFTablesBackend.userDataString(attributes[type: UInt16(NFTA_RULE_USERDATA.rawValue)]?.payload ?? [], type: 0)
-            if !comment.isEmpty {
-                decoder.conditions.append(.comment(comment))
+            if !rule.comment.isEmpty {
+                decoder.conditions.append(.comment(rule.comment))
             }
-            let handle = (attributes[type: UInt16(NFTA_RULE_HANDLE.rawValue)]?.payload).flatMap { bytes in
-                bytes.count == 8 ? bytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } : nil  // big-endian u64
-            }
-            chains[table, default: [:]][chain, default: []].append(NATHookRule(decoder.conditions, decoder.verdict, handle: handle))
+            chains[table, default: [:]][chain, default: []].append(NATHookRule(decoder.conditions, decoder.verdict, handle: rule.handle))
         }
         // iptables-nft's tables (`ip nat`, `ip6 nat`, as `natRuleCount` counts them) are read back as
         // iptables-nft-save writes them; every other table in nft's syntax.

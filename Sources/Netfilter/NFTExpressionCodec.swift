@@ -24,6 +24,12 @@ struct NFTExpressionAttribute: NetlinkAttributeName {
     /// iptables-nft's `target` (an xtables target inside nf_tables).
     static let targetName = Self(type: cValue(NFTA_TARGET_NAME)), targetRevision = Self(type: cValue(NFTA_TARGET_REV))
     static let targetInfo = Self(type: cValue(NFTA_TARGET_INFO))
+    /// iptables-nft's `match` (an xtables match inside nf_tables).
+    static let matchName = Self(type: cValue(NFTA_MATCH_NAME)), matchRevision = Self(type: cValue(NFTA_MATCH_REV))
+    static let matchInfo = Self(type: cValue(NFTA_MATCH_INFO))
+    /// `bitwise` (read only: the shadowing check follows masks nft writes for prefixes and marks).
+    static let bitwiseSource = Self(type: cValue(NFTA_BITWISE_SREG)), bitwiseDestination = Self(type: cValue(NFTA_BITWISE_DREG))
+    static let bitwiseMask = Self(type: cValue(NFTA_BITWISE_MASK))
 }
 
 /// One expression as the kernel lists it: its name and its DATA's attributes.

@@ -1,6 +1,7 @@
 internal import CNetfilterUAPI
 internal import Glibc
 import RandSNATCore
+import SystemCalls
 
 /// What the read-only paths read of a legacy nat table (the chains, their rules with libiptc's
 /// target names): an `IPTCTable` (libiptc) or an `XtablesTableSnapshot` (the kernel's blob).
@@ -155,7 +156,7 @@ final class XtablesTableSnapshot: XtablesTableView {
         case ENOENT: "Table does not exist (do you need to insmod?)"
         case ENOPROTOOPT: "iptables who? (do you need to insmod?)"
         case ENOMEM: "Memory allocation problem"
-        default: String(cString: strerror(code))
+        default: Errno(code).message
         }
     }
 

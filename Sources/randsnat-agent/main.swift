@@ -4,17 +4,12 @@ import Metrics
 import NIOCore
 import NIOPosix
 import RandSNATCore
+import SystemCalls
 
 // The node agent: the reconcile loop (AgentCore, issue 11) on the main thread and the metrics
 // endpoint (issue 13) on its own threads, fed by the loop's passes.
 func write(_ text: String, to descriptor: Int32) {
-    var bytes = Array(text.utf8)[...]
-    while !bytes.isEmpty {
-        let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
-        if written < 0 && errno == EINTR { continue }
-        if written <= 0 { return }
-        bytes = bytes.dropFirst(written)
-    }
+    try? FileDescriptor(rawValue: descriptor).writeAll(Array(text.utf8))  // nothing to tell when the stream is gone
 }
 let log: @Sendable (String) -> Void = { write($0 + "\n", to: 2) }
 
