@@ -1,14 +1,18 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Layers (imports point one way): randsnat → Netfilter, Netlink → RandSNATCore → CNI.
-// randsnat-agent → AgentCore (the reconcile loop, also behind `randsnat agent`), Metrics, Netfilter, Netlink → RandSNATCore; only the agent links SwiftNIO, so the
-// per-pod binary (exec'd per pod, size and start-up measured) carries no HTTP server.
+// Layers (imports point one way; README "Source layout"):
+//   randsnat (one line) → PluginMain (the edge: env, stdin, exit codes; ErrorMapping chooses every CNI code)
+//     → AgentCore, Installer → Netfilter, Netlink → RandSNATCore → CNI; the lower half also → SystemCalls.
+//   randsnat-agent → AgentCore, Metrics, Netfilter, Netlink → RandSNATCore; only the agent links SwiftNIO,
+//   so the per-pod binary (exec'd per pod, size and start-up measured) carries no HTTP server.
+// The pure half (CNI, RandSNATCore, Metrics) makes no system call. The lower half is one adapter per
+// library or protocol: SystemCalls (files, descriptors, errno), Netlink (the one netlink transport and
+// message model), Netfilter (xtables codec + libiptc, ipset, ctnetlink, nf_tables by its own codec).
 // The C modules hold headers only, each imported `internal` (no C type in a public signature):
 // CNetfilter (libiptc) by IPTCTable alone; CNetfilterUAPI (the kernel's netfilter headers) by the
-// xtables codec, the nf_tables files and one protocol-numbers file each for ipset and ctnetlink;
-// nf_tables is written and read by randsnat's own codec over Netlink (no libnftnl, no libmnl);
-// CNetlink by Netlink and Installer; Glibc internal everywhere.
+// xtables codec and snapshot and one protocol-numbers file each for ipset, ctnetlink and nf_tables;
+// CNetlink by Netlink and Installer; Glibc internal everywhere. No libnftnl, no libmnl.
 // The per-pod binary is exec'd on every pod start: linked by lld with packed relative relocations
 // (DT_RELR, glibc 2.36+), the dynamic loader has ~21,000 fewer relocation entries to apply. Measured
 // on this 2-core EPYC (kernel 6.18), VERSION exec in turn: 9 % faster, 0.5 MB smaller (README, Figures).
