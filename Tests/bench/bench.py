@@ -210,11 +210,12 @@ def residents(counts, runs, backend=None):
         conf = randsnat_config(index)
         if backend:
             conf["backend"] = backend
-        conf["prevResult"]["interfaces"][0]["sandbox"] = "/var/run/netns/" + name
+        conf["prevResult"]["interfaces"][0]["sandbox"] = "/var/run/netns/" + name + "-pod"
         return conf
 
     def run(name, verb, index):
-        env = plugin_env(verb, "res-%d" % index, "/var/run/netns/" + name, {"RANDSNAT_RUN_DIR": RUN_DIR + "/" + name})
+        # CNI_NETNS is a pod's namespace beside the node's (randsnat refuses its own as CNI_NETNS).
+        env = plugin_env(verb, "res-%d" % index, "/var/run/netns/" + name + "-pod", {"RANDSNAT_RUN_DIR": RUN_DIR + "/" + name})
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(["nsenter", "--net=/var/run/netns/" + name, RANDSNAT], input=json.dumps(config(name, index)).encode(),
@@ -227,6 +228,7 @@ def residents(counts, runs, backend=None):
     try:
         for count, name in names.items():
             sh("ip", "netns", "add", name)
+            sh("ip", "netns", "add", name + "-pod")
             for index in range(count):
                 run(name, "ADD", index)
         for i in range(runs):
@@ -238,6 +240,7 @@ def residents(counts, runs, backend=None):
     finally:
         for name in names.values():
             subprocess.run(["ip", "netns", "del", name])
+            subprocess.run(["ip", "netns", "del", name + "-pod"])
     return {count: [statistics.median(values) for values in lists] for count, lists in samples.items()}
 
 
