@@ -216,9 +216,15 @@ ext_count() { in_ns "$EXT" nft list chain inet probe input | grep "comment \"$1\
 # conflist changes to EXTRA; waits (at most 5 s) until CONDITION holds and one generation is left;
 # then expects no connection lost, no packet at ext with a pod's own source, and CHECK passing for
 # every pod with the new conflist.
-move_under_load() {
-    local extra=$1 what=$2; shift 2
-    in_ns "$T-pod1" python3 "$HERE/peer.py" load 203.0.113.10 8080 50000 3 > "$WORK/load" &
+move_under_load() { move_under_load_over 4 "$@"; }
+
+# move_under_load_over FAMILY EXTRA WHAT CONDITION...: move_under_load with pod 1's connections to
+# ext's IPv4 (4) or IPv6 (6) address; over IPv6, ext must see no pod address of either family.
+move_under_load_over() {
+    local family=$1 extra=$2 what=$3; shift 3
+    local destination=203.0.113.10 kind="connections" out="$WORK/load"
+    [ "$family" = 6 ] && destination=2001:db8:ee::10 kind="IPv6 connections" out="$WORK/load6"
+    in_ns "$T-pod1" python3 "$HERE/peer.py" load "$destination" 8080 50000 3 > "$out" &
     local load=$!
     sleep 0.5
     local list; list=$(node_conflist "$T-n" "$extra")
@@ -226,9 +232,10 @@ move_under_load() {
     while [ $(( $(now_ms) - start )) -lt 5000 ] && ! { "$@" && [ "$(chain_count)" = 1 ]; }; do sleep 0.05; done
     echo "    $what: pods moved in $(( $(now_ms) - start )) ms"
     wait "$load"
-    local attempts failures slowest; read -r attempts failures slowest < "$WORK/load"
-    expect "$what: connections went on during the move ($attempts, slowest ${slowest} ms)" test "${attempts:-0}" -gt 20
+    local attempts failures slowest; read -r attempts failures slowest < "$out"
+    expect "$what: $kind went on during the move ($attempts, slowest ${slowest} ms)" test "${attempts:-0}" -gt 20
     expect_eq "$what: none of them failed" "$failures" "0"
+    [ "$family" = 6 ] && expect_eq "$what: ext saw no packet with a pod's own IPv6 source" "$(ext_unsnatted6)" "0"
     expect_eq "$what: ext saw no packet with a pod's own source" "$(ext_unsnatted)" "0"
     expect_eq "$what: one generation is left" "$(chain_count)" "1"
     local pod; for pod in 1 2 3; do expect "$what: CHECK with the new config passes for pod $pod" pod_check "$list" $pod; done
@@ -513,24 +520,7 @@ ext_unsnatted6() { in_ns "$EXT" nft list chain inet probe input | grep 'ip6 sadd
 
 # move_under_load6 EXTRA WHAT CONDITION...: move_under_load over IPv6: pod 1 opens new connections to
 # ext's IPv6 address while the node's conflist changes; no connection lost, no IPv6 pod address at ext.
-move_under_load6() {
-    local extra=$1 what=$2; shift 2
-    in_ns "$T-pod1" python3 "$HERE/peer.py" load 2001:db8:ee::10 8080 50000 3 > "$WORK/load6" &
-    local load=$!
-    sleep 0.5
-    local list; list=$(node_conflist "$T-n" "$extra")
-    local start; start=$(now_ms)
-    while [ $(( $(now_ms) - start )) -lt 5000 ] && ! { "$@" && [ "$(chain_count)" = 1 ]; }; do sleep 0.05; done
-    echo "    $what: pods moved in $(( $(now_ms) - start )) ms"
-    wait "$load"
-    local attempts failures slowest; read -r attempts failures slowest < "$WORK/load6"
-    expect "$what: IPv6 connections went on during the move ($attempts, slowest ${slowest} ms)" test "${attempts:-0}" -gt 20
-    expect_eq "$what: none of them failed" "$failures" "0"
-    expect_eq "$what: ext saw no packet with a pod's own IPv6 source" "$(ext_unsnatted6)" "0"
-    expect_eq "$what: ext saw no packet with a pod's own IPv4 source" "$(ext_unsnatted)" "0"
-    expect_eq "$what: one generation is left" "$(chain_count)" "1"
-    local pod; for pod in 1 2 3; do expect "$what: CHECK with the new config passes for pod $pod" pod_check "$list" $pod; done
-}
+move_under_load6() { move_under_load_over 6 "$@"; }
 
 # Dual-stack pods, ext reached over IPv6: config moves (the vpc's IPv6 range added to
 # nonMasqueradeCIDRs and removed, toSource changed in both families) lose no IPv6 connection and let no
