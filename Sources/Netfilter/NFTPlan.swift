@@ -394,8 +394,11 @@ enum NFTExpiry {
     static let longestJiffyMilliseconds: UInt64 = 10
     /// How long DEL waits for the kernel to expire an element before it deletes it instead.
     static let patienceMicroseconds = 50_000
-    /// How often it asks meanwhile (one element GET each time).
-    static let pollMicroseconds = 250
+    /// How long after a tick is due DEL looks at the clock: the tick handler's own time.
+    static let afterTickMicroseconds = 20
+    /// How often DEL looks at the clock while a due tick has not shown yet (a tickless idle CPU
+    /// catches up when woken).
+    static let lateTickMicroseconds = 100
 
     /// What the kernel says of the element when asked for it (NFT_MSG_GETSETELEM).
     enum Probe: Equatable {
@@ -408,8 +411,8 @@ enum NFTExpiry {
     enum Step: Equatable {
         /// The element is gone: nothing matches it any more.
         case done
-        /// It expires within a jiffy: ask again after this many microseconds.
-        case wait(microseconds: Int)
+        /// It expires at a coming jiffy: ask again after the kernel's next tick.
+        case waitForTick
         /// It did not take the timeout, or is still there after `patienceMicroseconds`: delete it.
         case delete
     }
@@ -420,9 +423,23 @@ enum NFTExpiry {
         case .absent:
             return .done
         case .present(let expiresIn?) where expiresIn <= longestJiffyMilliseconds && waited < patienceMicroseconds:
-            return .wait(microseconds: pollMicroseconds)
+            return .waitForTick
         case .present:
             return .delete
         }
+    }
+
+    /// How long to sleep, at `now`, before looking whether the tick after `lastTick` has come
+    /// (nanoseconds on the monotonic clock; `tick` is a jiffy): until just after it is due, or a
+    /// short while when it is due already but the clock has not shown it.
+    ///
+    /// The kernel expires an element at the first jiffy after the commit that gave it its timeout
+    /// (expiration = the commit's jiffies + 1). The clock as of the last tick
+    /// (CLOCK_MONOTONIC_COARSE) advances with jiffies: read before the commit, its next change is
+    /// the earliest the element can be gone. Waiting for that change instead of asking the kernel
+    /// over and over costs one GET per element, and nothing of the wait but the tick itself.
+    static func sleepMicroseconds(lastTick: Int, now: Int, tick: Int) -> Int {
+        let due = lastTick + tick - now
+        return due > 0 ? due / 1000 + afterTickMicroseconds : lateTickMicroseconds
     }
 }

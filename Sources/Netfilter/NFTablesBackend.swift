@@ -2,6 +2,7 @@ internal import CNetfilterUAPI
 internal import Glibc
 import Netlink
 import RandSNATCore
+import SystemCalls
 
 /// randsnat's state as native nf_tables objects in its own table, `inet randsnat` (see
 /// `NFTFamilyPlan` for the layout). Writes are atomic batches (`NFTBatch`) on this backend's one
@@ -310,38 +311,45 @@ public final class NFTablesBackend: NATBackend {
         }
     }
 
-    /// Gives the ones of `addresses` that are in `set` a 1 ms timeout (one batch), then asks for each
-    /// (a GET) until the kernel no longer has it, a jiffy at most; returns those it did not expire (a
-    /// kernel before 6.10 keeps them as they were). Absent ones are left alone.
+    /// Gives `addresses` a 1 ms timeout (one batch; one that is not there is created expiring and
+    /// goes with the others), then asks for each (a GET) after the kernel's next tick, until the
+    /// kernel no longer has it; returns those it did not expire (a kernel before 6.10 keeps them as
+    /// they were).
     private func expire(_ addresses: [IPAddress], in set: String) throws(NetfilterError) -> [IPAddress] {
-        var pending: [IPAddress] = []
-        for address in addresses where try probe(address, in: set) != .absent { pending.append(address) }
-        guard !pending.isEmpty else { return [] }
+        guard !addresses.isEmpty else { return [] }
         var update = NFTBatch()
-        update.expireElements(table, set, pending.map { NFTBatch.Element(key: $0) }, milliseconds: NFTExpiry.milliseconds)
+        update.expireElements(table, set, addresses.map { NFTBatch.Element(key: $0) }, milliseconds: NFTExpiry.milliseconds)
+        var lastTick = ThisProcess.monotonicNanoseconds(asOfLastTick: true)  // before the commit: its jiffy or an earlier one
         try update.commit(on: netlink)
-        let start = Self.microsecondsNow()
+        let start = ThisProcess.monotonicNanoseconds()
+        var pending = addresses
         var unexpired: [IPAddress] = []
         while !pending.isEmpty {
+            Self.sleepUntilTick(after: lastTick, giveUpAt: start + NFTExpiry.patienceMicroseconds * 1000)
+            lastTick = ThisProcess.monotonicNanoseconds(asOfLastTick: true)
             var waiting: [IPAddress] = []
-            var nap = 0
             for address in pending {
-                switch NFTExpiry.next(after: try probe(address, in: set), waited: Self.microsecondsNow() - start) {
+                let waited = (ThisProcess.monotonicNanoseconds() - start) / 1000
+                switch NFTExpiry.next(after: try probe(address, in: set), waited: waited) {
                 case .done: break
-                case .wait(let microseconds): waiting.append(address); nap = max(nap, microseconds)
+                case .waitForTick: waiting.append(address)
                 case .delete: unexpired.append(address)
                 }
             }
             pending = waiting
-            if nap > 0 { usleep(UInt32(nap)) }
         }
         return unexpired
     }
 
-    private static func microsecondsNow() -> Int {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return now.tv_sec * 1_000_000 + now.tv_nsec / 1000
+    /// Returns once the kernel's clock shows a tick after `lastTick` (see `NFTExpiry.sleepMicroseconds`),
+    /// or at `giveUpAt` (monotonic nanoseconds).
+    private static func sleepUntilTick(after lastTick: Int, giveUpAt: Int) {
+        while ThisProcess.monotonicNanoseconds(asOfLastTick: true) <= lastTick {
+            let now = ThisProcess.monotonicNanoseconds()
+            guard now < giveUpAt else { return }
+            let nap = NFTExpiry.sleepMicroseconds(lastTick: lastTick, now: now, tick: ThisProcess.tickNanoseconds)
+            ThisProcess.sleep(microseconds: UInt32(min(nap, (giveUpAt - now) / 1000 + 1)))
+        }
     }
 
     public func remove(subnet: CIDR, from names: ObjectNames) throws {

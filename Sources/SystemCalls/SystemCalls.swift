@@ -176,6 +176,24 @@ public enum ThisProcess {
         return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
     }
 
+    /// Nanoseconds on the monotonic clock: fine, or `asOfLastTick` as the kernel's clock stood at its
+    /// last timer tick (CLOCK_MONOTONIC_COARSE, read without a system call). The kernel advances that
+    /// one and its jiffies counter together, so a change in it means a jiffy has passed.
+    public static func monotonicNanoseconds(asOfLastTick: Bool = false) -> Int {
+        var spec = timespec()
+        clock_gettime(asOfLastTick ? CLOCK_MONOTONIC_COARSE : CLOCK_MONOTONIC, &spec)
+        return spec.tv_sec * 1_000_000_000 + spec.tv_nsec
+    }
+
+    /// The kernel's timer tick (a jiffy) in nanoseconds: the coarse clock's resolution, 1/HZ.
+    public static let tickNanoseconds: Int = {
+        var spec = timespec()
+        guard clock_getres(CLOCK_MONOTONIC_COARSE, &spec) == 0, spec.tv_sec * 1_000_000_000 + spec.tv_nsec > 0 else {
+            return 10_000_000  // the longest tick there is (HZ=100)
+        }
+        return spec.tv_sec * 1_000_000_000 + spec.tv_nsec
+    }()
+
     /// Nanoseconds since the epoch on the real-time clock (the clock of files' modification times).
     public static func realTimeNanoseconds() -> Int64 {
         var spec = timespec()
