@@ -118,8 +118,8 @@ public final class Wakeups {
     }
 
     func isDeletion(_ message: NetlinkReply) -> Bool {
-        guard message.type >> 8 == UInt16(NetfilterSubsystem.nftables.rawValue),
-              Self.nftablesDeletions.contains(UInt8(message.type & 0xFF)) else { return false }
+        let type = NetfilterMessageType(type: message.type)
+        guard type.subsystem == .nftables, Self.nftablesDeletions.contains(type.command) else { return false }
         guard let table = deletionsTable else { return true }
         // A message without the attribute is counted: better one pass too many than a loss unseen.
         return message.nfAttributes[type: Self.nftablesTableAttribute].map { $0.string == table } ?? true
