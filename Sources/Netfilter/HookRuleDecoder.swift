@@ -1,4 +1,3 @@
-internal import CNetfilterUAPI
 import Netlink
 import RandSNATCore
 
@@ -42,26 +41,16 @@ extension RuleDecoder {
         switch (match, revision) {
         case ("comment", _):
             return [.comment(String(decoding: payload.prefix { $0 != 0 }, as: UTF8.self))]
-        case ("mark", 1) where payload.count > MemoryLayout<xt_mark_mtinfo1>.offset(of: \.invert)!:
-            var info = xt_mark_mtinfo1()
-            XtablesEntry.store(payload, into: &info)
-            return [.mark(value: info.mark, mask: info.mask, inverted: info.invert != 0)]
+        case ("mark", 1):
+            guard let mark = XtablesReadMatch.mark(payload) else { return [.other("-m \(match)")] }
+            return [.mark(value: mark.value, mask: mark.mask, inverted: mark.inverted)]
         case ("addrtype", 0), ("addrtype", 1):
-            let source: UInt16, destination: UInt16, invertSource: Bool, invertDestination: Bool
-            if revision == 1 {
-                var info = xt_addrtype_info_v1()
-                XtablesEntry.store(payload, into: &info)
-                (source, destination) = (info.source, info.dest)
-                invertSource = info.flags & UInt32(XT_ADDRTYPE_INVERT_SOURCE) != 0
-                invertDestination = info.flags & UInt32(XT_ADDRTYPE_INVERT_DEST) != 0
-            } else {
-                var info = xt_addrtype_info()
-                XtablesEntry.store(payload, into: &info)
-                (source, destination, invertSource, invertDestination) = (info.source, info.dest, info.invert_source != 0, info.invert_dest != 0)
-            }
+            let types = XtablesReadMatch.addressTypes(revision: revision, payload)
             var found: [NATHookRule.Condition] = []
-            if source != 0 { found.append(.addressType(source: true, types: source, inverted: invertSource)) }
-            if destination != 0 { found.append(.addressType(source: false, types: destination, inverted: invertDestination)) }
+            if types.source != 0 { found.append(.addressType(source: true, types: types.source, inverted: types.invertSource)) }
+            if types.destination != 0 {
+                found.append(.addressType(source: false, types: types.destination, inverted: types.invertDestination))
+            }
             return found
         default:
             return [.other("-m \(match)")]
@@ -89,7 +78,7 @@ extension RuleDecoder {
 struct NFTRuleDecoder {
     enum Loaded {
         case payload(offset: UInt32, length: UInt32, mask: [UInt8]?)
-        case meta(UInt32, mask: [UInt8]?)
+        case meta(NFTMetaKey, mask: [UInt8]?)
         case value([UInt8])
     }
 
@@ -122,7 +111,7 @@ struct NFTRuleDecoder {
         switch e.name {
         case "payload":
             guard let dreg = e.u32(A.payloadDestination) else { return }
-            if e.u32(A.payloadBase) == NFTExpressionCodec.networkHeader {
+            if e.u32(A.payloadBase) == NFTConstant.networkHeader {
                 registers[dreg] = .payload(offset: e.u32(A.payloadOffset) ?? 0, length: e.u32(A.payloadLength) ?? 0, mask: nil)
             } else {
                 registers[dreg] = nil
@@ -130,7 +119,7 @@ struct NFTRuleDecoder {
             }
         case "meta":
             guard let dreg = e.u32(A.metaDestination), let key = e.u32(A.metaKey) else { return }
-            registers[dreg] = .meta(key, mask: nil)
+            registers[dreg] = .meta(NFTMetaKey(key), mask: nil)
         case "bitwise":
             guard let source = e.u32(A.bitwiseSource), let target = e.u32(A.bitwiseDestination) else { return }
             let mask = try e.value(A.bitwiseMask) ?? []
@@ -147,29 +136,30 @@ struct NFTRuleDecoder {
                 return
             }
             let verdictData = try payload[NFTDataAttribute.verdict]?.nestedAttributes() ?? []
-            let code = Int32(bitPattern: verdictData[NFTDataAttribute.verdictCode]?.be32 ?? 0)
+            let code = NFTVerdictCode(verdictData[NFTDataAttribute.verdictCode]?.be32 ?? 0)
             let chain = verdictData[NFTDataAttribute.verdictChain]?.string ?? "?"
             verdict = switch code {
-            case NFT_JUMP.rawValue: .jump(chain)
-            case NFT_GOTO.rawValue: .goto(chain)
-            case NFT_RETURN.rawValue: .stop("RETURN")
-            case Int32(NF_ACCEPT): .stop("ACCEPT")
-            case Int32(NF_DROP): .stop("DROP")
+            case .jump: .jump(chain)
+            case .goto: .goto(chain)
+            case .return: .stop("RETURN")
+            case .accept: .stop("ACCEPT")
+            case .drop: .stop("DROP")
             default: .none("")
             }
         case "cmp":
             guard let source = e.u32(A.cmpSource) else { return }
-            let op = e.u32(A.cmpOperator) ?? 0
+            let op = NFTCmpOperator(e.u32(A.cmpOperator) ?? 0)
             let condition = Self.condition(registers[source], op: op, value: try e.value(A.cmpData) ?? [], family: family)
             if case .family(let known) = condition { family = known }
             conditions.append(condition)
         case "lookup":
             let set = e.string(A.lookupSet) ?? "?"
-            conditions.append(.other("\((e.u32(A.lookupFlags) ?? 0) & NFT_LOOKUP_F_INV.rawValue != 0 ? "!= " : "")@\(set)"))
+            let inverted = NFTLookupFlags(e.u32(A.lookupFlags) ?? 0).contains(.inverted)
+            conditions.append(.other("\(inverted ? "!= " : "")@\(set)"))
         case "masq":
             verdict = .snat(.init(name: "MASQUERADE", ports: ports(A.masqPortMin, A.masqPortMax),
                                   randomFully: (e.u32(A.masqFlags) ?? 0) & NFTConstant.randomFully != 0))
-        case "nat" where e.u32(A.natType) == NFTExpressionCodec.natSource:
+        case "nat" where e.u32(A.natType) == NFTConstant.natSource:
             let family: Family = e.u32(A.natFamily) == UInt32(NFTFamily.ipv6) ? .ipv6 : .ipv4
             let addresses = [A.natAddressMin, A.natAddressMax].compactMap { register($0) }
                 .compactMap { IPAddress(family: family, bytes: Array($0.prefix(family == .ipv4 ? 4 : 16))) }.map { "\($0)" }
@@ -195,9 +185,9 @@ struct NFTRuleDecoder {
 
     /// The condition a `cmp` makes of what its register holds.
     /// - Parameter family: the packets' family when the table (ip, ip6) or an earlier `meta nfproto` says it.
-    static func condition(_ loaded: Loaded?, op: UInt32, value: [UInt8], family: Family?) -> NATHookRule.Condition {
-        let inverted = op == NFT_CMP_NEQ.rawValue
-        guard op == NFT_CMP_EQ.rawValue || inverted else { return .other("cmp") }
+    static func condition(_ loaded: Loaded?, op: NFTCmpOperator, value: [UInt8], family: Family?) -> NATHookRule.Condition {
+        let inverted = op == .notEqual
+        guard op == .equal || inverted else { return .other("cmp") }
         switch loaded {
         case .payload(let offset, let length, let mask)?:
             // ip saddr/daddr at 12/16 (4 bytes), ip6 saddr/daddr at 8/24 (16 bytes); nft loads only the
@@ -222,16 +212,16 @@ struct NFTRuleDecoder {
                 return bytes.prefix(4).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
             }
             switch key {
-            case NFT_META_OIFNAME.rawValue:
+            case .outInterfaceName:
                 let name = String(decoding: value.prefix { $0 != 0 }, as: UTF8.self)
                 return .outInterface(value.contains(0) ? name : name + "*", inverted: inverted)
-            case NFT_META_OIF.rawValue:
+            case .outInterface:
                 return .outInterface("#\(host32(value) ?? 0)", inverted: inverted)
-            case NFT_META_MARK.rawValue:
+            case .mark:
                 return .mark(value: host32(value) ?? 0, mask: host32(mask) ?? UInt32.max, inverted: inverted)
-            case NFT_META_NFPROTO.rawValue where !inverted:
-                return .family(value.first == UInt8(NFPROTO_IPV6) ? .ipv6 : .ipv4)
-            case NFT_META_L4PROTO.rawValue where value.count == 1:
+            case .nfproto where !inverted:
+                return .family(value.first == NFTFamily.ipv6 ? .ipv6 : .ipv4)
+            case .l4proto where value.count == 1:
                 return .proto(value[0], inverted: inverted)
             default:
                 return .other("meta \(key)")

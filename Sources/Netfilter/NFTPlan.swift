@@ -83,13 +83,13 @@ enum NFTRegister: UInt32, Equatable {
     case verdict = 0, r1 = 1, r2 = 2, r3 = 3, r4 = 4
 }
 
-/// The expressions randsnat puts into rules. Numbers are the kernel's (linux/netfilter/nf_tables.h).
+/// The expressions randsnat puts into rules. Numbers on the wire: NFTProtocol.swift.
 enum NFTExpression: Equatable {
-    enum MetaKey: UInt32 { case oifname = 7, nfproto = 15, l4proto = 16 }
+    /// The keys randsnat writes (their numbers: `NFTMetaKey`).
+    enum MetaKey { case oifname, nfproto, l4proto }
     enum Verdict: Equatable {
         case `return`
         case jump(String)
-        var code: Int32 { self == .return ? -5 : -3 }  // NFT_RETURN, NFT_JUMP
     }
 
     case meta(MetaKey, NFTRegister)
@@ -149,7 +149,7 @@ struct NFTRule: Equatable {
     static func addressLoad(_ family: Family, _ direction: NATRule.Direction) -> [NFTExpression] {
         let v4 = family == .ipv4
         let offset: UInt32 = v4 ? (direction == .source ? 12 : 16) : (direction == .source ? 8 : 24)
-        return [.meta(.nfproto, .r1), .equal(.r1, [v4 ? 2 : 10]), .payload(offset: offset, length: v4 ? 4 : 16, .r1)]
+        return [.meta(.nfproto, .r1), .equal(.r1, [v4 ? NFTFamily.ipv4 : NFTFamily.ipv6]), .payload(offset: offset, length: v4 ? 4 : 16, .r1)]
     }
 
     static func addressLookup(_ family: Family, _ direction: NATRule.Direction, set: String) -> [NFTExpression] {

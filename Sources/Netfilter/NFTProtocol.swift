@@ -86,12 +86,107 @@ struct NFTDataAttribute: NetlinkAttributeName {
     static let verdictCode = Self(type: cValue(NFTA_VERDICT_CODE)), verdictChain = Self(type: cValue(NFTA_VERDICT_CHAIN))
 }
 
+/// The attribute names inside one expression's DATA, by expression (cast once here).
+struct NFTExpressionAttribute: NetlinkAttributeName {
+    let type: UInt16
+    static let metaKey = Self(type: cValue(NFTA_META_KEY)), metaDestination = Self(type: cValue(NFTA_META_DREG))
+    static let cmpSource = Self(type: cValue(NFTA_CMP_SREG)), cmpOperator = Self(type: cValue(NFTA_CMP_OP))
+    static let cmpData = Self(type: cValue(NFTA_CMP_DATA))
+    static let payloadBase = Self(type: cValue(NFTA_PAYLOAD_BASE)), payloadOffset = Self(type: cValue(NFTA_PAYLOAD_OFFSET))
+    static let payloadLength = Self(type: cValue(NFTA_PAYLOAD_LEN)), payloadDestination = Self(type: cValue(NFTA_PAYLOAD_DREG))
+    static let lookupSet = Self(type: cValue(NFTA_LOOKUP_SET)), lookupSource = Self(type: cValue(NFTA_LOOKUP_SREG))
+    static let lookupFlags = Self(type: cValue(NFTA_LOOKUP_FLAGS))
+    static let numgenDestination = Self(type: cValue(NFTA_NG_DREG)), numgenModulus = Self(type: cValue(NFTA_NG_MODULUS))
+    static let numgenType = Self(type: cValue(NFTA_NG_TYPE))
+    static let immediateDestination = Self(type: cValue(NFTA_IMMEDIATE_DREG)), immediateData = Self(type: cValue(NFTA_IMMEDIATE_DATA))
+    static let masqFlags = Self(type: cValue(NFTA_MASQ_FLAGS))
+    static let masqPortMin = Self(type: cValue(NFTA_MASQ_REG_PROTO_MIN)), masqPortMax = Self(type: cValue(NFTA_MASQ_REG_PROTO_MAX))
+    static let natType = Self(type: cValue(NFTA_NAT_TYPE)), natFamily = Self(type: cValue(NFTA_NAT_FAMILY))
+    static let natAddressMin = Self(type: cValue(NFTA_NAT_REG_ADDR_MIN)), natAddressMax = Self(type: cValue(NFTA_NAT_REG_ADDR_MAX))
+    static let natPortMin = Self(type: cValue(NFTA_NAT_REG_PROTO_MIN)), natPortMax = Self(type: cValue(NFTA_NAT_REG_PROTO_MAX))
+    static let natFlags = Self(type: cValue(NFTA_NAT_FLAGS))
+    /// iptables-nft's `target` (an xtables target inside nf_tables).
+    static let targetName = Self(type: cValue(NFTA_TARGET_NAME)), targetRevision = Self(type: cValue(NFTA_TARGET_REV))
+    static let targetInfo = Self(type: cValue(NFTA_TARGET_INFO))
+    /// iptables-nft's `match` (an xtables match inside nf_tables).
+    static let matchName = Self(type: cValue(NFTA_MATCH_NAME)), matchRevision = Self(type: cValue(NFTA_MATCH_REV))
+    static let matchInfo = Self(type: cValue(NFTA_MATCH_INFO))
+    /// `bitwise` (read only: the shadowing check follows masks nft writes for prefixes and marks).
+    static let bitwiseSource = Self(type: cValue(NFTA_BITWISE_SREG)), bitwiseDestination = Self(type: cValue(NFTA_BITWISE_DREG))
+    static let bitwiseMask = Self(type: cValue(NFTA_BITWISE_MASK))
+}
+
+/// A verdict's code (NFTA_VERDICT_CODE, a be32 of a signed number): netfilter's NF_ACCEPT and
+/// NF_DROP, or nf_tables' own (enum nft_verdicts), cast once. `NFTExpressionCodec` writes and reads
+/// them, `NFTRuleDecoder` reads them.
+struct NFTVerdictCode: Equatable {
+    let code: Int32
+    static let accept = Self(code: Int32(NF_ACCEPT)), drop = Self(code: Int32(NF_DROP))
+    static let jump = Self(code: NFT_JUMP.rawValue), goto = Self(code: NFT_GOTO.rawValue), `return` = Self(code: NFT_RETURN.rawValue)
+
+    private init(code: Int32) { self.code = code }
+    /// The code as its attribute carries it.
+    init(_ wire: UInt32) { code = Int32(bitPattern: wire) }
+    var wire: UInt32 { UInt32(bitPattern: code) }
+}
+
+/// A `cmp` expression's operator (NFTA_CMP_OP, enum nft_cmp_ops), cast once.
+struct NFTCmpOperator: Equatable {
+    let wire: UInt32
+    static let equal = Self(NFT_CMP_EQ.rawValue), notEqual = Self(NFT_CMP_NEQ.rawValue)
+
+    init(_ wire: UInt32) { self.wire = wire }
+}
+
+/// A `meta` expression's key (NFTA_META_KEY, enum nft_meta_keys), cast once.
+struct NFTMetaKey: Hashable, CustomStringConvertible {
+    let wire: UInt32
+    static let outInterface = Self(NFT_META_OIF.rawValue), outInterfaceName = Self(NFT_META_OIFNAME.rawValue)
+    static let mark = Self(NFT_META_MARK.rawValue), nfproto = Self(NFT_META_NFPROTO.rawValue), l4proto = Self(NFT_META_L4PROTO.rawValue)
+
+    init(_ wire: UInt32) { self.wire = wire }
+    var description: String { "\(wire)" }
+}
+
+extension NFTExpression.MetaKey {
+    /// The keys randsnat writes, as numbered on the wire.
+    var key: NFTMetaKey {
+        switch self {
+        case .oifname: .outInterfaceName
+        case .nfproto: .nfproto
+        case .l4proto: .l4proto
+        }
+    }
+
+    init?(_ key: NFTMetaKey) {
+        guard let known = [Self.oifname, .nfproto, .l4proto].first(where: { $0.key == key }) else { return nil }
+        self = known
+    }
+}
+
+extension NFTExpression.Verdict {
+    var code: NFTVerdictCode { self == .return ? .return : .jump }
+}
+
+/// A `lookup` expression's flags (NFTA_LOOKUP_FLAGS, enum nft_lookup_flags), cast once.
+struct NFTLookupFlags: OptionSet {
+    let rawValue: UInt32
+    static let inverted = Self(rawValue: NFT_LOOKUP_F_INV.rawValue)
+
+    init(rawValue: UInt32) { self.rawValue = rawValue }
+    init(_ wire: UInt32) { rawValue = wire }
+}
+
 /// Numbers nf_tables gives meaning to, cast once.
 enum NFTConstant {
     static let setInterval = UInt32(NFT_SET_INTERVAL.rawValue), setTimeout = UInt32(NFT_SET_TIMEOUT.rawValue)
     static let elementIntervalEnd = UInt32(NFT_SET_ELEM_INTERVAL_END.rawValue)
-    static let postrouting = UInt32(NF_INET_POST_ROUTING.rawValue), accept = UInt32(NF_ACCEPT)
+    /// A base chain's hook, and its policy (a verdict code).
+    static let postrouting = UInt32(NF_INET_POST_ROUTING.rawValue), accept = NFTVerdictCode.accept.wire
     static let randomFully = UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY)
+    /// `payload`'s base (NFTA_PAYLOAD_BASE), `numgen`'s type (NFTA_NG_TYPE), `nat`'s type (NFTA_NAT_TYPE).
+    static let networkHeader = UInt32(NFT_PAYLOAD_NETWORK_HEADER.rawValue), numgenRandom = UInt32(NFT_NG_RANDOM.rawValue)
+    static let natSource = UInt32(NFT_NAT_SNAT.rawValue)
     /// User-data types of comments (libnftnl's NFTNL_UDATA_RULE_COMMENT, _SET_ELEM_COMMENT: 0;
     /// NFTNL_UDATA_SET_COMMENT: 7), as nft writes and reads them.
     static let ruleComment: UInt8 = 0, elementComment: UInt8 = 0, setComment: UInt8 = 7

@@ -14,6 +14,9 @@ extension NATRange.Flags {
 }
 
 extension XtablesMatch {
+    /// xt_statistic_info's mode for `--mode random` (XT_STATISTIC_MODE_RANDOM), cast once.
+    static let statisticRandomMode = UInt16(XT_STATISTIC_MODE_RANDOM.rawValue)
+
     /// The match's extension name (`-m NAME`).
     var name: String {
         switch self {
@@ -51,7 +54,7 @@ extension XtablesMatch {
             return bytes + [UInt8](repeating: 0, count: limit - bytes.count)
         case .randomSample(let probability):
             var info = xt_statistic_info()
-            info.mode = UInt16(XT_STATISTIC_MODE_RANDOM.rawValue)
+            info.mode = Self.statisticRandomMode
             info.u.random.probability = probability
             return withUnsafeBytes(of: info) { Array($0) }
         case .other(_, _, let data):
@@ -77,7 +80,7 @@ extension XtablesMatch {
             typed = .comment(String(decoding: data.prefix { $0 != 0 }, as: UTF8.self))
         case ("statistic", 0) where data.count >= MemoryLayout<xt_statistic_info>.size:
             let info = data.withUnsafeBytes { $0.loadUnaligned(as: xt_statistic_info.self) }
-            if info.mode == UInt16(XT_STATISTIC_MODE_RANDOM.rawValue) { typed = .randomSample(probability: info.u.random.probability) }
+            if info.mode == Self.statisticRandomMode { typed = .randomSample(probability: info.u.random.probability) }
         default:
             break
         }
@@ -86,6 +89,34 @@ extension XtablesMatch {
         } else {
             self = .other(name: name, revision: revision, data: data)
         }
+    }
+}
+
+/// Matches randsnat only reads (the shadowing check's `RuleDecoder.conditions`), their data as the
+/// kernel's structs (xt_mark_mtinfo1, xt_addrtype_info_v1, xt_addrtype_info); missing trailing bytes
+/// read as 0.
+enum XtablesReadMatch {
+    /// `-m mark` revision 1; nil when the data stops before its invert flag.
+    static func mark(_ data: [UInt8]) -> (value: UInt32, mask: UInt32, inverted: Bool)? {
+        guard data.count > MemoryLayout<xt_mark_mtinfo1>.offset(of: \.invert)! else { return nil }
+        var info = xt_mark_mtinfo1()
+        XtablesEntry.store(data, into: &info)
+        return (info.mark, info.mask, info.invert != 0)
+    }
+
+    /// `-m addrtype` revision 0 or 1: the source and destination type masks (0: not tested) and
+    /// whether each is inverted.
+    static func addressTypes(revision: UInt8, _ data: [UInt8])
+        -> (source: UInt16, destination: UInt16, invertSource: Bool, invertDestination: Bool) {
+        if revision == 1 {
+            var info = xt_addrtype_info_v1()
+            XtablesEntry.store(data, into: &info)
+            return (info.source, info.dest, info.flags & UInt32(XT_ADDRTYPE_INVERT_SOURCE) != 0,
+                    info.flags & UInt32(XT_ADDRTYPE_INVERT_DEST) != 0)
+        }
+        var info = xt_addrtype_info()
+        XtablesEntry.store(data, into: &info)
+        return (info.source, info.dest, info.invert_source != 0, info.invert_dest != 0)
     }
 }
 

@@ -26,6 +26,10 @@ public struct NetfilterSubsystem: Hashable, Sendable {
     public let rawValue: UInt8
     init(_ value: Int32) { rawValue = UInt8(value) }
 
+    /// The subsystem as a 16-bit field holds it: an nlmsghdr type's high byte, and the res_id of
+    /// nf_tables' batch messages.
+    var number: UInt16 { UInt16(rawValue) }
+
     /// Connection tracking. The corresponding C constant is `NFNL_SUBSYS_CTNETLINK`.
     public static let ctnetlink = NetfilterSubsystem(NFNL_SUBSYS_CTNETLINK)
     /// `NFNL_SUBSYS_IPSET`.
@@ -49,8 +53,13 @@ public struct NetfilterMessageType: Hashable, Sendable {
         self.init(subsystem, command: UInt8(command.rawValue))
     }
 
+    /// The message type of an nlmsghdr (any subsystem's, whether randsnat names it or not).
+    public init(type: UInt16) {
+        self.init(NetfilterSubsystem(Int32(type >> 8)), command: UInt8(truncatingIfNeeded: type))
+    }
+
     /// The nlmsghdr type.
-    public var rawValue: UInt16 { UInt16(subsystem.rawValue) << 8 | UInt16(command) }
+    public var rawValue: UInt16 { subsystem.number << 8 | UInt16(command) }
 }
 
 /// `struct nfgenmsg`, the family header of every nfnetlink message: family, version, resource id

@@ -18,6 +18,8 @@ package protocol NetlinkTransport: AnyObject {
     func send(_ bytes: [UInt8]) throws(Errno)
     /// Receives one datagram into `buffer`; returns its whole length, which is more than
     /// `buffer.count` when it did not fit (and was cut).
+    /// - Throws: `Errno.wouldBlock` (EAGAIN) when nothing came within the transport's answer timeout
+    ///   (a kernel socket's SO_RCVTIMEO; a fake kernel with nothing left to say).
     func receive(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int
 }
 
@@ -26,10 +28,21 @@ package protocol NetlinkTransport: AnyObject {
 final class KernelSocket: NetlinkTransport {
     let descriptor: FileDescriptor
 
-    init(_ netlinkProtocol: NetlinkProtocol, nonBlocking: Bool = false) throws(SystemCallError) {
+    /// - Parameter answerTimeout: how long one `receive` waits for a datagram (SO_RCVTIMEO, set here
+    ///   once: no system call per receive); nil waits as long as it takes.
+    init(_ netlinkProtocol: NetlinkProtocol, nonBlocking: Bool = false, answerTimeout: Duration? = nil) throws(SystemCallError) {
         let type = Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | (nonBlocking ? Int32(SOCK_NONBLOCK.rawValue) : 0)
         let fd = socket(AF_NETLINK, type, netlinkProtocol.rawValue)
         guard fd >= 0 else { throw SystemCallError("opening", "a netlink socket (protocol \(netlinkProtocol.rawValue))") }
+        if let answerTimeout {
+            let (seconds, attoseconds) = answerTimeout.components
+            var limit = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+            guard setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
+                let error = SystemCallError("setting", "a \(answerTimeout) receive timeout on a netlink socket")
+                Glibc.close(fd)
+                throw error
+            }
+        }
         descriptor = FileDescriptor(rawValue: fd)
         // Errors with the kernel's explanation (extended ack), without the request echoed back.
         var one: Int32 = 1
@@ -75,14 +88,28 @@ final class KernelSocket: NetlinkTransport {
 public final class NetlinkSocket {
     private let transport: any NetlinkTransport
     private var sequence: UInt32
+    /// How long a request waits for each datagram of its answer (see `answerTimeout`).
+    let answerTimeout: Duration
     /// One receive buffer per socket, as large as the biggest datagram a dump sends (the kernel
     /// sizes dump datagrams at 32 KiB at most).
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 17, alignment: 8)
 
+    /// How long a request waits for each datagram of its answer before it fails with ETIMEDOUT.
+    /// The kernel answers a netlink request while it is being sent (a dump, as it is read), so a
+    /// silence this long means a stuck kernel or a lost answer, never a slow one; without a limit
+    /// the CNI runtime's call would hang. Only request sockets have it: the agent's notification
+    /// socket (`Wakeups`) waits for events as long as they take.
+    public static let answerTimeout: Duration = .seconds(10)
+
     /// A socket of `netlinkProtocol` on this thread's network namespace.
     public convenience init(_ netlinkProtocol: NetlinkProtocol) throws(NetlinkError) {
+        try self.init(netlinkProtocol, answerTimeout: Self.answerTimeout)
+    }
+
+    /// A socket whose requests wait `answerTimeout` for each datagram of an answer (SO_RCVTIMEO).
+    package convenience init(_ netlinkProtocol: NetlinkProtocol, answerTimeout: Duration) throws(NetlinkError) {
         do {
-            self.init(transport: try KernelSocket(netlinkProtocol))
+            self.init(transport: try KernelSocket(netlinkProtocol, answerTimeout: answerTimeout), answerTimeout: answerTimeout)
         } catch {
             throw NetlinkError(error)
         }
@@ -97,10 +124,13 @@ public final class NetlinkSocket {
     public static var netfilter: NetlinkProtocol { .netfilter }
     public static var route: NetlinkProtocol { .route }
 
-    /// A connection over `transport` (a fake kernel in unit tests).
-    package init(transport: any NetlinkTransport, firstSequence: UInt32 = UInt32(truncatingIfNeeded: time(nil))) {
+    /// A connection over `transport` (a fake kernel in unit tests); `answerTimeout` is what the
+    /// transport's EAGAIN stands for, in the errors' words.
+    package init(transport: any NetlinkTransport, firstSequence: UInt32 = UInt32(truncatingIfNeeded: time(nil)),
+                 answerTimeout: Duration = NetlinkSocket.answerTimeout) {
         self.transport = transport
         sequence = firstSequence
+        self.answerTimeout = answerTimeout
     }
 
     deinit { buffer.deallocate() }
@@ -140,6 +170,7 @@ public final class NetlinkSocket {
         if let overflow = request.overflow { throw failure(nil, "the request cannot be built: \(overflow)") }
         let expected = request.sequence
         let flags = request.flags
+        var answered = 0
         do {
             try transport.send(request.finished)
         } catch {
@@ -149,6 +180,8 @@ public final class NetlinkSocket {
             let count: Int
             do {
                 count = try transport.receive(into: buffer)
+            } catch where error == .wouldBlock {
+                throw failure(Errno(ETIMEDOUT), silence("request \(expected)" + (answered > 0 ? " after \(answered) reply messages" : "")))
             } catch {
                 throw failure(error, "reading the reply: \(error.message)")
             }
@@ -173,6 +206,7 @@ public final class NetlinkSocket {
                 case NetlinkReply.overrun:
                     throw failure(Errno(ENOBUFS), "the kernel dropped part of the reply (NLMSG_OVERRUN)")
                 default:
+                    answered += 1
                     each(frame)
                     // Without an ack or a dump, one plain message is the whole answer.
                     if !flags.contains(.ack), frame.flags & NetlinkReply.multiFlag == 0 { return }
@@ -192,7 +226,7 @@ public final class NetlinkSocket {
             let (operation, object) = index.map(describe) ?? ("committing", "an nf_tables batch of \(messages.count) messages")
             return NetlinkError(operation: operation, object: object, errno: errno, reason: reason, kernelMessage: kernelMessage)
         }
-        let batchHeader = NetfilterHeader(family: 0, resourceID: UInt16(subsystem.rawValue))
+        let batchHeader = NetfilterHeader(family: 0, resourceID: subsystem.number)
         var datagram = NetlinkRequest(type: Netlink.batchBegin, flags: NetlinkFlags.request.rawValue, sequence: nextSequence(),
                                       header: batchHeader.bytes).finished
         let first = sequence &+ 1
@@ -216,6 +250,12 @@ public final class NetlinkSocket {
             let count: Int
             do {
                 count = try transport.receive(into: buffer)
+            } catch where error == .wouldBlock {
+                let unanswered = messages.indices.filter { !answered.contains($0) }
+                let (operation, object) = describe(unanswered[0])
+                let which = unanswered.count == 1 ? "message \(unanswered[0] + 1)" : "\(unanswered.count) messages"
+                throw failure(nil, Errno(ETIMEDOUT), silence("\(which) of \(messages.count) (the first unanswered: \(operation) \(object))",
+                                                             "whether the kernel applied the batch is unknown"))
             } catch {
                 throw failure(nil, error, "reading the answers: \(error.message)")
             }
@@ -240,6 +280,18 @@ public final class NetlinkSocket {
         }
     }
 
+    /// The reason of an answer that did not come: what was waited for, and what to do.
+    private func silence(_ waitedFor: String, _ note: String? = nil) -> String {
+        "the kernel sent no answer to \(waitedFor) within \(answerTimeout)" + (note.map { "; \($0)" } ?? "")
+            + "; retry, and if it happens again look in the kernel log (dmesg) for hung tasks or netlink errors"
+    }
+
+    /// The attribute names of an extended acknowledgement's TLVs (enum nlmsgerr_attrs), cast once.
+    struct ExtendedAckAttribute: NetlinkAttributeName {
+        let type: UInt16
+        static let message = Self(type: cValue(NLMSGERR_ATTR_MSG))
+    }
+
     /// The kernel's message in an NLMSG_ERROR or NLMSG_DONE with NLM_F_ACK_TLVS (NLMSGERR_ATTR_MSG).
     static func extendedAck(_ frame: NetlinkFrame) -> String? {
         guard frame.flags & UInt16(NLM_F_ACK_TLVS) != 0 else { return nil }
@@ -252,6 +304,6 @@ public final class NetlinkSocket {
         }
         guard offset < frame.body.count else { return nil }
         let tlvs = NetlinkAttribute.parse(Array(frame.body[offset...])[...])
-        return tlvs[type: UInt16(NLMSGERR_ATTR_MSG.rawValue)]?.string
+        return tlvs[ExtendedAckAttribute.message]?.string
     }
 }

@@ -117,11 +117,14 @@ public final class Wakeups {
         return deletionSeen
     }
 
-    func isDeletion(_ message: NetlinkReply) -> Bool {
-        guard message.type >> 8 == UInt16(NetfilterSubsystem.nftables.rawValue),
-              Self.nftablesDeletions.contains(UInt8(message.type & 0xFF)) else { return false }
-        guard let table = deletionsTable else { return true }
+    func isDeletion(_ message: NetlinkReply) -> Bool { Self.isDeletion(message, in: deletionsTable) }
+
+    /// Whether `message` is an nf_tables deletion in `table` (nil: in any table).
+    static func isDeletion(_ message: NetlinkReply, in table: String?) -> Bool {
+        let type = NetfilterMessageType(type: message.type)
+        guard type.subsystem == .nftables, nftablesDeletions.contains(type.command) else { return false }
+        guard let table else { return true }
         // A message without the attribute is counted: better one pass too many than a loss unseen.
-        return message.nfAttributes[type: Self.nftablesTableAttribute].map { $0.string == table } ?? true
+        return message.nfAttributes[type: nftablesTableAttribute].map { $0.string == table } ?? true
     }
 }

@@ -36,23 +36,23 @@ struct HookDecodingTests {
 
     @Test func nftablesRegistersBecomeConditions() {
         let mask16: [UInt8] = [255, 255, 0, 0]
-        #expect(NFTRuleDecoder.condition(.payload(offset: 12, length: 4, mask: mask16), op: NFT_CMP_EQ.rawValue, value: [198, 18, 0, 0], family: .ipv4)
+        #expect(NFTRuleDecoder.condition(.payload(offset: 12, length: 4, mask: mask16), op: .equal, value: [198, 18, 0, 0], family: .ipv4)
                 == .source(CIDR("198.18.0.0/16")!, inverted: false))
-        #expect(NFTRuleDecoder.condition(.payload(offset: 16, length: 4, mask: nil), op: NFT_CMP_NEQ.rawValue, value: [198, 19, 0, 1], family: nil)
+        #expect(NFTRuleDecoder.condition(.payload(offset: 16, length: 4, mask: nil), op: .notEqual, value: [198, 19, 0, 1], family: nil)
                 == .destination(CIDR("198.19.0.1/32")!, inverted: true))
-        #expect(NFTRuleDecoder.condition(.payload(offset: 24, length: 16, mask: nil), op: NFT_CMP_EQ.rawValue, value: [0x20, 1, 0x0d, 0xb8] + Array(repeating: 0, count: 12), family: nil)
+        #expect(NFTRuleDecoder.condition(.payload(offset: 24, length: 16, mask: nil), op: .equal, value: [0x20, 1, 0x0d, 0xb8] + Array(repeating: 0, count: 12), family: nil)
                 == .destination(CIDR("2001:db8::/128")!, inverted: false))
         // `ip saddr 198.18.0.0/16` as nft writes it: 2 bytes at 12, no mask; `/20`: 3 bytes, the last masked.
-        #expect(NFTRuleDecoder.condition(.payload(offset: 12, length: 2, mask: nil), op: NFT_CMP_EQ.rawValue, value: [198, 18], family: .ipv4)
+        #expect(NFTRuleDecoder.condition(.payload(offset: 12, length: 2, mask: nil), op: .equal, value: [198, 18], family: .ipv4)
                 == .source(CIDR("198.18.0.0/16")!, inverted: false))
-        #expect(NFTRuleDecoder.condition(.payload(offset: 12, length: 3, mask: [255, 255, 0xf0]), op: NFT_CMP_EQ.rawValue, value: [198, 18, 16], family: .ipv4)
+        #expect(NFTRuleDecoder.condition(.payload(offset: 12, length: 3, mask: [255, 255, 0xf0]), op: .equal, value: [198, 18, 16], family: .ipv4)
                 == .source(CIDR("198.18.16.0/20")!, inverted: false))
-        #expect(NFTRuleDecoder.condition(.payload(offset: 8, length: 8, mask: nil), op: NFT_CMP_EQ.rawValue, value: [0x20, 1, 0x0d, 0xb8, 0, 0x18, 0, 0], family: .ipv6)
+        #expect(NFTRuleDecoder.condition(.payload(offset: 8, length: 8, mask: nil), op: .equal, value: [0x20, 1, 0x0d, 0xb8, 0, 0x18, 0, 0], family: .ipv6)
                 == .source(CIDR("2001:db8:18::/64")!, inverted: false))
         // `oifname != "vlan*"`: a prefix compare, no NUL.
-        #expect(NFTRuleDecoder.condition(.meta(NFT_META_OIFNAME.rawValue, mask: nil), op: NFT_CMP_NEQ.rawValue, value: Array("vlan".utf8), family: .ipv4)
+        #expect(NFTRuleDecoder.condition(.meta(.outInterfaceName, mask: nil), op: .notEqual, value: Array("vlan".utf8), family: .ipv4)
                 == .outInterface("vlan*", inverted: true))
-        #expect(NFTRuleDecoder.condition(.meta(NFT_META_MARK.rawValue, mask: [0, 0x40, 0, 0]), op: NFT_CMP_EQ.rawValue, value: [0, 0x40, 0, 0], family: .ipv4)
+        #expect(NFTRuleDecoder.condition(.meta(.mark, mask: [0, 0x40, 0, 0]), op: .equal, value: [0, 0x40, 0, 0], family: .ipv4)
                 == .mark(value: 0x4000, mask: 0x4000, inverted: false))
     }
 }

@@ -182,3 +182,102 @@ struct NetlinkConnectionTests {
         #expect(try RouteLink.current().link(named: "no-such-link0") == nil)
     }
 }
+
+/// A kernel that answers an nfnetlink batch in part: it acks the first `acks` messages between the
+/// batch's begin and end and then says nothing more (a lost or stuck answer).
+final class PartlyAnsweringKernel: NetlinkTransport {
+    let acks: Int
+    private var pending: [[UInt8]] = []
+
+    init(acks: Int) { self.acks = acks }
+
+    func send(_ bytes: [UInt8]) throws(Errno) {
+        for message in NetlinkReply.parse(bytes[...]).dropFirst().dropLast().prefix(acks) {
+            pending.append(FakeKernel.error(0, to: message))
+        }
+    }
+
+    func receive(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        // Nothing more: as a kernel socket's SO_RCVTIMEO running out.
+        guard !pending.isEmpty else { throw Errno(EAGAIN) }
+        let datagram = pending.removeFirst()
+        datagram.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(buffer.count))) }
+        return datagram.count
+    }
+}
+
+/// A kernel that does not answer: the wait is bounded and its error says what went unanswered
+/// (ETIMEDOUT), never the socket's EAGAIN as a read failure.
+struct NetlinkSilenceTests {
+    @Test func aSilentKernelFailsTheRequestWithATimeout() {
+        let socket = NetlinkSocket(transport: FakeKernel { _ in [] })
+        let error = #expect(throws: NetlinkError.self) {
+            try socket.exchange(NetlinkConnectionTests.request([.request, .ack], sequence: 100), operation: "adding", object: "x")
+        }
+        #expect(error?.errno == Errno(ETIMEDOUT))
+        #expect(error?.description.hasPrefix("adding x: the kernel sent no answer to request 100 within 10.0 seconds; retry") == true,
+                "\(error?.description ?? "")")
+        #expect(error?.description.contains("dmesg") == true)
+    }
+
+    /// A dump whose first part came and whose end never does.
+    @Test func aDumpThatStopsMidwayFailsWithATimeout() {
+        let socket = NetlinkSocket(transport: FakeKernel { [NetlinkConnectionTests.data(1, multi: true, sequence: $0.sequence)] })
+        let error = #expect(throws: NetlinkError.self) {
+            try socket.exchange(NetlinkConnectionTests.request([.request, .dump], sequence: 7), operation: "listing", object: "x")
+        }
+        #expect(error?.errno == Errno(ETIMEDOUT))
+        #expect(error?.reason.hasPrefix("the kernel sent no answer to request 7 after 1 reply messages within 10.0 seconds") == true,
+                "\(error?.reason ?? "")")
+    }
+
+    /// A batch of three whose last two acks never come: the error names them and the first by `describe`.
+    @Test(arguments: [0, 2])
+    func aBatchWithoutAllItsAcksFailsWithATimeout(acks: Int) {
+        let socket = NetlinkSocket(transport: PartlyAnsweringKernel(acks: acks), answerTimeout: .seconds(3))
+        let messages = (0..<3).map { _ in NetlinkConnectionTests.request([.request, .ack]) }
+        let error = #expect(throws: NetlinkError.self) {
+            try socket.transaction(.nftables, messages) { ("adding", "element \($0 + 1)") }
+        }
+        #expect(error?.errno == Errno(ETIMEDOUT))
+        let which = acks == 2 ? "message 3 of 3 (the first unanswered: adding element 3)" : "3 messages of 3 (the first unanswered: adding element 1)"
+        #expect(error?.description == "committing an nf_tables batch of 3 messages: the kernel sent no answer to \(which) within 3.0 seconds; "
+                + "whether the kernel applied the batch is unknown; retry, and if it happens again look in the kernel log (dmesg) "
+                + "for hung tasks or netlink errors (ETIMEDOUT)")
+    }
+
+    /// The real socket: a message without NLM_F_REQUEST or NLM_F_ACK gets no answer from rtnetlink,
+    /// so only SO_RCVTIMEO ends the wait. The test cannot hang: the request runs on a thread, and the
+    /// test gives up on it after 10 s.
+    @Test func theKernelSocketStopsWaitingAfterItsTimeout() throws {
+        final class Outcome { var error: NetlinkError?; var seconds = 0.0 }
+        let outcome = Outcome()
+        var done: [Int32] = [-1, -1]
+        try #require(pipe(&done) == 0)
+        let socket = try NetlinkSocket(.route, answerTimeout: .milliseconds(300))
+        let writeEnd = done[1]
+        _ = try SystemThread.start {
+            let start = ContinuousClock.now
+            do {
+                _ = try socket.exchange(NetlinkRequest(type: 18 /* RTM_GETLINK */, flags: 0, sequence: 5, header: [UInt8](repeating: 0, count: 16)),
+                                        operation: "asking", object: "rtnetlink")
+            } catch let error as NetlinkError {
+                outcome.error = error
+            } catch {
+                Issue.record("not a NetlinkError: \(error)")
+            }
+            let elapsed = ContinuousClock.now - start
+            outcome.seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            var byte: UInt8 = 1
+            _ = write(writeEnd, &byte, 1)
+        }
+        var ready = pollfd(fd: done[0], events: Int16(POLLIN), revents: 0)
+        // Given up on, the thread keeps its pipe (it may still write to it).
+        try #require(poll(&ready, 1, 10_000) == 1, "the request still waits after 10 s: the socket has no answer timeout")
+        close(done[0])
+        close(done[1])
+        #expect(outcome.error?.errno == Errno(ETIMEDOUT), "\(String(describing: outcome.error))")
+        #expect(outcome.error?.reason.contains("within 0.3 seconds") == true, "\(String(describing: outcome.error))")
+        #expect(outcome.seconds >= 0.25 && outcome.seconds < 5, "waited \(outcome.seconds) s")
+    }
+}
