@@ -19,8 +19,6 @@ struct NFTExpressionDump {
 /// Numbers are the kernel's, declared once in NFTProtocol.swift.
 enum NFTExpressionCodec {
     typealias A = NFTExpressionAttribute
-    /// NFTables.swift's name for `NFTConstant.natSource` (kept until it says that).
-    static var natSource: UInt32 { NFTConstant.natSource }
 
     /// Writes one NFTA_LIST_ELEM: the expression's name and DATA.
     static func encode(_ expression: NFTExpression, into request: inout NetlinkRequest) {

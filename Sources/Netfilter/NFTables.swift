@@ -68,7 +68,7 @@ extension NFTables {
                         }
                     case "masq":
                         found = ("masquerade", e.u32(A.masqFlags) ?? 0, ports(e, A.masqPortMin, A.masqPortMax))
-                    case "nat" where e.u32(A.natType) == NFTExpressionCodec.natSource:
+                    case "nat" where e.u32(A.natType) == NFTConstant.natSource:
                         found = ("snat", e.u32(A.natFlags) ?? 0, ports(e, A.natPortMin, A.natPortMax))
                     case "target":
                         let target = e.string(A.targetName) ?? ""
