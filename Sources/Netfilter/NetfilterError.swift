@@ -34,10 +34,14 @@ public enum NetfilterError: Error, Equatable, Sendable, CustomStringConvertible 
         }
     }
 
-    /// True for a lock timeout: the runtime should retry (CNI code 11).
+    /// True for a lock timeout and a kernel that did not answer in time: the runtime should retry
+    /// (CNI code 11).
     public var isTransient: Bool {
-        if case .lockTimeout = self { return true }
-        return false
+        switch self {
+        case .lockTimeout: return true
+        case .netlink(_, _, let code, _): return code == Errno.timedOut.code
+        default: return false
+        }
     }
 }
 

@@ -40,6 +40,9 @@ public struct NetlinkError: Error, Equatable, Sendable, CustomStringConvertible 
     /// The errno, positive; 0 when the failure is randsnat's own.
     public var code: Int32 { errno?.code ?? 0 }
 
+    /// The kernel did not answer in time (`NetlinkSocket.answerTimeout`): worth a retry.
+    public var isTimeout: Bool { errno == .timedOut }
+
     public var description: String {
         var text = object.isEmpty ? "\(operation): \(reason)" : "\(operation) \(object): \(reason)"
         if let errno { text += " (\(errno.name))" }

@@ -15,7 +15,7 @@ enum ErrorMapping {
         case let error as NetfilterError:
             return CNIError(error.isTransient ? .tryAgainLater : .internal, error.description)
         case let error as NetlinkError:
-            return CNIError(.internal, error.description)
+            return CNIError(error.isTimeout ? .tryAgainLater : .internal, error.description)
         case let error as DelegatedPluginError:
             switch error {
             case .unreadableResult: return CNIError(.decodingFailure, error.description, details: error.details)

@@ -18,6 +18,7 @@ public struct Errno: Error, Hashable, Sendable, CustomStringConvertible {
     public static let exists = Errno(EEXIST)
     public static let interrupted = Errno(EINTR)
     public static let wouldBlock = Errno(EAGAIN)
+    public static let timedOut = Errno(ETIMEDOUT)
     public static let noBufferSpace = Errno(ENOBUFS)
     public static let permissionDenied = Errno(EPERM)
     public static let busy = Errno(EBUSY)

@@ -1,5 +1,7 @@
 import CNI
 import Netfilter
+import Netlink
+import SystemCalls
 @testable import RandSNATCore
 import Testing
 @testable import PluginMain
@@ -25,6 +27,15 @@ struct ErrorMappingTests {
         Row(error: ConfigError.invalidCIDR(key: "nonMasqueradeCIDRs[2]", value: "10.0.0.0/33"), code: .invalidConfig, words: ["10.0.0.0/33"]),
         Row(error: NetfilterError.lockTimeout(path: "/run/xtables.lock", waitedSeconds: 3), code: .tryAgainLater, words: ["/run/xtables.lock"]),
         Row(error: NetfilterError.setUnknown(name: "RANDSNAT-x"), code: .internal, words: ["RANDSNAT-x"]),
+        // A kernel that did not answer within NetlinkSocket.answerTimeout: retry; other netlink refusals are not transient.
+        Row(error: NetlinkError(operation: "committing", object: "set s", errno: .timedOut, reason: "no answer"), code: .tryAgainLater,
+            words: ["set s", "ETIMEDOUT"]),
+        Row(error: NetfilterError.netlink(operation: "adding", object: "set s", errno: Errno.timedOut.code, reason: "no answer"),
+            code: .tryAgainLater, words: ["set s", "ETIMEDOUT"]),
+        Row(error: NetfilterError.netlink(operation: "adding", object: "set s", errno: Errno.exists.code, reason: "there"), code: .internal,
+            words: ["set s", "EEXIST"]),
+        Row(error: NetlinkError(operation: "reading", object: "link eth0", errno: .notFound, reason: "gone"), code: .internal,
+            words: ["link eth0", "ENOENT"]),
         Row(error: DelegatedPluginError.notFound(plugin: "no-such-ipam", searchPath: ["/opt/cni/bin"]), code: .internal,
             words: ["not found in CNI_PATH", "/opt/cni/bin", "containernetworking-plugins"]),
         Row(error: DelegatedPluginError.unreadableResult(plugin: "host-local", reason: "at byte 0"), code: .decodingFailure,
