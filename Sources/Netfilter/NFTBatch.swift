@@ -131,13 +131,20 @@ struct NFTBatch {
     mutating func addElements(_ table: String, _ set: String, _ elements: [Element], exclusive: Bool = false) {
         guard !elements.isEmpty else { return }
         elementMessage(NFTCommand.newElements, flags: exclusive ? [.create, .exclusive] : .create, table, set, elements,
-                       "adding \(elements.map { "\($0.key)" }.joined(separator: ", ")) to set \(set)")
+                       "adding \(Self.listed(elements)) to set \(set)")
     }
 
     mutating func deleteElements(_ table: String, _ set: String, _ elements: [Element]) {
         guard !elements.isEmpty else { return }
         elementMessage(NFTCommand.deleteElements, flags: [], table, set, elements,
-                       "removing \(elements.map { "\($0.key)" }.joined(separator: ", ")) from set \(set)")
+                       "removing \(Self.listed(elements)) from set \(set)")
+    }
+
+    /// Elements as an error names them: every key of a few, the first three and the count of many
+    /// (the agent's moves send hundreds in one message).
+    static func listed(_ elements: [Element]) -> String {
+        let shown = elements.prefix(3).map { "\($0.key)" }.joined(separator: ", ")
+        return elements.count <= 3 ? shown : "\(shown) and \(elements.count - 3) more"
     }
 
     /// The set flag that lets elements carry a timeout (`NFT_SET_TIMEOUT`).
@@ -151,7 +158,7 @@ struct NFTBatch {
     mutating func expireElements(_ table: String, _ set: String, _ elements: [Element], milliseconds: UInt64) {
         guard !elements.isEmpty else { return }
         elementMessage(NFTCommand.newElements, flags: [], table, set, elements, expiring: milliseconds,
-                       "expiring \(elements.map { "\($0.key)" }.joined(separator: ", ")) in set \(set)")
+                       "expiring \(Self.listed(elements)) in set \(set)")
     }
 
     private mutating func elementMessage(_ command: NetfilterMessageType, flags: NetlinkFlags, _ table: String, _ set: String, _ elements: [Element],

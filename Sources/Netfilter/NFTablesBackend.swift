@@ -101,6 +101,33 @@ public final class NFTablesBackend: NATBackend {
         return elements
     }
 
+    /// How many elements a set has, counted as its dump streams by (`NFTDecoder.elementCount`: no
+    /// element decoded, one receive buffer at a time); nil when the set does not exist.
+    func elementCount(of set: String) throws(NetfilterError) -> Int? {
+        let message = request(NFTCommand.getElements) {
+            $0.addString(NFTElementAttribute.listTable, table)
+            $0.addString(NFTElementAttribute.listSet, set)
+        }
+        var count = 0
+        var failure: NetfilterError?
+        do throws(NetlinkError) {
+            try netlink.dump(message, operation: "counting the elements of nf_tables set", object: set) { body in
+                guard failure == nil else { return }
+                do throws(NetfilterError) {
+                    count += try NFTDecoder.elementCount(NetlinkReply(type: NFTCommand.getElements.rawValue, flags: 0, sequence: 0, body: Array(body)))
+                } catch {
+                    failure = error
+                }
+            }
+        } catch where error.code == ENOENT {
+            return nil
+        } catch {
+            throw NetfilterError(error)
+        }
+        if let failure { throw failure }
+        return count
+    }
+
     /// A set's flags (`NFT_SET_*`); nil when the set does not exist.
     func setFlags(_ name: String) throws(NetfilterError) -> UInt32? {
         let message = request(NFTCommand.getSet, dump: false) {
@@ -378,7 +405,12 @@ public final class NFTablesBackend: NATBackend {
 
     /// nf_tables sends no element count with a set, so this lists the one member set's elements.
     public func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int? {
-        try elements(of: names.memberSet, family: names.family)?.count
+        try elementCount(of: names.memberSet)
+    }
+
+    /// The set itself (a GET of its attributes), not a dump of its elements.
+    public func hasMemberSet(_ names: ObjectNames, in id: NetworkID) throws -> Bool {
+        try setFlags(names.memberSet) != nil
     }
 
     /// Removes the network's chains and sets whose generation is not kept, then the table itself

@@ -109,6 +109,13 @@ public struct AttributeReader {
 
     /// The next attribute; nil at the end (trailing padding of fewer than 4 bytes counts as the end).
     public mutating func next() throws(NetlinkError) -> NetlinkAttribute? {
+        guard let (type, payload) = try nextInPlace() else { return nil }
+        return NetlinkAttribute(type: type, payload: Array(bytes[payload]))
+    }
+
+    /// The next attribute's type and where its payload lies in the bytes, without copying it (for a
+    /// reader that only counts or skips); nil at the end, as `next`.
+    public mutating func nextInPlace() throws(NetlinkError) -> (type: UInt16, payload: Range<Int>)? {
         let remaining = bytes.endIndex - offset
         guard remaining >= NetlinkAttribute.headerSize else {
             if remaining == 0 || bytes[offset...].allSatisfy({ $0 == 0 }) { return nil }
@@ -119,10 +126,9 @@ public struct AttributeReader {
         guard length >= NetlinkAttribute.headerSize, length <= remaining else {
             throw Self.malformed("the attribute at offset \(offset - bytes.startIndex) says \(length) bytes, \(remaining) remain")
         }
-        let attribute = NetlinkAttribute(type: rawType & ~(NetlinkAttribute.nestedFlag | NetlinkAttribute.netByteOrderFlag),
-                                         payload: Array(bytes[(offset + NetlinkAttribute.headerSize)..<(offset + length)]))
+        let payload = (offset + NetlinkAttribute.headerSize)..<(offset + length)
         offset += min(Netlink.aligned(length), remaining)
-        return attribute
+        return (rawType & ~(NetlinkAttribute.nestedFlag | NetlinkAttribute.netByteOrderFlag), payload)
     }
 
     static func malformed(_ why: String) -> NetlinkError {

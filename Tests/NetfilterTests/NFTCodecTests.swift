@@ -50,6 +50,14 @@ struct NFTBatchExchangeTests {
         return batch
     }
 
+    /// An error names a few elements whole and many by the first three and a count, not every key.
+    @Test func errorsNameAFewElementsAndCountTheRest() {
+        let elements = (1...5).map { NFTBatch.Element(key: IPAddress("198.18.0.\($0)")!) }
+        #expect(NFTBatch.listed(Array(elements.prefix(1))) == "198.18.0.1")
+        #expect(NFTBatch.listed(Array(elements.prefix(3))) == "198.18.0.1, 198.18.0.2, 198.18.0.3")
+        #expect(NFTBatch.listed(elements) == "198.18.0.1, 198.18.0.2, 198.18.0.3 and 2 more")
+    }
+
     /// One datagram: begin, the messages (each asking for an ack, numbered apart), end; every ack read.
     @Test func aBatchIsOneDatagramBetweenBeginAndEnd() throws {
         let kernel = FakeBatchKernel()
@@ -203,6 +211,7 @@ struct NFTDecoderTests {
     func garbageThrows(body: [UInt8]) {
         #expect(throws: NetfilterError.self) { try NFTDecoder.rule(NetlinkReply(type: 0, flags: 0, sequence: 1, body: body)) }
         #expect(throws: NetfilterError.self) { try NFTDecoder.elements(NetlinkReply(type: 0, flags: 0, sequence: 1, body: body)) }
+        #expect(throws: NetfilterError.self) { try NFTDecoder.elementCount(NetlinkReply(type: 0, flags: 0, sequence: 1, body: body)) }
         #expect(throws: NetfilterError.self) { try NFTDecoder.chain(NetlinkReply(type: 0, flags: 0, sequence: 1, body: body)) }
         #expect(throws: NetfilterError.self) { try NFTDecoder.set(NetlinkReply(type: 0, flags: 0, sequence: 1, body: body)) }
     }
@@ -214,6 +223,33 @@ struct NFTDecoderTests {
         let list: [UInt8] = [1, 0, 0, 0, 8, 0, UInt8(elements), 0x80, 7, 0, 1, 0]
         #expect(throws: NetfilterError.self) { try NFTDecoder.rule(NetlinkReply(type: 0, flags: 0, sequence: 1, body: rule)) }
         #expect(throws: NetfilterError.self) { try NFTDecoder.elements(NetlinkReply(type: 0, flags: 0, sequence: 1, body: list)) }
+        #expect(throws: NetfilterError.self) { try NFTDecoder.elementCount(NetlinkReply(type: 0, flags: 0, sequence: 1, body: list)) }
+    }
+
+    /// The count DEL and the agent use (no element decoded) agrees with the decoded listing, over a
+    /// dump of several receive buffers, and says nil for a set that does not exist.
+    @Test(.enabled(if: getuid() == 0, "making a network namespace needs root"))
+    func theElementCountAgreesWithTheListing() throws {
+        let namespace = NetworkNamespaceFixture.make()
+        defer { close(namespace) }
+        try NetworkNamespace.run(in: "/proc/self/fd/\(namespace)") {
+            let socket = try NetlinkSocket(.netfilter)
+            let table = NFTFamilyPlan.table, set = "count-me"
+            var batch = NFTBatch()
+            batch.addTable(table)
+            batch.addSet(table, set, family: .ipv4, interval: false, expiring: true, comment: "pods")
+            let count = 3_000  // ~40 elements to a kilobyte: several 32 KiB dump datagrams
+            for first in stride(from: 0, to: count, by: 500) {  // a message holds 64 KiB at most
+                batch.addElements(table, set, (first..<(first + 500)).map {
+                    NFTBatch.Element(key: IPAddress("198.18.\($0 / 250).\($0 % 250 + 1)")!, comment: "pod \($0) of the count")
+                })
+            }
+            try batch.commit(on: socket)
+            let reader = try NFTablesBackend(reader: socket)
+            #expect(try reader.elementCount(of: set) == count)
+            #expect(try reader.elements(of: set, family: .ipv4)?.count == count)
+            #expect(try reader.elementCount(of: "no-such-set") == nil)
+        }
     }
 }
 

@@ -68,9 +68,18 @@ public protocol NetworkReader {
     func generations(of id: NetworkID) throws -> [InstalledGeneration]
     /// The number of members in the generation's member set; nil when the set does not exist.
     func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int?
+    /// True when the generation's member set exists (DEL's first question: one small answer where
+    /// the backend can give it, not the members).
+    func hasMemberSet(_ names: ObjectNames, in id: NetworkID) throws -> Bool
     /// How the kernel's chain and jump differ from the plan, one sentence per difference (reads
     /// whole tables: not for the per-pod path).
     func problems(with plan: FamilyPlan) throws -> [String]
+}
+
+extension NetworkReader {
+    public func hasMemberSet(_ names: ObjectNames, in id: NetworkID) throws -> Bool {
+        try memberCount(of: names, in: id) != nil
+    }
 }
 
 /// What the verbs write of a network in one backend. Per pod only members and subnets change;

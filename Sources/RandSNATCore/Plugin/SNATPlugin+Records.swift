@@ -24,7 +24,7 @@ extension SNATPlugin {
         let backend = try backends.backend(record.backend)
         var touched: [ObjectNames] = []
         for (_, names) in record.memberNames where !touched.contains(names) {
-            guard try backend.memberCount(of: names, in: id) != nil else { return false }
+            guard try backend.hasMemberSet(names, in: id) else { return false }
             touched.append(names)
         }
         for (address, names) in record.memberNames {
