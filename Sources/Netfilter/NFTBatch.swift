@@ -32,18 +32,18 @@ struct NFTBatch {
         append(NFTCommand.deleteTable, "deleting table inet \(name)") { $0.addString(NFTTableAttribute.name, name) }
     }
 
-    /// A regular chain, or with `natHook` the base chain `type nat hook postrouting priority srcnat`.
-    mutating func addChain(_ table: String, _ name: String, natHook: Bool = false) {
+    /// A regular chain, or a base chain on `hook` (see `NFTBaseChain`).
+    mutating func addChain(_ table: String, _ name: String, hook: NFTBaseChain? = nil) {
         append(NFTCommand.newChain, flags: .create, "creating chain \(name)") {
             $0.addString(NFTChainAttribute.table, table)
             $0.addString(NFTChainAttribute.name, name)
-            guard natHook else { return }
+            guard let hook else { return }
             $0.nested(NFTChainAttribute.hook) {
-                $0.addNFT32(NFTChainAttribute.hookNumber, NFTConstant.postrouting)
-                $0.addNFT32(NFTChainAttribute.hookPriority, 100)  // NF_IP_PRI_NAT_SRC: "srcnat"
+                $0.addNFT32(NFTChainAttribute.hookNumber, hook.hook)
+                $0.addNFT32(NFTChainAttribute.hookPriority, UInt32(bitPattern: hook.priority))
             }
             $0.addNFT32(NFTChainAttribute.policy, NFTConstant.accept)
-            $0.addString(NFTChainAttribute.chainType, "nat")
+            $0.addString(NFTChainAttribute.chainType, hook.type)
         }
     }
 

@@ -26,7 +26,8 @@ enum NFTExpressionCodec {
         switch expression {
         case .meta: name = "meta"
         case .equal: name = "cmp"
-        case .payload: name = "payload"
+        case .payload, .transportPayload: name = "payload"
+        case .deleteFromSet: name = "dynset"
         case .lookup: name = "lookup"
         case .randomNumber: name = "numgen"
         case .immediate, .verdict: name = "immediate"
@@ -53,6 +54,15 @@ enum NFTExpressionCodec {
             r.addNFT32(A.payloadBase, NFTConstant.networkHeader)
             r.addNFT32(A.payloadOffset, offset)
             r.addNFT32(A.payloadLength, length)
+        case .transportPayload(let offset, let length, let register):
+            r.addNFT32(A.payloadDestination, register.rawValue)
+            r.addNFT32(A.payloadBase, NFTConstant.transportHeader)
+            r.addNFT32(A.payloadOffset, offset)
+            r.addNFT32(A.payloadLength, length)
+        case .deleteFromSet(let set, let register):
+            r.addString(A.dynsetSetName, set)
+            r.addNFT32(A.dynsetOperation, NFTConstant.dynsetDelete)
+            r.addNFT32(A.dynsetKeySource, register.rawValue)
         case .lookup(let set, let register):
             r.addString(A.lookupSet, set)
             r.addNFT32(A.lookupSource, register.rawValue)
@@ -102,9 +112,16 @@ enum NFTExpressionCodec {
             guard e.u32(A.cmpOperator).map(NFTCmpOperator.init) == .equal, let r = register(A.cmpSource) else { return nil }
             return .equal(r, try e.value(A.cmpData) ?? [])
         case "payload":
-            guard e.u32(A.payloadBase) == NFTConstant.networkHeader, let offset = e.u32(A.payloadOffset), let length = e.u32(A.payloadLength),
-                  let r = register(A.payloadDestination) else { return nil }
-            return .payload(offset: offset, length: length, r)
+            guard let offset = e.u32(A.payloadOffset), let length = e.u32(A.payloadLength), let r = register(A.payloadDestination) else { return nil }
+            switch e.u32(A.payloadBase) {
+            case NFTConstant.networkHeader: return .payload(offset: offset, length: length, r)
+            case NFTConstant.transportHeader: return .transportPayload(offset: offset, length: length, r)
+            default: return nil
+            }
+        case "dynset":
+            guard e.u32(A.dynsetOperation) == NFTConstant.dynsetDelete, let set = e.string(A.dynsetSetName), let r = register(A.dynsetKeySource)
+            else { return nil }
+            return .deleteFromSet(set: set, key: r)
         case "lookup":
             guard let set = e.string(A.lookupSet), let r = register(A.lookupSource), (e.u32(A.lookupFlags) ?? 0) == 0 else { return nil }
             return .lookup(set: set, r)
@@ -119,6 +136,7 @@ enum NFTExpressionCodec {
                 let verdict = try payload[NFTDataAttribute.verdict]?.nestedAttributes() ?? []
                 let code = NFTVerdictCode(verdict[NFTDataAttribute.verdictCode]?.be32 ?? 0)
                 if code == .return { return .verdict(.return) }
+                if code == .drop { return .verdict(.drop) }
                 if code == .jump, let chain = verdict[NFTDataAttribute.verdictChain]?.string {
                     return .verdict(.jump(chain))
                 }

@@ -14,6 +14,9 @@ import RandSNATCore
 ///                                                         (no timeout of its own: DEL gives it one, see NFTExpiry)
 ///       set RANDSNAT-<net>-<gen>-S4  ipv4_addr interval  the pods' subnets
 ///       set RANDSNAT-<net>-<gen>-B4  ipv4_addr interval  the bypass destinations
+///       chain RANDSNAT-<net>-<gen>-D4   type filter hook output priority raw; policy accept
+///         meta l4proto 253 ip daddr 127.0.0.1 @th,0,64 <secret> delete @RANDSNAT-<net>-<gen>-P4 { ip saddr } drop
+///                                                         how DEL takes a pod's element out (see `NFTDeparture`)
 struct NFTFamilyPlan: Equatable {
     static let table = "randsnat"
     static let baseChain = "postrouting"
@@ -32,6 +35,34 @@ struct NFTFamilyPlan: Equatable {
     /// one inet table holds both families.
     static func chain(_ names: ObjectNames) -> String { names.chain + "-" + names.family.digit }
     static func bypassSet(_ names: ObjectNames) -> String { names.chain + "-B" + names.family.digit }
+    static func departureChain(_ names: ObjectNames) -> String { names.chain + "-D" + names.family.digit }
+
+    /// The departure chain's one rule: a packet of `NFTDeparture`'s form carrying `secret` takes its
+    /// source address out of the generation's member set, and goes no further.
+    static func departure(_ names: ObjectNames, secret: [UInt8], comment: String) -> NFTRule {
+        let v4 = names.family == .ipv4
+        let (source, destination): (UInt32, UInt32) = v4 ? (12, 16) : (8, 24)
+        let length: UInt32 = v4 ? 4 : 16
+        return NFTRule(expressions: [
+            .meta(.l4proto, .r1), .equal(.r1, [NFTDeparture.protocolNumber]),
+            .meta(.nfproto, .r1), .equal(.r1, [v4 ? NFTFamily.ipv4 : NFTFamily.ipv6]),
+            .payload(offset: destination, length: length, .r1), .equal(.r1, NFTDeparture.destination(names.family).bytes),
+            .transportPayload(offset: 0, length: UInt32(NFTDeparture.secretLength), .r1), .equal(.r1, secret),
+            .payload(offset: source, length: length, .r1), .deleteFromSet(set: names.memberSet, key: .r1),
+            .verdict(.drop),
+        ], comment: comment)
+    }
+
+    /// The secret a departure rule compares with (nil for any other rule).
+    static func departureSecret(of expressions: [NFTExpression?]) -> [UInt8]? {
+        for (index, expression) in expressions.enumerated() where index + 1 < expressions.count {
+            if case .transportPayload(0, UInt32(NFTDeparture.secretLength), let register)? = expression,
+               case .equal(register, let secret)? = expressions[index + 1], secret.count == NFTDeparture.secretLength {
+                return secret
+            }
+        }
+        return nil
+    }
 
     /// Translates the backend-neutral plan: consecutive destination RETURN rules become one lookup in
     /// the bypass set; everything else maps one to one.
@@ -90,6 +121,7 @@ enum NFTExpression: Equatable {
     enum Verdict: Equatable {
         case `return`
         case jump(String)
+        case drop
     }
 
     case meta(MetaKey, NFTRegister)
@@ -97,6 +129,10 @@ enum NFTExpression: Equatable {
     case equal(NFTRegister, [UInt8])
     /// Loads from the network header.
     case payload(offset: UInt32, length: UInt32, NFTRegister)
+    /// Loads from the transport header (what follows the IP header, whatever the protocol).
+    case transportPayload(offset: UInt32, length: UInt32, NFTRegister)
+    /// `delete @set { <register> }`: the datapath takes the key out of the set (a dynset).
+    case deleteFromSet(set: String, key: NFTRegister)
     case lookup(set: String, NFTRegister)
     /// Loads `numgen random mod N` (0 ... N-1).
     case randomNumber(modulus: UInt32, NFTRegister)
@@ -112,6 +148,8 @@ enum NFTExpression: Equatable {
         case let (.meta(a, b), .meta(c, d)): a == c && b == d
         case let (.equal(a, b), .equal(c, d)): a == c && b == d
         case let (.payload(a, b, c), .payload(d, e, f)): a == d && b == e && c == f
+        case let (.transportPayload(a, b, c), .transportPayload(d, e, f)): a == d && b == e && c == f
+        case let (.deleteFromSet(a, b), .deleteFromSet(c, d)): a == c && b == d
         case let (.lookup(a, b), .lookup(c, d)): a == c && b == d
         case let (.randomNumber(a, b), .randomNumber(c, d)): a == c && b == d
         case let (.immediate(a, b), .immediate(c, d)): a == c && b == d
@@ -228,7 +266,16 @@ struct NFTRule: Equatable {
                 } else if index + 1 < list.count, case .equal(_, let bytes) = list[index + 1] {
                     parts.append("\(family) \(field) \(IPAddress(family: length == 4 ? .ipv4 : .ipv6, bytes: bytes).map { "\($0)" } ?? hex(bytes))")
                     index += 1
+                } else if index + 1 < list.count, case .deleteFromSet(let set, _) = list[index + 1] {
+                    parts.append("delete @\(set) { \(family) \(field) }")
+                    index += 1
                 }
+            case .transportPayload(let offset, let length, _):
+                // The value compared is a secret (see `NFTDeparture`): named, not shown.
+                parts.append("@th,\(offset * 8),\(length * 8) <secret>")
+                if index + 1 < list.count, case .equal = list[index + 1] { index += 1 }
+            case .deleteFromSet(let set, _):
+                parts.append("delete @\(set)")
             case .lookup(let set, _):
                 parts.append("@\(set)")
             case .randomNumber(let modulus, _):
@@ -240,6 +287,8 @@ struct NFTRule: Equatable {
                 parts.append("return")
             case .verdict(.jump(let chain)):
                 parts.append("jump \(chain)")
+            case .verdict(.drop):
+                parts.append("drop")
             case .masquerade(_, let ports):
                 parts.append("masquerade" + (ports == nil ? "" : " to :\(portText(list))") + " fully-random")
             case .snat(let family, _, let ports, _):
@@ -373,7 +422,8 @@ struct NFTInterval: Equatable {
     }
 }
 
-/// How a pod's element leaves a member set: it expires instead of being deleted.
+/// How a pod's element leaves a member set when the datapath did not take it (no departure chain,
+/// see `NFTDeparture`): it expires instead of being deleted.
 ///
 /// A commit that deletes anything leaves the deleted objects on nf_tables' destroy list, freed by a
 /// work item after an RCU grace period; and whenever a process closes a NETLINK_NETFILTER socket
@@ -441,5 +491,64 @@ enum NFTExpiry {
     static func sleepMicroseconds(lastTick: Int, now: Int, tick: Int) -> Int {
         let due = lastTick + tick - now
         return due > 0 ? due / 1000 + afterTickMicroseconds : lateTickMicroseconds
+    }
+}
+
+/// A base chain's type, hook and priority.
+struct NFTBaseChain: Equatable {
+    let type: String
+    let hook: UInt32
+    let priority: Int32
+
+    /// `type nat hook postrouting priority srcnat` (NF_IP_PRI_NAT_SRC): where pods' packets are SNATed.
+    static let snat = Self(type: "nat", hook: NFTConstant.postrouting, priority: 100)
+    /// `type filter hook output priority raw` (NF_IP_PRI_RAW): packets this node sends, before
+    /// conntrack sees them (so a departure packet leaves no conntrack entry).
+    static let departures = Self(type: "filter", hook: NFTConstant.output, priority: -300)
+}
+
+/// How DEL takes a pod's element out of its member set without an nf_tables transaction: through
+/// the datapath.
+///
+/// Deleting the element in a batch leaves a transaction for nf_tables' destroy work, which every
+/// netfilter socket's close then waits for (an RCU grace period, 14–35 ms here: see `NFTExpiry`);
+/// giving it a 1 ms timeout costs the wait for the kernel's next tick (2.5 ms on average here). A
+/// set element can also be deleted by a rule (`delete @set { ip saddr }`, a dynset): the kernel
+/// marks it dead at once, lookups, GETs and listings skip it from then on, the set's garbage
+/// collector frees it, and no transaction is made. So each generation has a departure chain on the
+/// output hook whose one rule matches a packet only this node's root can send, and DEL sends it:
+///
+/// - IP protocol 253 (RFC 3692's number for experiments: no real traffic uses it),
+/// - to the loopback address of the family (127.0.0.1, ::1), from the pod's address (a raw socket
+///   with IP_HDRINCL / IPV6_HDRINCL, which needs CAP_NET_RAW in the node's network namespace),
+/// - carrying the generation's secret: 8 random bytes written into the rule when the generation is
+///   installed, which only a reader of nf_tables (CAP_NET_ADMIN) can learn, so a hostNetwork pod
+///   with CAP_NET_RAW alone cannot take pods' SNAT away.
+///
+/// The rule drops the packet (sendto answers EPERM), before conntrack. Where the chain is missing
+/// (a generation installed by an earlier randsnat, a kernel without dynset deletes) or the secret
+/// changed meanwhile (a reinstall), the element is still there, which the GET that follows sees:
+/// then the element expires as before (`NFTExpiry`).
+enum NFTDeparture {
+    static let protocolNumber: UInt8 = 253
+    static let secretLength = 8
+
+    static func destination(_ family: Family) -> IPAddress {
+        family == .ipv4 ? IPAddress("127.0.0.1")! : IPAddress("::1")!
+    }
+
+    /// The whole packet, IP header included: `source` to the family's loopback, protocol 253, the
+    /// secret as its payload. The kernel fills in an IPv4 header's checksum and identification.
+    static func packet(from source: IPAddress, secret: [UInt8]) -> [UInt8] {
+        let destination = destination(source.family).bytes
+        switch source.family {
+        case .ipv4:
+            let total = 20 + secret.count
+            return [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 0, 0, 0, 64, protocolNumber, 0, 0]
+                + source.bytes + destination + secret
+        case .ipv6:
+            return [0x60, 0, 0, 0, UInt8(secret.count >> 8), UInt8(secret.count & 0xFF), protocolNumber, 64]
+                + source.bytes + destination + secret
+        }
     }
 }

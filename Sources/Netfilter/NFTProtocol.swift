@@ -114,6 +114,9 @@ struct NFTExpressionAttribute: NetlinkAttributeName {
     /// `bitwise` (read only: the shadowing check follows masks nft writes for prefixes and marks).
     static let bitwiseSource = Self(type: cValue(NFTA_BITWISE_SREG)), bitwiseDestination = Self(type: cValue(NFTA_BITWISE_DREG))
     static let bitwiseMask = Self(type: cValue(NFTA_BITWISE_MASK))
+    // dynset: the datapath adding to or deleting from a set.
+    static let dynsetSetName = Self(type: cValue(NFTA_DYNSET_SET_NAME)), dynsetOperation = Self(type: cValue(NFTA_DYNSET_OP))
+    static let dynsetKeySource = Self(type: cValue(NFTA_DYNSET_SREG_KEY))
 }
 
 /// A verdict's code (NFTA_VERDICT_CODE, a be32 of a signed number): netfilter's NF_ACCEPT and
@@ -165,7 +168,13 @@ extension NFTExpression.MetaKey {
 }
 
 extension NFTExpression.Verdict {
-    var code: NFTVerdictCode { self == .return ? .return : .jump }
+    var code: NFTVerdictCode {
+        switch self {
+        case .return: .return
+        case .jump: .jump
+        case .drop: .drop
+        }
+    }
 }
 
 /// A `lookup` expression's flags (NFTA_LOOKUP_FLAGS, enum nft_lookup_flags), cast once.
@@ -182,10 +191,13 @@ enum NFTConstant {
     static let setInterval = UInt32(NFT_SET_INTERVAL.rawValue), setTimeout = UInt32(NFT_SET_TIMEOUT.rawValue)
     static let elementIntervalEnd = UInt32(NFT_SET_ELEM_INTERVAL_END.rawValue)
     /// A base chain's hook, and its policy (a verdict code).
-    static let postrouting = UInt32(NF_INET_POST_ROUTING.rawValue), accept = NFTVerdictCode.accept.wire
+    static let postrouting = UInt32(NF_INET_POST_ROUTING.rawValue), output = UInt32(NF_INET_LOCAL_OUT.rawValue)
+    static let accept = NFTVerdictCode.accept.wire
     static let randomFully = UInt32(NF_NAT_RANGE_PROTO_RANDOM_FULLY)
     /// `payload`'s base (NFTA_PAYLOAD_BASE), `numgen`'s type (NFTA_NG_TYPE), `nat`'s type (NFTA_NAT_TYPE).
     static let networkHeader = UInt32(NFT_PAYLOAD_NETWORK_HEADER.rawValue), numgenRandom = UInt32(NFT_NG_RANDOM.rawValue)
+    static let transportHeader = UInt32(NFT_PAYLOAD_TRANSPORT_HEADER.rawValue)
+    static let dynsetDelete = UInt32(NFT_DYNSET_OP_DELETE.rawValue)
     static let natSource = UInt32(NFT_NAT_SNAT.rawValue)
     /// User-data types of comments (libnftnl's NFTNL_UDATA_RULE_COMMENT, _SET_ELEM_COMMENT: 0;
     /// NFTNL_UDATA_SET_COMMENT: 7), as nft writes and reads them.

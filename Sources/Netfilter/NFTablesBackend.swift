@@ -128,6 +128,15 @@ public final class NFTablesBackend: NATBackend {
         return count
     }
 
+    /// The secret of the generation's departure rule; nil without one (see `NFTDeparture`).
+    func departureSecret(of names: ObjectNames) throws(NetfilterError) -> [UInt8]? {
+        for rule in try rules(of: NFTFamilyPlan.departureChain(names)) ?? [] {
+            guard rule.expressions.contains(where: { $0 == .deleteFromSet(set: names.memberSet, key: .r1) }) else { continue }
+            if let secret = NFTFamilyPlan.departureSecret(of: rule.expressions) { return secret }
+        }
+        return nil
+    }
+
     /// A set's flags (`NFT_SET_*`); nil when the set does not exist.
     func setFlags(_ name: String) throws(NetfilterError) -> UInt32? {
         let message = request(NFTCommand.getSet, dump: false) {
@@ -186,23 +195,42 @@ public final class NFTablesBackend: NATBackend {
         let nft = NFTFamilyPlan(plan)
         try tableLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
             let oldJumps = try (rules(of: baseChain) ?? []).filter { $0.jumpTarget == nft.chain }
-            var batch = NFTBatch()
-            batch.addTable(table)
-            batch.addChain(table, baseChain, natHook: true)
             let tag = NFTRule.comment(NFTFamilyPlan.tag(plan.jump.comment))
             // A set's flags cannot change (the kernel refuses the batch): a member set made by a
             // randsnat that deleted members, without `flags timeout`, stays as it is.
             let expiring = try setFlags(plan.names.memberSet).map { $0 & NFTBatch.expiringSetFlag != 0 } ?? true
-            batch.addSet(table, plan.names.memberSet, family: plan.family, interval: false, expiring: expiring, comment: "\(tag): pods")
-            batch.addSet(table, plan.names.subnetSet, family: plan.family, interval: true, comment: "\(tag): pod subnets")
-            batch.addSet(table, nft.bypassSet, family: plan.family, interval: true, comment: "\(tag): destinations that bypass SNAT")
-            batch.addElements(table, nft.bypassSet, NFTBatch.elements(nft.bypass))
-            batch.addChain(table, nft.chain)
-            batch.flushChain(table, nft.chain)
-            for rule in nft.rules { batch.addRule(table, nft.chain, rule) }
-            for jump in oldJumps { batch.deleteRule(table, baseChain, handle: jump.handle) }
-            batch.addRule(table, baseChain, nft.jump)
-            try batch.commit(on: netlink)
+            func batch(departure: Bool) -> NFTBatch {
+                var batch = NFTBatch()
+                batch.addTable(table)
+                batch.addChain(table, baseChain, hook: .snat)
+                batch.addSet(table, plan.names.memberSet, family: plan.family, interval: false, expiring: expiring, comment: "\(tag): pods")
+                batch.addSet(table, plan.names.subnetSet, family: plan.family, interval: true, comment: "\(tag): pod subnets")
+                batch.addSet(table, nft.bypassSet, family: plan.family, interval: true, comment: "\(tag): destinations that bypass SNAT")
+                batch.addElements(table, nft.bypassSet, NFTBatch.elements(nft.bypass))
+                batch.addChain(table, nft.chain)
+                batch.flushChain(table, nft.chain)
+                for rule in nft.rules { batch.addRule(table, nft.chain, rule) }
+                for jump in oldJumps { batch.deleteRule(table, baseChain, handle: jump.handle) }
+                batch.addRule(table, baseChain, nft.jump)
+                // A new secret each time: a DEL that read the old one meanwhile finds its element
+                // still there and lets it expire instead.
+                if departure, let secret = ThisProcess.randomBytes(NFTDeparture.secretLength) {
+                    let chain = NFTFamilyPlan.departureChain(plan.names)
+                    batch.addChain(table, chain, hook: .departures)
+                    batch.flushChain(table, chain)
+                    batch.addRule(table, chain, NFTFamilyPlan.departure(plan.names, secret: secret, comment: "\(tag): departing pods"))
+                }
+                return batch
+            }
+            // The departure chain needs a member set the datapath can delete from (`flags timeout`
+            // makes it the kernel's rhash) and a kernel with dynset deletes (5.x): where the kernel
+            // refuses it, the generation goes without, and DEL lets elements expire.
+            guard expiring else { return try batch(departure: false).commit(on: netlink) }
+            do {
+                try batch(departure: true).commit(on: netlink)
+            } catch {
+                try batch(departure: false).commit(on: netlink)
+            }
         }
     }
 
@@ -213,7 +241,8 @@ public final class NFTablesBackend: NATBackend {
         for jump in try (rules(of: baseChain) ?? []) where jump.jumpTarget == chain {
             batch.deleteRule(table, baseChain, handle: jump.handle)
         }
-        if try rules(of: chain) != nil {
+        let chains = Set(try chainNames())
+        for chain in [chain, NFTFamilyPlan.departureChain(names)] where chains.contains(chain) {
             batch.flushChain(table, chain)
             batch.deleteChain(table, chain)
         }
@@ -274,7 +303,7 @@ public final class NFTablesBackend: NATBackend {
     }
 
     public func removeKeepingFlows(_ members: [InstalledMember], from names: ObjectNames) throws {
-        try retire(members.map(\.address), from: names.memberSet)
+        try retire(members.map(\.address), from: names)
     }
 
     public func add(subnet: CIDR, to names: ObjectNames) throws {
@@ -305,23 +334,31 @@ public final class NFTablesBackend: NATBackend {
 
     /// Takes the pod's element out (it no longer matches when this returns), then its flows.
     public func remove(_ member: InstalledMember, from names: ObjectNames) throws {
-        try retire([member.address], from: names.memberSet)
+        try retire([member.address], from: names)
         try Conntrack(socket: netlink).forgetFlows(from: member.address, cleanup: flowCleanup)
     }
 
     public func removeKeepingFlows(_ member: InstalledMember, from names: ObjectNames) throws {
-        try retire([member.address], from: names.memberSet)
+        try retire([member.address], from: names)
     }
 
-    /// Takes `addresses` out of the member set `set`: gone from lookups and listings when it returns.
-    /// They expire (see `expire`) rather than being deleted, whose commit would make this process's
-    /// socket closes wait for an RCU grace period (see `NFTExpiry`). Deleted instead, as one batch,
-    /// those the kernel did not expire, and all of them when it cannot be asked for one element or
-    /// refuses the update (a set without `flags timeout`).
-    func retire(_ addresses: [IPAddress], from set: String) throws(NetfilterError) {
+    /// Takes `addresses` out of the generation's member set: gone from lookups and listings when it
+    /// returns. The datapath deletes them (a departure packet each, see `NFTDeparture`); those still
+    /// there after it (no departure chain, a changed secret) expire (see `expire`) rather than being
+    /// deleted, whose commit would make this process's socket closes wait for an RCU grace period
+    /// (see `NFTExpiry`). Deleted instead, as one batch, those the kernel did not expire, and all of
+    /// them when it cannot be asked for one element or refuses the update (a set without `flags timeout`).
+    func retire(_ addresses: [IPAddress], from names: ObjectNames) throws(NetfilterError) {
+        let set = names.memberSet
         var doomed = addresses
+        if let secret = try departureSecret(of: names) {
+            for address in addresses { _ = DepartureSender.send(NFTDeparture.packet(from: address, secret: secret), family: address.family) }
+            doomed = []
+            for address in addresses where try probe(address, in: set) != .absent { doomed.append(address) }
+        }
+        guard !doomed.isEmpty else { return }
         do {
-            doomed = try expire(addresses, in: set)
+            doomed = try expire(doomed, in: set)
         } catch {
             // EINVAL for a set without the flag, or a kernel without element GETs: the delete below
             // does what DEL always did, and its failure is the one reported.
@@ -416,7 +453,7 @@ public final class NFTablesBackend: NATBackend {
     /// Removes the network's chains and sets whose generation is not kept, then the table itself
     /// when no network uses it any more.
     public func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws {
-        let keptChains = Set(keep.map { NFTFamilyPlan.chain($0) })
+        let keptChains = Set(keep.flatMap { [NFTFamilyPlan.chain($0), NFTFamilyPlan.departureChain($0)] })
         let keptSets = Set(keep.flatMap { [$0.memberSet, $0.subnetSet, NFTFamilyPlan.bypassSet($0)] })
         let baseRules = try rules(of: baseChain) ?? []
         var batch = NFTBatch()

@@ -207,6 +207,22 @@ public enum ThisProcess {
         _ = usleep(microseconds)
     }
 
+    /// `count` bytes from the kernel's random number generator (/dev/urandom); nil when it cannot
+    /// be read.
+    public static func randomBytes(_ count: Int) -> [UInt8]? {
+        let fd = retryingOnInterrupt { open("/dev/urandom", O_RDONLY | O_CLOEXEC) }
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let got = bytes.withUnsafeMutableBytes { buffer in retryingOnInterrupt { read(fd, buffer.baseAddress! + filled, count - filled) } }
+            guard got > 0 else { return nil }
+            filled += got
+        }
+        return bytes
+    }
+
     /// This process's id (for names that must not collide between processes, such as temp files).
     public static var id: Int { Int(getpid()) }
 }

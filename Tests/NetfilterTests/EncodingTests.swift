@@ -103,6 +103,35 @@ struct NFTPlanTests {
         #expect(plan.bypass.map { "\($0.first)-\($0.last) \($0.comment)" } == ["169.254.0.0-169.254.255.255 link-local", "224.0.0.0-239.255.255.255 multicast"])
     }
 
+    /// The departure rule as nft would print it (the secret named, never shown), per family.
+    @Test func theDepartureRuleReadsAsAPersonWouldWriteIt() {
+        let secret: [UInt8] = [0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4]
+        let four = Self.plan(PluginConfig()), six = Self.plan(PluginConfig(), family: .ipv6)
+        #expect(NFTFamilyPlan.departureChain(four.names) == four.names.chain + "-D4")
+        #expect(NFTFamilyPlan.departure(four.names, secret: secret, comment: "c").text
+                == "meta l4proto 253 ip daddr 127.0.0.1 @th,0,64 <secret> delete @\(four.names.memberSet) { ip saddr } drop comment \"c\"")
+        #expect(NFTFamilyPlan.departure(six.names, secret: secret, comment: "c").text
+                == "meta l4proto 253 ip6 daddr ::1 @th,0,64 <secret> delete @\(six.names.memberSet) { ip6 saddr } drop comment \"c\"")
+        #expect(NFTFamilyPlan.departureSecret(of: NFTFamilyPlan.departure(six.names, secret: secret, comment: "c").expressions) == secret)
+        #expect(NFTFamilyPlan.departureSecret(of: four.rules.map { $0 }.flatMap(\.expressions)) == nil, "no other rule has one")
+    }
+
+    /// The packet DEL sends: a whole IP header (the kernel fills in an IPv4 checksum and id), from
+    /// the pod to the family's loopback address, protocol 253, the secret as its payload.
+    @Test func theDeparturePacketIsTheRulesMatch() {
+        let secret: [UInt8] = [9, 8, 7, 6, 5, 4, 3, 2]
+        let four = NFTDeparture.packet(from: IPAddress("198.18.0.7")!, secret: secret)
+        #expect(four == [0x45, 0, 0, 28, 0, 0, 0, 0, 64, 253, 0, 0, 198, 18, 0, 7, 127, 0, 0, 1] + secret)
+        let six = NFTDeparture.packet(from: IPAddress("2001:db8::7")!, secret: secret)
+        #expect(six.count == 48 && Array(six[0..<8]) == [0x60, 0, 0, 0, 0, 8, 253, 64])
+        #expect(Array(six[8..<24]) == IPAddress("2001:db8::7")!.bytes && Array(six[24..<40]) == IPAddress("::1")!.bytes)
+        #expect(Array(six[40...]) == secret)
+        // Where the rule looks: destination at 16 (IPv4) / 24 (IPv6), the secret right after the header.
+        let rule = NFTFamilyPlan.departure(Self.plan(PluginConfig()).names, secret: secret, comment: "c").expressions
+        #expect(rule.contains(.payload(offset: 16, length: 4, .r1)) && rule.contains(.equal(.r1, Array(four[16..<20]))))
+        #expect(rule.contains(.equal(.r1, [four[9]])) && rule.contains(.equal(.r1, Array(four[20...]))))
+    }
+
     @Test func bypassCIDRsAreMergedIntoDisjointIntervals() {
         var config = PluginConfig()
         config.nonMasqueradeCIDRs = ["10.0.0.0/8", "10.1.0.0/16", "11.0.0.0/8", "2001:db8::/32"].map { CIDR($0)! }

@@ -99,6 +99,12 @@ struct NFTBatchExchangeTests {
 /// table written with `NFTBatch`, whose dump is decoded back to what was written; the captured dump,
 /// cut or garbled, throws.
 struct NFTDecoderTests {
+    /// A departure rule with a secret of the plan's family (so the two differ).
+    static func departure(_ plan: NFTFamilyPlan) -> NFTRule {
+        NFTFamilyPlan.departure(plan.names, secret: plan.family == .ipv4 ? [1, 2, 3, 4, 5, 6, 7, 8] : [8, 7, 6, 5, 4, 3, 2, 1],
+                                comment: "departing pods")
+    }
+
     static func plans() -> [NFTFamilyPlan] {
         var snat = PluginConfig()
         snat.toSource = [AddressRange("203.0.113.2-203.0.113.4")!]
@@ -120,7 +126,7 @@ struct NFTDecoderTests {
             let table = NFTFamilyPlan.table
             var batch = NFTBatch()
             batch.addTable(table)
-            batch.addChain(table, NFTFamilyPlan.baseChain, natHook: true)
+            batch.addChain(table, NFTFamilyPlan.baseChain, hook: .snat)
             for plan in plans() {
                 batch.addSet(table, plan.names.memberSet, family: plan.family, interval: false, expiring: true, comment: "pods")
                 batch.addSet(table, plan.names.subnetSet, family: plan.family, interval: true, comment: "subnets")
@@ -129,6 +135,8 @@ struct NFTDecoderTests {
                 batch.addChain(table, plan.chain)
                 for rule in plan.rules { batch.addRule(table, plan.chain, rule) }
                 batch.addRule(table, NFTFamilyPlan.baseChain, plan.jump)
+                batch.addChain(table, NFTFamilyPlan.departureChain(plan.names), hook: .departures)
+                batch.addRule(table, NFTFamilyPlan.departureChain(plan.names), departure(plan))
             }
             let pod = plans()[0]
             batch.addElements(table, pod.names.memberSet, [NFTBatch.Element(key: IPAddress("198.18.0.5")!, comment: "pod a")])
@@ -138,6 +146,7 @@ struct NFTDecoderTests {
             var elements: [String: [(key: IPAddress, isEnd: Bool, comment: String)]] = [:]
             for plan in plans() {
                 rules[plan.chain] = try reader.rules(of: plan.chain)
+                rules[NFTFamilyPlan.departureChain(plan.names)] = try reader.rules(of: NFTFamilyPlan.departureChain(plan.names))
                 elements[plan.bypassSet] = try reader.elements(of: plan.bypassSet, family: plan.family)
             }
             rules[NFTFamilyPlan.baseChain] = try reader.rules(of: NFTFamilyPlan.baseChain)
@@ -164,6 +173,13 @@ struct NFTDecoderTests {
             #expect(bypass == plan.bypass.map { "\($0.first)-\($0.last)" })
             #expect(Set(dump.sets).isSuperset(of: [plan.names.memberSet, plan.names.subnetSet, plan.bypassSet]))
             #expect(dump.chains.contains(plan.chain))
+        }
+        for plan in Self.plans() {
+            // The departure rule reads back as written, and its secret from it.
+            let departures = try #require(dump.rules[NFTFamilyPlan.departureChain(plan.names)])
+            #expect(departures.count == 1 && NFTDecoder.same(departures[0], Self.departure(plan)), "\(Self.departure(plan).text)")
+            #expect(NFTFamilyPlan.departureSecret(of: departures[0].expressions) == NFTFamilyPlan.departureSecret(of: Self.departure(plan).expressions))
+            #expect(NFTFamilyPlan.departureSecret(of: departures[0].expressions) != nil)
         }
         let jumps = try #require(dump.rules[NFTFamilyPlan.baseChain])
         #expect(zip(jumps, Self.plans()).allSatisfy { NFTDecoder.same($0, $1.jump) } && jumps.count == 2)
