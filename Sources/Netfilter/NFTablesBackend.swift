@@ -169,7 +169,9 @@ public final class NFTablesBackend: NATBackend {
         .present(expiresIn: attributes.flatMap { try? NFTDecoder.element($0).expiresIn })
     }
 
-    /// A chain's rules in order; nil when the chain does not exist.
+    /// A chain's rules in order; nil when the table does not exist. A chain that does not exist
+    /// has none (the kernel answers a rule dump for a missing chain with an empty one): ask
+    /// `chainNames` whether it is there.
     func rules(of chain: String) throws(NetfilterError) -> [InstalledRule]? {
         let message = request(NFTCommand.getRule) {
             $0.addString(NFTRuleAttribute.table, table)
@@ -503,7 +505,7 @@ public final class NFTablesBackend: NATBackend {
             let expected = nft.bypass.map { "\($0.first)-\($0.last)" }
             if bypass != expected { problems.append("nf_tables set \(nft.bypassSet) holds \(bypass); randsnat writes \(expected)") }
         }
-        if let current = try rules(of: nft.chain) {
+        if try chainNames().contains(nft.chain), let current = try rules(of: nft.chain) {
             if current.count != nft.rules.count {
                 problems.append("chain \(nft.chain) has \(current.count) rules; randsnat writes \(nft.rules.count)")
             }
