@@ -16,8 +16,10 @@ enum DepartureSender {
         case failed(Errno)
     }
 
-    /// Sends `packet` (an `NFTDeparture.packet`) of `family` to the family's loopback address.
-    static func send(_ packet: [UInt8], family: Family) -> Outcome {
+    /// Sends `packets` (`NFTDeparture.packet`s of `family`) to the family's loopback address from one
+    /// socket: `.dropped` when a rule dropped every one, else the first other outcome.
+    static func send(_ packets: [[UInt8]], family: Family) -> Outcome {
+        guard !packets.isEmpty else { return .dropped }
         let domain = family == .ipv4 ? AF_INET : AF_INET6
         let fd = socket(domain, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(NFTDeparture.protocolNumber))
         guard fd >= 0 else { return .failed(.current) }
@@ -25,6 +27,15 @@ enum DepartureSender {
         var one: Int32 = 1
         let (level, option) = family == .ipv4 ? (Int32(IPPROTO_IP), IP_HDRINCL) : (Int32(IPPROTO_IPV6), IPV6_HDRINCL)
         guard setsockopt(fd, level, option, &one, socklen_t(MemoryLayout<Int32>.size)) == 0 else { return .failed(.current) }
+        var outcome = Outcome.dropped
+        for packet in packets {
+            let sent = send(packet, family: family, on: fd)
+            if outcome == .dropped { outcome = sent }
+        }
+        return outcome
+    }
+
+    private static func send(_ packet: [UInt8], family: Family, on fd: Int32) -> Outcome {
         let destination = NFTDeparture.destination(family).bytes
         let sent: Int = packet.withUnsafeBytes { bytes in
             switch family {

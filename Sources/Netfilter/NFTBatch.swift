@@ -87,14 +87,16 @@ struct NFTBatch {
     // MARK: sets
 
     /// A set of addresses of `family`: with `interval`, of address ranges (CIDRs); with `expiring`,
-    /// one whose elements can be given a timeout (`flags timeout`: see `expireElements`).
-    mutating func addSet(_ table: String, _ name: String, family: Family, interval: Bool, expiring: Bool = false, comment: String) {
+    /// one whose elements can be given a timeout (`flags timeout`: see `expireElements`); with
+    /// `dynamic`, one the datapath may delete from (`flags dynamic`: see `NFTDeparture`).
+    mutating func addSet(_ table: String, _ name: String, family: Family, interval: Bool, expiring: Bool = false, dynamic: Bool = false,
+                         comment: String) {
         let id = nextSetID
         nextSetID += 1
         append(NFTCommand.newSet, flags: .create, "creating set \(name)") {
             $0.addString(NFTSetAttribute.table, table)
             $0.addString(NFTSetAttribute.name, name)
-            let flags = (interval ? NFTConstant.setInterval : 0) | (expiring ? Self.expiringSetFlag : 0)
+            let flags = (interval ? NFTConstant.setInterval : 0) | (expiring ? Self.expiringSetFlag : 0) | (dynamic ? NFTConstant.setDynamic : 0)
             if flags != 0 { $0.addNFT32(NFTSetAttribute.flags, flags) }
             $0.addNFT32(NFTSetAttribute.keyType, family == .ipv4 ? 7 : 8)  // nft's ipv4_addr, ipv6_addr
             $0.addNFT32(NFTSetAttribute.keyLength, UInt32(family.bitCount / 8))

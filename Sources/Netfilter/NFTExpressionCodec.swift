@@ -25,7 +25,7 @@ enum NFTExpressionCodec {
         let name: String
         switch expression {
         case .meta: name = "meta"
-        case .equal: name = "cmp"
+        case .equal, .notEqual: name = "cmp"
         case .payload, .transportPayload: name = "payload"
         case .deleteFromSet: name = "dynset"
         case .lookup: name = "lookup"
@@ -48,6 +48,10 @@ enum NFTExpressionCodec {
         case .equal(let register, let bytes):
             r.addNFT32(A.cmpSource, register.rawValue)
             r.addNFT32(A.cmpOperator, NFTCmpOperator.equal.wire)
+            r.addValue(A.cmpData, bytes)
+        case .notEqual(let register, let bytes):
+            r.addNFT32(A.cmpSource, register.rawValue)
+            r.addNFT32(A.cmpOperator, NFTCmpOperator.notEqual.wire)
             r.addValue(A.cmpData, bytes)
         case .payload(let offset, let length, let register):
             r.addNFT32(A.payloadDestination, register.rawValue)
@@ -109,8 +113,12 @@ enum NFTExpressionCodec {
             guard let key = e.u32(A.metaKey).flatMap({ NFTExpression.MetaKey(NFTMetaKey($0)) }), let r = register(A.metaDestination) else { return nil }
             return .meta(key, r)
         case "cmp":
-            guard e.u32(A.cmpOperator).map(NFTCmpOperator.init) == .equal, let r = register(A.cmpSource) else { return nil }
-            return .equal(r, try e.value(A.cmpData) ?? [])
+            guard let r = register(A.cmpSource) else { return nil }
+            switch e.u32(A.cmpOperator).map(NFTCmpOperator.init) {
+            case .equal?: return .equal(r, try e.value(A.cmpData) ?? [])
+            case .notEqual?: return .notEqual(r, try e.value(A.cmpData) ?? [])
+            default: return nil
+            }
         case "payload":
             guard let offset = e.u32(A.payloadOffset), let length = e.u32(A.payloadLength), let r = register(A.payloadDestination) else { return nil }
             switch e.u32(A.payloadBase) {
@@ -134,9 +142,11 @@ enum NFTExpressionCodec {
             let payload = try e.data[A.immediateData]?.nestedAttributes() ?? []
             if r == .verdict {
                 let verdict = try payload[NFTDataAttribute.verdict]?.nestedAttributes() ?? []
-                let code = NFTVerdictCode(verdict[NFTDataAttribute.verdictCode]?.be32 ?? 0)
+                guard let wire = verdict[NFTDataAttribute.verdictCode]?.be32 else { return nil }
+                let code = NFTVerdictCode(wire)
                 if code == .return { return .verdict(.return) }
                 if code == .drop { return .verdict(.drop) }
+                if code == .accept { return .verdict(.accept) }
                 if code == .jump, let chain = verdict[NFTDataAttribute.verdictChain]?.string {
                     return .verdict(.jump(chain))
                 }

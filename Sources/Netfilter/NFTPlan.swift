@@ -14,9 +14,11 @@ import RandSNATCore
 ///                                                         (no timeout of its own: DEL gives it one, see NFTExpiry)
 ///       set RANDSNAT-<net>-<gen>-S4  ipv4_addr interval  the pods' subnets
 ///       set RANDSNAT-<net>-<gen>-B4  ipv4_addr interval  the bypass destinations
-///       chain RANDSNAT-<net>-<gen>-D4   type filter hook output priority raw; policy accept
+///       chain departures   type filter hook output priority raw; policy accept    (one for the table)
+///         meta l4proto != 253 accept                     every other packet leaves after one comparison
 ///         meta l4proto 253 ip daddr 127.0.0.1 @th,0,64 <secret> delete @RANDSNAT-<net>-<gen>-P4 { ip saddr } drop
-///                                                         how DEL takes a pod's element out (see `NFTDeparture`)
+///                                                         one per generation and family: how DEL takes a
+///                                                         pod's element out (see `NFTDeparture`)
 struct NFTFamilyPlan: Equatable {
     static let table = "randsnat"
     static let baseChain = "postrouting"
@@ -35,9 +37,15 @@ struct NFTFamilyPlan: Equatable {
     /// one inet table holds both families.
     static func chain(_ names: ObjectNames) -> String { names.chain + "-" + names.family.digit }
     static func bypassSet(_ names: ObjectNames) -> String { names.chain + "-B" + names.family.digit }
-    static func departureChain(_ names: ObjectNames) -> String { names.chain + "-D" + names.family.digit }
+    /// The table's one chain of departure rules, on the output hook.
+    static let departuresChain = "departures"
 
-    /// The departure chain's one rule: a packet of `NFTDeparture`'s form carrying `secret` takes its
+    /// The departures chain's first rule: every packet that cannot be a departure packet leaves the
+    /// chain after one comparison, whatever the number of generations on the node.
+    static let departureGuard = NFTRule(expressions: [.meta(.l4proto, .r1), .notEqual(.r1, [NFTDeparture.protocolNumber]), .verdict(.accept)],
+                                        comment: "randsnat: every packet but a departing pod's goes on")
+
+    /// A generation's departure rule: a packet of `NFTDeparture`'s form carrying `secret` takes its
     /// source address out of the generation's member set, and goes no further.
     static func departure(_ names: ObjectNames, secret: [UInt8], comment: String) -> NFTRule {
         let v4 = names.family == .ipv4
@@ -51,6 +59,12 @@ struct NFTFamilyPlan: Equatable {
             .payload(offset: source, length: length, .r1), .deleteFromSet(set: names.memberSet, key: .r1),
             .verdict(.drop),
         ], comment: comment)
+    }
+
+    /// The member set a departure rule deletes from (nil for any other rule).
+    static func departedSet(of expressions: [NFTExpression?]) -> String? {
+        for case .deleteFromSet(let set, _)? in expressions { return set }
+        return nil
     }
 
     /// The secret a departure rule compares with (nil for any other rule).
@@ -122,11 +136,14 @@ enum NFTExpression: Equatable {
         case `return`
         case jump(String)
         case drop
+        case accept
     }
 
     case meta(MetaKey, NFTRegister)
     /// `cmp eq`.
     case equal(NFTRegister, [UInt8])
+    /// `cmp neq`.
+    case notEqual(NFTRegister, [UInt8])
     /// Loads from the network header.
     case payload(offset: UInt32, length: UInt32, NFTRegister)
     /// Loads from the transport header (what follows the IP header, whatever the protocol).
@@ -147,6 +164,7 @@ enum NFTExpression: Equatable {
         switch (lhs, rhs) {
         case let (.meta(a, b), .meta(c, d)): a == c && b == d
         case let (.equal(a, b), .equal(c, d)): a == c && b == d
+        case let (.notEqual(a, b), .notEqual(c, d)): a == c && b == d
         case let (.payload(a, b, c), .payload(d, e, f)): a == d && b == e && c == f
         case let (.transportPayload(a, b, c), .transportPayload(d, e, f)): a == d && b == e && c == f
         case let (.deleteFromSet(a, b), .deleteFromSet(c, d)): a == c && b == d
@@ -251,11 +269,15 @@ struct NFTRule: Equatable {
                     index += 1
                 }
             case .meta(.l4proto, _):
+                func name(_ proto: [UInt8]) -> String { [6: "tcp", 17: "udp", 132: "sctp"][proto.first ?? 0] ?? "\(proto.first ?? 0)" }
                 if index + 1 < list.count, case .equal(_, let proto) = list[index + 1] {
-                    parts.append("meta l4proto " + ([6: "tcp", 17: "udp", 132: "sctp"][proto.first ?? 0] ?? "\(proto.first ?? 0)"))
+                    parts.append("meta l4proto " + name(proto))
+                    index += 1
+                } else if index + 1 < list.count, case .notEqual(_, let proto) = list[index + 1] {
+                    parts.append("meta l4proto != " + name(proto))
                     index += 1
                 }
-            case .equal:
+            case .equal, .notEqual:
                 break
             case .payload(let offset, let length, _):
                 let family = length == 4 ? "ip" : "ip6"
@@ -289,6 +311,8 @@ struct NFTRule: Equatable {
                 parts.append("jump \(chain)")
             case .verdict(.drop):
                 parts.append("drop")
+            case .verdict(.accept):
+                parts.append("accept")
             case .masquerade(_, let ports):
                 parts.append("masquerade" + (ports == nil ? "" : " to :\(portText(list))") + " fully-random")
             case .snat(let family, _, let ports, _):
@@ -515,8 +539,9 @@ struct NFTBaseChain: Equatable {
 /// giving it a 1 ms timeout costs the wait for the kernel's next tick (2.5 ms on average here). A
 /// set element can also be deleted by a rule (`delete @set { ip saddr }`, a dynset): the kernel
 /// marks it dead at once, lookups, GETs and listings skip it from then on, the set's garbage
-/// collector frees it, and no transaction is made. So each generation has a departure chain on the
-/// output hook whose one rule matches a packet only this node's root can send, and DEL sends it:
+/// collector frees it, and no transaction is made. So each generation has a rule in the table's
+/// departures chain (output hook) that matches a packet only this node's root can send, and DEL
+/// sends it:
 ///
 /// - IP protocol 253 (RFC 3692's number for experiments: no real traffic uses it),
 /// - to the loopback address of the family (127.0.0.1, ::1), from the pod's address (a raw socket
@@ -525,13 +550,27 @@ struct NFTBaseChain: Equatable {
 ///   installed, which only a reader of nf_tables (CAP_NET_ADMIN) can learn, so a hostNetwork pod
 ///   with CAP_NET_RAW alone cannot take pods' SNAT away.
 ///
-/// The rule drops the packet (sendto answers EPERM), before conntrack. Where the chain is missing
-/// (a generation installed by an earlier randsnat, a kernel without dynset deletes) or the secret
-/// changed meanwhile (a reinstall), the element is still there, which the GET that follows sees:
-/// then the element expires as before (`NFTExpiry`).
+/// The rule drops the packet (sendto answers EPERM), before conntrack. Where the generation has no
+/// rule (installed by an earlier randsnat, a member set without `flags dynamic` — sets made before
+/// this design —, a kernel before `firstKernel`, a rule the kernel refused) or the secret changed
+/// meanwhile (a reinstall), the element is still there, which the GET that follows sees: then the
+/// element expires as before (`NFTExpiry`).
 enum NFTDeparture {
     static let protocolNumber: UInt8 = 253
     static let secretLength = 8
+
+    /// The kernel release from which randsnat installs departure rules: the one its element updates
+    /// need too (6.10), so one floor holds for the whole nftables DEL. Older kernels delete from the
+    /// datapath as well, but some of them still listed dead elements in dumps, so a generation's
+    /// last DEL would count a member that is gone.
+    static let firstKernel = (major: 6, minor: 10)
+
+    /// True when `release` (uname's, "6.18.44-…") is `firstKernel` or later.
+    static func supported(kernelRelease release: String) -> Bool {
+        let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        guard numbers.count == 2 else { return false }
+        return (numbers[0], numbers[1]) >= firstKernel
+    }
 
     static func destination(_ family: Family) -> IPAddress {
         family == .ipv4 ? IPAddress("127.0.0.1")! : IPAddress("::1")!

@@ -173,6 +173,7 @@ extension NFTExpression.Verdict {
         case .return: .return
         case .jump: .jump
         case .drop: .drop
+        case .accept: .accept
         }
     }
 }
@@ -189,6 +190,9 @@ struct NFTLookupFlags: OptionSet {
 /// Numbers nf_tables gives meaning to, cast once.
 enum NFTConstant {
     static let setInterval = UInt32(NFT_SET_INTERVAL.rawValue), setTimeout = UInt32(NFT_SET_TIMEOUT.rawValue)
+    /// `flags dynamic`: the datapath may add to or delete from the set (nft sets it for a set a
+    /// dynset uses, so a listing reloaded with `nft -f` keeps it).
+    static let setDynamic = UInt32(NFT_SET_EVAL.rawValue)
     static let elementIntervalEnd = UInt32(NFT_SET_ELEM_INTERVAL_END.rawValue)
     /// A base chain's hook, and its policy (a verdict code).
     static let postrouting = UInt32(NF_INET_POST_ROUTING.rawValue), output = UInt32(NF_INET_LOCAL_OUT.rawValue)

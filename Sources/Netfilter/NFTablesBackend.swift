@@ -128,10 +128,10 @@ public final class NFTablesBackend: NATBackend {
         return count
     }
 
-    /// The secret of the generation's departure rule; nil without one (see `NFTDeparture`).
+    /// The secret of the generation's departure rule; nil without one (see `NFTDeparture`). One dump
+    /// of the departures chain: a rule per generation and family on the node.
     func departureSecret(of names: ObjectNames) throws(NetfilterError) -> [UInt8]? {
-        for rule in try rules(of: NFTFamilyPlan.departureChain(names)) ?? [] {
-            guard rule.expressions.contains(where: { $0 == .deleteFromSet(set: names.memberSet, key: .r1) }) else { continue }
+        for rule in try rules(of: NFTFamilyPlan.departuresChain) ?? [] where NFTFamilyPlan.departedSet(of: rule.expressions) == names.memberSet {
             if let secret = NFTFamilyPlan.departureSecret(of: rule.expressions) { return secret }
         }
         return nil
@@ -198,41 +198,70 @@ public final class NFTablesBackend: NATBackend {
         try tableLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
             let oldJumps = try (rules(of: baseChain) ?? []).filter { $0.jumpTarget == nft.chain }
             let tag = NFTRule.comment(NFTFamilyPlan.tag(plan.jump.comment))
-            // A set's flags cannot change (the kernel refuses the batch): a member set made by a
-            // randsnat that deleted members, without `flags timeout`, stays as it is.
-            let expiring = try setFlags(plan.names.memberSet).map { $0 & NFTBatch.expiringSetFlag != 0 } ?? true
-            func batch(departure: Bool) -> NFTBatch {
-                var batch = NFTBatch()
-                batch.addTable(table)
-                batch.addChain(table, baseChain, hook: .snat)
-                batch.addSet(table, plan.names.memberSet, family: plan.family, interval: false, expiring: expiring, comment: "\(tag): pods")
-                batch.addSet(table, plan.names.subnetSet, family: plan.family, interval: true, comment: "\(tag): pod subnets")
-                batch.addSet(table, nft.bypassSet, family: plan.family, interval: true, comment: "\(tag): destinations that bypass SNAT")
-                batch.addElements(table, nft.bypassSet, NFTBatch.elements(nft.bypass))
-                batch.addChain(table, nft.chain)
-                batch.flushChain(table, nft.chain)
-                for rule in nft.rules { batch.addRule(table, nft.chain, rule) }
-                for jump in oldJumps { batch.deleteRule(table, baseChain, handle: jump.handle) }
-                batch.addRule(table, baseChain, nft.jump)
-                // A new secret each time: a DEL that read the old one meanwhile finds its element
-                // still there and lets it expire instead.
-                if departure, let secret = ThisProcess.randomBytes(NFTDeparture.secretLength) {
-                    let chain = NFTFamilyPlan.departureChain(plan.names)
-                    batch.addChain(table, chain, hook: .departures)
-                    batch.flushChain(table, chain)
-                    batch.addRule(table, chain, NFTFamilyPlan.departure(plan.names, secret: secret, comment: "\(tag): departing pods"))
-                }
-                return batch
+            // A set's flags cannot change (the kernel refuses the batch): a member set made by an
+            // earlier randsnat keeps its flags (without `flags timeout` its elements are deleted,
+            // without `flags dynamic` they expire: see `retire`).
+            let flags = try setFlags(plan.names.memberSet) ?? (NFTBatch.expiringSetFlag | NFTConstant.setDynamic)
+            var batch = NFTBatch()
+            batch.addTable(table)
+            batch.addChain(table, baseChain, hook: .snat)
+            batch.addSet(table, plan.names.memberSet, family: plan.family, interval: false, expiring: flags & NFTBatch.expiringSetFlag != 0,
+                         dynamic: flags & NFTConstant.setDynamic != 0, comment: "\(tag): pods")
+            batch.addSet(table, plan.names.subnetSet, family: plan.family, interval: true, comment: "\(tag): pod subnets")
+            batch.addSet(table, nft.bypassSet, family: plan.family, interval: true, comment: "\(tag): destinations that bypass SNAT")
+            batch.addElements(table, nft.bypassSet, NFTBatch.elements(nft.bypass))
+            batch.addChain(table, nft.chain)
+            batch.flushChain(table, nft.chain)
+            for rule in nft.rules { batch.addRule(table, nft.chain, rule) }
+            for jump in oldJumps { batch.deleteRule(table, baseChain, handle: jump.handle) }
+            batch.addRule(table, baseChain, nft.jump)
+            try batch.commit(on: netlink)
+            if flags & NFTConstant.setDynamic != 0, flags & NFTBatch.expiringSetFlag != 0,
+               NFTDeparture.supported(kernelRelease: ThisProcess.kernelRelease) {
+                installDeparture(plan.names, comment: "\(tag): departing pods")
             }
-            // The departure chain needs a member set the datapath can delete from (`flags timeout`
-            // makes it the kernel's rhash) and a kernel with dynset deletes (5.x): where the kernel
-            // refuses it, the generation goes without, and DEL lets elements expire.
-            guard expiring else { return try batch(departure: false).commit(on: netlink) }
-            do {
-                try batch(departure: true).commit(on: netlink)
-            } catch {
-                try batch(departure: false).commit(on: netlink)
+        }
+    }
+
+    /// The generation's departure rule, with a new secret (a DEL that read the old one meanwhile
+    /// finds its element still there and lets it expire instead), in a batch of its own: SNAT is
+    /// whole without it, so a refusal leaves the generation without one, said in the log, and its
+    /// DELs let elements expire.
+    private func installDeparture(_ names: ObjectNames, comment: String) {
+        let chain = NFTFamilyPlan.departuresChain
+        do {
+            guard let secret = ThisProcess.randomBytes(NFTDeparture.secretLength) else {
+                return log("randsnat: /dev/urandom cannot be read: generation \(names.generation) gets no departure rule; its DELs wait for elements to expire")
             }
+            let current = try chainNames().contains(chain) ? try rules(of: chain) ?? [] : []
+            var batch = NFTBatch()
+            if current.isEmpty { batch.addChain(table, chain, hook: .departures) }
+            if !current.contains(where: { NFTDecoder.same($0, NFTFamilyPlan.departureGuard) }) {
+                batch.addRule(table, chain, NFTFamilyPlan.departureGuard)
+            }
+            for rule in current where NFTFamilyPlan.departedSet(of: rule.expressions) == names.memberSet {
+                batch.deleteRule(table, chain, handle: rule.handle)
+            }
+            batch.addRule(table, chain, NFTFamilyPlan.departure(names, secret: secret, comment: comment))
+            try batch.commit(on: netlink)
+        } catch {
+            log("randsnat: generation \(names.generation)'s departure rule could not be installed (its DELs wait for elements to expire): \(error)")
+        }
+    }
+
+    /// What of the departures chain goes with `sets`: their rules, or the whole chain when no other
+    /// generation's rule would be left.
+    private func removeDepartures(of sets: Set<String>, in batch: inout NFTBatch) throws(NetfilterError) {
+        let chain = NFTFamilyPlan.departuresChain
+        guard try chainNames().contains(chain) else { return }
+        let current = try rules(of: chain) ?? []
+        let leaving = current.filter { NFTFamilyPlan.departedSet(of: $0.expressions).map(sets.contains) ?? false }
+        let staying = current.filter { NFTFamilyPlan.departedSet(of: $0.expressions) != nil }.count - leaving.count
+        if staying == 0 {
+            batch.flushChain(table, chain)
+            batch.deleteChain(table, chain)
+        } else {
+            for rule in leaving { batch.deleteRule(table, chain, handle: rule.handle) }
         }
     }
 
@@ -243,11 +272,11 @@ public final class NFTablesBackend: NATBackend {
         for jump in try (rules(of: baseChain) ?? []) where jump.jumpTarget == chain {
             batch.deleteRule(table, baseChain, handle: jump.handle)
         }
-        let chains = Set(try chainNames())
-        for chain in [chain, NFTFamilyPlan.departureChain(names)] where chains.contains(chain) {
+        if try chainNames().contains(chain) {
             batch.flushChain(table, chain)
             batch.deleteChain(table, chain)
         }
+        try removeDepartures(of: [names.memberSet], in: &batch)
         for set in [names.memberSet, names.subnetSet, NFTFamilyPlan.bypassSet(names)] where sets.contains(set) {
             batch.deleteSet(table, set)
         }
@@ -354,7 +383,9 @@ public final class NFTablesBackend: NATBackend {
         let set = names.memberSet
         var doomed = addresses
         if let secret = try departureSecret(of: names) {
-            for address in addresses { _ = DepartureSender.send(NFTDeparture.packet(from: address, secret: secret), family: address.family) }
+            if case .failed(let error) = DepartureSender.send(addresses.map { NFTDeparture.packet(from: $0, secret: secret) }, family: names.family) {
+                log("randsnat: departure packets for \(set) could not be sent (\(error)); the elements expire instead")
+            }
             doomed = []
             for address in addresses where try probe(address, in: set) != .absent { doomed.append(address) }
         }
@@ -455,7 +486,7 @@ public final class NFTablesBackend: NATBackend {
     /// Removes the network's chains and sets whose generation is not kept, then the table itself
     /// when no network uses it any more.
     public func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws {
-        let keptChains = Set(keep.flatMap { [NFTFamilyPlan.chain($0), NFTFamilyPlan.departureChain($0)] })
+        let keptChains = Set(keep.map { NFTFamilyPlan.chain($0) })
         let keptSets = Set(keep.flatMap { [$0.memberSet, $0.subnetSet, NFTFamilyPlan.bypassSet($0)] })
         let baseRules = try rules(of: baseChain) ?? []
         var batch = NFTBatch()
@@ -468,9 +499,9 @@ public final class NFTablesBackend: NATBackend {
             batch.flushChain(table, chain)
             batch.deleteChain(table, chain)
         }
-        for set in try setNames() where set.hasPrefix(id.namePrefix) && !keptSets.contains(set) {
-            batch.deleteSet(table, set)
-        }
+        let straySets = try setNames().filter { $0.hasPrefix(id.namePrefix) && !keptSets.contains($0) }
+        try removeDepartures(of: Set(straySets), in: &batch)
+        for set in straySets { batch.deleteSet(table, set) }
         try batch.commit(on: netlink)
         try removeTableIfUnused()
     }
@@ -482,7 +513,8 @@ public final class NFTablesBackend: NATBackend {
             let chains = try chainNames()
             let sets = try setNames()
             let baseRules = try rules(of: baseChain) ?? []
-            guard sets.isEmpty, chains.allSatisfy({ $0 == baseChain }), baseRules.isEmpty else { return }
+            // No set: no generation, and no departure rule (each names a member set).
+            guard sets.isEmpty, chains.allSatisfy({ $0 == baseChain || $0 == NFTFamilyPlan.departuresChain }), baseRules.isEmpty else { return }
             var batch = NFTBatch()
             batch.deleteTable(table)
             try batch.commit(on: netlink)

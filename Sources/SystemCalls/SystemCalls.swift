@@ -207,6 +207,13 @@ public enum ThisProcess {
         _ = usleep(microseconds)
     }
 
+    /// The running kernel's release, as `uname -r` prints it ("6.18.44-…"); empty when unknown.
+    public static let kernelRelease: String = {
+        var names = utsname()
+        guard uname(&names) == 0 else { return "" }
+        return withUnsafeBytes(of: &names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }()
+
     /// `count` bytes from the kernel's random number generator (/dev/urandom); nil when it cannot
     /// be read.
     public static func randomBytes(_ count: Int) -> [UInt8]? {

@@ -135,9 +135,10 @@ struct NFTDecoderTests {
                 batch.addChain(table, plan.chain)
                 for rule in plan.rules { batch.addRule(table, plan.chain, rule) }
                 batch.addRule(table, NFTFamilyPlan.baseChain, plan.jump)
-                batch.addChain(table, NFTFamilyPlan.departureChain(plan.names), hook: .departures)
-                batch.addRule(table, NFTFamilyPlan.departureChain(plan.names), departure(plan))
             }
+            batch.addChain(table, NFTFamilyPlan.departuresChain, hook: .departures)
+            batch.addRule(table, NFTFamilyPlan.departuresChain, NFTFamilyPlan.departureGuard)
+            for plan in plans() { batch.addRule(table, NFTFamilyPlan.departuresChain, departure(plan)) }
             let pod = plans()[0]
             batch.addElements(table, pod.names.memberSet, [NFTBatch.Element(key: IPAddress("198.18.0.5")!, comment: "pod a")])
             try batch.commit(on: socket)
@@ -146,10 +147,10 @@ struct NFTDecoderTests {
             var elements: [String: [(key: IPAddress, isEnd: Bool, comment: String)]] = [:]
             for plan in plans() {
                 rules[plan.chain] = try reader.rules(of: plan.chain)
-                rules[NFTFamilyPlan.departureChain(plan.names)] = try reader.rules(of: NFTFamilyPlan.departureChain(plan.names))
                 elements[plan.bypassSet] = try reader.elements(of: plan.bypassSet, family: plan.family)
             }
             rules[NFTFamilyPlan.baseChain] = try reader.rules(of: NFTFamilyPlan.baseChain)
+            rules[NFTFamilyPlan.departuresChain] = try reader.rules(of: NFTFamilyPlan.departuresChain)
             elements[pod.names.memberSet] = try reader.elements(of: pod.names.memberSet, family: .ipv4)
             var request = NetlinkRequest(NFTCommand.getRule, flags: [.request, .ack, .dump], sequence: socket.nextSequence(),
                                          header: NetfilterHeader(family: NFTFamily.inet))
@@ -174,12 +175,15 @@ struct NFTDecoderTests {
             #expect(Set(dump.sets).isSuperset(of: [plan.names.memberSet, plan.names.subnetSet, plan.bypassSet]))
             #expect(dump.chains.contains(plan.chain))
         }
-        for plan in Self.plans() {
-            // The departure rule reads back as written, and its secret from it.
-            let departures = try #require(dump.rules[NFTFamilyPlan.departureChain(plan.names)])
-            #expect(departures.count == 1 && NFTDecoder.same(departures[0], Self.departure(plan)), "\(Self.departure(plan).text)")
-            #expect(NFTFamilyPlan.departureSecret(of: departures[0].expressions) == NFTFamilyPlan.departureSecret(of: Self.departure(plan).expressions))
-            #expect(NFTFamilyPlan.departureSecret(of: departures[0].expressions) != nil)
+        // The departures chain reads back as written: the guard, then each generation's rule with its secret.
+        let departures = try #require(dump.rules[NFTFamilyPlan.departuresChain])
+        let written = [NFTFamilyPlan.departureGuard] + Self.plans().map(Self.departure)
+        #expect(departures.count == written.count)
+        for (installed, rule) in zip(departures, written) {
+            #expect(NFTDecoder.same(installed, rule), "\(rule.text)")
+            #expect(installed.expressions.allSatisfy { $0 != nil }, "every expression randsnat writes is read back")
+            #expect(NFTFamilyPlan.departureSecret(of: installed.expressions) == NFTFamilyPlan.departureSecret(of: rule.expressions))
+            #expect(NFTFamilyPlan.departedSet(of: installed.expressions) == NFTFamilyPlan.departedSet(of: rule.expressions))
         }
         let jumps = try #require(dump.rules[NFTFamilyPlan.baseChain])
         #expect(zip(jumps, Self.plans()).allSatisfy { NFTDecoder.same($0, $1.jump) } && jumps.count == 2)

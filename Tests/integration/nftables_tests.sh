@@ -61,73 +61,88 @@ first_ipv4() {
     python3 -c 'import json,sys; print([i["address"].split("/")[0] for i in json.load(open(sys.argv[1]))["ips"] if "." in i["address"]][0])' "$1"
 }
 
-# depart_guess ADDRESS: a departure packet (protocol 253 to 127.0.0.1, from ADDRESS) with a guessed
-# secret, sent from the node as a hostNetwork pod with CAP_NET_RAW could.
-depart_guess() {
-    in_ns "$NODE" python3 - "$1" <<'PY'
+# depart ADDRESS SECRET_HEX...: departure packets (protocol 253 to 127.0.0.1, from ADDRESS, the
+# secret as payload) sent from the node, as a hostNetwork pod with CAP_NET_RAW could; prints, per
+# packet, "dropped" (a rule dropped it: EPERM) or "sent".
+depart() {
+    in_ns "$NODE" python3 - "$@" <<'PY'
 import socket, struct, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 253)
 s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
 header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 253, 0, socket.inet_aton(sys.argv[1]), socket.inet_aton("127.0.0.1"))
-for guess in (bytes(8), b"\xff" * 8, b"randsnat"):
+for secret in sys.argv[2:]:
     try:
-        s.sendto(header + guess, ("127.0.0.1", 0))
-    except OSError:
-        pass
+        s.sendto(header + bytes.fromhex(secret), ("127.0.0.1", 0))
+        print("sent")
+    except PermissionError:
+        print("dropped")
 PY
 }
 
+# departure_secret SET: the secret of the departure rule that deletes from SET, as hex.
+departure_secret() {
+    in_ns "$NODE" nft list chain inet randsnat departures | grep -F "delete @$1 " | grep -o '@th,0,64 0x[0-9a-f]*' | cut -c12-
+}
+
 # DEL takes the pod's element out through the datapath: a packet only the node's root can send,
-# carrying the generation's secret, matched by the generation's departure rule, which deletes the
-# packet's source from the member set. No nf_tables transaction, so no wait (issue 14). Only the
-# generation's own set loses the address; a guessed secret deletes nothing; without the departure
-# chain DEL still completes (the element expires); the chain goes with its generation.
-backend_specific del_departs_through_the_datapath nftables "the departure chain is the nftables backend's (issue 14); iptables DEL deletes the ipset member"
+# carrying the generation's secret, matched by the generation's rule in the departures chain, which
+# deletes the packet's source from the member set. No nf_tables transaction, so no wait (issue 14).
+# Only the generation's own set loses the address; guessed secrets delete nothing while the real one
+# does; without the departure rules DEL still completes (the element expires); the rules go with
+# their generation and the chain with the last one.
+backend_specific del_departs_through_the_datapath nftables "the departures chain is the nftables backend's (issue 14); iptables DEL deletes the ipset member"
 test_del_departs_through_the_datapath() {
     local list; list=$(conflist "$T-n")
     pod_add "$list" 1 >/dev/null
     pod_add "$list" 2 > "$WORK/pod2.json"
     local address; address=$(first_ipv4 "$WORK/pod2.json")
+    local set; set=$(member_set)
     local table; table=$(in_ns "$NODE" nft list table inet randsnat)
-    expect_contains "the generation has a departure chain on the output hook, before conntrack" "$table" "type filter hook output priority raw; policy accept;"
-    expect_contains "its rule deletes a departure packet's source from the member set" "$table" "ip daddr 127.0.0.1 @th,0,64 "
-    expect_contains "for IPv6 too" "$table" "ip6 daddr ::1 @th,0,64 "
-    local chains; chains=$(printf '%s\n' "$table" | grep -c 'hook output')
+    expect_contains "randsnat's table has a departures chain on the output hook, before conntrack" "$table" "type filter hook output priority raw; policy accept;"
+    expect_contains "whose first rule lets every other packet go at once" "$table" "meta l4proto != 253 accept"
+    expect_contains "and a rule deleting a departure packet's source from the member set" "$table" "ip daddr 127.0.0.1 @th,0,64 0x"
+    expect_contains "for IPv6 too" "$table" "ip6 daddr ::1 @th,0,64 0x"
+    expect_contains "the member set is dynamic (nft's own flag for a set the datapath changes)" "$table" "flags dynamic,timeout"
+    local rules; rules=$(printf '%s\n' "$table" | grep -c 'delete @')
     # The same address in a second network (randsnat alone, with pod 2's result as prevResult).
     local other; other=$(conflist "$T-m")
     rs_alone_conf "$other" "$WORK/pod2.json" > "$WORK/other.json"
     randsnat_exec ADD "$WORK/other.json" "cm-$RUN" "/var/run/netns/$T-pod2" eth0 >/dev/null \
         || setup_failed "ADD of pod 2's address in a second network failed"
     expect_eq "pod 2's address is a member of both networks" "$(snat_members | grep -c "$address comment")" "2"
-    depart_guess "$address"
-    expect_eq "departure packets with a guessed secret delete nothing" "$(snat_members | grep -c "$address comment")" "2"
-    # randsnat's DEL of pod 2 in network n, traced: the departure packet, and no wait.
+    expect_eq "guessed secrets are not taken by any rule" "$(depart "$address" 0000000000000000 ffffffffffffffff 72616e64736e6174 | sort -u)" "sent"
+    expect_eq "and delete nothing" "$(snat_members | grep -c "$address comment")" "2"
+    # randsnat's DEL of pod 2 in network n, traced: the departure packet, and no element written.
     rs_alone_conf "$list" "$WORK/pod2.json" > "$WORK/rs2.json"
     in_ns "$NODE" env CNI_COMMAND=DEL CNI_CONTAINERID="c2-$RUN" CNI_NETNS="/var/run/netns/$T-pod2" CNI_IFNAME=eth0 CNI_PATH="$CNI_PATH" \
-        strace -f -qq -e trace=socket,sendto,clock_nanosleep -o "$WORK/del.trace" "$RANDSNAT_BIN" < "$WORK/rs2.json" >/dev/null \
+        strace -f -qq -e trace=socket,sendto -o "$WORK/del.trace" "$RANDSNAT_BIN" < "$WORK/rs2.json" >/dev/null \
         || setup_failed "randsnat's DEL of pod 2 failed"
     local trace; trace=$(cat "$WORK/del.trace")
-    expect_contains "DEL sent a departure packet from a raw socket" "$trace" "SOCK_RAW"
-    expect_contains "which the departure rule dropped" "$trace" "EPERM"
-    expect_absent "DEL did not wait for a tick" "$trace" "clock_nanosleep"
+    expect_contains "DEL sent a departure packet from a raw IPv4 socket" "$trace" "socket(AF_INET, SOCK_RAW"
+    expect_contains "to 127.0.0.1, which a rule dropped" "$(grep 'inet_addr("127.0.0.1")' "$WORK/del.trace")" "= -1 EPERM"
+    expect_contains "and one from a raw IPv6 socket" "$trace" "socket(AF_INET6, SOCK_RAW"
+    expect_absent "DEL wrote no element (no expiry update)" "$trace" "NFT_MSG_NEWSETELEM"
+    expect_absent "and deleted none in a batch" "$trace" "NFT_MSG_DELSETELEM"
     local members; members=$(snat_members)
     expect_absent "pod 2 is no longer a member of network n" "$members" "c2-$RUN/eth0"
     expect_contains "its address stays in the second network's set" "$members" "cm-$RUN/eth0"
     expect_eq "which is the only member with it" "$(printf '%s\n' "$members" | grep -c "$address comment")" "1"
-    # The second network's last member goes: its generation's departure chains with it.
+    # The real secret, sent by hand for pod 1: taken and dropped by the rule, and pod 1's element gone.
+    local address1; address1=$(snat_members | grep -o "198\.18\.0\.[0-9]* comment \"$T-n/c1-$RUN" | cut -d' ' -f1)
+    expect_eq "the rule takes a packet with the generation's secret" "$(depart "$address1" "$(departure_secret "$set")")" "dropped"
+    expect_absent "and deletes its source from the set" "$(snat_members)" "$address1 comment"
+    expect_contains "(pod 1's IPv6 element stays)" "$(snat_members)" "c1-$RUN/eth0"
+    # The second network's last member goes: its generation's rules with it.
     randsnat_exec DEL "$WORK/other.json" "cm-$RUN" "/var/run/netns/$T-pod2" eth0 >/dev/null || setup_failed "DEL in the second network failed"
-    expect_eq "the second network's departure chains went with its generation" \
-        "$(in_ns "$NODE" nft list table inet randsnat | grep -c 'hook output')" "$chains"
-    # Without departure chains (a generation an earlier randsnat installed), DEL still completes.
+    expect_eq "the second network's departure rules went with its generation" \
+        "$(in_ns "$NODE" nft list table inet randsnat | grep -c 'delete @')" "$rules"
+    # Without the departures chain (generations an earlier randsnat installed), DEL still completes.
     pod_add "$list" 3 > "$WORK/pod3.json"
-    local chain
-    for chain in $(in_ns "$NODE" nft list table inet randsnat | grep -o 'chain RANDSNAT-[^ ]*-D[46]' | cut -d' ' -f2); do
-        in_ns "$NODE" nft delete chain inet randsnat "$chain"
-    done
-    expect_absent "the departure chains are gone" "$(in_ns "$NODE" nft list table inet randsnat)" "hook output"
+    in_ns "$NODE" nft delete chain inet randsnat departures
+    expect_absent "the departures chain is gone" "$(in_ns "$NODE" nft list table inet randsnat)" "hook output"
     rs_alone_conf "$list" "$WORK/pod3.json" > "$WORK/rs3.json"
     randsnat_exec DEL "$WORK/rs3.json" "c3-$RUN" "/var/run/netns/$T-pod3" eth0 >/dev/null || setup_failed "randsnat's DEL of pod 3 failed"
-    expect_absent "without them DEL still takes pod 3 out (its element expired)" "$(snat_members)" "c3-$RUN/eth0"
+    expect_absent "without it DEL still takes pod 3 out (its element expired)" "$(snat_members)" "c3-$RUN/eth0"
     pod_del "$list" 3 >/dev/null
     pod_del "$list" 2 >/dev/null
     pod_del "$list" 1 >/dev/null
@@ -250,7 +265,7 @@ test_del_removes_members_of_a_set_without_timeouts() {
     local list; list=$(conflist "$T-n")
     pod_add "$list" 1 >/dev/null
     local set; set=$(member_set)
-    expect_contains "randsnat makes its member sets with flags timeout" "$(in_ns "$NODE" nft list set inet randsnat "$set")" "flags timeout"
+    expect_contains "randsnat makes its member sets with flags timeout" "$(in_ns "$NODE" nft list set inet randsnat "$set")" "flags dynamic,timeout"
     pod_del "$list" 1 >/dev/null
     # The network's IPv4 member set as an older randsnat made it, before its first pod comes back.
     in_ns "$NODE" nft add table inet randsnat
