@@ -267,20 +267,23 @@ public final class NFTablesBackend: NATBackend {
 
     public func uninstall(_ names: ObjectNames) throws {
         let chain = NFTFamilyPlan.chain(names)
-        let sets = Set(try setNames())
-        var batch = NFTBatch()
-        for jump in try (rules(of: baseChain) ?? []) where jump.jumpTarget == chain {
-            batch.deleteRule(table, baseChain, handle: jump.handle)
+        // Under the table lock, as install: the departures chain is every network's.
+        try tableLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
+            let sets = Set(try setNames())
+            var batch = NFTBatch()
+            for jump in try (rules(of: baseChain) ?? []) where jump.jumpTarget == chain {
+                batch.deleteRule(table, baseChain, handle: jump.handle)
+            }
+            if try chainNames().contains(chain) {
+                batch.flushChain(table, chain)
+                batch.deleteChain(table, chain)
+            }
+            try removeDepartures(of: [names.memberSet], in: &batch)
+            for set in [names.memberSet, names.subnetSet, NFTFamilyPlan.bypassSet(names)] where sets.contains(set) {
+                batch.deleteSet(table, set)
+            }
+            try batch.commit(on: netlink)
         }
-        if try chainNames().contains(chain) {
-            batch.flushChain(table, chain)
-            batch.deleteChain(table, chain)
-        }
-        try removeDepartures(of: [names.memberSet], in: &batch)
-        for set in [names.memberSet, names.subnetSet, NFTFamilyPlan.bypassSet(names)] where sets.contains(set) {
-            batch.deleteSet(table, set)
-        }
-        try batch.commit(on: netlink)
         try removeTableIfUnused()
     }
 
@@ -488,25 +491,27 @@ public final class NFTablesBackend: NATBackend {
     public func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws {
         let keptChains = Set(keep.map { NFTFamilyPlan.chain($0) })
         let keptSets = Set(keep.flatMap { [$0.memberSet, $0.subnetSet, NFTFamilyPlan.bypassSet($0)] })
-        let baseRules = try rules(of: baseChain) ?? []
-        var batch = NFTBatch()
-        for rule in baseRules {
-            if let target = rule.jumpTarget, target.hasPrefix(id.namePrefix), !keptChains.contains(target) {
-                batch.deleteRule(table, baseChain, handle: rule.handle)
+        try tableLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
+            let baseRules = try rules(of: baseChain) ?? []
+            var batch = NFTBatch()
+            for rule in baseRules {
+                if let target = rule.jumpTarget, target.hasPrefix(id.namePrefix), !keptChains.contains(target) {
+                    batch.deleteRule(table, baseChain, handle: rule.handle)
+                }
             }
+            for chain in try chainNames() where chain.hasPrefix(id.namePrefix) && !keptChains.contains(chain) {
+                batch.flushChain(table, chain)
+                batch.deleteChain(table, chain)
+            }
+            let straySets = try setNames().filter { $0.hasPrefix(id.namePrefix) && !keptSets.contains($0) }
+            try removeDepartures(of: Set(straySets), in: &batch)
+            for set in straySets { batch.deleteSet(table, set) }
+            try batch.commit(on: netlink)
         }
-        for chain in try chainNames() where chain.hasPrefix(id.namePrefix) && !keptChains.contains(chain) {
-            batch.flushChain(table, chain)
-            batch.deleteChain(table, chain)
-        }
-        let straySets = try setNames().filter { $0.hasPrefix(id.namePrefix) && !keptSets.contains($0) }
-        try removeDepartures(of: Set(straySets), in: &batch)
-        for set in straySets { batch.deleteSet(table, set) }
-        try batch.commit(on: netlink)
         try removeTableIfUnused()
     }
 
-    /// Deletes `inet randsnat` when it holds nothing but an empty postrouting chain.
+    /// Deletes `inet randsnat` when it holds nothing but an empty postrouting chain.    /// Deletes `inet randsnat` when it holds nothing but an empty postrouting chain.
     func removeTableIfUnused() throws {
         try tableLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
             guard try exchange(tableRequest(), "reading nf_tables table", "inet \(table)") != nil else { return }
