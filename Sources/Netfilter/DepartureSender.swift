@@ -37,27 +37,28 @@ enum DepartureSender {
 
     private static func send(_ packet: [UInt8], family: Family, on fd: Int32) -> Outcome {
         let destination = NFTDeparture.destination(family).bytes
-        let sent: Int = packet.withUnsafeBytes { bytes in
-            switch family {
-            case .ipv4:
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                withUnsafeMutableBytes(of: &address.sin_addr) { $0.copyBytes(from: destination) }
-                return withUnsafePointer(to: &address) {
+        func send<Address>(to address: Address) -> Int {
+            var address = address
+            return packet.withUnsafeBytes { bytes in
+                withUnsafePointer(to: &address) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                    }
-                }
-            case .ipv6:
-                var address = sockaddr_in6()
-                address.sin6_family = sa_family_t(AF_INET6)
-                withUnsafeMutableBytes(of: &address.sin6_addr) { $0.copyBytes(from: destination) }
-                return withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                        sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<Address>.size))
                     }
                 }
             }
+        }
+        let sent: Int
+        switch family {
+        case .ipv4:
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            withUnsafeMutableBytes(of: &address.sin_addr) { $0.copyBytes(from: destination) }
+            sent = send(to: address)
+        case .ipv6:
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            withUnsafeMutableBytes(of: &address.sin6_addr) { $0.copyBytes(from: destination) }
+            sent = send(to: address)
         }
         if sent >= 0 { return .sent }
         let error = Errno.current
