@@ -511,7 +511,8 @@ public final class NFTablesBackend: NATBackend {
         try removeTableIfUnused()
     }
 
-    /// Deletes `inet randsnat` when it holds nothing but an empty postrouting chain.    /// Deletes `inet randsnat` when it holds nothing but an empty postrouting chain.
+    /// Deletes `inet randsnat` when it holds nothing but an empty postrouting chain (and the
+    /// departures chain's guard, whose generations are gone with their sets).    /// Deletes `inet randsnat` when it holds nothing but an empty postrouting chain.
     func removeTableIfUnused() throws {
         try tableLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
             guard try exchange(tableRequest(), "reading nf_tables table", "inet \(table)") != nil else { return }
