@@ -512,7 +512,7 @@ public final class NFTablesBackend: NATBackend {
     }
 
     /// Deletes `inet randsnat` when it holds nothing but an empty postrouting chain (and the
-    /// departures chain's guard, whose generations are gone with their sets).    /// Deletes `inet randsnat` when it holds nothing but an empty postrouting chain.
+    /// departures chain's guard, whose generations are gone with their sets).
     func removeTableIfUnused() throws {
         try tableLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
             guard try exchange(tableRequest(), "reading nf_tables table", "inet \(table)") != nil else { return }
