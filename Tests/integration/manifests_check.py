@@ -161,7 +161,7 @@ def mebibytes(quantity):
 
 
 limits = container["resources"]
-check("the agent has a memory request and a larger memory limit (README, \"The agent\": resources)",
+check("the agent has a memory request and a larger memory limit (install/README.md, \"The agent\": resources)",
       mebibytes(limits["requests"]["memory"]) < mebibytes(limits["limits"]["memory"]), str(limits))
 sized = by_kind(render_chart({"resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}}}))["DaemonSet"]
 check("values set the agent's requests and limits",
