@@ -341,7 +341,7 @@ test_metrics_agent_reconciles_and_reports_its_passes() {
     sleep 1
     local members rules
     members=$(grep -o 'added [0-9]* pod member' "$WORK/agent.log" | awk '{n += $2} END {print n + 0}')
-    rules=$(grep -c 'installed chain, jump and sets' "$WORK/agent.log")
+    rules=$(grep -c 'repaired: network .*: repaired generation' "$WORK/agent.log")
     expect "the flush cost the pods their members (the agent added at least 3)" test "$members" -ge 3
     expect_eq "the member repairs are counted ($members, as logged)" \
         "$(promql_wait "randsnat_reconcile_repairs_total{kind=\"member\"} >= $members")" "$members"
