@@ -21,7 +21,8 @@ struct AgentOptions: Equatable {
                                 loop, the reconcile metrics come from its passes
           --no-reconcile        serve metrics only (no reconcile loop; then --metrics is required)
           --scan-interval S     seconds between conntrack scans and rule reads (default 15, 1-3600)
-          --top K               the K busiest SNAT tuples get port-usage series (default 20, 1-1000)
+          --top K               the K busiest SNAT tuples get port-usage series (default 20, 0-1000; 0: no series names a
+                                destination, the node's highest usage ratio stays)
           --cni-cache DIR       libcni's result cache, to tell live pods (default /var/lib/cni/results)
           --version             print the version and exit
 
@@ -73,7 +74,7 @@ struct AgentOptions: Equatable {
                 options.scanIntervalSeconds = seconds
             case "--top":
                 let text = try value("--top K")
-                guard let k = Int(text), k >= 1, k <= 1000 else { throw .badValue(argument, text, expected: "K, a whole number from 1 to 1000") }
+                guard let k = Int(text), k >= 0, k <= 1000 else { throw .badValue(argument, text, expected: "K, a whole number from 0 to 1000") }
                 options.top = k
             case "--cni-cache":
                 let directory = try value("--cni-cache DIR")
