@@ -16,11 +16,13 @@ public enum AgentLoop {
     public static func usage(command: String) -> String {
         let indent = String(repeating: " ", count: command.utf8.count + 8)
         return """
-        usage: \(command) [--host-root DIR] [--resync SECONDS] [--once]
+        usage: \(command) [--host-root DIR] [--resync SECONDS] [--once] [--cni-cache DIR]
         \(indent)[--install [--config FILE] [--turn-off-primary-masquerade] [--uninstall-on-exit]]
           --host-root DIR   the node's root as mounted in the container (default /): configs in DIR/etc/cni/net.d
           --resync S        reconcile every S seconds (default 30)
           --once            one pass; exit 0 when the node converged, 1 with the reasons when not
+          --cni-cache DIR   libcni's result cache: pods of randsnat's networks that randsnat never saw are
+                            adopted from it (default \(LibcniCache.defaultDirectory))
           --alive           a liveness probe: exit 0 when the running agent completed a pass within the
                             last 3 resync periods (it marks each pass in $RANDSNAT_RUN_DIR/agent.pass)
           --install         also do what `install --watch` does: install the binary and chain randsnat into
@@ -40,6 +42,8 @@ public enum AgentLoop {
         public var resyncSeconds = 30.0
         public var once = false
         public var alive = false
+        /// libcni's result cache (adoption).
+        public var cniCache = LibcniCache.defaultDirectory
         /// The installer's part, when the agent takes over `install --watch`.
         public var install: Installer.Options?
     }
@@ -61,6 +65,7 @@ public enum AgentLoop {
             case "--resync": guard let value, let seconds = Double(value), seconds >= 1, seconds <= 86400 else { return nil }
                 options.resyncSeconds = seconds; index += 1
             case "--once": options.once = true
+            case "--cni-cache": guard let value, !value.isEmpty else { return nil }; options.cniCache = value; index += 1
             case "--alive": options.alive = true
             case "--install": options.install = options.install ?? Installer.Options()
             case "--config": guard let value else { return nil }
@@ -130,7 +135,8 @@ public enum AgentLoop {
         // The running agent trusts the member counts it verified while nf_tables reports no deletion
         // in randsnat's table; `--once` checks everything.
         let memory = wakeups.map { ReconcileMemory(notified: $0.watchesNFTables ? [.nftables] : []) }
-        let pass = AgentPass(plugin: plugin, records: records, memory: memory, midMove: midMove)
+        let adoption = CacheAdoption(cache: LibcniCacheFiles(directory: options.cniCache))
+        let pass = AgentPass(plugin: plugin, records: records, memory: memory, adoption: adoption, midMove: midMove)
         var periods = 0
         if let wakeups {
             log("randsnat agent: watching \(configDirectory)" + (wakeups.watchesNFTables ? " and nf_tables changes" : " (nf_tables notifications unavailable)")
@@ -146,11 +152,13 @@ public enum AgentLoop {
             }
             if let wakeups, wakeups.takeDeletions() || (reason == "the resync period" && periods % fullCheckPeriods == 0) {
                 memory?.forgetKernel()
+                adoption.forget()
             }
             let report = pass.run(configFiles: configFiles(configDirectory))
             if !report.repairs.isEmpty {
                 log("randsnat agent: pass after \(reason): \(report.repairs.count) repair(s) in \(Int((now() - started) * 1000)) ms")
             }
+            for line in report.adoption?.adopted ?? [] { log("randsnat agent: \(line)") }
             for line in report.repairs { log("randsnat agent: repaired: \(line)") }
             markPass(heartbeat)
             afterPass(Pass(report: report, started: startedWall, ended: wallClock()))

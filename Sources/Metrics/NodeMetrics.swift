@@ -64,6 +64,9 @@ public struct ReconcileHealth: Equatable, Sendable {
     public var podsLackingRules: [NetworkKey: Int] = [:]
     /// Pods per network, family, backend and generation in force after the last pass (the records).
     public var pods: [ReconcileReport.PodGroup: Int]?
+    /// Per network chaining randsnat: pods of libcni's cache that randsnat never saw and cannot adopt
+    /// (nil: the agent could not read the cache).
+    public var podsUnadopted: [String: Int]?
 
     public init(intervalSeconds: Double) { self.intervalSeconds = intervalSeconds }
 
@@ -75,6 +78,7 @@ public struct ReconcileHealth: Equatable, Sendable {
         for (kind, count) in report.repairCounts { repairs[kind, default: 0] += UInt64(count) }
         podsLackingRules = report.podsLackingRules
         pods = report.pods
+        podsUnadopted = report.adoption.flatMap { $0.cacheRead ? $0.unadopted : nil }
     }
 }
 
@@ -198,6 +202,9 @@ public struct NodeMetrics: Equatable, Sendable {
             out.append(F("randsnat_network_pods_without_rules", .gauge, help: "Pods of a network whose SNAT rules or set members are missing after the last pass.",
                          reconcile.podsLackingRules.sorted { ($0.key.network, $0.key.family) < ($1.key.network, $1.key.family) }
                              .map { .init([("network", $0.key.network), ("family", $0.key.family.rawValue)], Double($0.value)) }))
+            out.append(F("randsnat_network_pods_unadopted", .gauge,
+                         help: "Pods of a network chaining randsnat that libcni's cache holds, that randsnat never saw and that the agent cannot adopt (the agent's log says why). Absent: the cache could not be read.",
+                         (reconcile.podsUnadopted ?? [:]).sorted { $0.key < $1.key }.map { .init([("network", $0.key)], Double($0.value)) }))
         }
         return out
     }

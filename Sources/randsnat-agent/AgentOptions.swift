@@ -15,7 +15,7 @@ struct AgentOptions: Equatable {
           --no-reconcile        serve metrics only (no reconcile loop; then --metrics is required)
           --scan-interval S     seconds between conntrack scans and rule reads (default 15, 1-3600)
           --top K               the K busiest SNAT tuples get port-usage series (default 20, 1-1000)
-          --cni-cache DIR       libcni's result cache, to tell live pods (default /var/lib/cni/results)
+          --cni-cache DIR       libcni's result cache, to tell live pods (default \(LibcniCache.defaultDirectory))
         exit status: 0 stopped by a signal (reconciling: converged, as below), 1 could not start, 2 usage
         the reconcile loop (the same as `randsnat agent`):
         """ + AgentLoop.usage
@@ -26,7 +26,7 @@ struct AgentOptions: Equatable {
     var reconcile = true
     var scanIntervalSeconds = 15.0
     var top = 20
-    var cniCache = "/var/lib/cni/results"
+    var cniCache = LibcniCache.defaultDirectory
     var version = false
     /// The reconcile loop's arguments (the options this parser does not know), parsed by AgentLoop.
     var loopArguments: [String] = []

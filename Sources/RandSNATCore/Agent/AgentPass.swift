@@ -9,11 +9,15 @@ public struct AgentPass {
     let midMove: () -> Void
     /// What earlier passes verified (the running agent's); nil: every pass checks everything.
     public let memory: ReconcileMemory?
+    /// The adoption of libcni's cache entries randsnat never saw, before the networks' passes; nil: none.
+    public let adoption: CacheAdoption?
 
-    public init(plugin: SNATPlugin, records: any RecordStore, memory: ReconcileMemory? = nil, midMove: @escaping () -> Void = {}) {
+    public init(plugin: SNATPlugin, records: any RecordStore, memory: ReconcileMemory? = nil, adoption: CacheAdoption? = nil,
+                midMove: @escaping () -> Void = {}) {
         self.plugin = plugin
         self.records = records
         self.memory = memory
+        self.adoption = adoption
         self.midMove = midMove
     }
 
@@ -23,6 +27,12 @@ public struct AgentPass {
         var report = ReconcileReport()
         let configs = configFiles.map(NodeConfigs.parse)
         report.problems += configs?.problems ?? []
+        // Adopted attachments have records before the networks are listed: this pass reconciles them.
+        if let adoption, let configs {
+            let found = adoption.run(plugin: plugin, records: records, configs: configs)
+            report.problems += found.problemLines
+            report.adoption = found
+        }
         let networks: [String]
         do {
             networks = try records.networks()

@@ -15,6 +15,8 @@ public struct ReconcileReport: Equatable, Sendable {
     /// Pods whose rules or members are still missing after the pass, per network and family (0 when
     /// none: every network the pass reconciled has its entries).
     public var podsLackingRules: [NetworkFamily: Int] = [:]
+    /// What the pass's look at libcni's cache adopted and could not adopt (nil: it did not look).
+    public var adoption: AdoptionReport?
 
     /// The kinds of `repairCounts`: one place for the label values the metrics show.
     public enum RepairKind {
