@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Layers (imports point one way; README "Source layout"):
+// Layers (imports point one way; Sources/README.md, "Layers and where the code is"):
 //   randsnat (one line) → PluginMain (the edge: env, stdin, exit codes; ErrorMapping chooses every CNI code)
 //     → AgentCore, Installer → Netfilter, Netlink → RandSNATCore → CNI; the lower half also → SystemCalls.
 //   randsnat-agent → AgentCore, Metrics, Netfilter, Netlink → RandSNATCore; only the agent links SwiftNIO,
@@ -16,7 +16,7 @@ import PackageDescription
 // CNetlink by Netlink and Installer; Glibc internal everywhere. No libnftnl, no libmnl.
 // The per-pod binary is exec'd on every pod start: linked by lld with packed relative relocations
 // (DT_RELR, glibc 2.36+), the dynamic loader has ~21,000 fewer relocation entries to apply. Measured
-// on this 2-core EPYC (kernel 6.18), VERSION exec in turn: 9 % faster, 0.5 MB smaller (README, Figures).
+// on this 2-core EPYC (kernel 6.18), VERSION exec in turn: 9 % faster, 0.5 MB smaller (Tests/README.md, "VERSION exec and binary size").
 let perPodLinking: [LinkerSetting] = [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]
 
 let package = Package(

@@ -136,7 +136,10 @@ public enum AgentLoop {
         // in randsnat's table; `--once` checks everything.
         let memory = wakeups.map { ReconcileMemory(notified: $0.watchesNFTables ? [.nftables] : []) }
         let adoption = CacheAdoption(cache: LibcniCacheFiles(directory: options.cniCache))
-        let pass = AgentPass(plugin: plugin, records: records, memory: memory, adoption: adoption, midMove: midMove)
+        // The cache's attachments as of the adoption's last read: a member no record backs is removed
+        // only when its attachment is not among them.
+        let pass = AgentPass(plugin: plugin, records: records, memory: memory, liveAttachments: { adoption.liveAttachments },
+                             adoption: adoption, midMove: midMove)
         var periods = 0
         if let wakeups {
             log("randsnat agent: watching \(configDirectory)" + (wakeups.watchesNFTables ? " and nf_tables changes" : " (nf_tables notifications unavailable)")

@@ -1,6 +1,6 @@
 /// JSON text to `JSONValue` and back (RFC 8259), written here rather than taken from Foundation:
 /// randsnat runs on every pod start, and a binary without Foundation starts faster and is smaller
-/// (README, "What ships to a node").
+/// (Sources/README.md, "What ships, and why no Foundation").
 extension JSONValue {
     /// Parses a JSON document.
     /// - Throws: `JSONValue.SyntaxError` naming the problem and its byte offset.

@@ -62,6 +62,8 @@ public struct ReconcileHealth: Equatable, Sendable {
     public var intervalSeconds: Double
     /// Pods whose rules are missing after the last pass, per network and family.
     public var podsLackingRules: [NetworkKey: Int] = [:]
+    /// Members no record backs that the last pass kept (their pods may be live), per network and family.
+    public var unbackedMembers: [NetworkKey: Int] = [:]
     /// Pods per network, family, backend and generation in force after the last pass (the records).
     public var pods: [ReconcileReport.PodGroup: Int]?
     /// Per network chaining randsnat: pods of libcni's cache that randsnat never saw and cannot adopt
@@ -77,6 +79,7 @@ public struct ReconcileHealth: Equatable, Sendable {
         if report.failed { failures += 1 } else { lastSuccess = ended }
         for (kind, count) in report.repairCounts { repairs[kind, default: 0] += UInt64(count) }
         podsLackingRules = report.podsLackingRules
+        unbackedMembers = report.unbackedMembers
         pods = report.pods
         podsUnadopted = report.adoption.flatMap { $0.cacheRead ? $0.unadopted : nil }
     }
@@ -201,6 +204,10 @@ public struct NodeMetrics: Equatable, Sendable {
             out.append(F("randsnat_reconcile_interval_seconds", .gauge, help: "The agent's resync period.", [.init(reconcile.intervalSeconds)]))
             out.append(F("randsnat_network_pods_without_rules", .gauge, help: "Pods of a network whose SNAT rules or set members are missing after the last pass.",
                          reconcile.podsLackingRules.sorted { ($0.key.network, $0.key.family) < ($1.key.network, $1.key.family) }
+                             .map { .init([("network", $0.key.network), ("family", $0.key.family.rawValue)], Double($0.value)) }))
+            out.append(F("randsnat_network_unbacked_members", .gauge,
+                         help: "Set members no pod record backs that the last pass kept because their pods may be live (the agent's log names them).",
+                         reconcile.unbackedMembers.sorted { ($0.key.network, $0.key.family) < ($1.key.network, $1.key.family) }
                              .map { .init([("network", $0.key.network), ("family", $0.key.family.rawValue)], Double($0.value)) }))
             out.append(F("randsnat_network_pods_unadopted", .gauge,
                          help: "Pods of a network chaining randsnat that libcni's cache holds, that randsnat never saw and that the agent cannot adopt (the agent's log says why). Absent: the cache could not be read.",

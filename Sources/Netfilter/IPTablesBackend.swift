@@ -192,6 +192,12 @@ public final class IPTablesBackend: NATBackend, MemberSteps {
         return try ipset.entries(names.memberSet)?.count
     }
 
+    /// One listing of the member set (ipset sends no single member with its comment: DEL's
+    /// `member(_:in:of:)` reads this too).
+    public func members(of names: ObjectNames, in id: NetworkID) throws -> [InstalledMember]? {
+        try ipset.entries(names.memberSet)?.map { InstalledMember(address: $0.address, comment: $0.comment) }
+    }
+
     public func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws {
         for family in Family.allCases {
             try xtablesLock.withLock(timeoutSeconds: lockTimeoutSeconds) {

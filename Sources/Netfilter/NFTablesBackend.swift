@@ -150,6 +150,14 @@ public final class NFTablesBackend: NATBackend {
     /// One element of a set, asked for by its key (a GET, not a dump of the set): absent (also when
     /// expired, or when the set is gone), or present with the milliseconds to its expiration.
     func probe(_ key: IPAddress, in set: String) throws(NetfilterError) -> NFTExpiry.Probe {
+        guard let replies = try element(key, in: set) else { return .absent }
+        var found: NFTElementDump?
+        for reply in replies where found == nil { found = try NFTDecoder.elements(reply).first }
+        return .present(expiresIn: found?.expiresIn)
+    }
+
+    /// The kernel's answer to a GET of one element; nil when the element (or the set) is not there.
+    private func element(_ key: IPAddress, in set: String) throws(NetfilterError) -> [NetlinkReply]? {
         let message = request(NFTCommand.getElements, dump: false) {
             $0.addString(NFTElementAttribute.listTable, table)
             $0.addString(NFTElementAttribute.listSet, set)
@@ -157,10 +165,7 @@ public final class NFTablesBackend: NATBackend {
                 $0.nested(NFTDataAttribute.listElement) { $0.addValue(NFTElementAttribute.key, key.bytes) }
             }
         }
-        guard let replies = try exchange(message, "reading element \(key) of nf_tables set", set) else { return .absent }
-        var found: NFTElementDump?
-        for reply in replies where found == nil { found = try NFTDecoder.elements(reply).first }
-        return .present(expiresIn: found?.expiresIn)
+        return try exchange(message, "reading element \(key) of nf_tables set", set)
     }
 
     /// The answer to a GET that found the element, from the element's attributes: its expiration
@@ -479,6 +484,22 @@ public final class NFTablesBackend: NATBackend {
     /// nf_tables sends no element count with a set, so this lists the one member set's elements.
     public func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int? {
         try elementCount(of: names.memberSet)
+    }
+
+    /// One element dump of the member set (its elements only: no other set, chain or rule is read).
+    public func members(of names: ObjectNames, in id: NetworkID) throws -> [InstalledMember]? {
+        try elements(of: names.memberSet, family: names.family)?.map { InstalledMember(address: $0.key, comment: $0.comment) }
+    }
+
+    /// A GET of the one element, not a dump of the set.
+    public func member(_ address: IPAddress, in names: ObjectNames, of id: NetworkID) throws -> InstalledMember? {
+        guard let replies = try element(address, in: names.memberSet) else { return nil }
+        for reply in replies {
+            for found in try NFTDecoder.elements(reply) where IPAddress(family: names.family, bytes: found.key) == address {
+                return InstalledMember(address: address, comment: found.comment)
+            }
+        }
+        return nil
     }
 
     /// The set itself (a GET of its attributes), not a dump of its elements.

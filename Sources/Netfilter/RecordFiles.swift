@@ -7,7 +7,7 @@ import SystemCalls
 /// sees the old record or the new one, never part of one. There is no fsync: the run directory is
 /// a tmpfs (/run) that a reboot empties along with the pods, and a rename is atomic against a
 /// crashed process without it. Measured on this machine: 15 µs per record on tmpfs with or without
-/// fsync; on ext4 a new name costs 0.14 ms, an fsync 8–10 ms more (README, "Records").
+/// fsync; on ext4 a new name costs 0.14 ms, an fsync 8–10 ms more (Sources/README.md, "Pod records").
 public struct RecordFiles: RecordStore {
     let directory: String
 

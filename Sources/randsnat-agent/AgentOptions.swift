@@ -3,7 +3,7 @@ import RandSNATCore
 
 /// `randsnat-agent`'s command line.
 struct AgentOptions: Equatable {
-    /// The metrics endpoint's default port, documented in README ("Metrics").
+    /// The metrics endpoint's default port, documented in install/README.md ("Metrics").
     static let defaultMetricsPort = 9469
 
     static let usage = """

@@ -26,8 +26,11 @@ final class FakeBackend: NATBackend, MemberSteps {
     func isInstalled(_ plan: FamilyPlan) throws -> Bool { try record("isInstalled"); return installed[plan.names] != nil }
     func install(_ plan: FamilyPlan) throws { try record("install \(plan.family)"); installed[plan.names] = installed[plan.names] ?? State() }
     func uninstall(_ names: ObjectNames) throws { try record("uninstall \(names.family)"); installed[names] = nil }
+    /// Addresses whose adds the "kernel" acknowledges but does not keep (a repair that did not take).
+    var droppedAdds: Set<IPAddress> = []
     func add(_ member: PodPlan.Member, comment: String) throws {
         try record("add \(member.address.address)")
+        if droppedAdds.contains(member.address.address) { return }
         installed[member.names]!.members.removeAll { $0.address == member.address.address }
         // As the kernel keeps it: cut to the backend's limit.
         installed[member.names]!.members.append(InstalledMember(address: member.address.address, comment: Attachment.clip(comment, to: commentLimit)))
@@ -63,6 +66,13 @@ final class FakeBackend: NATBackend, MemberSteps {
     /// How many member counts were asked (on nf_tables each lists a set's elements).
     var countReads = 0
     func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int? { countReads += 1; return installed[names]?.members.count }
+    /// How many times one member set was listed (on nf_tables an element dump of that set).
+    var setReads = 0
+    func members(of names: ObjectNames, in id: NetworkID) throws -> [InstalledMember]? {
+        if unreadable { throw CNIError(.internal, "\(kind) cannot be read") }
+        setReads += 1
+        return installed[names]?.members
+    }
     func removeStrays(of id: NetworkID, keep: Set<ObjectNames>) throws {
         try record("removeStrays \(keep.count)")
         for names in installed.keys where names.chain.hasPrefix(id.namePrefix) && !keep.contains(names) { installed[names] = nil }

@@ -494,7 +494,7 @@ def main():
         return
     if args.agent_only:
         try:
-            for foreign in (0, args.rules):
+            for foreign in sorted({0, args.rules}):
                 for backend in ("iptables", "nftables"):
                     print("the agent (%s) with %d pods, %d foreign nat rules ..." % (backend, args.residents, foreign), flush=True)
                     figures = agent_figures(args.residents, backend, foreign)

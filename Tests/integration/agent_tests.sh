@@ -560,3 +560,33 @@ test_agent_usage_names_each_binary() {
     out=$("$(dirname "$RANDSNAT_BIN")/randsnat-agent" --help 2>&1)
     expect_contains "randsnat-agent --help says randsnat-agent" "$out" "usage: randsnat-agent [--host-root DIR]"
 }
+
+# Issue 19, item 1: one member no record backs (a ghost) and one running pod's member deleted keep the
+# set's count equal to the records'. Fails on 5df3a31: STATUS says ok, `agent --once` exits 0 with
+# pod 2 still unSNATed. The agent compares members by address: pod 2's member comes back; the ghost,
+# whose pod nobody can say is gone (the agent is given no list of the runtime's attachments), is kept
+# and reported (the log, and `agent --once` exits 1: not converged).
+test_agent_compares_members_not_counts() {
+    local list set conf; list=$(node_conflist "$T-n" "")
+    for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
+    set=$(member_set) conf=$(randsnat_conf "$T-n")
+    add_member "$set" 198.18.1.200 "$T-n/ghost/eth0"
+    del_member "$set" 198.18.0.3
+    expect_eq "the count is the records' (3)" "$(member_count)" 3
+    local out; out=$(randsnat_exec STATUS "$conf")
+    expect_contains "STATUS returns 51: a running pod lacks its member" "$out" '"code":51'
+    expect_contains "STATUS names the missing address" "$out" "lacks 1 of its 3 running pod(s) (IPv4): 198.18.0.3"
+    local rc=0; agent_once || rc=$?
+    expect_eq "agent --once says it has not converged (the ghost stays)" "$rc" 1
+    expect "pod 2's member is back" has_member "$set" 198.18.0.3
+    expect_eq "and it is pod 2's" "$(has_member "$set" 198.18.0.3)" "$T-n/c2-$RUN/eth0"
+    expect "the ghost is kept: its pod may be live" has_member "$set" 198.18.1.200
+    local log; log=$(cat "$WORK/agent.log")
+    expect_contains "the agent says what it added" "$log" "that were missing: 198.18.0.3 ($T-n/c2-$RUN/eth0)"
+    expect_contains "and reports the ghost" "$log" "holds 1 member(s) no record backs, kept because whether their pods live is unknown"
+    expect_contains "naming it" "$log" "198.18.1.200 (\"$T-n/ghost/eth0\")"
+    expect_contains "STATUS is ok again" "$(randsnat_exec STATUS "$conf"; echo "exit $?")" "exit 0"
+    expect_eq "pod 2 is SNATed" "$(ask 2 203.0.113.10)" "203.0.113.1"
+    for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
+    del_member "$set" 198.18.1.200
+}

@@ -283,6 +283,17 @@ del_member() {
     if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft delete element inet randsnat "$1" "{ $2 }"
     else in_ns "$NODE" ipset del "$1" "$2"; fi
 }
+# add_member SET ADDRESS COMMENT: puts a member in behind randsnat's back; has_member SET ADDRESS
+# prints the member's comment (empty, and fails, when ADDRESS is no member).
+add_member() {
+    if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft add element inet randsnat "$1" "{ $2 comment \"$3\" }"
+    else in_ns "$NODE" ipset add "$1" "$2" comment "$3"; fi
+}
+has_member() {
+    if [ "$BACKEND" = nftables ]; then
+        in_ns "$NODE" nft list set inet randsnat "$1" 2>/dev/null | tr ',{}' '\n\n\n' | grep -E "^[[:space:]]*$2( |\$)" | grep -o 'comment "[^"]*"' | cut -d'"' -f2 | grep .
+    else in_ns "$NODE" ipset list "$1" 2>/dev/null | grep "^$2 " | grep -o 'comment "[^"]*"' | cut -d'"' -f2 | grep .; fi
+}
 # drop_second_rule: deletes rule 2 of randsnat's IPv4 chain behind its back; prints the chain's name.
 drop_second_rule() {
     local chain

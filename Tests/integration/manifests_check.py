@@ -109,6 +109,10 @@ check("it may edit netfilter (NET_ADMIN, NET_RAW) and nothing else",
       container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]})
 check("the host's /run/randsnat (records, locks) at /run/randsnat", paths.get(mounts.get("/run/randsnat")) == "/run/randsnat")
 check("the host's xtables lock at /run/xtables.lock", paths.get(mounts.get("/run/xtables.lock")) == "/run/xtables.lock")
+cache_mount = [m for m in container["volumeMounts"] if m["mountPath"] == "/var/lib/cni"]
+check("the host's CNI cache (/var/lib/cni: libcni's results) at its own path, read-only (the default of --cni-cache: doctor tells orphans, the agent adopts)",
+      paths.get(mounts.get("/var/lib/cni")) == "/var/lib/cni" and cache_mount and cache_mount[0].get("readOnly") is True
+      and all(arg != "--cni-cache" for arg in container["args"]), str(cache_mount))
 settings = json.loads(kinds["ConfigMap"]["data"]["config.json"])
 check("the ConfigMap holds randsnat settings", isinstance(settings.get("nonMasqueradeCIDRs"), list))
 config_volume = [v for v in pod["volumes"] if "configMap" in v][0]
@@ -157,7 +161,7 @@ def mebibytes(quantity):
 
 
 limits = container["resources"]
-check("the agent has a memory request and a larger memory limit (README, \"The agent\": resources)",
+check("the agent has a memory request and a larger memory limit (install/README.md, \"The agent\": resources)",
       mebibytes(limits["requests"]["memory"]) < mebibytes(limits["limits"]["memory"]), str(limits))
 sized = by_kind(render_chart({"resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}}}))["DaemonSet"]
 check("values set the agent's requests and limits",

@@ -5,18 +5,24 @@ import CNI
 public struct AgentPass {
     let plugin: SNATPlugin
     let records: any RecordStore
-    /// See `SNATPlugin.reconcile(network:desired:midMove:)`.
+    /// See `SNATPlugin.reconcile(network:desired:memory:live:midMove:)`.
     let midMove: () -> Void
     /// What earlier passes verified (the running agent's); nil: every pass checks everything.
     public let memory: ReconcileMemory?
+    /// The attachments the container runtime says exist (libcni's result cache), asked once per
+    /// pass; nil when unknown: then a member no record backs is reported, never removed (its pod
+    /// may be live).
+    let liveAttachments: () -> Set<Attachment>?
     /// The adoption of libcni's cache entries randsnat never saw, before the networks' passes; nil: none.
     public let adoption: CacheAdoption?
 
-    public init(plugin: SNATPlugin, records: any RecordStore, memory: ReconcileMemory? = nil, adoption: CacheAdoption? = nil,
+    public init(plugin: SNATPlugin, records: any RecordStore, memory: ReconcileMemory? = nil,
+                liveAttachments: @escaping () -> Set<Attachment>? = { nil }, adoption: CacheAdoption? = nil,
                 midMove: @escaping () -> Void = {}) {
         self.plugin = plugin
         self.records = records
         self.memory = memory
+        self.liveAttachments = liveAttachments
         self.adoption = adoption
         self.midMove = midMove
     }
@@ -41,8 +47,9 @@ public struct AgentPass {
             report.failed = true
             return report
         }
+        let live = networks.isEmpty ? nil : liveAttachments()
         for network in networks {
-            let outcome = plugin.reconcile(network: network, desired: configs?.networks[network], memory: memory, midMove: midMove)
+            let outcome = plugin.reconcile(network: network, desired: configs?.networks[network], memory: memory, live: live, midMove: midMove)
             report.merge(outcome)
         }
         return report

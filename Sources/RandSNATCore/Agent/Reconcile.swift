@@ -1,96 +1,34 @@
 import CNI
 
-/// What one reconcile pass of a network did and what it could not do.
-public struct ReconcileReport: Equatable, Sendable {
-    /// One line per repair (what was missing, on which network, how many pods).
-    public var repairs: [String] = []
-    /// What is still wrong after the pass, one sentence each; empty when the network converged.
-    public var problems: [String] = []
-    /// Objects put back, by kind (`RepairKind`), counted as the lines above say.
-    public var repairCounts: [String: Int] = [:]
-    /// Whether a network's pass (or the listing of the records) failed with an error.
-    public var failed = false
-    /// Pods per network, family, backend and generation once the pass ended (the records' desired state).
-    public var pods: [PodGroup: Int] = [:]
-    /// Pods whose rules or members are still missing after the pass, per network and family (0 when
-    /// none: every network the pass reconciled has its entries).
-    public var podsLackingRules: [NetworkFamily: Int] = [:]
-    /// What the pass's look at libcni's cache adopted and could not adopt (nil: it did not look).
-    public var adoption: AdoptionReport?
-
-    /// The kinds of `repairCounts`: one place for the label values the metrics show.
-    public enum RepairKind {
-        /// A network's state moved to its current backend.
-        public static let backendMove = "backend_move"
-        /// A generation's chain, jump and sets (installed together).
-        public static let rules = "rules"
-        /// A pod's member in its generation's set.
-        public static let member = "member"
-        /// A generation no pod uses, removed.
-        public static let generationRemoved = "generation_removed"
-        /// A pod subnet no pod is in any more, taken out of its subnet set.
-        public static let subnetRemoved = "subnet_removed"
-    }
-
-    public struct NetworkFamily: Hashable, Sendable {
-        public let network: String
-        public let family: Family
-        public init(network: String, family: Family) {
-            self.network = network
-            self.family = family
-        }
-    }
-
-    public struct PodGroup: Hashable, Sendable {
-        public let network: String
-        public let family: Family
-        public let backend: String
-        public let generation: String
-        public init(network: String, family: Family, backend: String, generation: String) {
-            self.network = network
-            self.family = family
-            self.backend = backend
-            self.generation = generation
-        }
-    }
-
-    public init() {}
-
-    /// Adds another network's report to this one.
-    public mutating func merge(_ other: ReconcileReport) {
-        repairs += other.repairs
-        problems += other.problems
-        repairCounts.merge(other.repairCounts, uniquingKeysWith: +)
-        failed = failed || other.failed
-        pods.merge(other.pods, uniquingKeysWith: +)
-        podsLackingRules.merge(other.podsLackingRules, uniquingKeysWith: +)
-    }
-}
-
 /// The agent's work on one network: the kernel made equal to the desired state, that is the
 /// current config's generation (or, for a network whose config has left the node, the config each
 /// record holds) holding every recorded pod, in the network's backend.
 ///
 ///     records (under the network lock) ─┐
 ///     desired config ───────────────────┼─→ per family: install what is missing (chain, jump, sets)
-///                                       │   add missing members and subnets
+///     live attachments (runtime's cache)│   list the member set; compare it with the records by
+///                                       │     address: add missing members and subnets, settle
+///                                       │     members no record backs (`settleUnbacked`)
 ///                                       │   move pods of older generations: new member first,
 ///                                       │     then the old member out (flows kept), old generation
 ///                                       │     removed once empty; the record rewritten
 ///                                       └─→ generations of the network with no member: removed
 ///
-/// Members no record backs (pods of a randsnat that kept no records) are left alone: only GC,
-/// which has the runtime's list of live attachments, may remove them. Nothing outside randsnat's
-/// names is read for writing or touched.
+/// A member no record backs goes (with its flows, as GC removes it) when its owner's record names
+/// other addresses, or when the runtime's attachments are known and its owner is not among them;
+/// otherwise (a pod of a randsnat that kept no records, while nobody can say whether it lives) it is
+/// kept and reported. Nothing outside randsnat's names is read for writing or touched.
 extension SNATPlugin {
     /// Reconciles one network under its lock.
     /// - Parameter desired: randsnat's entry of the network in the node's config; nil when the
     ///   network's config is no longer on the node (each record's own config is then kept).
+    /// - Parameter live: the attachments the container runtime says exist (libcni's result cache);
+    ///   nil when unknown: then no member no record backs is removed.
     /// - Parameter midMove: called when a move's new members are in and the old ones not yet out
     ///   (a fault-injection point: tests kill the agent there).
     /// - Parameter memory: what the running agent's earlier passes verified (nil: check everything).
     public func reconcile(network: String, desired: [JSONKey: JSONValue]?, memory: ReconcileMemory? = nil,
-                          midMove: () -> Void = {}) -> ReconcileReport {
+                          live: Set<Attachment>? = nil, midMove: () -> Void = {}) -> ReconcileReport {
         var report = ReconcileReport()
         let id = NetworkID(network: network)
         var current: PluginConfig?
@@ -104,7 +42,7 @@ extension SNATPlugin {
         let timeout = current?.lockTimeoutSeconds ?? PluginConfig().lockTimeoutSeconds
         do {
             try lock.withLock(id, timeoutSeconds: timeout) {
-                try reconcileLocked(id, current: current, memory: memory, report: &report, midMove: midMove)
+                try reconcileLocked(id, current: current, memory: memory, live: live, report: &report, midMove: midMove)
             }
         } catch {
             report.problems.append("network \"\(network)\": \(error)")
@@ -113,8 +51,8 @@ extension SNATPlugin {
         return report
     }
 
-    func reconcileLocked(_ id: NetworkID, current: PluginConfig?, memory: ReconcileMemory?, report: inout ReconcileReport,
-                         midMove: () -> Void) throws {
+    func reconcileLocked(_ id: NetworkID, current: PluginConfig?, memory: ReconcileMemory?, live: Set<Attachment>?,
+                         report: inout ReconcileReport, midMove: () -> Void) throws {
         let network = id.network
         let (found, unreadable) = try records.records(of: id)
         report.problems += unreadable
@@ -142,11 +80,15 @@ extension SNATPlugin {
                 wanted[plan.names, default: []].append((record, address))
             }
         }
+        let owners = UnbackedMembers(records: records, live: live, limit: backend.commentLimit)
         for (names, members) in wanted {
             report.pods[ReconcileReport.PodGroup(network: network, family: names.family, backend: backend.kind.rawValue,
                                                  generation: names.generation), default: 0] += members.count
             report.podsLackingRules[ReconcileReport.NetworkFamily(network: network, family: names.family), default: 0] += 0
+            report.unbackedMembers[ReconcileReport.NetworkFamily(network: network, family: names.family), default: 0] += 0
         }
+        var strayRemoved = false
+        var checked: Set<ObjectNames> = []
         for names in plans.keys.sorted(by: { ($0.generation, $0.family.digit) < ($1.generation, $1.family.digit) }) {
             let plan = plans[names]!
             let members = wanted[names]!
@@ -156,25 +98,32 @@ extension SNATPlugin {
                                       + "(\(names.family == .ipv4 ? "IPv4" : "IPv6"), \(members.count) pods) in \(backend.kind.rawValue)")
                 report.repairCounts[ReconcileReport.RepairKind.rules, default: 0] += 1
             }
-            // A count verified earlier holds while the loop heard of no deletion (ReconcileMemory).
+            // The members verified earlier hold while the loop heard of no deletion (ReconcileMemory).
             let key = ReconcileMemory.key(backend.kind, names)
-            if let memory, memory.notified.contains(backend.kind), memory.members[key] == members.count { continue }
+            let addresses = Set(members.map(\.address.address))
+            if let memory, memory.notified.contains(backend.kind), memory.members[key] == addresses { continue }
             memory?.members[key] = nil
-            if try backend.memberCount(of: names, in: id) == members.count {
-                memory?.members[key] = members.count
-                continue
+            checked.insert(names)
+            let present = try backend.members(of: names, in: id) ?? []
+            let presentAddresses = Set(present.map(\.address))
+            var missing: [(record: PodRecord, address: PodAddress)] = []
+            var adding: Set<IPAddress> = []
+            for member in members where !presentAddresses.contains(member.address.address) && adding.insert(member.address.address).inserted {
+                missing.append(member)
             }
-            let generation = try backend.generations(of: id).first { $0.names == names }
-            let present = Set((generation?.members ?? []).map(\.address))
-            let missing = members.filter { !present.contains($0.address.address) }
             try backend.addPods(missing.map { (PodPlan.Member(address: $0.address, names: names), $0.record.attachment.comment(limit: backend.commentLimit)) })
-            let added = missing.count
-            if added > 0 {
-                report.repairCounts[ReconcileReport.RepairKind.member, default: 0] += added
-                let moved = members.filter { $0.record.generation != names.generation || $0.record.backend != backend.kind }.count
-                report.repairs.append("network \"\(network)\": added \(added) pod member(s) to \(names.memberSet)"
-                                      + (moved > 0 ? " (\(moved) moved from an older generation)" : " that were missing"))
+            if !missing.isEmpty {
+                report.repairCounts[ReconcileReport.RepairKind.member, default: 0] += missing.count
+                let moved = missing.filter { $0.record.generation != names.generation || $0.record.backend != backend.kind }.count
+                report.repairs.append("network \"\(network)\": added \(missing.count) pod member(s) to \(names.memberSet)"
+                                      + (moved > 0 ? " (\(moved) moved from an older generation)" : " that were missing: "
+                                         + UnbackedMembers.listed(missing.map { "\($0.address.address) (\($0.record.attachment))" })))
             }
+            let backed = addresses.union(owners.recorded[names] ?? [])
+            let unbacked = present.filter { !backed.contains($0.address) }
+            let kept = try settleUnbacked(unbacked, in: names, of: network, backend, owners: owners, report: &report)
+            strayRemoved = strayRemoved || kept.count < unbacked.count
+            if missing.isEmpty && kept.isEmpty { memory?.members[key] = addresses }
         }
 
         // Pods recorded in another generation: their old members go (flows kept), the record follows.
@@ -198,22 +147,24 @@ extension SNATPlugin {
         for record in movers {
             try self.records.write(record.moved(to: backend.kind, config: current ?? record.pluginConfig))
         }
-        // Generations of the network that no desired plan and no member uses.
+        // Generations of the network that no desired plan uses (their pods moved out above): what is
+        // left in them no record backs and is settled; a generation left without members is removed.
         for names in try backend.generationNames(of: id) where !plans.keys.contains(names) {
-            let count = try backend.memberCount(of: names, in: id) ?? 0
-            if count == 0 {
+            let present = try backend.members(of: names, in: id) ?? []
+            let kept = try settleUnbacked(present, in: names, of: network, backend, owners: owners, report: &report)
+            strayRemoved = strayRemoved || kept.count < present.count
+            if kept.isEmpty {
                 try backend.uninstall(names)
                 report.repairs.append("network \"\(network)\": removed generation \(names.generation) (\(names.family == .ipv4 ? "IPv4" : "IPv6")), which no pod uses any more")
                 report.repairCounts[ReconcileReport.RepairKind.generationRemoved, default: 0] += 1
             } else {
                 stillUsed.insert(names)
-                report.problems.append("network \"\(network)\": \(names.memberSet) holds \(count) member(s) no record backs (added by an older randsnat?); GC removes them when their pods are gone")
             }
         }
         // Subnets that no member is in (a DEL leaves its pod's subnet while the generation has other
-        // members): checked when the network's pods changed since the last check.
+        // members): checked when the network's pods changed since the last check, or a member went.
         let attachments = Set(records.map(\.attachment))
-        if !movers.isEmpty || memory?.subnetsCheckedFor[network] != attachments {
+        if !movers.isEmpty || strayRemoved || memory?.subnetsCheckedFor[network] != attachments {
             try pruneSubnets(id, backend: backend, keeping: Set(plans.keys), report: &report)
             memory?.subnetsCheckedFor[network] = attachments
         }
@@ -226,7 +177,7 @@ extension SNATPlugin {
             memory?.straysCheckedFor.insert(network)
         }
 
-        // Converged after the repairs? Every plan installed and every recorded member present.
+        // Converged after the repairs? Every plan installed and every recorded address a member.
         for (names, plan) in plans {
             let key = ReconcileReport.NetworkFamily(network: network, family: names.family)
             if try !backend.isInstalled(plan) {
@@ -234,10 +185,14 @@ extension SNATPlugin {
                 report.podsLackingRules[key, default: 0] += wanted[names]!.count
                 continue
             }
-            let count = try backend.memberCount(of: names, in: id) ?? 0
-            if count < wanted[names]!.count {
-                report.podsLackingRules[key, default: 0] += wanted[names]!.count - count
-                report.problems.append("network \"\(network)\": \(names.memberSet) holds \(count) of \(wanted[names]!.count) pods")
+            guard checked.contains(names) else { continue }
+            let present = Set((try backend.members(of: names, in: id) ?? []).map(\.address))
+            let lacking = Set(wanted[names]!.map(\.address.address)).subtracting(present)
+            if !lacking.isEmpty {
+                report.podsLackingRules[key, default: 0] += lacking.count
+                memory?.members[ReconcileMemory.key(backend.kind, names)] = nil
+                report.problems.append("network \"\(network)\": \(names.memberSet) lacks \(lacking.count) recorded pod address(es): "
+                                       + UnbackedMembers.listed(lacking.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }.map(\.description)))
             }
         }
     }

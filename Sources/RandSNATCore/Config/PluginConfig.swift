@@ -1,6 +1,6 @@
 import CNI
 
-/// randsnat's own keys of a network config, flat beside `type` (README, "Configuration").
+/// randsnat's own keys of a network config, flat beside `type` (cni-conf/README.md, "randsnat's keys").
 public struct PluginConfig: Equatable, Sendable {
     /// Destinations that bypass SNAT, as ip-masq-agent names them.
     public var nonMasqueradeCIDRs: [CIDR] = []

@@ -68,6 +68,13 @@ public protocol NetworkReader {
     func generations(of id: NetworkID) throws -> [InstalledGeneration]
     /// The number of members in the generation's member set; nil when the set does not exist.
     func memberCount(of names: ObjectNames, in id: NetworkID) throws -> Int?
+    /// The members of the generation's member set (address and owner comment); nil when the set does
+    /// not exist. One listing of that set only (never a whole table): the agent compares it with the
+    /// records, member by member.
+    func members(of names: ObjectNames, in id: NetworkID) throws -> [InstalledMember]?
+    /// The member holding `address` in the generation's member set; nil when there is none (or no
+    /// set). DEL's question before it removes a member: whose is it?
+    func member(_ address: IPAddress, in names: ObjectNames, of id: NetworkID) throws -> InstalledMember?
     /// True when the generation's member set exists (DEL's first question: one small answer where
     /// the backend can give it, not the members).
     func hasMemberSet(_ names: ObjectNames, in id: NetworkID) throws -> Bool
@@ -79,6 +86,11 @@ public protocol NetworkReader {
 extension NetworkReader {
     public func hasMemberSet(_ names: ObjectNames, in id: NetworkID) throws -> Bool {
         try memberCount(of: names, in: id) != nil
+    }
+
+    /// From the set's listing, where the backend cannot ask for one member.
+    public func member(_ address: IPAddress, in names: ObjectNames, of id: NetworkID) throws -> InstalledMember? {
+        try members(of: names, in: id)?.first { $0.address == address }
     }
 }
 

@@ -10,17 +10,18 @@ public struct PodsWithoutSNAT: Error, Equatable, Sendable, CustomStringConvertib
 
 extension SNATPlugin {
     /// What the network's recorded pods lack: per generation and family, rules that are not
-    /// installed or members that are missing. Reads the records and, per generation, set headers
-    /// and the chain's jump; never the whole nat table.
+    /// installed or recorded addresses that are not members (compared by address: a member no
+    /// record backs does not stand for a missing one). Reads the records and, per generation, set
+    /// headers, the chain's jump and the member set's listing; never the whole nat table.
     func podsWithoutSNAT(network: String, config: PluginConfig, backends: VerbBackends? = nil) throws -> [String] {
         let backends = backends ?? VerbBackends(makeBackend, config: config)
         let id = NetworkID(network: network)
         let (found, _) = try records.records(of: id)
-        var groups: [ObjectNames: (plan: FamilyPlan, backend: BackendKind, pods: Int)] = [:]
+        var groups: [ObjectNames: (plan: FamilyPlan, backend: BackendKind, addresses: [IPAddress])] = [:]
         for record in found where record.attachment.network == network {
             for address in record.addresses {
                 let plan = Planner.family(address.family, network: network, config: record.pluginConfig)
-                groups[plan.names, default: (plan, record.backend, 0)].pods += 1
+                groups[plan.names, default: (plan, record.backend, [])].addresses.append(address.address)
             }
         }
         var problems: [String] = []
@@ -28,9 +29,14 @@ extension SNATPlugin {
             let backend = try backends.backend(group.backend)
             let family = names.family == .ipv4 ? "IPv4" : "IPv6"
             if try !backend.isInstalled(group.plan) {
-                problems.append("network \"\(network)\": \(group.pods) running pod(s) (\(family)) have no SNAT rules: \(names.chain) is not installed in \(group.backend.rawValue)")
-            } else if let count = try backend.memberCount(of: names, in: id), count < group.pods {
-                problems.append("network \"\(network)\": \(names.memberSet) holds \(count) of its \(group.pods) running pod(s) (\(family))")
+                problems.append("network \"\(network)\": \(group.addresses.count) running pod(s) (\(family)) have no SNAT rules: \(names.chain) is not installed in \(group.backend.rawValue)")
+            } else if let members = try backend.members(of: names, in: id) {
+                let present = Set(members.map(\.address))
+                let missing = group.addresses.filter { !present.contains($0) }
+                if !missing.isEmpty {
+                    problems.append("network \"\(network)\": \(names.memberSet) lacks \(missing.count) of its \(group.addresses.count) running pod(s) (\(family)): "
+                                    + UnbackedMembers.listed(missing.map(\.description)))
+                }
             }
         }
         return problems

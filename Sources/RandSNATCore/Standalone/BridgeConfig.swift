@@ -1,7 +1,7 @@
 import CNI
 
-/// The keys of the reference `bridge` plugin that randsnat's standalone mode reads (README,
-/// "Standalone mode"). Keys of the reference plugin that would change behaviour randsnat does not
+/// The keys of the reference `bridge` plugin that randsnat's standalone mode reads (cni-conf/README.md,
+/// "Standalone mode: the reference bridge's keys"). Keys of the reference plugin that would change behaviour randsnat does not
 /// implement are refused as unsupported fields (code 2), never silently ignored.
 public struct BridgeConfig: Equatable, Sendable {
     public var bridge = "cni0"
