@@ -19,7 +19,11 @@ public struct PortUsageReport: Equatable, Sendable {
         public var ratio: Double { available > 0 ? Double(inUse) / Double(available) : 0 }
     }
 
+    /// The busiest tuples' series (none with `--top 0`).
     public var rows: [Row]
+    /// The highest ratio and over-count of any tuple: also with no per-tuple series.
+    public var maxRatio: Double
+    public var maxOvercount: Int
     /// Entries the dump returned, and those with their source NATed.
     public var entries: Int
     public var snatEntries: Int
@@ -31,6 +35,8 @@ public struct PortUsageReport: Equatable, Sendable {
 
     public init(rows: [Row], entries: Int, snatEntries: Int, trackedTuples: Int, exact: Bool, durationSeconds: Double, timestamp: Double) {
         self.rows = rows
+        maxRatio = rows.map(\.ratio).max() ?? 0
+        maxOvercount = rows.map(\.overcount).max() ?? 0
         self.entries = entries
         self.snatEntries = snatEntries
         self.trackedTuples = trackedTuples
@@ -39,12 +45,15 @@ public struct PortUsageReport: Equatable, Sendable {
         self.timestamp = timestamp
     }
 
-    /// The `k` busiest tuples of `summary`, each with `available(tuple)` ports.
+    /// The `k` busiest tuples of `summary`, each with `available(tuple)` ports; k = 0 keeps none (no
+    /// destination is published) but the node's highest ratio.
     public init(summary: PortUsageSummary, top k: Int, entries: Int, available: (SNATDestination) -> Int,
                 durationSeconds: Double, timestamp: Double) {
-        self.init(rows: summary.top(k).map { Row(destination: $0.key, inUse: $0.count, overcount: $0.error, available: available($0.key)) },
-                  entries: entries, snatEntries: summary.total, trackedTuples: summary.trackedCount, exact: summary.isExact,
-                  durationSeconds: durationSeconds, timestamp: timestamp)
+        let busiest = summary.top(max(k, 1)).map { Row(destination: $0.key, inUse: $0.count, overcount: $0.error, available: available($0.key)) }
+        self.init(rows: Array(busiest.prefix(k)), entries: entries, snatEntries: summary.total, trackedTuples: summary.trackedCount,
+                  exact: summary.isExact, durationSeconds: durationSeconds, timestamp: timestamp)
+        maxRatio = busiest.map(\.ratio).max() ?? 0
+        maxOvercount = busiest.map(\.overcount).max() ?? 0
     }
 }
 
@@ -145,10 +154,10 @@ public struct NodeMetrics: Equatable, Sendable {
             out.append(F("randsnat_snat_port_usage_ratio", .gauge, help: "randsnat_snat_ports_in_use over randsnat_snat_ports_available.",
                          report.rows.map { .init(labels($0), $0.ratio) }))
             out.append(F("randsnat_snat_port_usage_max_ratio", .gauge, help: "The highest port usage ratio of any SNAT tuple on the node.",
-                         [.init(report.rows.map(\.ratio).max() ?? 0)]))
+                         [.init(report.maxRatio)]))
             out.append(F("randsnat_snat_ports_in_use_overcount", .gauge,
                          help: "The most randsnat_snat_ports_in_use may over-count (0: exact counts; above 0 when the node has more tuples than the summary keeps).",
-                         [.init(Double(report.rows.map(\.overcount).max() ?? 0))]))
+                         [.init(Double(report.maxOvercount))]))
             out.append(F("randsnat_conntrack_scan_entries", .gauge, help: "Entries the last conntrack scan read.", [.init(Double(report.entries))]))
             out.append(F("randsnat_conntrack_scan_snat_entries", .gauge, help: "Entries of the last scan whose source was NATed.", [.init(Double(report.snatEntries))]))
             out.append(F("randsnat_conntrack_scan_tuples", .gauge, help: "SNAT tuples the last scan kept counts for.", [.init(Double(report.trackedTuples))]))

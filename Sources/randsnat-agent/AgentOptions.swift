@@ -14,8 +14,9 @@ struct AgentOptions: Equatable {
                                 off when not given. With the reconcile loop, the reconcile metrics come from its passes
           --no-reconcile        serve metrics only (no reconcile loop; then --metrics is required)
           --scan-interval S     seconds between conntrack scans and rule reads (default 15, 1-3600)
-          --top K               the K busiest SNAT tuples get port-usage series (default 20, 1-1000)
-          --cni-cache DIR       libcni's result cache, to tell live pods (default \(LibcniCache.defaultDirectory))
+          --top K               the K busiest SNAT tuples get port-usage series (default 20, 0-1000; 0: no series names a
+                                destination, the node's highest usage ratio stays)
+          --cni-cache DIR       libcni's result cache: live pods, and pods to adopt (default \(LibcniCache.defaultDirectory))
         exit status: 0 stopped by a signal (reconciling: converged, as below), 1 could not start, 2 usage
         the reconcile loop (the same as `randsnat agent`):
         """ + AgentLoop.usage
@@ -49,7 +50,7 @@ struct AgentOptions: Equatable {
                 options.scanIntervalSeconds = seconds
                 index += 1
             case "--top":
-                guard let value, let k = Int(value), k >= 1, k <= 1000 else { return nil }
+                guard let value, let k = Int(value), k >= 0, k <= 1000 else { return nil }
                 options.top = k
                 index += 1
             case "--cni-cache":

@@ -97,6 +97,17 @@ import Testing
 }
 
 @Suite struct NodeMetricsTests {
+    @Test func topZeroPublishesNoDestinationButKeepsTheMaxRatio() {
+        var summary = PortUsageSummary()
+        for _ in 0..<95 { summary.add(PortUsageSummaryTests.key(10)) }
+        var metrics = NodeMetrics()
+        metrics.portUsage = PortUsageReport(summary: summary, top: 0, entries: 95, available: { _ in 100 }, durationSeconds: 0.5, timestamp: 1)
+        let text = metrics.exposition()
+        #expect(!text.contains("203.0.113.10"), "--top 0: no series names a destination")
+        #expect(!text.contains("randsnat_snat_ports_in_use{"))
+        #expect(text.contains("randsnat_snat_port_usage_max_ratio 0.95\n"))
+    }
+
     @Test func portUsageSeriesAndMaxRatio() {
         var summary = PortUsageSummary()
         for _ in 0..<95 { summary.add(PortUsageSummaryTests.key(10)) }

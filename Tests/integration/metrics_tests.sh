@@ -121,6 +121,23 @@ test_metrics_port_usage_toward_one_destination() {
     pod_del "$list" 1 >/dev/null
 }
 
+# --top 0: no series names a destination (for operators who must not publish them); the node's
+# highest usage ratio stays. Fails on 5df3a31 (--top 0 was a usage error).
+test_metrics_top_zero_names_no_destination() {
+    local list; list=$(conflist "$T-n" '"portRange":"40000-40099"')
+    pod_add "$list" 1 >/dev/null
+    agent_up --top 0
+    udp_flows 1 50
+    local ratio="" deadline=$((SECONDS + 10))
+    while [ $SECONDS -le $deadline ]; do ratio=$(scraped randsnat_snat_port_usage_max_ratio); [ "${ratio:-0}" = 0.5 ] && break; sleep 0.2; done
+    expect_eq "the highest ratio is served (50 flows over 100 ports)" "$ratio" "0.5"
+    local text; text=$(in_ns "$NODE" curl -sf "http://$METRICS/metrics")
+    expect_absent "no series names the destination" "$text" "203.0.113.10"
+    expect_absent "no per-tuple series" "$text" "randsnat_snat_ports_in_use{"
+    kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
+    pod_del "$list" 1 >/dev/null
+}
+
 test_metrics_port_usage_spreads_over_to_source() {
     # The same 95 flows with toSource over 4 addresses, each an item: flows are spread over them,
     # each address has its own 100 ports toward ext, and the highest ratio falls to about a quarter.
@@ -251,6 +268,63 @@ PY
     for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
 }
 
+# peak_rss_kb PID SECONDS: the highest VmRSS of PID, sampled every 50 ms for SECONDS (prints kB).
+peak_rss_kb() {
+    python3 - "$1" "$2" <<'PY'
+import sys, time
+pid, end, peak = sys.argv[1], time.time() + float(sys.argv[2]), 0
+while time.time() < end:
+    try:
+        for line in open("/proc/%s/status" % pid):
+            if line.startswith("VmRSS:"): peak = max(peak, int(line.split()[1]))
+    except OSError: break
+    time.sleep(0.05)
+print(peak)
+PY
+}
+
+# The metrics server's memory under hostile clients (issue 19, item 3), with the agent as the
+# DaemonSet runs it (reconciling 3 pods, resync 1 s): one connection with 20,000 pipelined GETs that
+# never reads, 1,000 idle connections, 200 slow clients (half send a header a byte at a time, half
+# read their answer 16 bytes at a time), one load after the other. Under each the agent's RSS stays
+# at most 40 MB, a fresh client's /metrics is answered and a flush is repaired.
+# Fails on 5df3a31 (the server read on while an answer waited: the pipelined GETs queued thousands of
+# answers, RSS 14.7 -> 231 MB).
+test_metrics_server_memory_bounded_under_hostile_clients() {
+    local list; list=$(node_conflist "$T-n" "")
+    local pod; for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
+    agent_reconciling_up
+    local pid=$AGENT_PID load mode count
+    echo "    (RSS idle: $(rss_kb "$pid") kB)"
+    for load in "pipeline 20000" "idle 1000" "slow 200"; do
+        read -r mode count <<< "$load"
+        rm -f "$WORK/load.out"
+        in_ns "$NODE" timeout 30 python3 "$HERE/http_load.py" "$mode" 127.0.0.1 9469 "$count" 9 > "$WORK/load.out" 2>&1 &
+        local client=$! i
+        for i in $(seq 100); do grep -q ready "$WORK/load.out" && break; sleep 0.1; done
+        expect_contains "$mode: the clients are connected" "$(cat "$WORK/load.out")" "ready"
+        peak_rss_kb "$pid" 6 > "$WORK/peak" &
+        local sampler=$!
+        sleep 1
+        local start; start=$(date +%s%N)
+        expect_contains "$mode: a fresh client's /metrics is answered meanwhile" \
+            "$(in_ns "$NODE" curl -sf -m 5 "http://$METRICS/metrics")" "randsnat_reconcile_passes_total"
+        local answered=$(( ($(date +%s%N) - start) / 1000000 ))
+        in_ns "$NODE" sh -c "$(flush_steps | tail -1)"
+        local took; took=$(wait_repaired 3)
+        expect "$mode: a flush made meanwhile is repaired (${took} ms)" test "$took" != never
+        wait "$sampler"
+        local peak; peak=$(cat "$WORK/peak")
+        echo "    ($mode x$count: $(head -1 "$WORK/load.out"); peak RSS ${peak} kB; /metrics answered in ${answered} ms; flush repaired in ${took} ms)"
+        expect "$mode x$count: the agent's RSS stays at most 40 MB (peak ${peak} kB)" test "${peak:-999999}" -le 40960
+        wait "$client"
+        expect "the agent is still running after $mode" kill -0 "$pid"
+    done
+    expect_eq "no pass failed" "$(scraped randsnat_reconcile_failures_total)" "0"
+    kill "$pid"; wait "$pid" 2>/dev/null
+    for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
+}
+
 test_metrics_alert_rules_pass_promtool() {
     mkdir -p "$WORK/rules/plain" "$WORK/rules/helm"
     cp "$ROOT/install/prometheus/randsnat-rules.yaml" "$WORK/rules/plain/randsnat-rules.yaml"
@@ -267,7 +341,7 @@ test_metrics_alert_rules_pass_promtool() {
 test_metrics_agent_refuses_bad_usage() {
     local args out rc
     for args in "--metrics localhost:9469 --no-reconcile" "--metrics 127.0.0.1:0 --no-reconcile" "--metrics 127.0.0.1 --no-reconcile" \
-                "--metrics 127.0.0.1:9469 --no-reconcile --scan-interval 0" "--metrics 127.0.0.1:9469 --no-reconcile --top 0" "--bogus"; do
+                "--metrics 127.0.0.1:9469 --no-reconcile --scan-interval 0" "--metrics 127.0.0.1:9469 --no-reconcile --top 1001" "--bogus"; do
         # shellcheck disable=SC2086
         out=$(in_ns "$NODE" "$AGENT_BIN" $args 2>&1); rc=$?
         expect_eq "usage error for: $args" "$rc" "2"
