@@ -64,3 +64,20 @@ test_config_keys_doc_matches_the_parser() {
     ip netns del "$pod"
     expect "a bad value for every key ($rows)" test "$rows" -ge 8
 }
+
+# Every ```json block of the docs parses, and randsnat accepts each of its entries (STATUS, which
+# parses the whole config first, on the test's node).
+backend_specific docs_json_blocks_are_configs_randsnat_accepts iptables "the configs choose their own backend (auto)"
+test_docs_json_blocks_are_configs_randsnat_accepts() {
+    local entries=0 where config
+    while IFS=$'\t' read -r -d '' where config; do
+        entries=$((entries + 1))
+        printf '%s' "$config" > "$WORK/doc.json"
+        local out; out=$(in_ns "$NODE" env -i PATH="$PATH" RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" CNI_COMMAND=STATUS CNI_PATH=/usr/lib/cni \
+            "$RANDSNAT_BIN" < "$WORK/doc.json" 2>/dev/null); local status=$?
+        if [ $status -eq 0 ]; then pass "$where: randsnat accepts the config"
+        else fail "$where: randsnat refuses the config: $out"; fi
+    done < <(python3 "$HERE/docs_check.py" json "$ROOT" 2>/dev/null)
+    expect "every json block parses" python3 "$HERE/docs_check.py" json "$ROOT"
+    expect "at least 3 randsnat entries ($entries)" test "$entries" -ge 3
+}
