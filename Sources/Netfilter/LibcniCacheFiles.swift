@@ -3,8 +3,7 @@ import RandSNATCore
 import SystemCalls
 
 /// libcni's result cache as files (the layout is `LibcniCache`'s). Others write it: each file is
-/// opened without blocking and without following a link, must be a regular file, and is read up to
-/// `LibcniCache.entryLimit` + 1 bytes.
+/// read as `CNICacheFiles.read` reads it (a regular file, without blocking, bounded).
 public struct LibcniCacheFiles: LibcniCacheSource {
     public let directory: String
 
@@ -25,26 +24,12 @@ public struct LibcniCacheFiles: LibcniCacheSource {
     }
 
     public func read(_ fileName: String) -> Result<[UInt8], CacheEntryError> {
-        let path = directory + "/" + fileName
-        let fd = retryingOnInterrupt { open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC) }
-        guard fd >= 0 else { return .failure(.unreadable("\(path) cannot be opened: \(Errno.current.message)")) }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
-            return .failure(.unreadable("\(path) is not a regular file"))
+        do {
+            guard let bytes = try CNICacheFiles.read(directory + "/" + fileName) else { return .failure(.unreadable("gone")) }
+            return .success(bytes)
+        } catch {
+            if case .tooLarge(_, let limit) = error { return .failure(.tooLarge(limit: limit)) }
+            return .failure(.unreadable(error.reason))
         }
-        let limit = LibcniCache.entryLimit
-        var bytes = [UInt8](repeating: 0, count: min(Int(info.st_size), limit) + 1)
-        var count = 0
-        while count < bytes.count {
-            let got = bytes.withUnsafeMutableBytes { buffer in
-                retryingOnInterrupt { Glibc.read(fd, buffer.baseAddress! + count, buffer.count - count) }
-            }
-            guard got >= 0 else { return .failure(.unreadable("\(path) cannot be read: \(Errno.current.message)")) }
-            if got == 0 { break }
-            count += got
-        }
-        guard count <= limit else { return .failure(.tooLarge(limit: limit)) }
-        return .success(Array(bytes[..<count]))
     }
 }

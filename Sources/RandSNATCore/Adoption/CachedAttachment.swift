@@ -16,9 +16,8 @@ public enum LibcniCache {
     public static let defaultDirectory = "/var/lib/cni/results"
     /// The `kind` of the only format libcni writes.
     public static let kind = "cniCacheV1"
-    /// The most randsnat reads of one entry: the base64 of a network config (4/3 of its bytes, at
-    /// most the config limit) plus the result.
-    public static let entryLimit = 2 * Dispatcher.maxInputBytes
+    /// The most randsnat reads of one entry (see `CNICacheEntry.maxFileBytes`).
+    public static var entryLimit: Int { CNICacheEntry.maxFileBytes }
 
     /// The entry's file name, as libcni makes it.
     public static func fileName(of attachment: Attachment) -> String {
@@ -121,7 +120,7 @@ public enum CacheEntryError: Error, Equatable, Sendable, CustomStringConvertible
     case badResult(String, network: String?)
     case noAddress(interface: String, network: String?)
     case badAddress(String, reason: String, network: String?)
-    /// The file cannot be read (not a regular file, permissions, I/O); set by the reader.
+    /// The file cannot be read: why ("a FIFO, not a regular file", "gone"); set by the reader.
     case unreadable(String)
 
     public var network: String? {
@@ -145,7 +144,7 @@ public enum CacheEntryError: Error, Equatable, Sendable, CustomStringConvertible
         case .badResult(let reason, _): "its result cannot be read: \(reason)"
         case .noAddress(let interface, _): "its result gives interface \(interface) no address"
         case .badAddress(let text, let reason, _): "its result's address \(text) \(reason)"
-        case .unreadable(let reason): reason
+        case .unreadable(let reason): "it is \(reason)"
         }
     }
 }

@@ -7,7 +7,8 @@ public protocol LibcniCacheSource {
     func version() -> Int64?
     /// The names of the cache's files; nil when there is no cache there.
     func fileNames() throws -> [String]?
-    /// One file's bytes, read up to `LibcniCache.entryLimit`.
+    /// One file's bytes, read up to `LibcniCache.entryLimit`; a file that is not a regular file, or is
+    /// larger, is refused.
     func read(_ fileName: String) -> Result<[UInt8], CacheEntryError>
 }
 
