@@ -40,6 +40,9 @@ test_agent_adopts_pods_it_never_saw() {
     expect "before: ext does not answer a bridge-only pod (no SNAT, no route back)" test "$(ask 1 203.0.113.10)" != "203.0.113.1"
     # A pod the agent must refuse: its cached address is outside the network's IPAM subnets.
     local refused; refused=$(cache_entry_like 2 "c9-$RUN" 198.18.7.9/24)
+    # And a FIFO named as the network's entry (a read of it would block for good).
+    local fifo="$T-ad-fifo-eth0"
+    mkfifo "$CNI_CACHE_DIR/$fifo"
     # The installer chains randsnat in (a temp file renamed over the conflist).
     cp "$chained" "$WORK/root/etc/cni/net.d/.10-net.conflist.tmp"
     mv "$WORK/root/etc/cni/net.d/.10-net.conflist.tmp" "$list"
@@ -49,13 +52,14 @@ test_agent_adopts_pods_it_never_saw() {
     expect_contains "STATUS says the pods have no SNAT (code 51)" "$out" '"code":51'
     expect_contains "and names them" "$out" "3 pod(s) in libcni's cache have no SNAT: randsnat never saw their ADD ($T-ad-c1-$RUN-eth0, $T-ad-c2-$RUN-eth0, $refused)"
 
-    local once=(in_ns "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --cni-cache "$CNI_CACHE_DIR" --once)
+    local once=(in_ns "$NODE" timeout 30 env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --cni-cache "$CNI_CACHE_DIR" --once)
     "${once[@]}" 2> "$WORK/once.log"; local status=$?
     local log; log=$(cat "$WORK/once.log")
     expect_eq "agent --once exits 1: a pod it cannot adopt is left without SNAT" "$status" "1"
     expect_contains "the agent logs the adoption of pod 1" "$log" "adopted $T-ad/c1-$RUN/eth0 (198.18.0."
     expect_contains "and of pod 2" "$log" "adopted $T-ad/c2-$RUN/eth0"
     expect_contains "and says which pod it cannot adopt, and why" "$log" "$refused has no SNAT and cannot be adopted: its address 198.18.7.9/24 is outside the subnets of the network's IPAM (198.18.0.0/24, 2001:db8:18::/64)"
+    expect_contains "and the FIFO, without blocking on it" "$log" "$fifo has no SNAT and cannot be adopted: it is a FIFO, not a regular file"
     expect_eq "the adopted pods have their members" "$(member_count)" "2"
     expect_eq "and their records" "$(find "$RANDSNAT_RUN_DIR/records" -name '*.json' | wc -l)" "2"
     expect_eq "ext sees pod 1 SNATed to the node" "$(ask 1 203.0.113.10)" "203.0.113.1"
@@ -67,16 +71,17 @@ test_agent_adopts_pods_it_never_saw() {
     out=$(randsnat_exec STATUS "$conf")
     expect_contains "STATUS still fails (51) for the pod that cannot be adopted" "$out" '"code":51'
     expect_contains "naming only it" "$out" "1 pod(s) in libcni's cache have no SNAT: randsnat never saw their ADD ($refused)"
+    expect_contains "and the FIFO" "$out" "libcni's cache entry $fifo: it is a FIFO, not a regular file"
     out=$("$RANDSNAT_BIN" doctor --netns "/var/run/netns/$NODE" --interval 0 --cni-cache "$CNI_CACHE_DIR"); status=$?
     expect_eq "doctor calls it a problem (exit 2)" "$status" "2"
     expect_contains "and names it" "$out" "randsnat never saw their ADD ($refused)"
     agent_reconciling_up
-    expect_eq "the metrics count it" "$(scraped "randsnat_network_pods_unadopted{network=\"$T-ad\"}")" "1"
+    expect_eq "the metrics count it and the FIFO" "$(scraped "randsnat_network_pods_unadopted{network=\"$T-ad\"}")" "2"
     kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
     expect_absent "the running agent adopted nothing twice" "$(cat "$WORK/agent.log")" "randsnat agent: adopted"
     expect_contains "and logged the refusal" "$(cat "$WORK/agent.log")" "$refused has no SNAT and cannot be adopted"
 
-    rm "$CNI_CACHE_DIR/$refused"
+    rm "$CNI_CACHE_DIR/$refused" "$CNI_CACHE_DIR/$fifo"
     expect "without it agent --once converges (exit 0)" "${once[@]}"
     expect "and STATUS passes" randsnat_exec STATUS "$conf"
     for pod in 1 2; do pod_del "$list" $pod >/dev/null; done
