@@ -38,6 +38,9 @@ public struct HostFiles {
         do { try Files.makeDirectories(path) } catch { throw FileError(error) }
     }
 
+    /// A file's permission bits (`0o644`); nil when it cannot be read.
+    public func permissions(of path: String) -> UInt32? { Files.permissions(of: path) }
+
     /// Writes `bytes` to `path` atomically with `permissions`, unless the file already holds exactly them.
     /// - Returns: true when it wrote.
     @discardableResult
