@@ -181,7 +181,14 @@ public enum AgentLoop {
             if let wakeups, wakeups.takeDeletions() || (reason == "the resync period" && periods % fullCheckPeriods == 0) {
                 memory?.forgetKernel()
             }
-            let report = pass.run(configFiles: configFiles(configDirectory))
+            let (files, refused) = configFiles(configDirectory)
+            var report = pass.run(configFiles: files)
+            report.problems += refused
+            // The run directory is pruned at start and every resync period (not on each notification).
+            if let files, reason == "start" || reason == "the resync period" {
+                let configured = Set(NodeConfigs.parse(files).networks.keys)
+                for line in RunDirectoryPruning(runDirectory: runDirectory).prune(keeping: configured) { log("randsnat agent: \(line)") }
+            }
             if !report.repairs.isEmpty {
                 log("randsnat agent: pass after \(reason): \(report.repairs.count) repair(s) in \(Int((now() - started) * 1000)) ms")
             }
@@ -224,13 +231,22 @@ public enum AgentLoop {
         value == value.rounded() ? String(Int(value)) : String(Double(Int(value * 10)) / 10)
     }
 
-    /// The loadable files of net.d; nil when the directory cannot be read.
-    public static func configFiles(_ directory: String) -> [(name: String, bytes: [UInt8])]? {
+    /// The loadable files of net.d (nil when the directory cannot be read), and the files refused,
+    /// one sentence each: a file that is no regular file or is larger than the config limit is
+    /// skipped, never waited on or read whole (a FIFO, a link to /dev/zero), and the pass goes on.
+    public static func configFiles(_ directory: String) -> (files: [(name: String, bytes: [UInt8])]?, refused: [String]) {
         let files = HostFiles()
-        guard let names = try? files.list(directory) else { return nil }
-        return names.filter(ChainPlan.isLoadable).compactMap { name in
-            (try? files.read(directory + "/" + name)).flatMap { $0 }.map { (name, $0) }
+        guard let names = try? files.list(directory) else { return (nil, []) }
+        var found: [(name: String, bytes: [UInt8])] = []
+        var refused: [String] = []
+        for name in names where ChainPlan.isLoadable(name) {
+            do {
+                if let bytes = try files.readConfig(directory + "/" + name) { found.append((name, bytes)) }
+            } catch {
+                refused.append("skipping \(error)")
+            }
         }
+        return (found, refused)
     }
 
     /// Marks a completed pass for `--alive` (the file's mtime).

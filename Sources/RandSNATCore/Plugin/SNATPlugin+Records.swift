@@ -73,8 +73,10 @@ extension SNATPlugin {
         }
     }
 
-    /// GC: the records of attachments not in `valid` go with their members.
+    /// GC: the records of attachments not in `valid` go with their members, and the temp files of
+    /// writers that are gone (under the network lock no record is being written).
     func removeRecords(of id: NetworkID, notIn valid: Set<Attachment>) throws {
+        for line in try records.removeLeftoverTemps(of: id) { log("randsnat: \(line)") }
         let (found, problems) = try records.records(of: id)
         for problem in problems { log("randsnat: \(problem)") }
         for record in found where !valid.contains(record.attachment) {
