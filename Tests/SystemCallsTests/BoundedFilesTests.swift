@@ -100,4 +100,14 @@ struct BoundedFilesTests {
         let status = try #require(try Files.regularFile("/proc/self/status", limit: 1 << 20))
         #expect(status.bytes.starts(with: Array("Name:".utf8)))
     }
+
+    @Test func replaceDoesNotWriteThroughALinkAtTheTempName() throws {
+        defer { cleanUp() }
+        try write(Array("keep".utf8), to: "target")
+        #expect(symlink(directory + "/target", directory + "/file.tmp1") == 0)
+        #expect(throws: SystemCallError.self) {
+            try Files.replace(directory + "/file", with: Array("new".utf8), permissions: 0o600, temp: directory + "/file.tmp1", durable: false)
+        }
+        #expect(try Files.contents(of: directory + "/target") == Array("keep".utf8))
+    }
 }
