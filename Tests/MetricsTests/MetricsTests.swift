@@ -200,6 +200,27 @@ import Testing
         #expect(text.contains("randsnat_network_generation_info{network=\"pods\",family=\"ipv4\",generation=\"abc1234\"} 1\n"))
     }
 
+    @Test func unadoptedPodsAreCountedPerNetwork() {
+        var health = ReconcileHealth(intervalSeconds: 30)
+        var report = ReconcileReport()
+        var adoption = AdoptionReport()
+        adoption.cacheRead = true
+        adoption.unadopted = ["pods": 2, "quiet": 0]
+        report.adoption = adoption
+        health.record(report, ended: 1000)
+        var metrics = NodeMetrics()
+        metrics.reconcile = health
+        var text = metrics.exposition()
+        #expect(text.contains("randsnat_network_pods_unadopted{network=\"pods\"} 2\n"))
+        #expect(text.contains("randsnat_network_pods_unadopted{network=\"quiet\"} 0\n"))
+        adoption.cacheRead = false
+        report.adoption = adoption
+        health.record(report, ended: 1030)
+        metrics.reconcile = health
+        text = metrics.exposition()
+        #expect(!text.contains("randsnat_network_pods_unadopted{"), "no cache: no series rather than a false 0")
+    }
+
     @Test func timestampFactsOfDoctorAreExported() {
         var facts = NodeFacts()
         facts.timestampOffsets = TimestampOffsets(withOffsets: [1_000_000, 3_000_000_000], control: [5000, 5001])
