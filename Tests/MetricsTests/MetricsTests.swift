@@ -180,6 +180,8 @@ import Testing
         failed.repairCounts = [ReconcileReport.RepairKind.member: 2]
         failed.pods = repaired.pods
         failed.podsLackingRules = [.init(network: "pods", family: .ipv4): 1]
+        failed.repairCounts[ReconcileReport.RepairKind.strayMember] = 1
+        failed.unbackedMembers = [.init(network: "pods", family: .ipv4): 2]
         health.record(failed, ended: 1030)
         var metrics = NodeMetrics()
         metrics.reconcile = health
@@ -192,6 +194,8 @@ import Testing
         #expect(text.contains("randsnat_reconcile_repairs_total{kind=\"member\"} 5\n"))
         #expect(text.contains("randsnat_reconcile_repairs_total{kind=\"rules\"} 1\n"))
         #expect(text.contains("randsnat_network_pods_without_rules{network=\"pods\",family=\"ipv4\"} 1\n"))
+        #expect(text.contains("randsnat_reconcile_repairs_total{kind=\"stray_member\"} 1\n"))
+        #expect(text.contains("randsnat_network_unbacked_members{network=\"pods\",family=\"ipv4\"} 2\n"))
         #expect(text.contains("randsnat_pods{network=\"pods\",family=\"ipv4\",backend=\"nftables\",generation=\"abc1234\"} 3\n"))
         #expect(text.contains("randsnat_network_generation_info{network=\"pods\",family=\"ipv4\",generation=\"abc1234\"} 1\n"))
     }
