@@ -29,6 +29,7 @@ public struct AgentPass {
         var report = ReconcileReport()
         let configs = configFiles.map(NodeConfigs.parse)
         report.problems += configs?.problems ?? []
+        report.configRefusals = configs?.refusals ?? ["the node's net.d cannot be read"]
         let networks: [String]
         do {
             networks = try records.networks()
