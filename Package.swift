@@ -73,6 +73,6 @@ let package = Package(
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "RandSNATCore"]),
         .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"]),
         // The edge's error mapping (a table of typed errors and their CNI codes).
-        .testTarget(name: "EdgeTests", dependencies: ["PluginMain", "CNI", "RandSNATCore", "Netfilter", "Netlink", "SystemCalls"]),
+        .testTarget(name: "EdgeTests", dependencies: ["PluginMain", "AgentCore", "CNI", "RandSNATCore", "Netfilter", "Netlink", "SystemCalls"]),
     ]
 )

@@ -16,20 +16,35 @@ public enum AgentLoop {
     public static func usage(command: String) -> String {
         let indent = String(repeating: " ", count: command.utf8.count + 8)
         return """
-        usage: \(command) [--host-root DIR] [--resync SECONDS] [--once]
+        usage: \(command) [--host-root DIR] [--resync SECONDS] [--once | --alive]
         \(indent)[--install [--config FILE] [--turn-off-primary-masquerade] [--uninstall-on-exit]]
+               \(command) --help
+
+        Keeps every running pod's SNAT equal to its network's config: repairs flushes, moves pods into a
+        changed config, the moment it sees the change (inotify, nf_tables notifications) or every resync period.
+
+        options:
           --host-root DIR   the node's root as mounted in the container (default /): configs in DIR/etc/cni/net.d
-          --resync S        reconcile every S seconds (default 30)
+          --resync S        reconcile every S seconds, 1 to 86400 (default 30)
           --once            one pass; exit 0 when the node converged, 1 with the reasons when not
           --alive           a liveness probe: exit 0 when the running agent completed a pass within the
                             last 3 resync periods (it marks each pass in $RANDSNAT_RUN_DIR/agent.pass)
           --install         also do what `install --watch` does: install the binary and chain randsnat into
                             the primary config at start and whenever net.d or the settings file changes
-                            (--config, --turn-off-primary-masquerade, --uninstall-on-exit as for install)
-        records and locks: $RANDSNAT_RUN_DIR (default /run/randsnat)
-        exit status: 0 converged (or stopped by SIGTERM), 1 not converged, 2 usage
+          --config FILE, --turn-off-primary-masquerade, --uninstall-on-exit
+                            with --install: as for `randsnat install`
+          -h, --help        this text
+
+        environment:
+          RANDSNAT_RUN_DIR  pod records and locks (default /run/randsnat)
+
+        exit status: 0 converged (or stopped by SIGTERM), 1 not converged or could not start, 2 usage
         """
     }
+
+    /// The options, with their values' forms, as a usage error lists them.
+    public static let optionForms = ["--host-root DIR", "--resync SECONDS", "--once", "--alive", "--install", "--config FILE",
+                              "--turn-off-primary-masquerade", "--uninstall-on-exit", "--help"]
 
     /// Every this many resync periods the running agent reads every member set again, whatever the
     /// notifications said (`ReconcileMemory`).
@@ -53,28 +68,42 @@ public enum AgentLoop {
         public var settingsAccepted: Bool? = nil
     }
 
-    public static func parse(_ arguments: [String]) -> Options? {
+    public static func parse(_ arguments: [String]) throws(UsageError) -> Options {
         var options = Options()
         var index = 0
         while index < arguments.count {
-            let value: String? = index + 1 < arguments.count ? arguments[index + 1] : nil
-            switch arguments[index] {
-            case "--host-root": guard let value, !value.isEmpty else { return nil }; options.hostRoot = value; index += 1
-            case "--resync": guard let value, let seconds = Double(value), seconds >= 1, seconds <= 86400 else { return nil }
-                options.resyncSeconds = seconds; index += 1
+            let argument = arguments[index]
+            func value(_ form: String) throws(UsageError) -> String {
+                index += 1
+                guard index < arguments.count else { throw .missingValue(argument, form: form) }
+                return arguments[index]
+            }
+            switch argument {
+            case "--host-root":
+                let root = try value("--host-root DIR")
+                guard !root.isEmpty else { throw .badValue(argument, root, expected: "a directory, the node's root (default /)") }
+                options.hostRoot = root
+            case "--resync":
+                let text = try value("--resync SECONDS")
+                guard let seconds = Double(text), seconds >= 1, seconds <= 86400 else {
+                    throw .badValue(argument, text, expected: "SECONDS, a number from 1 to 86400")
+                }
+                options.resyncSeconds = seconds
             case "--once": options.once = true
             case "--alive": options.alive = true
             case "--install": options.install = options.install ?? Installer.Options()
-            case "--config": guard let value else { return nil }
-                options.install = options.install ?? Installer.Options(); options.install?.settingsFile = value; index += 1
+            case "--config":
+                let file = try value("--config FILE")
+                options.install = options.install ?? Installer.Options(); options.install?.settingsFile = file
             case "--turn-off-primary-masquerade": options.install = options.install ?? Installer.Options(); options.install?.fixMasquerade = true
             case "--uninstall-on-exit": options.install = options.install ?? Installer.Options(); options.install?.uninstallOnExit = true
-            default: return nil
+            default: throw .unknown(argument, accepted: optionForms)
             }
             index += 1
         }
         options.install?.hostRoot = options.hostRoot
-        if options.once && options.install?.uninstallOnExit == true { return nil }
+        if options.once && options.install?.uninstallOnExit == true { throw UsageError("--once cannot be used with --uninstall-on-exit") }
+        if options.once && options.alive { throw UsageError("--once and --alive cannot be used together") }
         return options
     }
 
@@ -85,8 +114,13 @@ public enum AgentLoop {
     /// - Parameter command: the name the usage text shows.
     public static func run(_ arguments: [String], command: String = "randsnat-agent", plugin: SNATPlugin, records: any RecordStore,
                            runDirectory: String, midMove: @escaping () -> Void = {}, afterPass: (Pass) -> Void = { _ in }) -> Int32 {
-        guard let options = parse(arguments) else {
-            log(usage(command: command))
+        if UsageError.asksForHelp(arguments) {
+            try? FileDescriptor(rawValue: 1).writeAll(Array((usage(command: command) + "\n").utf8))
+            return 0
+        }
+        let options: Options
+        do { options = try parse(arguments) } catch {
+            try? FileDescriptor(rawValue: 2).writeAll(Array(error.message(command: command).utf8))
             return 2
         }
         return run(options, plugin: plugin, records: records, runDirectory: runDirectory, midMove: midMove, afterPass: afterPass)
@@ -107,7 +141,7 @@ public enum AgentLoop {
             clock_gettime(CLOCK_REALTIME, &clock)
             let age = Double(clock.tv_sec - info.st_mtim.tv_sec) + Double(clock.tv_nsec - info.st_mtim.tv_nsec) / 1e9
             guard age <= 3 * options.resyncSeconds else {
-                log("randsnat agent: the last pass ended \(Int(age)) s ago, more than 3 resync periods (\(Int(options.resyncSeconds)) s)")
+                log(aliveFailure(ageSeconds: age, resyncSeconds: options.resyncSeconds))
                 return 1
             }
             return 0
@@ -153,7 +187,14 @@ public enum AgentLoop {
             if let wakeups, wakeups.takeDeletions() || (reason == "the resync period" && periods % fullCheckPeriods == 0) {
                 memory?.forgetKernel()
             }
-            let report = pass.run(configFiles: configFiles(configDirectory))
+            let (files, refused) = configFiles(configDirectory)
+            var report = pass.run(configFiles: files)
+            report.problems += refused
+            // The run directory is pruned at start and every resync period (not on each notification).
+            if let files, reason == "start" || reason == "the resync period" {
+                let configured = Set(NodeConfigs.parse(files).networks.keys)
+                for line in RunDirectoryPruning(runDirectory: runDirectory).prune(keeping: configured) { log("randsnat agent: \(line)") }
+            }
             if !report.repairs.isEmpty {
                 log("randsnat agent: pass after \(reason): \(report.repairs.count) repair(s) in \(Int((now() - started) * 1000)) ms")
             }
@@ -185,13 +226,33 @@ public enum AgentLoop {
         }
     }
 
-    /// The loadable files of net.d; nil when the directory cannot be read.
-    public static func configFiles(_ directory: String) -> [(name: String, bytes: [UInt8])]? {
+    /// What `--alive` says when the last pass is too old: its age and the limit, 3 resync periods.
+    static func aliveFailure(ageSeconds: Double, resyncSeconds: Double) -> String {
+        "randsnat agent: the last pass ended \(seconds(ageSeconds)) s ago; the limit is \(seconds(3 * resyncSeconds)) s "
+            + "(3 resync periods of \(seconds(resyncSeconds)) s)"
+    }
+
+    /// Seconds as a person reads them: whole when whole, else to one decimal.
+    static func seconds(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : String(Double(Int(value * 10)) / 10)
+    }
+
+    /// The loadable files of net.d (nil when the directory cannot be read), and the files refused,
+    /// one sentence each: a file that is no regular file or is larger than the config limit is
+    /// skipped, never waited on or read whole (a FIFO, a link to /dev/zero), and the pass goes on.
+    public static func configFiles(_ directory: String) -> (files: [(name: String, bytes: [UInt8])]?, refused: [String]) {
         let files = HostFiles()
-        guard let names = try? files.list(directory) else { return nil }
-        return names.filter(ChainPlan.isLoadable).compactMap { name in
-            (try? files.read(directory + "/" + name)).flatMap { $0 }.map { (name, $0) }
+        guard let names = try? files.list(directory) else { return (nil, []) }
+        var found: [(name: String, bytes: [UInt8])] = []
+        var refused: [String] = []
+        for name in names where ChainPlan.isLoadable(name) {
+            do {
+                if let bytes = try files.readConfig(directory + "/" + name) { found.append((name, bytes)) }
+            } catch {
+                refused.append("skipping \(error)")
+            }
         }
+        return (found, refused)
     }
 
     /// Marks a completed pass for `--alive` (the file's mtime).
@@ -215,8 +276,10 @@ public enum AgentLoop {
         return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
     }
 
-    static func log(_ line: String) {
-        try? FileDescriptor(rawValue: 2).writeAll(Array((line + "\n").utf8))  // nothing to tell when stderr is gone
+    /// One line of the agent's log on stderr, after its RFC 3339 timestamp.
+    public static func log(_ line: String) {
+        let stamped = LogTimestamp.format(unixNanoseconds: ThisProcess.realTimeNanoseconds()) + " " + line + "\n"
+        try? FileDescriptor(rawValue: 2).writeAll(Array(stamped.utf8))  // nothing to tell when stderr is gone
     }
 
     /// The plugin and record store the agent reconciles with, as the per-pod binary builds its own

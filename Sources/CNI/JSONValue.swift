@@ -70,6 +70,15 @@ public enum JSONValue: Equatable, Sendable {
         case .object: "object"
         }
     }
+
+    /// The type's name with its article, for messages: "an array", "a string", "null".
+    public var typeNameWithArticle: String {
+        switch self {
+        case .null: "null"
+        case .array, .object: "an \(typeName)"
+        default: "a \(typeName)"
+        }
+    }
 }
 
 /// The name of a JSON object's member. Two names are the same only when their UTF-8 bytes are, as in

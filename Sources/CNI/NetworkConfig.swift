@@ -30,7 +30,7 @@ public struct NetworkConfig: Sendable {
             throw CNIError(.decodingFailure, "network config on stdin is not valid JSON", details: error.description)
         }
         guard let members = document.objectValue else {
-            throw CNIError(.decodingFailure, "network config on stdin must be a JSON object, not a \(document.typeName)")
+            throw CNIError(.decodingFailure, "network config on stdin must be a JSON object, not \(document.typeNameWithArticle)")
         }
         let version = try parseVersion(members["cniVersion"])
         let name = try requiredString(members, "name")
@@ -45,14 +45,14 @@ public struct NetworkConfig: Sendable {
         var runtimeConfig: [JSONKey: JSONValue] = [:]
         if let value = members["runtimeConfig"], value != .null {
             guard let object = value.objectValue else {
-                throw CNIError(.decodingFailure, "\"runtimeConfig\" must be an object, not a \(value.typeName)")
+                throw CNIError(.decodingFailure, "\"runtimeConfig\" must be an object, not \(value.typeNameWithArticle)")
             }
             runtimeConfig = object
         }
         var prevResult: JSONValue?
         if let value = members["prevResult"], value != .null {
             guard value.objectValue != nil else {
-                throw CNIError(.decodingFailure, "\"prevResult\" must be an object (a CNI result), not a \(value.typeName)")
+                throw CNIError(.decodingFailure, "\"prevResult\" must be an object (a CNI result), not \(value.typeNameWithArticle)")
             }
             prevResult = value
         }
@@ -74,7 +74,7 @@ public struct NetworkConfig: Sendable {
                            details: "add \"cniVersion\": \"\(CNIVersion.current)\"")
         }
         guard let text = value.stringValue else {
-            throw CNIError(.decodingFailure, "\"cniVersion\" must be a string such as \"1.1.0\", not a \(value.typeName)")
+            throw CNIError(.decodingFailure, "\"cniVersion\" must be a string such as \"1.1.0\", not \(value.typeNameWithArticle)")
         }
         guard let version = CNIVersion(text) else {
             throw CNIError(.decodingFailure, "\"cniVersion\": \"\(text.escapedBytes)\" is not a version of the form MAJOR.MINOR.PATCH")
@@ -91,7 +91,7 @@ public struct NetworkConfig: Sendable {
             throw CNIError(.invalidConfig, "network config has no \"\(key)\"")
         }
         guard let text = value.stringValue else {
-            throw CNIError(.decodingFailure, "\"\(key)\" must be a string, not a \(value.typeName)")
+            throw CNIError(.decodingFailure, "\"\(key)\" must be a string, not \(value.typeNameWithArticle)")
         }
         guard !text.isEmpty else { throw CNIError(.invalidConfig, "\"\(key)\" must not be empty") }
         return text

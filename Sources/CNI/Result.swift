@@ -16,16 +16,16 @@ public enum CNIResult {
     /// both cases (0.3.x results may omit `interface`).
     public static func podAddresses(_ result: JSONValue, ifName: String) throws(CNIError) -> [Address] {
         guard let object = result.objectValue else {
-            throw CNIError(.decodingFailure, "prevResult must be an object, not a \(result.typeName)")
+            throw CNIError(.decodingFailure, "prevResult must be an object, not \(result.typeNameWithArticle)")
         }
         var interfaces: [(name: String, sandbox: String)] = []
         if let value = object["interfaces"], value != .null {
             guard let items = value.arrayValue else {
-                throw CNIError(.decodingFailure, "prevResult.interfaces must be an array, not a \(value.typeName)")
+                throw CNIError(.decodingFailure, "prevResult.interfaces must be an array, not \(value.typeNameWithArticle)")
             }
             for (index, item) in items.enumerated() {
                 guard let entry = item.objectValue else {
-                    throw CNIError(.decodingFailure, "prevResult.interfaces[\(index)] must be an object, not a \(item.typeName)")
+                    throw CNIError(.decodingFailure, "prevResult.interfaces[\(index)] must be an object, not \(item.typeNameWithArticle)")
                 }
                 let name = try optionalString(entry, "name", at: "prevResult.interfaces[\(index)]") ?? ""
                 let sandbox = try optionalString(entry, "sandbox", at: "prevResult.interfaces[\(index)]") ?? ""
@@ -36,12 +36,12 @@ public enum CNIResult {
         var addresses: [Address] = []
         if let value = object["ips"], value != .null {
             guard let items = value.arrayValue else {
-                throw CNIError(.decodingFailure, "prevResult.ips must be an array, not a \(value.typeName)")
+                throw CNIError(.decodingFailure, "prevResult.ips must be an array, not \(value.typeNameWithArticle)")
             }
             for (index, item) in items.enumerated() {
                 let place = "prevResult.ips[\(index)]"
                 guard let entry = item.objectValue else {
-                    throw CNIError(.decodingFailure, "\(place) must be an object, not a \(item.typeName)")
+                    throw CNIError(.decodingFailure, "\(place) must be an object, not \(item.typeNameWithArticle)")
                 }
                 guard let cidr = try optionalString(entry, "address", at: place) else {
                     throw CNIError(.invalidConfig, "\(place) has no \"address\"")
@@ -51,7 +51,7 @@ public enum CNIResult {
                     continue
                 }
                 guard let interfaceIndex = interfaceValue.intValue else {
-                    throw CNIError(.decodingFailure, "\(place).interface must be an integer, not a \(interfaceValue.typeName)")
+                    throw CNIError(.decodingFailure, "\(place).interface must be an integer, not \(interfaceValue.typeNameWithArticle)")
                 }
                 guard interfaceIndex >= 0, interfaceIndex < interfaces.count else {
                     throw CNIError(.invalidConfig,
@@ -75,7 +75,7 @@ public enum CNIResult {
     /// through unchanged.
     public static func convert(_ result: JSONValue, to version: CNIVersion) throws(CNIError) -> JSONValue {
         guard var object = result.objectValue else {
-            throw CNIError(.decodingFailure, "prevResult must be an object, not a \(result.typeName)")
+            throw CNIError(.decodingFailure, "prevResult must be an object, not \(result.typeNameWithArticle)")
         }
         if object["ip4"] != nil || object["ip6"] != nil {
             throw CNIError(.incompatibleVersion, "prevResult is a 0.2.0-style result (ip4/ip6)",
@@ -86,7 +86,7 @@ public enum CNIResult {
             var converted: [JSONValue] = []
             for (index, item) in items.enumerated() {
                 guard var entry = item.objectValue else {
-                    throw CNIError(.decodingFailure, "prevResult.ips[\(index)] must be an object, not a \(item.typeName)")
+                    throw CNIError(.decodingFailure, "prevResult.ips[\(index)] must be an object, not \(item.typeNameWithArticle)")
                 }
                 if version < CNIVersion(1, 0, 0) {
                     let address = entry["address"]?.stringValue ?? ""
@@ -111,7 +111,7 @@ public enum CNIResult {
     static func optionalString(_ object: [JSONKey: JSONValue], _ key: String, at place: String) throws(CNIError) -> String? {
         guard let value = object[key], value != .null else { return nil }
         guard let text = value.stringValue else {
-            throw CNIError(.decodingFailure, "\(place).\(key) must be a string, not a \(value.typeName)")
+            throw CNIError(.decodingFailure, "\(place).\(key) must be a string, not \(value.typeNameWithArticle)")
         }
         return text
     }
@@ -133,7 +133,7 @@ extension CNIResult {
     /// The parts of an IPAM plugin's result an interface plugin uses (spec "IP Allocation").
     public static func ipamResult(_ result: JSONValue) throws(CNIError) -> (ips: [IPConfig], routes: [Route], dns: JSONValue?) {
         guard let object = result.objectValue else {
-            throw CNIError(.decodingFailure, "the IPAM result must be an object, not a \(result.typeName)")
+            throw CNIError(.decodingFailure, "the IPAM result must be an object, not \(result.typeNameWithArticle)")
         }
         var ips: [IPConfig] = []
         for (index, item) in (object["ips"]?.arrayValue ?? []).enumerated() {

@@ -28,7 +28,14 @@ public struct Installer {
 
     public static let usage = """
         usage: randsnat install [--host-root DIR] [--config FILE] [--turn-off-primary-masquerade] [--allow-earlier-snat]
-                                [--watch [--uninstall-on-exit]] | --uninstall | --check
+                                [--watch [--uninstall-on-exit]]
+               randsnat install [--host-root DIR] --uninstall | --check
+               randsnat install --help
+
+        Copies randsnat to the node's CNI bin directory and chains it into the runtime's network config
+        (the lexically first file of DIR/etc/cni/net.d), keeping the original as <file>.randsnat-backup.
+
+        options:
           --host-root DIR   the node's root as mounted in the container (default /)
           --config FILE     a JSON object of randsnat's keys for its chain entry (e.g. nonMasqueradeCIDRs)
           --turn-off-primary-masquerade
@@ -41,33 +48,43 @@ public struct Installer {
                             with --watch: uninstall on SIGTERM/SIGINT
           --uninstall       restore the node's config to its original bytes and remove the binary
           --check           exit 0 when the binary and the chain are in place (a readiness probe)
+          -h, --help        this text
+
         exit status: 0 done, 1 file error, 2 usage, 3 refused (nothing changed), 4 no network config yet
         """
 
-    public static func parse(_ arguments: [String]) -> Options? {
+    /// The options, with their values' forms, as a usage error lists them.
+    static let optionForms = ["--host-root DIR", "--config FILE", "--turn-off-primary-masquerade", "--allow-earlier-snat", "--watch",
+                              "--uninstall-on-exit", "--uninstall", "--check", "--help"]
+
+    public static func parse(_ arguments: [String]) throws(UsageError) -> Options {
         var options = Options()
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
-            func value() -> String? {
+            func value(_ form: String) throws(UsageError) -> String {
                 index += 1
-                return index < arguments.count ? arguments[index] : nil
+                guard index < arguments.count else { throw .missingValue(argument, form: form) }
+                return arguments[index]
             }
             switch argument {
-            case "--host-root": guard let v = value(), !v.isEmpty else { return nil }; options.hostRoot = v
-            case "--config": guard let v = value() else { return nil }; options.settingsFile = v
+            case "--host-root":
+                let root = try value("--host-root DIR")
+                guard !root.isEmpty else { throw .badValue(argument, root, expected: "a directory, the node's root (default /)") }
+                options.hostRoot = root
+            case "--config": options.settingsFile = try value("--config FILE")
             case "--uninstall": options.uninstall = true
             case "--watch": options.watch = true
             case "--check": options.check = true
             case "--uninstall-on-exit": options.uninstallOnExit = true
             case "--turn-off-primary-masquerade": options.fixMasquerade = true
             case "--allow-earlier-snat": options.allowEarlierSNAT = true
-            default: return nil
+            default: throw .unknown(argument, accepted: optionForms)
             }
             index += 1
         }
-        if options.uninstall && (options.watch || options.check) { return nil }
-        if options.uninstallOnExit && !options.watch { return nil }
+        if options.uninstall && (options.watch || options.check) { throw UsageError("--uninstall cannot be used with --watch or --check") }
+        if options.uninstallOnExit && !options.watch { throw UsageError("--uninstall-on-exit needs --watch") }
         return options
     }
 
@@ -130,16 +147,25 @@ public struct Installer {
 
     func settings() throws -> [JSONKey: JSONValue] {
         guard let path = options.settingsFile else { return [:] }
-        guard let bytes = try files.read(path) else { throw Refusal(description: "the settings file \(path) does not exist") }
+        let found: [UInt8]?
+        do { found = try files.readConfig(path) } catch { throw Refusal(description: "the settings file is refused: \(error)") }
+        guard let bytes = found else { throw Refusal(description: "the settings file \(path) does not exist") }
         let (settings, warnings) = try ChainPlanner.settings(bytes)
         for warning in warnings { log("randsnat install: \(path): \(warning)") }
         return settings
     }
 
+    /// The files of net.d the installer looks at; one that is no regular file, or too large, is
+    /// skipped with a line naming it (as libcni would fail on it, it is no network config).
     func configFiles() throws -> [ConfigFile] {
         try (files.list(configDirectory) ?? []).compactMap { name in
             guard ChainPlan.isLoadable(name) || name.hasSuffix(ChainPlan.backupSuffix) else { return nil }
-            return try files.read(configDirectory + "/" + name).map { ConfigFile(name: name, bytes: $0) }
+            do {
+                return try files.readConfig(configDirectory + "/" + name).map { ConfigFile(name: name, bytes: $0) }
+            } catch {
+                log("randsnat install: skipping \(error)")
+                return nil
+            }
         }
     }
 
@@ -156,8 +182,10 @@ public struct Installer {
         for warning in plan.warnings { log("randsnat install: \(warning)") }
         try checkEarlierSNAT(settings)
         let backup = configDirectory + "/" + plan.backupName
-        if try files.read(backup) != plan.original.bytes {
-            try files.write(plan.original.bytes, to: backup, permissions: 0o600)
+        if (try? files.readConfig(backup)) != plan.original.bytes {
+            // The backup keeps the original's mode, which uninstall gives back with its bytes.
+            let mode = files.permissions(of: configDirectory + "/" + plan.original.name) ?? 0o644
+            try files.write(plan.original.bytes, to: backup, permissions: mode)
         }
         if try files.write(plan.bytes, to: configDirectory + "/" + plan.target, permissions: 0o644) {
             log("randsnat install: chained randsnat into \(configDirectory)/\(plan.target) (original kept as \(plan.backupName))")
@@ -185,8 +213,13 @@ public struct Installer {
     public func uninstall() throws -> Status {
         for name in try files.list(configDirectory) ?? [] where name.hasSuffix(ChainPlan.backupSuffix) {
             let original = String(name.dropLast(ChainPlan.backupSuffix.count))
-            guard let bytes = try files.read(configDirectory + "/" + name) else { continue }
-            try files.write(bytes, to: configDirectory + "/" + original, permissions: 0o644)
+            let found: [UInt8]?
+            do { found = try files.readConfig(configDirectory + "/" + name) } catch {
+                log("randsnat install: skipping \(error)")
+                continue
+            }
+            guard let bytes = found else { continue }
+            try files.write(bytes, to: configDirectory + "/" + original, permissions: files.permissions(of: configDirectory + "/" + name) ?? 0o644)
             // A .conf that was turned into a conflist: remove the conflist randsnat wrote.
             if !original.hasSuffix(".conflist") {
                 let base = original.split(separator: ".", omittingEmptySubsequences: false).dropLast().joined(separator: ".")

@@ -216,13 +216,13 @@ public final class IPTablesBackend: NATBackend, MemberSteps {
     }
 
     public func problems(with plan: FamilyPlan) throws -> [String] {
-        var problems: [String] = []
+        var problems: [String] = [], unused: [String] = []
         for name in [plan.names.memberSet, plan.names.subnetSet] {
             guard let header = try ipset.header(name) else {
                 problems.append("ipset \(name) does not exist")
                 continue
             }
-            if header.references == 0 { problems.append("ipset \(name) is used by no rule") }
+            if header.references == 0 { unused.append("ipset \(name) is used by no rule") }
         }
         guard problems.isEmpty else { return problems }
         let (jump, rules) = try encode(plan)
@@ -247,7 +247,8 @@ public final class IPTablesBackend: NATBackend, MemberSteps {
         } else if jumps.count > 1 || !Self.matches(jumps[0], jump) {
             problems.append("\(tableName) nat POSTROUTING's jump to \(chain) is not `\(jump.text)`")
         }
-        return problems
+        // A set no rule uses is what a missing rule leaves: the rule (the jump, say) is named when one is.
+        return problems.isEmpty ? unused : problems
     }
 
     public func status() throws -> NodeReport {

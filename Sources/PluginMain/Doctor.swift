@@ -7,32 +7,60 @@ import RandSNATCore
 enum Doctor {
     static let usage = """
         usage: randsnat doctor [--netns PATH] [--interval SECONDS] [--json | --prometheus] [--cni-cache DIR]
+               randsnat doctor --help
+
+        Reads a node's SNAT state (conntrack counters, every SNAT rule, rules before randsnat's, port
+        pressure, randsnat's networks and pods, TCP timestamps) and says whether it is healthy.
+
+        options:
           --netns PATH      inspect that network namespace instead of this one
-          --interval S      watch the conntrack counters for S seconds (default 1; 0: totals only)
+          --interval S      watch the conntrack counters for S seconds, 0 to 3600 (default 1; 0: totals only)
           --json            machine-readable output; --prometheus: node_exporter textfile format
           --cni-cache DIR   libcni's result cache, to tell live pods and find their namespaces (default /var/lib/cni/results)
+          -h, --help        this text
+
         exit status: 0 healthy, 1 warning, 2 problem, 3 usage or could not inspect
+        (a usage error is 3, not 2, so that 2 keeps meaning "the node has a problem")
         """
 
+    static let optionForms = ["--netns PATH", "--interval SECONDS", "--json", "--prometheus", "--cni-cache DIR", "--help"]
+
     static func run(_ arguments: [String]) -> Int32 {
+        if UsageError.asksForHelp(arguments) {
+            ProcessEnvironment.write(usage + "\n", to: 1)
+            return 0
+        }
         var netns: String?
         var interval = 1.0
         var format = "human"
         var cache = "/var/lib/cni/results"
         var index = 0
-        while index < arguments.count {
-            let argument = arguments[index]
-            let value: String? = index + 1 < arguments.count ? arguments[index + 1] : nil
-            switch argument {
-            case "--netns": guard let value else { return fail() }; netns = value; index += 1
-            case "--interval": guard let value, let seconds = Double(value), seconds >= 0, seconds <= 3600 else { return fail() }
-                interval = seconds; index += 1
-            case "--cni-cache": guard let value else { return fail() }; cache = value; index += 1
-            case "--json": format = "json"
-            case "--prometheus": format = "prometheus"
-            default: return fail()
+        do throws(UsageError) {
+            while index < arguments.count {
+                let argument = arguments[index]
+                func value(_ form: String) throws(UsageError) -> String {
+                    index += 1
+                    guard index < arguments.count else { throw .missingValue(argument, form: form) }
+                    return arguments[index]
+                }
+                switch argument {
+                case "--netns": netns = try value("--netns PATH")
+                case "--interval":
+                    let text = try value("--interval SECONDS")
+                    guard let seconds = Double(text), seconds >= 0, seconds <= 3600 else {
+                        throw .badValue(argument, text, expected: "SECONDS, a number from 0 to 3600")
+                    }
+                    interval = seconds
+                case "--cni-cache": cache = try value("--cni-cache DIR")
+                case "--json": format = "json"
+                case "--prometheus": format = "prometheus"
+                default: throw .unknown(argument, accepted: optionForms)
+                }
+                index += 1
             }
-            index += 1
+        } catch {
+            ProcessEnvironment.write(error.message(command: "randsnat doctor"), to: 2)
+            return 3
         }
         do {
             if let netns { try NetworkNamespace.enterForGood(netns) }
@@ -51,10 +79,5 @@ enum Doctor {
             ProcessEnvironment.write("randsnat doctor: \(error)\n", to: 2)
             return 3
         }
-    }
-
-    static func fail() -> Int32 {
-        ProcessEnvironment.write(usage + "\n", to: 2)
-        return 3
     }
 }

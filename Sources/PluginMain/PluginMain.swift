@@ -16,8 +16,14 @@ public enum PluginMain {
         let environment = ProcessEnvironment.read()
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.first == "install" {
-            guard let options = Installer.parse(Array(arguments.dropFirst())) else {
-                ProcessEnvironment.write(Installer.usage + "\n", to: 2)
+            let rest = Array(arguments.dropFirst())
+            if UsageError.asksForHelp(rest) {
+                ProcessEnvironment.write(Installer.usage + "\n", to: 1)
+                exit(0)
+            }
+            let options: Installer.Options
+            do { options = try Installer.parse(rest) } catch {
+                ProcessEnvironment.write(error.message(command: "randsnat install"), to: 2)
                 exit(Installer.Status.usage.rawValue)
             }
             exit(Installer(options: options, files: HostFiles(), log: { ProcessEnvironment.write("\($0)\n", to: 2) },
@@ -30,10 +36,17 @@ public enum PluginMain {
             ProcessEnvironment.write("randsnat \(BuildInfo.version)\n", to: 1)
             exit(0)
         }
+        if arguments == ["--help"] || arguments == ["-h"] {
+            ProcessEnvironment.write(Help.text, to: 1)
+            exit(0)
+        }
         let agentMode = arguments.first == "agent"
-        if !arguments.isEmpty && !agentMode {
-            ProcessEnvironment.write("randsnat is a CNI plugin: a runtime runs it with CNI_COMMAND set.\nusage: randsnat --version\n" + Installer.usage
-                                     + "\n" + Doctor.usage + "\nrandsnat agent: as randsnat-agent without --metrics\n" + AgentLoop.usage(command: "randsnat agent") + "\n", to: 2)
+        if let first = arguments.first, !agentMode {
+            let problem = first.hasPrefix("-")
+                ? UsageError.unknown(first, accepted: ["--version", "--help"])
+                : UsageError("unknown command \(UsageError.quoted(first)); the commands are install, agent and doctor "
+                             + "(a runtime runs randsnat with no arguments and CNI_COMMAND set)")
+            ProcessEnvironment.write(problem.message(command: "randsnat"), to: 2)
             exit(Installer.Status.usage.rawValue)
         }
         let log = { (line: String) in ProcessEnvironment.write("\(line)\n", to: 2) }

@@ -8,18 +8,32 @@ struct AgentOptions: Equatable {
 
     static let usage = """
         usage: randsnat-agent [--metrics ADDR:PORT] [--no-reconcile] [--scan-interval SECONDS] [--top K] [--cni-cache DIR]
-                              [reconcile options, below]
-               randsnat-agent --version
-          --metrics ADDR:PORT   serve GET /metrics and GET /healthz there (e.g. 127.0.0.1:\(defaultMetricsPort), 0.0.0.0:\(defaultMetricsPort));
-                                off when not given. With the reconcile loop, the reconcile metrics come from its passes
+                              [--host-root DIR] [--resync SECONDS] [--once | --alive]
+                              [--install [--config FILE] [--turn-off-primary-masquerade] [--uninstall-on-exit]]
+               randsnat-agent --version | --help
+
+        The node agent: the reconcile loop (the same as `randsnat agent`, below) and, with --metrics, the
+        Prometheus endpoint, in one process. The DaemonSet runs it.
+
+        metrics options:
+          --metrics ADDR:PORT   serve GET /metrics and GET /healthz there; ADDR an IP address (127.0.0.1:\(defaultMetricsPort),
+                                [::1]:\(defaultMetricsPort), the node's own address); off when not given. With the reconcile
+                                loop, the reconcile metrics come from its passes
           --no-reconcile        serve metrics only (no reconcile loop; then --metrics is required)
           --scan-interval S     seconds between conntrack scans and rule reads (default 15, 1-3600)
           --top K               the K busiest SNAT tuples get port-usage series (default 20, 0-1000; 0: no series names a
                                 destination, the node's highest usage ratio stays)
           --cni-cache DIR       libcni's result cache, to tell live pods (default /var/lib/cni/results)
+          --version             print the version and exit
+
         exit status: 0 stopped by a signal (reconciling: converged, as below), 1 could not start, 2 usage
-        the reconcile loop (the same as `randsnat agent`):
+
+        the reconcile loop, as `randsnat agent`:
+
         """ + AgentLoop.usage
+
+    /// The options this parser reads, as a usage error lists them (the loop's are AgentLoop's).
+    static let optionForms = ["--metrics ADDR:PORT", "--no-reconcile", "--scan-interval SECONDS", "--top K", "--cni-cache DIR", "--version"]
 
     var host = ""
     var port = 0
@@ -32,36 +46,45 @@ struct AgentOptions: Equatable {
     /// The reconcile loop's arguments (the options this parser does not know), parsed by AgentLoop.
     var loopArguments: [String] = []
 
-    /// Nil for a command line it cannot use.
-    static func parse(_ arguments: [String]) -> AgentOptions? {
+    static func parse(_ arguments: [String]) throws(UsageError) -> AgentOptions {
         var options = AgentOptions()
         var index = 0
         while index < arguments.count {
-            let value: String? = index + 1 < arguments.count ? arguments[index + 1] : nil
-            switch arguments[index] {
+            let argument = arguments[index]
+            func value(_ form: String) throws(UsageError) -> String {
+                index += 1
+                guard index < arguments.count else { throw .missingValue(argument, form: form) }
+                return arguments[index]
+            }
+            switch argument {
             case "--version": options.version = true
             case "--no-reconcile": options.reconcile = false
             case "--metrics":
-                guard let value, let (host, port) = parseAddress(value) else { return nil }
+                let text = try value("--metrics ADDR:PORT")
+                guard let (host, port) = parseAddress(text) else {
+                    throw .badValue(argument, text, expected: "ADDR:PORT with ADDR an IP address, not a name "
+                                    + "(127.0.0.1:\(defaultMetricsPort), [::1]:\(defaultMetricsPort)) and PORT from 1 to 65535")
+                }
                 (options.host, options.port, options.metrics) = (host, port, true)
-                index += 1
             case "--scan-interval":
-                guard let value, let seconds = Double(value), seconds >= 1, seconds <= 3600 else { return nil }
+                let text = try value("--scan-interval SECONDS")
+                guard let seconds = Double(text), seconds >= 1, seconds <= 3600 else {
+                    throw .badValue(argument, text, expected: "SECONDS, a number from 1 to 3600")
+                }
                 options.scanIntervalSeconds = seconds
-                index += 1
             case "--top":
-                guard let value, let k = Int(value), k >= 0, k <= 1000 else { return nil }
+                let text = try value("--top K")
+                guard let k = Int(text), k >= 0, k <= 1000 else { throw .badValue(argument, text, expected: "K, a whole number from 0 to 1000") }
                 options.top = k
-                index += 1
             case "--cni-cache":
-                guard let value, !value.isEmpty else { return nil }
-                options.cniCache = value
-                index += 1
+                let directory = try value("--cni-cache DIR")
+                guard !directory.isEmpty else { throw .badValue(argument, directory, expected: "a directory") }
+                options.cniCache = directory
             default:
                 // The loop's options: each with its value when it takes one.
-                options.loopArguments.append(arguments[index])
-                if ["--host-root", "--resync", "--config"].contains(arguments[index]), let value {
-                    options.loopArguments.append(value)
+                options.loopArguments.append(argument)
+                if ["--host-root", "--resync", "--config"].contains(argument), index + 1 < arguments.count {
+                    options.loopArguments.append(arguments[index + 1])
                     index += 1
                 }
             }
@@ -69,9 +92,18 @@ struct AgentOptions: Equatable {
         }
         if !options.version {
             if options.reconcile {
-                guard AgentLoop.parse(options.loopArguments) != nil else { return nil }
-            } else if !options.loopArguments.isEmpty {
-                return nil
+                // An argument neither parser takes is named with both parsers' options.
+                var loopIndex = 0
+                while loopIndex < options.loopArguments.count {
+                    let argument = options.loopArguments[loopIndex]
+                    guard let form = AgentLoop.optionForms.first(where: { $0.split(separator: " ").first.map(String.init) == argument }) else {
+                        throw .unknown(argument, accepted: optionForms + AgentLoop.optionForms)
+                    }
+                    loopIndex += form.contains(" ") ? 2 : 1
+                }
+                _ = try AgentLoop.parse(options.loopArguments)
+            } else if let first = options.loopArguments.first {
+                throw UsageError("\(UsageError.quoted(first)) is an option of the reconcile loop, which --no-reconcile turns off")
             }
         }
         return options

@@ -11,17 +11,23 @@ import SystemCalls
 func write(_ text: String, to descriptor: Int32) {
     try? FileDescriptor(rawValue: descriptor).writeAll(Array(text.utf8))  // nothing to tell when the stream is gone
 }
-let log: @Sendable (String) -> Void = { write($0 + "\n", to: 2) }
+let log: @Sendable (String) -> Void = { AgentLoop.log($0) }
 
-guard let options = AgentOptions.parse(Array(CommandLine.arguments.dropFirst())) else {
-    write(AgentOptions.usage + "\n", to: 2)
+let arguments = Array(CommandLine.arguments.dropFirst())
+if UsageError.asksForHelp(arguments) {
+    write(AgentOptions.usage + "\n", to: 1)
+    exit(0)
+}
+let options: AgentOptions
+do { options = try AgentOptions.parse(arguments) } catch {
+    write(error.message(command: "randsnat-agent"), to: 2)
     exit(2)
 }
 if options.version {
     write("randsnat-agent \(BuildInfo.version)\n", to: 1)
     exit(0)
 }
-let loop = AgentLoop.parse(options.loopArguments)
+let loop = options.reconcile ? try? AgentLoop.parse(options.loopArguments) : nil  // parsed once already: no error here
 if options.reconcile, let loop, loop.alive || loop.once || !options.metrics {
     // A liveness probe, one pass, or the loop without an endpoint: what `randsnat agent` does.
     let environment = readEnvironment()
@@ -30,8 +36,7 @@ if options.reconcile, let loop, loop.alive || loop.once || !options.metrics {
     exit(AgentLoop.run(loop, plugin: plugin, records: records, runDirectory: runDirectory, pluginBinary: pluginBinary()))
 }
 guard options.metrics else {
-    log("randsnat-agent: with --no-reconcile there is nothing to do without --metrics ADDR:PORT")
-    write(AgentOptions.usage + "\n", to: 2)
+    write(UsageError("--no-reconcile leaves nothing to do without --metrics ADDR:PORT").message(command: "randsnat-agent"), to: 2)
     exit(2)
 }
 
@@ -65,10 +70,10 @@ let channel: any Channel
 do {
     channel = try MetricsServer.start(host: options.host, port: options.port, group: http, collector: collector)
 } catch {
-    log("randsnat-agent: cannot serve metrics on \(options.host):\(options.port): \(error); is the address this node's, and the port free?")
+    log("randsnat-agent: cannot listen on \(ListenFailure.endpoint(options.host, options.port)): \(ListenFailure.explain(error))")
     exit(1)
 }
-log("randsnat-agent \(BuildInfo.version): metrics on http://\(options.host.contains(":") ? "[\(options.host)]" : options.host):\(options.port)/metrics, scans every \(options.scanIntervalSeconds) s")
+log("randsnat-agent \(BuildInfo.version): metrics on http://\(ListenFailure.endpoint(options.host, options.port))/metrics, scans every \(options.scanIntervalSeconds) s")
 _ = scans.next().scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(Int64(options.scanIntervalSeconds * 1000))) { _ in
     collector.scan()
 }

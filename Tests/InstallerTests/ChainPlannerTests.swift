@@ -1,4 +1,5 @@
 import CNI
+import RandSNATCore
 import Testing
 @testable import Installer
 
@@ -79,11 +80,12 @@ struct ChainPlannerTests {
         #expect(throws: Refusal.self) { try ChainPlanner.settings(Array("[]".utf8)) }
     }
 
-    @Test func parsesTheCommandLine() {
-        #expect(Installer.parse(["--host-root", "/host", "--watch", "--uninstall-on-exit"])?.uninstallOnExit == true)
-        #expect(Installer.parse(["--uninstall", "--watch"]) == nil)
-        #expect(Installer.parse(["--uninstall-on-exit"]) == nil)
-        #expect(Installer.parse(["--bogus"]) == nil)
-        #expect(Installer.parse([])?.hostRoot == "/")
+    @Test func parsesTheCommandLine() throws {
+        #expect(try Installer.parse(["--host-root", "/host", "--watch", "--uninstall-on-exit"]).uninstallOnExit == true)
+        #expect(throws: UsageError("--uninstall cannot be used with --watch or --check")) { try Installer.parse(["--uninstall", "--watch"]) }
+        #expect(throws: UsageError("--uninstall-on-exit needs --watch")) { try Installer.parse(["--uninstall-on-exit"]) }
+        #expect(throws: UsageError.unknown("--bogus", accepted: Installer.optionForms)) { try Installer.parse(["--bogus"]) }
+        #expect(throws: UsageError.missingValue("--config", form: "--config FILE")) { try Installer.parse(["--config"]) }
+        #expect(try Installer.parse([]).hostRoot == "/")
     }
 }

@@ -45,6 +45,6 @@ struct EarlierSNATRefusalTests {
         #expect(log.lines.count == 3)
         #expect(log.lines.allSatisfy { $0.hasPrefix("randsnat install: warning: ") })
         #expect(log.lines[2].contains("CAP_NET_ADMIN"))
-        #expect(Installer.parse(["--allow-earlier-snat"])?.allowEarlierSNAT == true)
+        #expect(try Installer.parse(["--allow-earlier-snat"]).allowEarlierSNAT == true)
     }
 }

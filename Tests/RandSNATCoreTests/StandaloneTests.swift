@@ -45,7 +45,7 @@ struct BridgeConfigTests {
         (#"{"disableContainerInterface":true,"ipam":{"type":"x"}}"#, "disableContainerInterface", .unsupported, "true"),
         (#"{"portIsolation":true,"ipam":{"type":"x"}}"#, "portIsolation", .unsupported, "true"),
         (#"{"portIsolation":"on","ipam":{"type":"x"}}"#, "portIsolation", .type, ""),
-        (#"{"ipam":{"subnet":"198.18.0.0/24"}}"#, "ipam.type", .value, ""),
+        (#"{"ipam":{"subnet":"198.18.0.0/24"}}"#, "ipam", .value, #"{"subnet":"198.18.0.0/24"} has no "type""#),
         (#"{"ipam":{"type":3}}"#, "ipam.type", .type, ""),
         (#"{"hairpinMode":true,"promiscMode":true,"ipam":{"type":"x"}}"#, "hairpinMode", .value, ""),
         (#"{"runtimeConfig":{"mac":"02:42:c6:12:00"},"ipam":{"type":"x"}}"#, "runtimeConfig.mac", .value, "02:42:c6:12:00"),

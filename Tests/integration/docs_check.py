@@ -6,6 +6,7 @@
   docs_check.py runnable ROOT           prints the fenced blocks marked ```sh runnable, NUL-separated, as FILE:LINE\\tTEXT
   docs_check.py keys ROOT HELP_FILE     the key table of cni-conf/README.md = the parser's key lists = `randsnat --help`'s keys
   docs_check.py bad-values ROOT         prints the table's bad values as KEY\\tJSON\\tCODE\\tMESSAGE lines
+  docs_check.py json ROOT               every ```json block parses; prints randsnat's entries (as 1.1.0 configs), NUL-separated
 
 Each check prints "ok: ..." or "FAIL: ..." lines; the exit status is 1 when any line failed.
 """
@@ -186,7 +187,8 @@ def check_keys(root, help_file):
     section = re.search(r"## Standalone mode: the reference bridge's keys\n(.*?)\n## ", read(root, "cni-conf/README.md"), re.S)
     section_text = section.group(1) if section else ""
     missing = [k for k in bridge if k not in documented_bridge and f"`{k}`" not in section_text]
-    extra = [k for k in documented_bridge if k not in bridge and k not in plugin]
+    spec = set(re.findall(r'"([^"]+)"', re.search(r"specKeys: Set<JSONKey> = \[(.*?)\]", read(root, "Sources/CNI/NetworkConfig.swift"), re.S).group(1)))
+    extra = [k for k in documented_bridge if k not in bridge and k not in plugin and k not in spec]
     if missing:
         fail(f"cni-conf/README.md's standalone section does not name {missing} (BridgeConfig.keys has them)")
     if extra:
@@ -210,6 +212,31 @@ def print_bad_values(root):
             print(f"{key}\t{m.group(1)}\t{m.group(3)}\t{m.group(4)}")
 
 
+def print_json_entries(root):
+    """Every ```json block must parse; randsnat's entries of them come out as 1.1.0 configs for STATUS."""
+    import json
+    checked = 0
+    for doc in DOCS:
+        for info, start, body in fenced_blocks(read(root, doc)):
+            if info != "json":
+                continue
+            checked += 1
+            try:
+                value = json.loads(body)
+            except ValueError as error:
+                fail(f"{doc}:{start}: the json block does not parse: {error}")
+                continue
+            entries = value.get("plugins", [value]) if isinstance(value, dict) else []
+            for entry in entries:
+                if isinstance(entry, dict) and entry.get("type") == "randsnat":
+                    config = dict(entry, cniVersion="1.1.0", name=value.get("name", "docs"))
+                    sys.stdout.write(f"{doc}:{start}\t{json.dumps(config)}\0")
+    if checked == 0:
+        fail("no json blocks found in the docs")
+    else:
+        sys.stderr.write(f"ok: {checked} json blocks parse\n")
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__)
@@ -225,6 +252,8 @@ def main():
         check_keys(root, sys.argv[3])
     elif command == "bad-values":
         print_bad_values(root)
+    elif command == "json":
+        print_json_entries(root)
     else:
         print(__doc__)
         return 2

@@ -31,7 +31,7 @@ test_standalone_ipv6_only_and_link_options() {
     local list; list=$(standalone "$T-s" '"mtu":1400,"hairpinMode":true,"promiscMode":true' '[[{"subnet":"2001:db8:18::/64"}]]')
     local result; result=$(pod_add_may_fail "$list" 9)
     expect_contains "hairpinMode with promiscMode is refused, as the reference bridge refuses it" "$result" \
-        'hairpinMode: \"true\" cannot be set with \"promiscMode\": true'
+        'hairpinMode: true cannot be set with \"promiscMode\": true'
     expect_eq "nothing was made" "$(in_ns "$NODE" ip -o link show | grep -c 'veth\|rsnsa0')" "0"
     list=$(standalone "$T-s" '"mtu":1400,"hairpinMode":true,"runtimeConfig":{"mac":"02:42:c6:12:00:07"}' '[[{"subnet":"2001:db8:18::/64"}]]')
     result=$(pod_add "$list" 1)

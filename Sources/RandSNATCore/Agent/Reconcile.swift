@@ -93,9 +93,10 @@ extension SNATPlugin {
             let plan = plans[names]!
             let members = wanted[names]!
             if try !backend.isInstalled(plan) {
+                let missing = (try? backend.problems(with: plan)) ?? []  // what the log names as put back
                 try backend.install(plan)
-                report.repairs.append("network \"\(network)\": installed chain, jump and sets of generation \(names.generation) "
-                                      + "(\(names.family == .ipv4 ? "IPv4" : "IPv6"), \(members.count) pods) in \(backend.kind.rawValue)")
+                report.repairs.append(ReconcileReport.rulesRepair(network: network, names: names, pods: members.count,
+                                                                  backend: backend.kind.rawValue, missing: missing))
                 report.repairCounts[ReconcileReport.RepairKind.rules, default: 0] += 1
             }
             // The members verified earlier hold while the loop heard of no deletion (ReconcileMemory).

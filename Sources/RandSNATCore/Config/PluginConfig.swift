@@ -47,7 +47,7 @@ public struct PluginConfig: Equatable, Sendable {
                 return range
             }
             if config.toSource.count > 16 {
-                throw .invalidValue(key: "toSource", value: "\(items.count) items", reason: "is too many: at most 16 addresses or ranges")
+                throw .tooManyItems(key: "toSource", count: items.count, limit: 16, of: "addresses or ranges")
             }
         }
         if let text = try string(members, "portRange") {
@@ -70,7 +70,7 @@ public struct PluginConfig: Equatable, Sendable {
             }
             guard let seconds else { throw .wrongType(key: "lockTimeoutSeconds", expected: "a number", actual: value.typeName) }
             guard seconds > 0, seconds <= 300 else {
-                throw .invalidValue(key: "lockTimeoutSeconds", value: "\(seconds)", reason: "must be more than 0 and at most 300")
+                throw .invalidJSON(key: "lockTimeoutSeconds", value: value, reason: "must be more than 0 and at most 300 (seconds)")
             }
             config.lockTimeoutSeconds = seconds
         }
@@ -95,8 +95,7 @@ public struct PluginConfig: Equatable, Sendable {
             // Any other value is a bad value (code 7), a string or a fraction included: the key names a
             // kernel setting whose only meanings are these three.
             guard case .int(let number) = value, TCPTimestamps.values.contains(number) else {
-                let shown = value.stringValue ?? String(decoding: value.serialized(), as: UTF8.self)
-                throw .invalidValue(key: "podTCPTimestamps", value: shown,
+                throw .invalidJSON(key: "podTCPTimestamps", value: value,
                                     reason: (value.stringValue == nil ? "" : "is a string; it ") + "must be the number 0, 1 or 2, the value of "
                                         + "\(TCPTimestamps.name) in the pod's network namespace (2: timestamps without the per-connection "
                                         + "offset); leave the key out to keep the pod's own setting")

@@ -27,13 +27,41 @@ extension SNATPlugin {
             guard try backend.hasMemberSet(names, in: id) else { return false }
             touched.append(names)
         }
+        // A member is its owner's: one another attachment took over (the same address given again
+        // after an IPAM release) stays.
         for (address, names) in record.memberNames {
-            try backend.remove(InstalledMember(address: address.address, comment: owner.comment(limit: backend.commentLimit)), from: names)
+            guard let member = try backend.member(address.address, in: names, of: id),
+                  owner.owns(member, of: [address.address], limit: backend.commentLimit) else { continue }
+            try backend.remove(member, from: names)
         }
         for names in touched where try backend.memberCount(of: names, in: id) == 0 {
             try backend.uninstall(names)
         }
         return true
+    }
+
+    /// ADD of an attachment that already has a record: the members of the addresses it no longer
+    /// has go (with their flows), where they are still its own; the new members are in already.
+    /// Without a record nothing is looked for (that would mean listing every member): the agent
+    /// removes such a member once the record names other addresses.
+    func replaceRecorded(_ pod: PodPlan, in backend: any NATBackend) throws {
+        let owner = pod.attachment
+        let record: PodRecord
+        do {
+            guard let found = try records.read(owner), found.backend == backend.kind else { return }
+            record = found
+        } catch {
+            log("randsnat: \(owner): \(error); the members of its earlier addresses are left to the agent")
+            return
+        }
+        let id = NetworkID(network: owner.network)
+        let current = Set(pod.members.map(\.address.address))
+        for (address, names) in record.memberNames where !current.contains(address.address) {
+            guard let member = try backend.member(address.address, in: names, of: id),
+                  owner.owns(member, of: [address.address], limit: backend.commentLimit) else { continue }
+            try backend.remove(member, from: names)
+            log("randsnat: \(owner): removed the member of \(address.address), which its earlier ADD had and this one has not")
+        }
     }
 
     /// After the network's pods moved to `backend` under `config`: their records say so.
@@ -45,8 +73,10 @@ extension SNATPlugin {
         }
     }
 
-    /// GC: the records of attachments not in `valid` go with their members.
+    /// GC: the records of attachments not in `valid` go with their members, and the temp files of
+    /// writers that are gone (under the network lock no record is being written).
     func removeRecords(of id: NetworkID, notIn valid: Set<Attachment>) throws {
+        for line in try records.removeLeftoverTemps(of: id) { log("randsnat: \(line)") }
         let (found, problems) = try records.records(of: id)
         for problem in problems { log("randsnat: \(problem)") }
         for record in found where !valid.contains(record.attachment) {

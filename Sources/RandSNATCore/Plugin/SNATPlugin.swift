@@ -121,6 +121,8 @@ public struct SNATPlugin: CNIPlugin {
     /// Installs the network's objects where needed, adds the pod's members and writes its record,
     /// under the network lock; on failure removes what it added. A network with state in the other
     /// backend is moved first (see `migrate`). `members` is the request's config, for the record.
+    /// An attachment holds only the addresses of its last ADD: the members of other addresses its
+    /// record names go (`replaceRecorded`).
     func addSNAT(_ pod: PodPlan, config: PluginConfig, members: [JSONKey: JSONValue] = [:]) throws {
         let network = pod.attachment.network
         let id = NetworkID(network: network)
@@ -142,6 +144,7 @@ public struct SNATPlugin: CNIPlugin {
                 for member in pod.members {
                     try backend.addPod(member, comment: pod.attachment.comment(limit: backend.commentLimit))
                 }
+                try replaceRecorded(pod, in: backend)
                 try records.write(PodRecord(attachment: pod.attachment, addresses: pod.members.map(\.address), backend: backend.kind,
                                             generation: Planner.generation(of: config), config: PodRecord.configKeys(of: members)))
             } catch {

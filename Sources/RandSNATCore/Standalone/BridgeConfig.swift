@@ -53,8 +53,8 @@ public struct BridgeConfig: Equatable, Sendable {
         guard let ipamObject = ipam.objectValue else { throw .wrongType(key: "ipam", expected: "an object", actual: ipam.typeName) }
         if ipamObject["type"] == nil || ipamObject["type"] == .null || ipamObject["type"] == .string("") {
             guard ipamObject.keys.allSatisfy({ $0 == "type" }) else {
-                throw .invalidValue(key: "ipam.type", value: "missing", reason: "must name an IPAM plugin, such as \"host-local\" "
-                                    + "(an empty \"ipam\": {} means layer 2 only: no addresses)")
+                throw .invalidJSON(key: "ipam", value: ipam, reason: "has no \"type\": ipam.type names the IPAM plugin, such as "
+                                   + "\"host-local\" (an empty \"ipam\": {} means layer 2 only: no addresses)")
             }
             return .standalone(ipamType: nil)
         }
@@ -86,14 +86,14 @@ public struct BridgeConfig: Equatable, Sendable {
         config.hairpinMode = try flag(members, "hairpinMode") ?? false
         config.promiscMode = try flag(members, "promiscMode") ?? false
         if config.hairpinMode && config.promiscMode {
-            throw .invalidValue(key: "hairpinMode", value: "true", reason: "cannot be set with \"promiscMode\": true "
+            throw .invalidJSON(key: "hairpinMode", value: .bool(true), reason: "cannot be set with \"promiscMode\": true "
                                 + "(the reference bridge refuses both at once too); set one of them")
         }
         config.ipMasq = try flag(members, "ipMasq") ?? true
         if let value = members["mtu"], value != .null {
             guard let mtu = value.intValue else { throw .wrongType(key: "mtu", expected: "an integer", actual: value.typeName) }
             guard mtu == 0 || (68...65535).contains(mtu) else {
-                throw .invalidValue(key: "mtu", value: "\(mtu)", reason: "must be between 68 and 65535 (or 0 for the default)")
+                throw .invalidJSON(key: "mtu", value: value, reason: "must be between 68 and 65535 (or 0 for the default)")
             }
             config.mtu = mtu == 0 ? nil : Int(mtu)
         }
