@@ -61,7 +61,10 @@ public struct FileLock {
             let fd = try open()
             defer { fd.close() }  // closing drops the flock
             try wait(for: fd, until: deadline, timeoutSeconds: timeoutSeconds)
-            guard fd.isStillNamed(path) else { continue }  // removed while waited for: lock the new one
+            guard fd.isStillNamed(path) else {  // removed while waited for: lock the new one
+                guard Self.now() < deadline else { throw NetfilterError.lockTimeout(path: path, waitedSeconds: timeoutSeconds) }
+                continue
+            }
             let result = try body()
             if remove(result) { try? Files.remove(path) }
             return result

@@ -104,6 +104,17 @@ public struct RecordFiles: RecordStore {
         return removed
     }
 
+    public func removeFiles(of id: NetworkID, notNamedFor valid: Set<Attachment>) throws -> [String] {
+        let folder = directory + "/" + PodRecord.directory(of: id)
+        let kept = Set(valid.filter { $0.network.utf8Equals(id.network) }.map(PodRecord.fileName(of:)))
+        var removed: [String] = []
+        for name in try Self.names(in: folder) where PodRecord.isRecordName(name) && !kept.contains(name) {
+            do { try Files.remove(folder + "/" + name) } catch { throw RecordFileError(error) }  // a link goes, not what it points to
+            removed.append("removed \(folder)/\(name), which is no record of a live attachment and cannot be trusted as one")
+        }
+        return removed
+    }
+
     /// The names in a directory; none when it does not exist.
     static func names(in folder: String) throws -> [String] {
         do { return try Files.names(in: folder) ?? [] } catch { throw RecordFileError(error) }
@@ -169,6 +180,9 @@ public final class CachedRecordFiles: RecordStore {
     public func remove(_ attachment: Attachment) throws { try files.remove(attachment) }
     public func networks() throws -> [String] { try files.networks() }
     public func removeLeftoverTemps(of id: NetworkID) throws -> [String] { try files.removeLeftoverTemps(of: id) }
+    public func removeFiles(of id: NetworkID, notNamedFor valid: Set<Attachment>) throws -> [String] {
+        try files.removeFiles(of: id, notNamedFor: valid)
+    }
 
     public func records(of id: NetworkID) throws -> (records: [PodRecord], problems: [String]) {
         let folder = files.directory + "/" + PodRecord.directory(of: id)

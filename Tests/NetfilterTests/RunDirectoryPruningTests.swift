@@ -26,6 +26,20 @@ struct RunDirectoryPruningTests {
         #expect(listed.problems.count == 1)
     }
 
+    @Test func gcRemovesFilesAtTheRecordNamesOfGoneAttachmentsWhateverTheyHold() throws {
+        defer { cleanUp() }
+        for pod in ["pod7", "pod9"] { try files.write(RecordFilesTests.record(pod)) }
+        #expect(symlink(recordPath("pod9"), recordPath("pod8")) == 0)
+        #expect(chmod(recordPath("pod7"), 0o666) == 0)
+        let valid: Set = [RecordFilesTests.record("pod7").attachment, RecordFilesTests.record("pod9").attachment]
+        let removed = try files.removeFiles(of: NetworkID(network: "net"), notNamedFor: valid)
+        #expect(removed.count == 1 && removed[0].contains(PodRecord.fileName(of: RecordFilesTests.record("pod8").attachment)))
+        #expect(access(recordPath("pod8"), F_OK) != 0 && access(recordPath("pod9"), F_OK) == 0, "the link went, not its target")
+        #expect(access(recordPath("pod7"), F_OK) == 0, "a live attachment's file stays, trusted or not")
+        #expect(try files.removeFiles(of: NetworkID(network: "net"), notNamedFor: []).count == 2)
+        #expect(try Files.names(in: folder("net")) == [])
+    }
+
     @Test func aRecordNamingAnotherAttachmentIsIgnored() throws {
         defer { cleanUp() }
         try files.write(RecordFilesTests.record("pod9"))

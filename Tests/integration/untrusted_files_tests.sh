@@ -168,8 +168,9 @@ test_del_ignores_a_record_that_is_a_link_or_names_another_pod() {
 }
 
 # Temp records (`<record>.json.tmp<pid>`, what an ADD killed between create and rename leaves) go once
-# their writer is gone: GC and the agent remove them; one whose writer lives stays. On 5df3a31 this
-# fails: nothing removes them.
+# their writer is gone: GC and the agent remove them; one whose writer lives stays. GC also removes a
+# file it cannot trust (a link) at the record name of a gone attachment. On 5df3a31 this fails:
+# nothing removes them.
 backend_specific temp_records_of_dead_writers_are_removed iptables "record files do not depend on the backend"
 test_temp_records_of_dead_writers_are_removed() {
     local list; list=$(node_conflist "$T-n" "")
@@ -185,9 +186,11 @@ test_temp_records_of_dead_writers_are_removed() {
     expect_contains "and said so" "$(cat "$WORK/agent.log")" "left by process $dead, which is gone"
     kill "$live"; wait "$live" 2>/dev/null
     cp "$record" "$record.tmp$live"
+    ln -s "$record" "$(record_of 5)"  # at the record name of an attachment that is gone
     expect "GC keeping pod 1" randsnat_exec GC "$(randsnat_conf "$T-n" '"cni.dev/valid-attachments":[{"containerID":"c1-'"$RUN"'","ifname":"eth0"}]')"
     expect "GC removed the temp record once its writer was gone" test ! -e "$record.tmp$live"
     expect "and kept the record" test -e "$record"
+    expect "GC removed the link at the record name of a gone attachment" test ! -L "$(record_of 5)"
     pod_del "$list" 1 >/dev/null
 }
 

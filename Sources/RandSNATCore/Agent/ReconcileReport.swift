@@ -22,6 +22,8 @@ public struct ReconcileReport: Equatable, Sendable {
     /// What the pass refused in net.d (`NodeConfigs.refusals`), or that net.d could not be read;
     /// empty when it took net.d whole. Set for the whole pass, not per network.
     public var configRefusals: [String] = []
+    /// What the pass's look at libcni's cache adopted and could not adopt (nil: it did not look).
+    public var adoption: AdoptionReport?
 
     /// The kinds of `repairCounts`: one place for the label values the metrics show.
     public enum RepairKind {

@@ -93,6 +93,8 @@ public struct NodeFacts: Equatable, Sendable {
     /// Why orphan members cannot be told (the runtime's CNI cache is absent or unreadable); nil when
     /// they can. Every network's `orphans` is then empty: unknown, not none.
     public var orphansUnknown: String?
+    /// Per randsnat network: pods of libcni's cache that randsnat has no record of (never saw).
+    public var podsNeverSeen: [NeverSeenPods] = []
 
     public init() {}
 

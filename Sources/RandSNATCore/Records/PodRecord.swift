@@ -169,11 +169,17 @@ public protocol RecordStore {
     /// Removes the temp files that writers which are gone left in the network's directory (an ADD
     /// killed between writing a record and renaming it); one sentence per file removed.
     func removeLeftoverTemps(of id: NetworkID) throws -> [String]
+    /// Removes every file in the network's directory that has a record's name but is not the record
+    /// of an attachment in `valid`, whatever it holds (one randsnat cannot trust: a link, a record
+    /// of another pod); one sentence per file removed. GC's cleanup of what no record listing shows.
+    func removeFiles(of id: NetworkID, notNamedFor valid: Set<Attachment>) throws -> [String]
 }
 
 extension RecordStore {
     /// A store without temp files has none to remove.
     public func removeLeftoverTemps(of id: NetworkID) throws -> [String] { [] }
+    /// A store without files has none to remove.
+    public func removeFiles(of id: NetworkID, notNamedFor valid: Set<Attachment>) throws -> [String] { [] }
 }
 
 /// No records: for callers that keep none (tests of other parts).
