@@ -175,6 +175,9 @@ public enum AgentLoop {
         while true {
             let started = now()
             let startedWall = wallClock()
+            if reason == "start" {
+                for line in Backends.removeEarlierLeftovers(runDirectory: runDirectory) { log("randsnat agent: \(line)") }
+            }
             if let install = options.install, reason == "start" || reason.hasPrefix("a change") {
                 _ = Installer(options: install, files: HostFiles(executable: pluginBinary), log: log).run()
             }
