@@ -16,7 +16,7 @@ public enum AgentLoop {
     public static func usage(command: String) -> String {
         let indent = String(repeating: " ", count: command.utf8.count + 8)
         return """
-        usage: \(command) [--host-root DIR] [--resync SECONDS] [--once | --alive]
+        usage: \(command) [--host-root DIR] [--resync SECONDS] [--once | --alive] [--cni-cache DIR]
         \(indent)[--install [--config FILE] [--turn-off-primary-masquerade] [--uninstall-on-exit]]
                \(command) --help
 
@@ -27,6 +27,8 @@ public enum AgentLoop {
           --host-root DIR   the node's root as mounted in the container (default /): configs in DIR/etc/cni/net.d
           --resync S        reconcile every S seconds, 1 to 86400 (default 30)
           --once            one pass; exit 0 when the node converged, 1 with the reasons when not
+          --cni-cache DIR   libcni's result cache: pods of randsnat's networks that randsnat never saw are
+                            adopted from it (default \(LibcniCache.defaultDirectory))
           --alive           a liveness probe: exit 0 when the running agent completed a pass within the
                             last 3 resync periods (it marks each pass in $RANDSNAT_RUN_DIR/agent.pass)
           --install         also do what `install --watch` does: install the binary and chain randsnat into
@@ -43,7 +45,7 @@ public enum AgentLoop {
     }
 
     /// The options, with their values' forms, as a usage error lists them.
-    public static let optionForms = ["--host-root DIR", "--resync SECONDS", "--once", "--alive", "--install", "--config FILE",
+    public static let optionForms = ["--host-root DIR", "--resync SECONDS", "--once", "--alive", "--cni-cache DIR", "--install", "--config FILE",
                               "--turn-off-primary-masquerade", "--uninstall-on-exit", "--help"]
 
     /// Every this many resync periods the running agent reads every member set again, whatever the
@@ -55,6 +57,8 @@ public enum AgentLoop {
         public var resyncSeconds = 30.0
         public var once = false
         public var alive = false
+        /// libcni's result cache (adoption).
+        public var cniCache = LibcniCache.defaultDirectory
         /// The installer's part, when the agent takes over `install --watch`.
         public var install: Installer.Options?
     }
@@ -88,6 +92,10 @@ public enum AgentLoop {
                 }
                 options.resyncSeconds = seconds
             case "--once": options.once = true
+            case "--cni-cache":
+                let directory = try value("--cni-cache DIR")
+                guard !directory.isEmpty else { throw .badValue(argument, directory, expected: "a directory, libcni's result cache") }
+                options.cniCache = directory
             case "--alive": options.alive = true
             case "--install": options.install = options.install ?? Installer.Options()
             case "--config":
@@ -164,7 +172,11 @@ public enum AgentLoop {
         // The running agent trusts the member counts it verified while nf_tables reports no deletion
         // in randsnat's table; `--once` checks everything.
         let memory = wakeups.map { ReconcileMemory(notified: $0.watchesNFTables ? [.nftables] : []) }
-        let pass = AgentPass(plugin: plugin, records: records, memory: memory, midMove: midMove)
+        let adoption = CacheAdoption(cache: LibcniCacheFiles(directory: options.cniCache))
+        // The cache's attachments as of the adoption's last read: a member no record backs is removed
+        // only when its attachment is not among them.
+        let pass = AgentPass(plugin: plugin, records: records, memory: memory, liveAttachments: { adoption.liveAttachments },
+                             adoption: adoption, midMove: midMove)
         var periods = 0
         if let wakeups {
             log("randsnat agent: watching \(configDirectory)" + (wakeups.watchesNFTables ? " and nf_tables changes" : " (nf_tables notifications unavailable)")
@@ -183,11 +195,20 @@ public enum AgentLoop {
             }
             if let wakeups, wakeups.takeDeletions() || (reason == "the resync period" && periods % fullCheckPeriods == 0) {
                 memory?.forgetKernel()
+                adoption.forget()
             }
-            let report = pass.run(configFiles: configFiles(configDirectory))
+            let (files, refused) = configFiles(configDirectory)
+            var report = pass.run(configFiles: files)
+            report.problems += refused
+            // The run directory is pruned at start and every resync period (not on each notification).
+            if let files, reason == "start" || reason == "the resync period" {
+                let configured = Set(NodeConfigs.parse(files).networks.keys)
+                for line in RunDirectoryPruning(runDirectory: runDirectory).prune(keeping: configured) { log("randsnat agent: \(line)") }
+            }
             if !report.repairs.isEmpty {
                 log("randsnat agent: pass after \(reason): \(report.repairs.count) repair(s) in \(Int((now() - started) * 1000)) ms")
             }
+            for line in report.adoption?.adopted ?? [] { log("randsnat agent: \(line)") }
             for line in report.repairs { log("randsnat agent: repaired: \(line)") }
             markPass(heartbeat)
             afterPass(Pass(report: report, started: startedWall, ended: wallClock()))
@@ -227,13 +248,22 @@ public enum AgentLoop {
         value == value.rounded() ? String(Int(value)) : String(Double(Int(value * 10)) / 10)
     }
 
-    /// The loadable files of net.d; nil when the directory cannot be read.
-    public static func configFiles(_ directory: String) -> [(name: String, bytes: [UInt8])]? {
+    /// The loadable files of net.d (nil when the directory cannot be read), and the files refused,
+    /// one sentence each: a file that is no regular file or is larger than the config limit is
+    /// skipped, never waited on or read whole (a FIFO, a link to /dev/zero), and the pass goes on.
+    public static func configFiles(_ directory: String) -> (files: [(name: String, bytes: [UInt8])]?, refused: [String]) {
         let files = HostFiles()
-        guard let names = try? files.list(directory) else { return nil }
-        return names.filter(ChainPlan.isLoadable).compactMap { name in
-            (try? files.read(directory + "/" + name)).flatMap { $0 }.map { (name, $0) }
+        guard let names = try? files.list(directory) else { return (nil, []) }
+        var found: [(name: String, bytes: [UInt8])] = []
+        var refused: [String] = []
+        for name in names where ChainPlan.isLoadable(name) {
+            do {
+                if let bytes = try files.readConfig(directory + "/" + name) { found.append((name, bytes)) }
+            } catch {
+                refused.append("skipping \(error)")
+            }
         }
+        return (found, refused)
     }
 
     /// Marks a completed pass for `--alive` (the file's mtime).

@@ -1,3 +1,4 @@
+import CNI
 import SystemCalls
 
 /// A file operation on the host root that failed; says which file and why.
@@ -6,6 +7,10 @@ public struct FileError: Error, Equatable, Sendable, CustomStringConvertible {
 
     init(_ failure: SystemCallError) {
         description = failure.description
+    }
+
+    init(_ refusal: FileRefusal) {
+        description = refusal.description
     }
 }
 
@@ -21,8 +26,20 @@ public struct HostFiles {
         self.executable = executable
     }
 
+    /// The largest network config or settings file read: the largest config randsnat takes on stdin
+    /// (a net.d file is what the runtime hands a plugin, less the prevResult).
+    public static let configLimit = Dispatcher.maxInputBytes
+
+    /// A file randsnat writes itself (the binary), read whole.
     public func read(_ path: String) throws -> [UInt8]? {
         do { return try Files.contents(of: path, chunk: 1 << 16) } catch { throw FileError(error) }
+    }
+
+    /// A file someone else writes (a net.d file, the settings file): a regular file (links followed:
+    /// a ConfigMap volume's files are links) of at most `configLimit` bytes, opened without blocking.
+    /// nil when it does not exist; anything else is refused with the file and the reason.
+    public func readConfig(_ path: String) throws(FileRefusal) -> [UInt8]? {
+        try Files.regularFile(path, limit: Self.configLimit)?.bytes
     }
 
     /// The names in a directory (nil when it does not exist).
@@ -45,7 +62,9 @@ public struct HostFiles {
     /// - Returns: true when it wrote.
     @discardableResult
     public func write(_ bytes: [UInt8], to path: String, permissions: UInt32) throws -> Bool {
-        if try read(path) == bytes, Files.permissions(of: path) == permissions { return false }
+        // What is there is read no further than what would be written: a longer file, or one that
+        // is no regular file, differs from it.
+        if (try? Files.regularFile(path, limit: bytes.count))?.bytes == bytes, Files.permissions(of: path) == permissions { return false }
         let directory = String(path[..<path.lastIndex(of: "/")!])
         let name = String(path[path.index(after: path.lastIndex(of: "/")!)...])
         let temp = "\(directory)/.\(name).randsnat-tmp"

@@ -141,16 +141,25 @@ public struct Installer {
 
     func settings() throws -> [JSONKey: JSONValue] {
         guard let path = options.settingsFile else { return [:] }
-        guard let bytes = try files.read(path) else { throw Refusal(description: "the settings file \(path) does not exist") }
+        let found: [UInt8]?
+        do { found = try files.readConfig(path) } catch { throw Refusal(description: "the settings file is refused: \(error)") }
+        guard let bytes = found else { throw Refusal(description: "the settings file \(path) does not exist") }
         let (settings, warnings) = try ChainPlanner.settings(bytes)
         for warning in warnings { log("randsnat install: \(path): \(warning)") }
         return settings
     }
 
+    /// The files of net.d the installer looks at; one that is no regular file, or too large, is
+    /// skipped with a line naming it (as libcni would fail on it, it is no network config).
     func configFiles() throws -> [ConfigFile] {
         try (files.list(configDirectory) ?? []).compactMap { name in
             guard ChainPlan.isLoadable(name) || name.hasSuffix(ChainPlan.backupSuffix) else { return nil }
-            return try files.read(configDirectory + "/" + name).map { ConfigFile(name: name, bytes: $0) }
+            do {
+                return try files.readConfig(configDirectory + "/" + name).map { ConfigFile(name: name, bytes: $0) }
+            } catch {
+                log("randsnat install: skipping \(error)")
+                return nil
+            }
         }
     }
 
@@ -168,7 +177,7 @@ public struct Installer {
         for warning in plan.warnings { log("randsnat install: \(warning)") }
         try checkEarlierSNAT(settings)
         let backup = configDirectory + "/" + plan.backupName
-        if try files.read(backup) != plan.original.bytes {
+        if (try? files.readConfig(backup)) != plan.original.bytes {
             // The backup keeps the original's mode, which uninstall gives back with its bytes.
             let mode = files.permissions(of: configDirectory + "/" + plan.original.name) ?? 0o644
             try files.write(plan.original.bytes, to: backup, permissions: mode)
@@ -199,7 +208,12 @@ public struct Installer {
     public func uninstall() throws -> Status {
         for name in try files.list(configDirectory) ?? [] where name.hasSuffix(ChainPlan.backupSuffix) {
             let original = String(name.dropLast(ChainPlan.backupSuffix.count))
-            guard let bytes = try files.read(configDirectory + "/" + name) else { continue }
+            let found: [UInt8]?
+            do { found = try files.readConfig(configDirectory + "/" + name) } catch {
+                log("randsnat install: skipping \(error)")
+                continue
+            }
+            guard let bytes = found else { continue }
             try files.write(bytes, to: configDirectory + "/" + original, permissions: files.permissions(of: configDirectory + "/" + name) ?? 0o644)
             // A .conf that was turned into a conflist: remove the conflist randsnat wrote.
             if !original.hasSuffix(".conflist") {

@@ -75,6 +75,9 @@ public struct ReconcileHealth: Equatable, Sendable {
     public var unbackedMembers: [NetworkKey: Int] = [:]
     /// Pods per network, family, backend and generation in force after the last pass (the records).
     public var pods: [ReconcileReport.PodGroup: Int]?
+    /// Per network chaining randsnat: pods of libcni's cache that randsnat never saw and cannot adopt
+    /// (nil: the agent could not read the cache).
+    public var podsUnadopted: [String: Int]?
 
     public init(intervalSeconds: Double) { self.intervalSeconds = intervalSeconds }
 
@@ -87,6 +90,7 @@ public struct ReconcileHealth: Equatable, Sendable {
         podsLackingRules = report.podsLackingRules
         unbackedMembers = report.unbackedMembers
         pods = report.pods
+        podsUnadopted = report.adoption.flatMap { $0.cacheRead ? $0.unadopted : nil }
     }
 }
 
@@ -214,6 +218,9 @@ public struct NodeMetrics: Equatable, Sendable {
                          help: "Set members no pod record backs that the last pass kept because their pods may be live (the agent's log names them).",
                          reconcile.unbackedMembers.sorted { ($0.key.network, $0.key.family) < ($1.key.network, $1.key.family) }
                              .map { .init([("network", $0.key.network), ("family", $0.key.family.rawValue)], Double($0.value)) }))
+            out.append(F("randsnat_network_pods_unadopted", .gauge,
+                         help: "Pods of a network chaining randsnat that libcni's cache holds, that randsnat never saw and that the agent cannot adopt (the agent's log says why). Absent: the cache could not be read.",
+                         (reconcile.podsUnadopted ?? [:]).sorted { $0.key < $1.key }.map { .init([("network", $0.key)], Double($0.value)) }))
         }
         return out
     }

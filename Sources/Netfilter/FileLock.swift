@@ -45,19 +45,43 @@ public struct FileLock {
 
     /// Runs `body` holding the lock; waits at most `timeoutSeconds` for it.
     public func withLock<T>(timeoutSeconds: Double, _ body: () throws -> T) throws -> T {
-        let fd = try open()
-        defer { fd.close() }  // closing drops the flock
+        try withLock(timeoutSeconds: timeoutSeconds, removingFileWhen: { _ in false }, body)
+    }
+
+    /// Runs `body` holding the lock, then removes the lock file, still holding it, when `remove`
+    /// says so of the body's result (a network that is gone: `RunDirectoryPruning`).
+    ///
+    /// A lock file may be removed, so a lock is held only once its file is still the one the path
+    /// names: a waiter that opened the file before it was removed gets its flock after the remover
+    /// let go, sees that the path no longer names that file, and locks the path anew (creating it).
+    /// So two holders never hold two different files of the same path at once.
+    public func withLock<T>(timeoutSeconds: Double, removingFileWhen remove: (T) -> Bool, _ body: () throws -> T) throws -> T {
         let deadline = Self.now() + timeoutSeconds
+        while true {
+            let fd = try open()
+            defer { fd.close() }  // closing drops the flock
+            try wait(for: fd, until: deadline, timeoutSeconds: timeoutSeconds)
+            guard fd.isStillNamed(path) else {  // removed while waited for: lock the new one
+                guard Self.now() < deadline else { throw NetfilterError.lockTimeout(path: path, waitedSeconds: timeoutSeconds) }
+                continue
+            }
+            let result = try body()
+            if remove(result) { try? Files.remove(path) }
+            return result
+        }
+    }
+
+    /// Takes the flock on `fd`, waiting until `deadline`.
+    private func wait(for fd: FileDescriptor, until deadline: Double, timeoutSeconds: Double) throws(NetfilterError) {
         var pause: UInt32 = 1_000
         while true {
             let held: Bool
             do { held = try fd.tryLockExclusive() } catch { throw NetfilterError.lockUnusable(path: path, reason: error.description) }
-            if held { break }
+            if held { return }
             guard Self.now() < deadline else { throw NetfilterError.lockTimeout(path: path, waitedSeconds: timeoutSeconds) }
             ThisProcess.sleep(microseconds: pause)
             pause = min(pause * 2, 20_000)
         }
-        return try body()
     }
 
     static func now() -> Double { ThisProcess.monotonicSeconds() }
@@ -70,6 +94,14 @@ public struct NetworkFileLock: NetworkLock {
     public init(directory: String = "/run/randsnat") { self.directory = directory }
 
     public func withLock<T>(_ id: NetworkID, timeoutSeconds: Double, _ body: () throws -> T) throws -> T {
-        try FileLock(path: "\(directory)/\(id.hash).lock", makingDirectory: directory).withLock(timeoutSeconds: timeoutSeconds, body)
+        try file(hash: id.hash).withLock(timeoutSeconds: timeoutSeconds, body)
     }
+
+    /// The lock file of the network whose hash is `hash` (`NetworkID.hash`).
+    func file(hash: String) -> FileLock {
+        FileLock(path: "\(directory)/\(hash)\(Self.suffix)", makingDirectory: directory)
+    }
+
+    /// The lock files' suffix: `<network hash>.lock` in the run directory.
+    static let suffix = ".lock"
 }

@@ -11,10 +11,13 @@ public struct NodeInspector {
     /// libcni's result cache (`/var/lib/cni/results`): an attachment with no file there is unknown
     /// to the runtime.
     let cniCache: String
+    /// randsnat's pod records, to tell the pods of libcni's cache randsnat never saw; nil: not told.
+    let records: (any RecordStore)?
 
-    public init(cniCache: String) throws(NetfilterError) {
+    public init(cniCache: String, records: (any RecordStore)? = nil) throws(NetfilterError) {
         netlink = try NetlinkSocket.netfilterSocket()
         self.cniCache = cniCache
+        self.records = records
     }
 
     /// Only the conntrack statistics (for the start of `--interval`).
@@ -57,6 +60,7 @@ public struct NodeInspector {
         facts.rules += nftRules
         if portUse { facts.portUse = self.portUse() }
         facts.networks = networks(jumpComments)
+        facts.podsNeverSeen = podsNeverSeen(kernelNetworks: facts.networks.map(\.name))
         let (earlier, tables, unreadable) = earlierSNAT(facts.networks, legacy: legacy)
         legacy = []
         facts.earlierSNAT = earlier

@@ -14,7 +14,7 @@ extension NodeInspector {
         var networks: [String: Tally] = [:]
         let reader = PodNamespaceReader()
         for name in names.sorted() {
-            guard let text = try? HostFile.read(cniCache + "/" + name), let entry = CNICacheEntry(Array(text.utf8)), entry.hasRandsnat else { continue }
+            guard let bytes = try? CNICacheFiles.read(cniCache + "/" + name), let entry = CNICacheEntry(bytes), entry.hasRandsnat else { continue }
             var tally = networks[entry.network] ?? Tally()
             tally.configured = tally.configured ?? entry.podTCPTimestamps
             if let netns = entry.netns, let pod = try? reader.read(netns: netns) {

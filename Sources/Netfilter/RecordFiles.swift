@@ -17,14 +17,15 @@ public struct RecordFiles: RecordStore {
         "\(directory)/\(PodRecord.directory(of: NetworkID(network: attachment.network)))/\(PodRecord.fileName(of: attachment))"
     }
 
+    /// The attachment's record; an error when the file is there but cannot be trusted (DEL then
+    /// falls back to the owner comments).
     public func read(_ attachment: Attachment) throws -> PodRecord? {
         let file = path(attachment)
-        guard let bytes = try Self.contents(of: file) else { return nil }
-        do {
-            return try PodRecord.decode(bytes)
-        } catch {
-            throw RecordFileError(path: file, reason: error.description)
+        guard let record = try Self.load(file) else { return nil }
+        guard record.attachment == attachment else {
+            throw RecordFileError(path: file, reason: "it names \(record.attachment), not \(attachment), which it was looked up for; it is ignored")
         }
+        return record
     }
 
     public func write(_ record: PodRecord) throws {
@@ -34,7 +35,8 @@ public struct RecordFiles: RecordStore {
                 try Files.makeDirectory(directory + part, permissions: 0o700)
             }
             let file = path(record.attachment)
-            try Files.replace(file, with: record.encode(), permissions: 0o600, temp: file + ".tmp\(ThisProcess.id)", durable: false)
+            let temp = "\(directory)/\(PodRecord.directory(of: id))/\(PodRecord.tempFileName(of: record.attachment, writer: ThisProcess.id))"
+            try Files.replace(file, with: record.encode(), permissions: 0o600, temp: temp, durable: false)
         } catch {
             throw RecordFileError(error)
         }
@@ -49,16 +51,19 @@ public struct RecordFiles: RecordStore {
         var records: [PodRecord] = []
         var problems: [String] = []
         for name in try Self.names(in: folder) where PodRecord.isRecordName(name) {
-            guard let bytes = try Self.contents(of: folder + "/" + name) else { continue }  // removed meanwhile
             do {
-                let record = try PodRecord.decode(bytes)
+                guard let record = try Self.load(folder + "/" + name) else { continue }  // removed meanwhile
                 guard NetworkID(network: record.attachment.network) == id else {
-                    problems.append("\(folder)/\(name) names network \"\(record.attachment.network)\", which does not belong in this directory")
+                    problems.append("\(folder)/\(name) names network \"\(record.attachment.network)\", which does not belong in this directory; it is ignored")
+                    continue
+                }
+                guard PodRecord.fileName(of: record.attachment) == name else {
+                    problems.append("\(folder)/\(name) names \(record.attachment), whose record is another file; it is ignored")
                     continue
                 }
                 records.append(record)
             } catch {
-                problems.append("\(folder)/\(name): \(error)")
+                problems.append("\(error)")
             }
         }
         return (records, problems)
@@ -69,7 +74,9 @@ public struct RecordFiles: RecordStore {
         for hash in try Self.names(in: directory + "/" + PodRecord.directoryName) where hash.utf8.count == 11 {
             let folder = directory + "/" + PodRecord.directoryName + "/" + hash
             for name in try Self.names(in: folder) where PodRecord.isRecordName(name) {
-                if let bytes = try Self.contents(of: folder + "/" + name), let record = try? PodRecord.decode(bytes) {
+                // A file that cannot be trusted names no network (`records(of:)` reports it).
+                if let record = try? Self.load(folder + "/" + name), NetworkID(network: record.attachment.network).hash == hash,
+                   PodRecord.fileName(of: record.attachment) == name {
                     networks.insert(record.attachment.network)
                     break
                 }
@@ -78,14 +85,65 @@ public struct RecordFiles: RecordStore {
         return networks.sorted()
     }
 
+    /// Removes the temp files of writers that are gone. Called under the network lock, when no
+    /// randsnat process writes a record of the network: a temp file then is a dead writer's (a
+    /// writer killed between create and rename). The writer's pid is checked as well, for a writer
+    /// that took no lock; a pid in another pid namespace (the agent's container) looks gone, and
+    /// the lock is what keeps that case safe.
+    public func removeLeftoverTemps(of id: NetworkID) throws -> [String] {
+        try removeLeftoverTemps(inFolder: directory + "/" + PodRecord.directory(of: id))
+    }
+
+    func removeLeftoverTemps(inFolder folder: String) throws -> [String] {
+        var removed: [String] = []
+        for name in try Self.names(in: folder) {
+            guard let writer = PodRecord.writer(ofTemp: name), !ThisProcess.exists(writer) else { continue }
+            do { try Files.remove(folder + "/" + name) } catch { throw RecordFileError(error) }
+            removed.append("removed \(folder)/\(name), a pod record's temp file left by process \(writer), which is gone")
+        }
+        return removed
+    }
+
+    public func removeFiles(of id: NetworkID, notNamedFor valid: Set<Attachment>) throws -> [String] {
+        let folder = directory + "/" + PodRecord.directory(of: id)
+        let kept = Set(valid.filter { $0.network.utf8Equals(id.network) }.map(PodRecord.fileName(of:)))
+        var removed: [String] = []
+        for name in try Self.names(in: folder) where PodRecord.isRecordName(name) && !kept.contains(name) {
+            do { try Files.remove(folder + "/" + name) } catch { throw RecordFileError(error) }  // a link goes, not what it points to
+            removed.append("removed \(folder)/\(name), which is no record of a live attachment and cannot be trusted as one")
+        }
+        return removed
+    }
+
     /// The names in a directory; none when it does not exist.
     static func names(in folder: String) throws -> [String] {
         do { return try Files.names(in: folder) ?? [] } catch { throw RecordFileError(error) }
     }
 
-    /// A file's bytes; nil when it does not exist.
-    static func contents(of file: String) throws -> [UInt8]? {
-        do { return try Files.contents(of: file, chunk: 4096) } catch { throw RecordFileError(error) }
+    /// The record in `file`; nil when it does not exist. A record is trusted only as randsnat writes
+    /// it: a regular file (not a link: O_NOFOLLOW), owned by randsnat's own user (root on a node),
+    /// writable by no one else, within `PodRecord.maxBytes`. Anything else would let whoever placed
+    /// it steer DEL to another pod's members.
+    static func load(_ file: String) throws(RecordFileError) -> PodRecord? {
+        let found: RegularFile?
+        do {
+            found = try Files.regularFile(file, limit: PodRecord.maxBytes, followingLinks: false)
+        } catch {
+            if case .failed(let failure) = error { throw RecordFileError(failure) }
+            throw RecordFileError(path: file, reason: "it is \(error.reason), so not a record randsnat wrote; it is ignored")
+        }
+        guard let found else { return nil }
+        guard found.owner == ThisProcess.effectiveUserID else {
+            throw RecordFileError(path: file, reason: "it is owned by user \(found.owner), not by randsnat's user \(ThisProcess.effectiveUserID); it is ignored")
+        }
+        guard !found.writableByOthers else {
+            throw RecordFileError(path: file, reason: "it is writable by group or others (mode \(String(found.permissions, radix: 8))); it is ignored")
+        }
+        do {
+            return try PodRecord.decode(found.bytes)
+        } catch {
+            throw RecordFileError(path: file, reason: error.description)
+        }
     }
 }
 
@@ -121,6 +179,10 @@ public final class CachedRecordFiles: RecordStore {
     public func write(_ record: PodRecord) throws { try files.write(record) }
     public func remove(_ attachment: Attachment) throws { try files.remove(attachment) }
     public func networks() throws -> [String] { try files.networks() }
+    public func removeLeftoverTemps(of id: NetworkID) throws -> [String] { try files.removeLeftoverTemps(of: id) }
+    public func removeFiles(of id: NetworkID, notNamedFor valid: Set<Attachment>) throws -> [String] {
+        try files.removeFiles(of: id, notNamedFor: valid)
+    }
 
     public func records(of id: NetworkID) throws -> (records: [PodRecord], problems: [String]) {
         let folder = files.directory + "/" + PodRecord.directory(of: id)

@@ -16,7 +16,7 @@ enum Doctor {
           --netns PATH      inspect that network namespace instead of this one
           --interval S      watch the conntrack counters for S seconds, 0 to 3600 (default 1; 0: totals only)
           --json            machine-readable output; --prometheus: node_exporter textfile format
-          --cni-cache DIR   libcni's result cache, to tell live pods and find their namespaces (default /var/lib/cni/results)
+          --cni-cache DIR   libcni's result cache, to tell live pods and find their namespaces (default \(LibcniCache.defaultDirectory))
           -h, --help        this text
 
         exit status: 0 healthy, 1 warning, 2 problem, 3 usage or could not inspect
@@ -33,7 +33,7 @@ enum Doctor {
         var netns: String?
         var interval = 1.0
         var format = "human"
-        var cache = "/var/lib/cni/results"
+        var cache = LibcniCache.defaultDirectory
         var index = 0
         do throws(UsageError) {
             while index < arguments.count {
@@ -64,7 +64,8 @@ enum Doctor {
         }
         do {
             if let netns { try NetworkNamespace.enterForGood(netns) }
-            let inspector = try NodeInspector(cniCache: cache)
+            let runDirectory = ProcessEnvironment.read()["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"
+            let inspector = try NodeInspector(cniCache: cache, records: RecordFiles(runDirectory: runDirectory))
             let earlier = interval > 0 ? inspector.counters() : nil
             if interval > 0 { usleep(UInt32(interval * 1_000_000)) }
             let diagnosis = Diagnosis(facts: inspector.gather(), earlier: earlier, intervalSeconds: interval)

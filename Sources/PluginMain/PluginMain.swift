@@ -65,7 +65,8 @@ public enum PluginMain {
             log: log,
             pathExists: { access($0, F_OK) == 0 },
             isOwnNetworkNamespace: { try NetworkNamespace.isCurrent($0) }, sysctls: NamespaceSysctls(),
-            records: RecordFiles(runDirectory: runDirectory))
+            records: RecordFiles(runDirectory: runDirectory),
+            libcniCache: LibcniCacheFiles(directory: environment["RANDSNAT_CNI_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? LibcniCache.defaultDirectory))
         let plugin = RandSNATPlugin(
             chained: chained,
             standalone: StandalonePlugin(snat: chained, network: BridgeNetwork(), ipam: PluginExec(processEnvironment: ProcessEnvironment.entries())))

@@ -92,6 +92,8 @@ public struct OpenFlags: OptionSet, Sendable {
     public static let exclusive = OpenFlags(rawValue: O_EXCL)
     public static let directory = OpenFlags(rawValue: O_DIRECTORY)
     public static let nonBlocking = OpenFlags(rawValue: O_NONBLOCK)
+    /// Fails (ELOOP) when the path's last component is a symbolic link, instead of following it.
+    public static let noFollow = OpenFlags(rawValue: O_NOFOLLOW)
 }
 
 /// An open file descriptor. Not closed on deinit: call `close()` (usually in a `defer`).
@@ -273,7 +275,8 @@ public enum Files {
     /// crash there would leave it (fault injection in tests).
     public static func replace(_ path: String, with bytes: [UInt8], permissions: UInt32, temp: String,
                                durable: Bool, beforeRename: () throws(SystemCallError) -> Void = {}) throws(SystemCallError) {
-        let fd = try FileDescriptor.open(temp, [.writeOnly, .create, .truncate], permissions: permissions, operation: "creating")
+        // Not through a link planted at the temp's name: that would write wherever it points.
+        let fd = try FileDescriptor.open(temp, [.writeOnly, .create, .truncate, .noFollow], permissions: permissions, operation: "creating")
         do throws(SystemCallError) {
             defer { fd.close() }
             do { try fd.writeAll(bytes) } catch { throw SystemCallError("writing", temp, error) }

@@ -23,7 +23,7 @@ struct AgentOptions: Equatable {
           --scan-interval S     seconds between conntrack scans and rule reads (default 15, 1-3600)
           --top K               the K busiest SNAT tuples get port-usage series (default 20, 0-1000; 0: no series names a
                                 destination, the node's highest usage ratio stays)
-          --cni-cache DIR       libcni's result cache, to tell live pods (default /var/lib/cni/results)
+          --cni-cache DIR       libcni's result cache: live pods, and pods to adopt (default \(LibcniCache.defaultDirectory))
           --version             print the version and exit
 
         exit status: 0 stopped by a signal (reconciling: converged, as below), 1 could not start, 2 usage
@@ -41,7 +41,7 @@ struct AgentOptions: Equatable {
     var reconcile = true
     var scanIntervalSeconds = 15.0
     var top = 20
-    var cniCache = "/var/lib/cni/results"
+    var cniCache = LibcniCache.defaultDirectory
     var version = false
     /// The reconcile loop's arguments (the options this parser does not know), parsed by AgentLoop.
     var loopArguments: [String] = []

@@ -27,7 +27,8 @@ if options.version {
     write("randsnat-agent \(BuildInfo.version)\n", to: 1)
     exit(0)
 }
-let loop = options.reconcile ? try? AgentLoop.parse(options.loopArguments) : nil  // parsed once already: no error here
+var loop = options.reconcile ? try? AgentLoop.parse(options.loopArguments) : nil  // parsed once already: no error here
+loop?.cniCache = options.cniCache
 if options.reconcile, let loop, loop.alive || loop.once || !options.metrics {
     // A liveness probe, one pass, or the loop without an endpoint: what `randsnat agent` does.
     let environment = readEnvironment()

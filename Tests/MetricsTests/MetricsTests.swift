@@ -180,6 +180,8 @@ import Testing
         failed.repairCounts = [ReconcileReport.RepairKind.member: 2]
         failed.pods = repaired.pods
         failed.podsLackingRules = [.init(network: "pods", family: .ipv4): 1]
+        failed.repairCounts[ReconcileReport.RepairKind.strayMember] = 1
+        failed.unbackedMembers = [.init(network: "pods", family: .ipv4): 2]
         health.record(failed, ended: 1030)
         var metrics = NodeMetrics()
         metrics.reconcile = health
@@ -192,8 +194,31 @@ import Testing
         #expect(text.contains("randsnat_reconcile_repairs_total{kind=\"member\"} 5\n"))
         #expect(text.contains("randsnat_reconcile_repairs_total{kind=\"rules\"} 1\n"))
         #expect(text.contains("randsnat_network_pods_without_rules{network=\"pods\",family=\"ipv4\"} 1\n"))
+        #expect(text.contains("randsnat_reconcile_repairs_total{kind=\"stray_member\"} 1\n"))
+        #expect(text.contains("randsnat_network_unbacked_members{network=\"pods\",family=\"ipv4\"} 2\n"))
         #expect(text.contains("randsnat_pods{network=\"pods\",family=\"ipv4\",backend=\"nftables\",generation=\"abc1234\"} 3\n"))
         #expect(text.contains("randsnat_network_generation_info{network=\"pods\",family=\"ipv4\",generation=\"abc1234\"} 1\n"))
+    }
+
+    @Test func unadoptedPodsAreCountedPerNetwork() {
+        var health = ReconcileHealth(intervalSeconds: 30)
+        var report = ReconcileReport()
+        var adoption = AdoptionReport()
+        adoption.cacheRead = true
+        adoption.unadopted = ["pods": 2, "quiet": 0]
+        report.adoption = adoption
+        health.record(report, ended: 1000)
+        var metrics = NodeMetrics()
+        metrics.reconcile = health
+        var text = metrics.exposition()
+        #expect(text.contains("randsnat_network_pods_unadopted{network=\"pods\"} 2\n"))
+        #expect(text.contains("randsnat_network_pods_unadopted{network=\"quiet\"} 0\n"))
+        adoption.cacheRead = false
+        report.adoption = adoption
+        health.record(report, ended: 1030)
+        metrics.reconcile = health
+        text = metrics.exposition()
+        #expect(!text.contains("randsnat_network_pods_unadopted{"), "no cache: no series rather than a false 0")
     }
 
     @Test func timestampFactsOfDoctorAreExported() {

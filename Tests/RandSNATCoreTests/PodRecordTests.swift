@@ -40,6 +40,19 @@ struct PodRecordTests {
         #expect(PodRecord.fileName(of: RandSNATCore.Attachment(network: "net", containerID: "c1", ifName: "eth1")) != name)
     }
 
+    /// A temp file names its writer: `<record>.tmp<pid>`, and nothing else is taken for one.
+    @Test func tempFilesNameTheirWriter() {
+        let temp = PodRecord.tempFileName(of: Self.record.attachment, writer: 4242)
+        #expect(temp == PodRecord.fileName(of: Self.record.attachment) + ".tmp4242")
+        #expect(PodRecord.writer(ofTemp: temp) == 4242)
+        #expect(!PodRecord.isRecordName(temp))
+        let name = PodRecord.fileName(of: Self.record.attachment)
+        for other in [name, name + ".tmp", name + ".tmp042", name + ".tmp12a", name + ".tmp12345678901", "x" + name.dropFirst() + ".tmp1",
+                      name + ".tmp-1", "." + name + ".tmp1"] {
+            #expect(PodRecord.writer(ofTemp: other) == nil, "\(other)")
+        }
+    }
+
     static let bad: [(String, String, String)] = [
         ("not JSON", "{", "not JSON"),
         ("no version", #"{"network":"n"}"#, "no \"version\""),

@@ -13,13 +13,17 @@ public struct AgentPass {
     /// pass; nil when unknown: then a member no record backs is reported, never removed (its pod
     /// may be live).
     let liveAttachments: () -> Set<Attachment>?
+    /// The adoption of libcni's cache entries randsnat never saw, before the networks' passes; nil: none.
+    public let adoption: CacheAdoption?
 
     public init(plugin: SNATPlugin, records: any RecordStore, memory: ReconcileMemory? = nil,
-                liveAttachments: @escaping () -> Set<Attachment>? = { nil }, midMove: @escaping () -> Void = {}) {
+                liveAttachments: @escaping () -> Set<Attachment>? = { nil }, adoption: CacheAdoption? = nil,
+                midMove: @escaping () -> Void = {}) {
         self.plugin = plugin
         self.records = records
         self.memory = memory
         self.liveAttachments = liveAttachments
+        self.adoption = adoption
         self.midMove = midMove
     }
 
@@ -29,6 +33,12 @@ public struct AgentPass {
         var report = ReconcileReport()
         let configs = configFiles.map(NodeConfigs.parse)
         report.problems += configs?.problems ?? []
+        // Adopted attachments have records before the networks are listed: this pass reconciles them.
+        if let adoption, let configs {
+            let found = adoption.run(plugin: plugin, records: records, configs: configs)
+            report.problems += found.problemLines
+            report.adoption = found
+        }
         let networks: [String]
         do {
             networks = try records.networks()

@@ -8,12 +8,22 @@ public struct NodeConfigs: Equatable, Sendable {
     public let networks: [String: [JSONKey: JSONValue]]
     /// Files that could not be read as a network config, one sentence each.
     public let problems: [String]
+    /// Network name → the subnets its plugins' IPAM names (`ipam.subnet`, `ipam.ranges[][].subnet`,
+    /// as host-local reads them); empty when its IPAM names none (dhcp, a cluster's own IPAM).
+    public let subnets: [String: [CIDR]]
+
+    public init(networks: [String: [JSONKey: JSONValue]], problems: [String] = [], subnets: [String: [CIDR]] = [:]) {
+        self.networks = networks
+        self.problems = problems
+        self.subnets = subnets
+    }
 
     /// - Parameter files: (file name, bytes) of the loadable files (`.conf`, `.conflist`, `.json`).
     public static func parse(_ files: [(name: String, bytes: [UInt8])]) -> NodeConfigs {
         var networks: [String: [JSONKey: JSONValue]] = [:]
         var problems: [String] = []
         var seen: Set<String> = []
+        var subnets: [String: [CIDR]] = [:]
         for file in files.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }) {
             guard let document = try? JSONValue.parse(file.bytes), let top = document.objectValue else {
                 problems.append("\(file.name) is not a JSON object; it is ignored")
@@ -31,7 +41,14 @@ public struct NodeConfigs: Equatable, Sendable {
             members["name"] = .string(name)
             if let version = top["cniVersion"] { members["cniVersion"] = version }
             networks[name] = members
+            subnets[name] = plugins.flatMap(ipamSubnets)
         }
-        return NodeConfigs(networks: networks, problems: problems)
+        return NodeConfigs(networks: networks, problems: problems, subnets: subnets)
+    }
+
+    static func ipamSubnets(_ plugin: JSONValue) -> [CIDR] {
+        guard let ipam = plugin["ipam"] else { return [] }
+        let ranges = (ipam["ranges"]?.arrayValue ?? []).flatMap { $0.arrayValue ?? [] }
+        return ([ipam] + ranges).compactMap { $0["subnet"]?.stringValue.flatMap(CIDR.init) }
     }
 }

@@ -19,6 +19,8 @@ public struct ReconcileReport: Equatable, Sendable {
     /// Members no record backs that the pass kept, per network and family: their owners may be live
     /// pods (the runtime's attachments were unknown, or list them). 0 for every network reconciled.
     public var unbackedMembers: [NetworkFamily: Int] = [:]
+    /// What the pass's look at libcni's cache adopted and could not adopt (nil: it did not look).
+    public var adoption: AdoptionReport?
 
     /// The kinds of `repairCounts`: one place for the label values the metrics show.
     public enum RepairKind {

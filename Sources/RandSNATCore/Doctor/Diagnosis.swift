@@ -77,6 +77,9 @@ public struct Diagnosis: Equatable, Sendable {
         for network in facts.networks where !network.orphans.isEmpty {
             add(.warning, "network \"\(network.name)\" (\(network.family)): \(network.orphans.count) members the runtime does not know: \(network.orphans.joined(separator: ", ")); CNI GC removes them")
         }
+        for network in facts.podsNeverSeen {
+            for line in network.sentences { add(.problem, line) }
+        }
         for network in facts.podTimestamps {
             if let configured = network.configured {
                 for (value, pods) in network.podsByValue.sorted(by: { $0.key < $1.key }) where value != configured {
@@ -174,6 +177,10 @@ public struct Diagnosis: Equatable, Sendable {
                          "backend": .string(network.backend.rawValue),
                          "pods": .int(Int64(network.pods)), "orphans": .array(network.orphans.map { .string($0) })])
             }),
+            "podsNeverSeen": .array(facts.podsNeverSeen.map { network in
+                .object(["network": .string(network.network), "cacheEntries": .array(network.fileNames.map { .string($0) }),
+                         "unreadable": .array(network.unreadable.map { .string($0) })])
+            }),
             "tcpTimestamps": .object([
                 "perPortOffsets": facts.timestampOffsets?.perPort.map { .bool($0) } ?? .null,
                 "probeReadings": .array((facts.timestampOffsets?.readings ?? []).map { .int(Int64($0)) }),
@@ -218,6 +225,8 @@ public struct Diagnosis: Equatable, Sendable {
                                                String(Double($0.entries) / Double(Self.capacity(facts)))) })
         metric("pods", "gauge", "Pods with SNAT per network.", facts.networks.map { ("network=\"\(label($0.name))\",family=\"\($0.family)\",backend=\"\($0.backend.rawValue)\"", "\($0.pods)") })
         metric("orphan_members", "gauge", "Set members the runtime's CNI cache does not know.", [("", "\(facts.networks.map(\.orphans.count).reduce(0, +))")])
+        metric("pods_never_seen", "gauge", "Pods of libcni's cache that randsnat has no record of (no SNAT until the agent adopts them), per network.",
+               facts.podsNeverSeen.map { ("network=\"\(label($0.network))\"", "\($0.fileNames.count + $0.unreadable.count)") })
         metric("tcp_timestamp_per_port_offsets", "gauge", "1 when the kernel gives per-port TCP timestamp offsets, 0 when not (absent: probe failed).",
                facts.timestampOffsets?.perPort.map { [("", $0 ? "1" : "0")] } ?? [])
         metric("pod_tcp_timestamps_pods", "gauge", "Pods by their namespace's net.ipv4.tcp_timestamps, per network.",

@@ -90,6 +90,8 @@ public struct NodeFacts: Equatable, Sendable {
     public var podTimestamps: [PodTimestamps] = []
     /// Things that could not be read, each a sentence.
     public var unreadable: [String] = []
+    /// Per randsnat network: pods of libcni's cache that randsnat has no record of (never saw).
+    public var podsNeverSeen: [NeverSeenPods] = []
 
     public init() {}
 

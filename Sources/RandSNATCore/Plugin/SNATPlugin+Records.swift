@@ -73,12 +73,16 @@ extension SNATPlugin {
         }
     }
 
-    /// GC: the records of attachments not in `valid` go with their members.
+    /// GC: the records of attachments not in `valid` go with their members, and the temp files of
+    /// writers that are gone (under the network lock no record is being written), and files at the
+    /// record names of gone attachments that randsnat does not trust (so no listing returns them).
     func removeRecords(of id: NetworkID, notIn valid: Set<Attachment>) throws {
+        for line in try records.removeLeftoverTemps(of: id) { log("randsnat: \(line)") }
         let (found, problems) = try records.records(of: id)
         for problem in problems { log("randsnat: \(problem)") }
         for record in found where !valid.contains(record.attachment) {
             try records.remove(record.attachment)
         }
+        for line in try records.removeFiles(of: id, notNamedFor: valid) { log("randsnat: \(line)") }
     }
 }

@@ -1,3 +1,5 @@
+import CNI
+
 /// STATUS found running pods of the network without their SNAT (CNI code 51: "existing containers
 /// may have limited connectivity"): the agent repairs it; until then their egress leaves with pod
 /// addresses.
@@ -38,5 +40,14 @@ extension SNATPlugin {
             }
         }
         return problems
+    }
+
+    /// The network's pods in libcni's cache that have no record (randsnat never saw them: they have
+    /// no SNAT until the agent adopts them). Lists the cache; reads only the files of unrecorded names.
+    func podsNeverSeen(network: String) throws -> [String] {
+        guard let libcniCache, let names = try? libcniCache.fileNames() else { return [] }
+        let recorded = try records.records(of: NetworkID(network: network)).records
+            .filter { $0.attachment.network.utf8Equals(network) }.map { LibcniCache.fileName(of: $0.attachment) }
+        return libcniCache.neverSeen(network: network, recorded: Set(recorded), in: names).sentences
     }
 }

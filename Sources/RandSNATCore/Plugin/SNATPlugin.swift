@@ -42,11 +42,13 @@ public struct SNATPlugin: CNIPlugin {
     let sysctls: any PodSysctls
     /// What ADD applied per attachment (see `PodRecord`).
     let records: any RecordStore
+    /// libcni's result cache, where STATUS finds pods randsnat never saw; nil: not looked at.
+    let libcniCache: (any LibcniCacheSource)?
 
     public init(makeBackend: @escaping (BackendKind, PluginConfig) throws -> any NATBackend, lock: any NetworkLock,
                 log: @escaping (String) -> Void, pathExists: @escaping (String) -> Bool,
                 isOwnNetworkNamespace: @escaping (String) throws -> Bool = { _ in false }, sysctls: any PodSysctls = NoPodSysctls(),
-                records: any RecordStore = NoRecords()) {
+                records: any RecordStore = NoRecords(), libcniCache: (any LibcniCacheSource)? = nil) {
         self.makeBackend = makeBackend
         self.lock = lock
         self.log = log
@@ -54,6 +56,7 @@ public struct SNATPlugin: CNIPlugin {
         self.isOwnNetworkNamespace = isOwnNetworkNamespace
         self.sysctls = sysctls
         self.records = records
+        self.libcniCache = libcniCache
     }
 
     func pluginConfig(_ request: Request) throws(ConfigError) -> PluginConfig {
@@ -123,10 +126,13 @@ public struct SNATPlugin: CNIPlugin {
     /// backend is moved first (see `migrate`). `members` is the request's config, for the record.
     /// An attachment holds only the addresses of its last ADD: the members of other addresses its
     /// record names go (`replaceRecorded`).
-    func addSNAT(_ pod: PodPlan, config: PluginConfig, members: [JSONKey: JSONValue] = [:]) throws {
+    /// `onlyIf` is asked under the lock first; when it says no, nothing is done and the result is false.
+    @discardableResult
+    func addSNAT(_ pod: PodPlan, config: PluginConfig, members: [JSONKey: JSONValue] = [:], onlyIf: () throws -> Bool = { true }) throws -> Bool {
         let network = pod.attachment.network
         let id = NetworkID(network: network)
-        try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
+        return try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
+            guard try onlyIf() else { return false }
             let placement = try place(id, config: config)
             let backend = placement.chosen
             for (other, generations) in placement.elsewhere {
@@ -151,6 +157,7 @@ public struct SNATPlugin: CNIPlugin {
                 rollBack(backend, id: id, installed: installed, owner: pod.attachment, addresses: pod.members.map(\.address.address))
                 throw error
             }
+            return true
         }
     }
 
@@ -480,6 +487,7 @@ public struct SNATPlugin: CNIPlugin {
         for line in report.notes + report.warnings { log("randsnat: \(line)") }
         if !report.problems.isEmpty { throw NodeNotReady(problems: report.problems) }
         let missing = try podsWithoutSNAT(network: request.config.name, config: config, backends: backends)
+            + podsNeverSeen(network: request.config.name)
         if !missing.isEmpty { throw PodsWithoutSNAT(problems: missing) }
     }
 }

@@ -20,6 +20,11 @@ import CNI
 public struct PodRecord: Equatable, Sendable {
     public static let formatVersion: Int64 = 1
 
+    /// The largest record file read. A record holds randsnat's keys of a config that came on stdin
+    /// (at most `Dispatcher.maxInputBytes`); written again it may grow (a number such as 1e6 is
+    /// written out in full), hence the margin.
+    public static let maxBytes = 2 * Dispatcher.maxInputBytes
+
     public let attachment: Attachment
     public let addresses: [PodAddress]
     public let backend: BackendKind
@@ -66,6 +71,21 @@ public struct PodRecord: Equatable, Sendable {
     /// The record's file name in its network's directory.
     public static func fileName(of attachment: Attachment) -> String {
         String(SHA256.hex(attachment.network + "\u{0}" + attachment.containerID + "\u{0}" + attachment.ifName).prefix(32)) + ".json"
+    }
+
+    /// The temp file a writer with process id `writer` fills before renaming it over the record, in
+    /// the same directory: `<record name>.tmp<pid>`.
+    public static func tempFileName(of attachment: Attachment, writer: Int) -> String {
+        fileName(of: attachment) + ".tmp\(writer)"
+    }
+
+    /// The writer's process id when `name` is a temp file `tempFileName(of:writer:)` can make.
+    public static func writer(ofTemp name: String) -> Int? {
+        let bytes = Array(name.utf8)
+        guard bytes.count > 41, isRecordName(String(decoding: bytes[..<37], as: UTF8.self)),
+              bytes[37..<41].elementsEqual(".tmp".utf8), bytes.count - 41 <= 10,
+              bytes[41...].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), bytes[41] != 0x30 else { return nil }
+        return Int(String(decoding: bytes[41...], as: UTF8.self))
     }
 
     /// True for a name `fileName(of:)` can make (the store ignores anything else, such as temp files).
@@ -146,6 +166,20 @@ public protocol RecordStore {
     func records(of id: NetworkID) throws -> (records: [PodRecord], problems: [String])
     /// The names of the networks that have records.
     func networks() throws -> [String]
+    /// Removes the temp files that writers which are gone left in the network's directory (an ADD
+    /// killed between writing a record and renaming it); one sentence per file removed.
+    func removeLeftoverTemps(of id: NetworkID) throws -> [String]
+    /// Removes every file in the network's directory that has a record's name but is not the record
+    /// of an attachment in `valid`, whatever it holds (one randsnat cannot trust: a link, a record
+    /// of another pod); one sentence per file removed. GC's cleanup of what no record listing shows.
+    func removeFiles(of id: NetworkID, notNamedFor valid: Set<Attachment>) throws -> [String]
+}
+
+extension RecordStore {
+    /// A store without temp files has none to remove.
+    public func removeLeftoverTemps(of id: NetworkID) throws -> [String] { [] }
+    /// A store without files has none to remove.
+    public func removeFiles(of id: NetworkID, notNamedFor valid: Set<Attachment>) throws -> [String] { [] }
 }
 
 /// No records: for callers that keep none (tests of other parts).

@@ -1,0 +1,122 @@
+import CNI
+
+/// The agent's step before each pass: adopt the attachments of libcni's cache that randsnat never
+/// saw (`AdoptionPlan`), and tell which cannot be. The cache is read again only when a file was
+/// added to or removed from it, when the node's configs changed, or after `forget()`; an idle pass
+/// costs one `stat` of the cache directory. A file of an attachment that has a record is not read
+/// (its name is libcni's name of the attachment): an idle node reads no cache file at all.
+public final class CacheAdoption {
+    let cache: any LibcniCacheSource
+    /// What the last read saw, to tell whether anything changed since.
+    var lastVersion: Int64?
+    var lastConfigs: NodeConfigs?
+    var stale = true
+    /// The last read's findings (its `adopted` lines were logged by the pass that made them).
+    public private(set) var last = AdoptionReport()
+
+    public init(cache: any LibcniCacheSource) {
+        self.cache = cache
+    }
+
+    /// The next pass reads the cache again.
+    public func forget() { stale = true }
+
+    /// The attachments libcni's cache holds, as of the last read (nil: no cache, or not readable).
+    public var liveAttachments: Set<Attachment>? { last.liveAttachments }
+
+    /// Adopts what can be adopted; the report's `adopted` lines are this call's adoptions.
+    public func run(plugin: SNATPlugin, records: any RecordStore, configs: NodeConfigs) -> AdoptionReport {
+        let version = cache.version()
+        let relevant = NodeConfigs(networks: configs.networks, subnets: configs.subnets)
+        if !stale, let version, version == lastVersion, relevant == lastConfigs {
+            var unchanged = last
+            unchanged.adopted = []
+            return unchanged
+        }
+        stale = false
+        (lastVersion, lastConfigs) = (version, relevant)
+        last = read(plugin: plugin, records: records, configs: configs)
+        return last
+    }
+
+    func read(plugin: SNATPlugin, records: any RecordStore, configs: NodeConfigs) -> AdoptionReport {
+        var report = AdoptionReport()
+        let names: [String]
+        do {
+            guard let listed = try cache.fileNames() else { return report }
+            names = listed
+        } catch {
+            report.problems.append("libcni's cache cannot be listed: \(error); pods randsnat never saw are not adopted")
+            return report
+        }
+        report.cacheRead = true
+        // The records of every network: an attachment with a record is live when its file is there.
+        var recorded: [String: Attachment] = [:]
+        do {
+            for network in try records.networks() {
+                for record in try records.records(of: NetworkID(network: network)).records {
+                    recorded[LibcniCache.fileName(of: record.attachment)] = record.attachment
+                }
+            }
+        } catch {
+            report.problems.append("cannot list the pod records to compare them with libcni's cache: \(error)")
+            return report
+        }
+        var live: Set<Attachment> = []
+        var entries: [(fileName: String, entry: Result<CachedAttachment, CacheEntryError>)] = []
+        for name in names {
+            if let attachment = recorded[name] {
+                live.insert(attachment)
+                continue
+            }
+            let entry = cache.entry(name)
+            if case .success(let cached) = entry { live.insert(cached.attachment) }
+            entries.append((name, entry))
+        }
+        let recordedSet = Set(recorded.values)
+        let plan = AdoptionPlan.plan(entries: entries, configs: configs) { recordedSet.contains($0) }
+        var refusals = plan.refusals
+        for adoption in plan.adoptions {
+            let cached = adoption.cached
+            let fileName = LibcniCache.fileName(of: cached.attachment)
+            do {
+                let done = try plugin.adopt(adoption) {
+                    if case .success(let now) = cache.entry(fileName), now.attachment == cached.attachment { return true }
+                    return false
+                }
+                if done {
+                    report.adopted.append("adopted \(cached.attachment) (\(cached.addresses.map(\.description).joined(separator: ", "))) from "
+                                          + "libcni's cache entry \(fileName): randsnat never saw its ADD; its members and record are in place")
+                }
+            } catch {
+                refusals.append(AdoptionPlan.Refusal(network: cached.attachment.network, fileName: fileName, reason: "adopting it failed: \(error)"))
+            }
+        }
+        report.refusals = refusals
+        report.unadopted = AdoptionPlan(refusals: refusals).refusalCounts(networks: configs.networks.keys)
+        report.liveAttachments = live
+        return report
+    }
+}
+
+/// What the agent found in libcni's cache in one scan: adopted attachments (one log line each), and
+/// those of randsnat's networks it could not adopt.
+public struct AdoptionReport: Equatable, Sendable {
+    /// "adopted ..." lines, one per attachment.
+    public var adopted: [String] = []
+    /// Attachments of randsnat networks left without SNAT, one sentence each.
+    public var refusals: [AdoptionPlan.Refusal] = []
+    /// Per network chaining randsnat: pods in libcni's cache that have no SNAT and cannot be adopted.
+    public var unadopted: [String: Int] = [:]
+    /// What kept the cache from being compared with the records, one sentence each.
+    public var problems: [String] = []
+    /// Whether the cache could be read at all (false: no cache at that path, or not listable).
+    public var cacheRead = false
+    /// The cache's attachments (of every network); nil when the cache could not be read.
+    public var liveAttachments: Set<Attachment>?
+
+    public init() {}
+
+    /// The lines a pass reports as not converged: what could not be read, and each refusal.
+    public var problemLines: [String] { problems + refusals.map(\.description) }
+}
