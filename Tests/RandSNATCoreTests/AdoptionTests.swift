@@ -160,6 +160,18 @@ struct AdoptionTests {
         cache.stamp = nil
         _ = adoption.run(plugin: plugin, records: records, configs: Self.configs)
         #expect(cache.listings == listings + 2)
+
+        // The runtime tore c1 down with its cached (bridge-only) config: randsnat's DEL never ran. Its
+        // entry is gone: the adopted pod is released; a pod ADD recorded is left to DEL and GC.
+        #expect(try records.read(c1)?.adopted == true)
+        _ = try plugin.add(SNATPluginTests.request(.add, container: "c7", ips: ["198.18.0.7/24"]))
+        cache.files["net-c1-eth0"] = nil
+        cache.stamp = 3
+        let gone = adoption.run(plugin: plugin, records: records, configs: Self.configs)
+        #expect(gone.adopted.contains { $0.hasPrefix("released adopted net/c1/eth0") })
+        #expect(try records.read(c1) == nil)
+        #expect(!backend.installed.values.flatMap(\.members).map(\.address).contains(IPAddress("198.18.0.5")!))
+        #expect(try records.read(Attachment(network: "net", containerID: "c7", ifName: "eth0")) != nil)
     }
 
     @Test func anAttachmentGoneOrRecordedMeanwhileIsNotAdopted() throws {

@@ -30,6 +30,15 @@ struct PodRecordTests {
         #expect(try PodRecord.decode(Self.record.encode()) == Self.record)
     }
 
+    @Test func anAdoptedRecordSaysSoAndKeepsItThroughAMove() throws {
+        let adopted = PodRecord(attachment: Self.record.attachment, addresses: Self.record.addresses, backend: .iptables, generation: "1a2b3c4",
+                                config: [:], adopted: true)
+        #expect(String(decoding: adopted.encode(), as: UTF8.self).contains(#""adopted":true"#))
+        #expect(try PodRecord.decode(adopted.encode()) == adopted)
+        #expect(adopted.moved(to: .nftables, config: PluginConfig()).adopted)
+        #expect(try !PodRecord.decode(Self.record.encode()).adopted, "a record without the field is ADD's")
+    }
+
     /// The file layout is read by every later version: pinned.
     @Test func fileNamesArePinned() {
         #expect(PodRecord.directory(of: NetworkID(network: "net")) == "records/" + NetworkID(network: "net").hash)

@@ -89,3 +89,65 @@ test_agent_adopts_pods_it_never_saw() {
     expect_eq "and their records" "$(find "$RANDSNAT_RUN_DIR/records" -name '*.json' | wc -l)" "0"
     unset RANDSNAT_CNI_CACHE
 }
+
+# The same with a real runtime: podman's CNI backend (libcni itself) sets up a container with the
+# bridge-only conflist and writes libcni's cache; randsnat is chained in; `randsnat agent --once`
+# adopts the container; its removal (DEL through the chained conflist) takes the member away. podman
+# keeps its cache at libcni's default, /var/lib/cni/results: the scenario runs in a mount namespace of
+# its own whose /var/lib is a tmpfs (the host's entries bound back in), so the host's stays untouched.
+# Fails on 5df3a31: `agent --cni-cache` is a usage error (exit 2) and the container is never SNATed.
+backend_specific agent_adopts_a_podman_container iptables "podman's own netfilter use is the same on both; one pass shows libcni's real cache is read (agent_adopts_pods_it_never_saw covers both backends)"
+test_agent_adopts_a_podman_container() {
+    local list; list=$(conflist "$T-pd" '')
+    local chained=$WORK/pd-chained.conflist
+    cp "$list" "$chained"
+    local plain; plain=$(bridge_only "$chained")
+    local envs; envs=$(podman_env)
+    cp "$plain" "$WORK/podman/net.d/$T-pd.conflist"
+    mkdir -p "$WORK/pdroot/etc/cni"
+    ln -s "$WORK/podman/net.d" "$WORK/pdroot/etc/cni/net.d"
+    export T WORK NODE RANDSNAT_BIN RANDSNAT_RUN_DIR envs chained BACKEND
+    export -f in_ns member_count
+    unshare -m --propagation private bash -c '
+        mkdir -p "$WORK/varlib"
+        mount --bind /var/lib "$WORK/varlib" && mount -t tmpfs tmpfs /var/lib || exit 9
+        for entry in "$WORK"/varlib/* "$WORK"/varlib/.[!.]*; do
+            [ -e "$entry" ] || continue
+            name=$(basename "$entry")
+            if [ -d "$entry" ]; then mkdir "/var/lib/$name"; else touch "/var/lib/$name"; fi
+            mount --bind "$entry" "/var/lib/$name"
+        done
+        pm() { env $envs timeout 120 nsenter --net="/var/run/netns/$NODE" podman --cgroup-manager cgroupfs "$@"; }
+        pm run -d --name "$T-box" --network "$T-pd" --rootfs "$WORK/podman/rootfs" /bin/busybox sleep 120 >/dev/null
+        ls /var/lib/cni/results > "$WORK/pd-cache"
+        pm exec "$T-box" /bin/busybox nc -w 3 203.0.113.10 8080 > "$WORK/pd-before" 2>&1
+        cp "$chained" "$WORK/podman/net.d/.$T-pd.tmp" && mv "$WORK/podman/net.d/.$T-pd.tmp" "$WORK/podman/net.d/$T-pd.conflist"
+        nsenter --net="/var/run/netns/$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" timeout 30 \
+            "$RANDSNAT_BIN" agent --host-root "$WORK/pdroot" --cni-cache /var/lib/cni/results --once 2> "$WORK/pd-agent.log"
+        echo $? > "$WORK/pd-status"
+        member_count > "$WORK/pd-members"
+        pm exec "$T-box" /bin/busybox nc -w 3 203.0.113.10 8080 > "$WORK/pd-after" 2>&1
+        pm rm -f -t 0 "$T-box" >/dev/null 2>&1
+        member_count > "$WORK/pd-members-removed"
+        sleep 1.1  # the cache directory changed less than a second ago is read anyway; this is the usual case
+        nsenter --net="/var/run/netns/$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" timeout 30 \
+            "$RANDSNAT_BIN" agent --host-root "$WORK/pdroot" --cni-cache /var/lib/cni/results --once 2>> "$WORK/pd-agent.log"
+        member_count > "$WORK/pd-members-after"
+        ls /var/lib/cni/results > "$WORK/pd-cache-after"
+    ' >&7 2>&1
+    expect_contains "podman's libcni wrote the container's cache entry" "$(cat "$WORK/pd-cache")" "$T-pd-"
+    expect "before: ext does not answer the bridge-only container" test "$(cat "$WORK/pd-before")" != "203.0.113.1"
+    expect_eq "agent --once converges (exit 0)" "$(cat "$WORK/pd-status")" "0"
+    expect_contains "and logs the adoption" "$(cat "$WORK/pd-agent.log")" "adopted $T-pd/"
+    expect_eq "the container has its member" "$(cat "$WORK/pd-members")" "1"
+    expect_eq "ext sees the container SNATed to the node" "$(cat "$WORK/pd-after")" "203.0.113.1"
+    # podman tears the container down with the config it was set up with (libcni's cached config, the
+    # bridge alone): randsnat's DEL never runs for it, and its member stays until the agent's next pass.
+    expect_eq "podman's removal leaves the member (its DEL is the bridge-only config's)" "$(cat "$WORK/pd-members-removed")" "1"
+    expect_eq "libcni removed its cache entry" "$(cat "$WORK/pd-cache-after")" ""
+    expect_contains "the agent then releases the adopted container" "$(cat "$WORK/pd-agent.log")" "released adopted $T-pd/"
+    expect_eq "its member is gone" "$(cat "$WORK/pd-members-after")" "0"
+    expect_eq "and its record" "$(find "$RANDSNAT_RUN_DIR/records" -name '*.json' 2>/dev/null | wc -l)" "0"
+    expect "the host's /var/lib/cni was not made" test ! -e /var/lib/cni
+    podman_done "$T-pd"
+}

@@ -563,9 +563,10 @@ test_agent_usage_names_each_binary() {
 
 # Issue 19, item 1: one member no record backs (a ghost) and one running pod's member deleted keep the
 # set's count equal to the records'. Fails on 5df3a31: STATUS says ok, `agent --once` exits 0 with
-# pod 2 still unSNATed. The agent compares members by address: pod 2's member comes back; the ghost,
-# whose pod nobody can say is gone (the agent is given no list of the runtime's attachments), is kept
-# and reported (the log, and `agent --once` exits 1: not converged).
+# pod 2 still unSNATed (and it knows no --cni-cache). The agent compares members by address: pod 2's
+# member comes back; the ghost, while nobody can say its pod is gone (no libcni cache at the path
+# given), is kept and reported (the log, and `agent --once` exits 1: not converged); with the cache
+# (which lists pods 1-3, not the ghost) it is removed and the pass converges.
 test_agent_compares_members_not_counts() {
     local list set conf; list=$(node_conflist "$T-n" "")
     for pod in 1 2 3; do pod_add "$list" $pod >/dev/null; done
@@ -576,8 +577,9 @@ test_agent_compares_members_not_counts() {
     local out; out=$(randsnat_exec STATUS "$conf")
     expect_contains "STATUS returns 51: a running pod lacks its member" "$out" '"code":51'
     expect_contains "STATUS names the missing address" "$out" "lacks 1 of its 3 running pod(s) (IPv4): 198.18.0.3"
-    local rc=0; agent_once || rc=$?
-    expect_eq "agent --once says it has not converged (the ghost stays)" "$rc" 1
+    local once=(in_ns "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$RANDSNAT_BIN" agent --host-root "$WORK/root" --once)
+    local rc=0; "${once[@]}" --cni-cache "$WORK/no-cache" 2>>"$WORK/agent.log" || rc=$?
+    expect_eq "agent --once without a cache says it has not converged (the ghost stays)" "$rc" 1
     expect "pod 2's member is back" has_member "$set" 198.18.0.3
     expect_eq "and it is pod 2's" "$(has_member "$set" 198.18.0.3)" "$T-n/c2-$RUN/eth0"
     expect "the ghost is kept: its pod may be live" has_member "$set" 198.18.1.200
@@ -587,6 +589,11 @@ test_agent_compares_members_not_counts() {
     expect_contains "naming it" "$log" "198.18.1.200 (\"$T-n/ghost/eth0\")"
     expect_contains "STATUS is ok again" "$(randsnat_exec STATUS "$conf"; echo "exit $?")" "exit 0"
     expect_eq "pod 2 is SNATed" "$(ask 2 203.0.113.10)" "203.0.113.1"
+    rc=0; "${once[@]}" --cni-cache "$CNI_CACHE_DIR" 2>>"$WORK/agent.log" || rc=$?
+    expect_eq "agent --once with libcni's cache converges" "$rc" 0
+    expect "the ghost is gone: libcni's cache does not list it" must_fail has_member "$set" 198.18.1.200
+    expect_contains "the agent says so" "$(cat "$WORK/agent.log")" "198.18.1.200 (\"$T-n/ghost/eth0\": no live pod owns it)"
+    expect_eq "the pods keep their members" "$(member_count)" 3
     for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
-    del_member "$set" 198.18.1.200
+    expect_absent "DEL leaves nothing of randsnat" "$(nat_state)" "RANDSNAT"
 }

@@ -62,6 +62,23 @@ public final class CacheAdoption {
             report.problems.append("cannot list the pod records to compare them with libcni's cache: \(error)")
             return report
         }
+        // Adopted pods whose cache entry is gone: the runtime tore them down without randsnat's DEL.
+        let present = Set(names)
+        for network in (try? records.networks()) ?? [] {
+            for record in (try? records.records(of: NetworkID(network: network)).records) ?? [] where record.adopted {
+                let fileName = LibcniCache.fileName(of: record.attachment)
+                guard !present.contains(fileName) else { continue }
+                do {
+                    if try plugin.release(record, stillGone: { (try? cache.fileNames())?.contains(fileName) == false }) {
+                        recorded[fileName] = nil
+                        report.adopted.append("released adopted \(record.attachment): libcni's cache no longer holds it (the runtime tore it down "
+                                              + "without randsnat's DEL); its members and record are removed")
+                    }
+                } catch {
+                    report.problems.append("releasing adopted \(record.attachment), whose cache entry is gone, failed: \(error)")
+                }
+            }
+        }
         var live: Set<Attachment> = []
         var entries: [(fileName: String, entry: Result<CachedAttachment, CacheEntryError>)] = []
         for name in names {

@@ -13,8 +13,19 @@ extension SNATPlugin {
         members["name"] = .string(cached.attachment.network)
         let (config, _) = try PluginConfig.parse(members)
         let pod = Planner.pod(cached.attachment, addresses: cached.addresses, config: config)
-        return try addSNAT(pod, config: config, members: members) {
+        return try addSNAT(pod, config: config, members: members, adopted: true) {
             try records.read(cached.attachment) == nil && stillCached()
+        }
+    }
+
+    /// Removes an adopted pod's members and record, as DEL does, once libcni's cache no longer holds
+    /// it: a runtime that tears a pod down with the config it was set up with (podman and CRI-O use
+    /// the cached config) never runs randsnat's DEL for a pod set up without randsnat. False when,
+    /// under the lock, the record is no longer an adopted one (an ADD wrote it anew) or `stillGone`
+    /// says the cache holds the pod again.
+    public func release(_ record: PodRecord, stillGone: () -> Bool) throws -> Bool {
+        try removeSNAT(record.attachment, members: record.config, addresses: record.addresses.map(\.address)) {
+            try records.read(record.attachment)?.adopted == true && stillGone()
         }
     }
 }

@@ -128,7 +128,8 @@ public struct SNATPlugin: CNIPlugin {
     /// record names go (`replaceRecorded`).
     /// `onlyIf` is asked under the lock first; when it says no, nothing is done and the result is false.
     @discardableResult
-    func addSNAT(_ pod: PodPlan, config: PluginConfig, members: [JSONKey: JSONValue] = [:], onlyIf: () throws -> Bool = { true }) throws -> Bool {
+    func addSNAT(_ pod: PodPlan, config: PluginConfig, members: [JSONKey: JSONValue] = [:], adopted: Bool = false,
+                 onlyIf: () throws -> Bool = { true }) throws -> Bool {
         let network = pod.attachment.network
         let id = NetworkID(network: network)
         return try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
@@ -152,7 +153,8 @@ public struct SNATPlugin: CNIPlugin {
                 }
                 try replaceRecorded(pod, in: backend)
                 try records.write(PodRecord(attachment: pod.attachment, addresses: pod.members.map(\.address), backend: backend.kind,
-                                            generation: Planner.generation(of: config), config: PodRecord.configKeys(of: members)))
+                                            generation: Planner.generation(of: config), config: PodRecord.configKeys(of: members),
+                                            adopted: adopted))
             } catch {
                 rollBack(backend, id: id, installed: installed, owner: pod.attachment, addresses: pod.members.map(\.address.address))
                 throw error
@@ -263,18 +265,22 @@ public struct SNATPlugin: CNIPlugin {
     /// keys leniently: a config edited since ADD must not keep a pod's state on the node. A member
     /// whose comment names the pod only ambiguously (see `Attachment.Claim`) goes when its address
     /// is one of `addresses`.
-    func removeSNAT(_ owner: Attachment, members: [JSONKey: JSONValue], addresses: [IPAddress]) throws {
+    /// `onlyIf` is asked under the lock first; when it says no, nothing is done and the result is false.
+    @discardableResult
+    func removeSNAT(_ owner: Attachment, members: [JSONKey: JSONValue], addresses: [IPAddress], onlyIf: () throws -> Bool = { true }) throws -> Bool {
         let config = (try? PluginConfig.parse(members).config) ?? PluginConfig()
         let id = NetworkID(network: owner.network)
         // One set of backends for the whole DEL (the record's backend is not built again by the
         // fallback), made before the lock and kept until after it: their netlink sockets close
         // unlocked. Closing a netfilter socket after a commit that deleted something waits for an
-        // RCU grace period (nf_tables' destroy work, ~10-30 ms); outside the lock, the waits of
-        // DELs that run at once (a node drain) overlap instead of queueing behind the lock.
+        // RCU grace period (nf_tables' destroy work, ~10-30 ms), which the next DEL of the network
+        // need not wait behind.
         let backends = VerbBackends(makeBackend, config: config)
-        try withExtendedLifetime(backends) {
+        return try withExtendedLifetime(backends) {
             try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
+                guard try onlyIf() else { return false }
                 try removeSNATLocked(owner, id: id, config: config, backends: backends, addresses: addresses)
+                return true
             }
         }
     }

@@ -31,13 +31,19 @@ public struct PodRecord: Equatable, Sendable {
     public let generation: String
     /// randsnat's keys of the network config ADD applied.
     public let config: [JSONKey: JSONValue]
+    /// Written by the agent's adoption of a pod set up without randsnat (optional field `"adopted":true`):
+    /// the runtime may tear the pod down with the config it was set up with, without randsnat's DEL,
+    /// so the agent releases the pod when libcni's cache no longer holds it.
+    public let adopted: Bool
 
-    public init(attachment: Attachment, addresses: [PodAddress], backend: BackendKind, generation: String, config: [JSONKey: JSONValue]) {
+    public init(attachment: Attachment, addresses: [PodAddress], backend: BackendKind, generation: String, config: [JSONKey: JSONValue],
+                adopted: Bool = false) {
         self.attachment = attachment
         self.addresses = addresses
         self.backend = backend
         self.generation = generation
         self.config = config
+        self.adopted = adopted
     }
 
     /// randsnat's own keys of a network config: what a record keeps of it.
@@ -48,7 +54,8 @@ public struct PodRecord: Equatable, Sendable {
     /// The same pod, now in `backend` under `config` (after a move): the record keeps the config
     /// the pod's members now follow, so that it plans the generation it names.
     public func moved(to backend: BackendKind, config: PluginConfig) -> PodRecord {
-        PodRecord(attachment: attachment, addresses: addresses, backend: backend, generation: Planner.generation(of: config), config: config.members)
+        PodRecord(attachment: attachment, addresses: addresses, backend: backend, generation: Planner.generation(of: config), config: config.members,
+                  adopted: adopted)
     }
 
     /// The config ADD applied, parsed leniently (a record is never refused for a key a later version dropped).
@@ -107,6 +114,7 @@ public struct PodRecord: Equatable, Sendable {
             "generation": .string(generation),
         ]
         object["config"] = .object(config)
+        if adopted { object["adopted"] = .bool(true) }
         return JSONValue.object(object).serialized() + [0x0A]
     }
 
@@ -136,7 +144,8 @@ public struct PodRecord: Equatable, Sendable {
         let generation = try string("generation")
         guard generation.utf8.count == 7 else { throw .malformed("\"generation\" is not 7 hex digits") }
         guard let config = document["config"]?.objectValue else { throw .malformed("\"config\" is missing or not an object") }
-        return PodRecord(attachment: attachment, addresses: addresses, backend: backend, generation: generation, config: config)
+        return PodRecord(attachment: attachment, addresses: addresses, backend: backend, generation: generation, config: config,
+                         adopted: document["adopted"]?.boolValue ?? false)
     }
 }
 

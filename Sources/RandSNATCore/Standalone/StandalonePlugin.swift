@@ -108,7 +108,7 @@ public struct StandalonePlugin {
         let running = try ipamType.map { try ipam.start(.del, plugin: $0, environment: env, config: ipamInput(request)) }
         do {
             // ... and the SNAT state goes while the kernel tears the veth down.
-            let removeSNAT = { try snat.removeSNAT(snat.attachment(request), members: request.config.members, addresses: snat.knownAddresses(request)) }
+            let removeSNAT = { () throws -> Void in _ = try snat.removeSNAT(snat.attachment(request), members: request.config.members, addresses: snat.knownAddresses(request)) }
             if !env.netns.isEmpty && snat.pathExists(env.netns) {
                 try network.detach(netns: env.netns, ifName: env.ifName, meanwhile: removeSNAT)
             } else {
