@@ -62,7 +62,7 @@ setup_failed() { echo "    FAIL (setup): $*" >&7; echo "fail setup: $*" >> "$RS_
 expect() { local what=$1; shift; if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi; }
 expect_eq() { if [ "$2" = "$3" ]; then pass "$1"; else fail "$1: expected [$3], got [$2]"; fi; }
 expect_contains() { if printf '%s' "$2" | grep -qF -- "$3"; then pass "$1"; else fail "$1: [$3] not in: $(printf '%s' "$2" | head -c 600)"; fi; }
-expect_absent() { if printf '%s' "$2" | grep -qF -- "$3"; then fail "$1: [$3] found"; else pass "$1"; fi; }
+expect_absent() { if printf '%s' "$2" | grep -qF -- "$3"; then fail "$1: [$3] found: $(printf '%s' "$2" | grep -F -- "$3" | head -3 | cut -c1-300)"; else pass "$1"; fi; }
 
 # backend_specific NAME BACKEND REASON...: test_NAME runs only in BACKEND's pass (see the header).
 declare -A rs_only_on=() rs_only_reason=()
