@@ -68,6 +68,8 @@ public enum AgentLoop {
         public let report: ReconcileReport
         public let started: Double
         public let ended: Double
+        /// Whether the settings file (`--config`) was taken when last read; nil without one.
+        public var settingsAccepted: Bool? = nil
     }
 
     public static func parse(_ arguments: [String]) throws(UsageError) -> Options {
@@ -183,12 +185,16 @@ public enum AgentLoop {
                 + ", resync every \(Int(options.resyncSeconds)) s")
         }
         var lastProblems: [String] = []
+        // The settings file is read at start and on a change of the watched files (with the installer).
+        var settingsAccepted: Bool?
         var reason = "start"
         while true {
             let started = now()
             let startedWall = wallClock()
             if let install = options.install, reason == "start" || reason.hasPrefix("a change") {
-                _ = Installer(options: install, files: HostFiles(executable: pluginBinary), log: log).run()
+                let installer = Installer(options: install, files: HostFiles(executable: pluginBinary), log: log)
+                _ = installer.run()
+                if install.settingsFile != nil { settingsAccepted = installer.settingsRefusal() == nil }
             }
             if let wakeups, wakeups.takeDeletions() || (reason == "the resync period" && periods % fullCheckPeriods == 0) {
                 memory?.forgetKernel()
@@ -208,7 +214,7 @@ public enum AgentLoop {
             for line in report.adoption?.adopted ?? [] { log("randsnat agent: \(line)") }
             for line in report.repairs { log("randsnat agent: repaired: \(line)") }
             markPass(heartbeat)
-            afterPass(Pass(report: report, started: startedWall, ended: wallClock()))
+            afterPass(Pass(report: report, started: startedWall, ended: wallClock(), settingsAccepted: settingsAccepted))
             if options.once {
                 for line in report.problems { log("randsnat agent: not converged: \(line)") }
                 return report.problems.isEmpty ? 0 : 1

@@ -134,6 +134,17 @@ public struct Installer {
         }
     }
 
+    /// Why the settings file is refused (absent, not JSON, an invalid key); nil when it is taken or
+    /// there is none. The installer's own run logs the same reason.
+    public func settingsRefusal() -> String? {
+        do {
+            _ = try settings()
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
     func settings() throws -> [JSONKey: JSONValue] {
         guard let path = options.settingsFile else { return [:] }
         let found: [UInt8]?

@@ -108,6 +108,17 @@ public struct NodeMetrics: Equatable, Sendable {
     public var reconcile: ReconcileHealth?
     /// When the text is rendered (Unix seconds): the age of the last good pass is taken from it.
     public var renderedAt: Double?
+    /// Per source the agent reads its config from (`ConfigSource`): whether its last reading was
+    /// taken (false: refused; the agent goes on with the last good one). Absent: not read.
+    public var configReloads: [String: Bool] = [:]
+
+    /// The `source` label values of `randsnat_config_last_reload_successful`.
+    public enum ConfigSource {
+        /// The node's net.d: every file a network config, randsnat's entries valid.
+        public static let netd = "net.d"
+        /// The settings file (`--config`, the ConfigMap's config.json).
+        public static let settings = "settings"
+    }
 
     public init() {}
 
@@ -185,8 +196,14 @@ public struct NodeMetrics: Equatable, Sendable {
                                                          ("generation", $0.generation)], Double($0.pods)) }))
             }
             out += Self.timestampFamilies(facts)
-            out.append(F("randsnat_orphan_members", .gauge, help: "Pod members of randsnat's sets whose attachment the runtime's CNI cache does not know.",
-                         facts.networks.map { .init([("network", $0.name), ("family", $0.family.rawValue)], Double($0.orphans.count)) }))
+            out.append(F("randsnat_orphan_members", .gauge,
+                         help: "Pod members of randsnat's sets whose attachment the runtime's CNI cache does not know (absent: the cache, --cni-cache, cannot be read).",
+                         facts.orphansUnknown != nil ? [] : facts.networks.map { .init([("network", $0.name), ("family", $0.family.rawValue)], Double($0.orphans.count)) }))
+        }
+        if !configReloads.isEmpty {
+            out.append(F("randsnat_config_last_reload_successful", .gauge,
+                         help: "1 when the agent took its config source whole at its last reading (net.d: every network config, randsnat's entries valid; settings: the --config file), 0 when it refused it (the log says why; the last good config stays in force).",
+                         configReloads.sorted { $0.key < $1.key }.map { .init([("source", $0.key)], $0.value ? 1 : 0) }))
         }
         if let reconcile {
             if let pods = reconcile.pods {

@@ -37,7 +37,10 @@ public struct NodeInspector {
     /// - Parameter knownTimestampOffsets: the probe's result from an earlier gather of this process (a
     ///   property of the kernel, which does not change while it runs): the probe, which makes a network
     ///   namespace, then does not run again.
-    public func gather(portUse: Bool = true, knownTimestampOffsets: TimestampOffsets? = nil) -> NodeFacts {
+    /// - Parameter knownNetworks: network names the caller knows (from earlier gathers, the agent's
+    ///   records): a network whose jump is gone for a moment (a flush) keeps its name through them, as
+    ///   through the CNI cache's entries, instead of becoming "(unknown: RANDSNAT-…)".
+    public func gather(portUse: Bool = true, knownTimestampOffsets: TimestampOffsets? = nil, knownNetworks: [String] = []) -> NodeFacts {
         var facts = counters()
         var jumpComments: [String: String] = [:]
         // Each legacy table read once, as the kernel's blob (no libiptc cache), for the rule listing,
@@ -59,7 +62,10 @@ public struct NodeInspector {
             + nftRules.filter { !$0.isRandsnat && !$0.chain.hasPrefix("ip nat ") && !$0.chain.hasPrefix("ip6 nat ") && !$0.chain.contains(" kube-proxy ") }.count
         facts.rules += nftRules
         if portUse { facts.portUse = self.portUse() }
-        facts.networks = networks(jumpComments)
+        facts.orphansUnknown = cacheProblem()
+        var names: [String: String] = [:]
+        for name in knownNetworks + facts.podTimestamps.map(\.network) { names[NetworkID(network: name).namePrefix] = name }
+        facts.networks = networks(jumpComments, cacheKnown: facts.orphansUnknown == nil, names: names)
         facts.podsNeverSeen = podsNeverSeen(kernelNetworks: facts.networks.map(\.name))
         let (earlier, tables, unreadable) = earlierSNAT(facts.networks, legacy: legacy)
         legacy = []
@@ -150,22 +156,46 @@ public struct NodeInspector {
 
     /// randsnat's networks from its member sets (ipsets, and the nftables backend's sets), named by
     /// the comments of their jumps.
-    func networks(_ comments: [String: String]) -> [NodeFacts.Network] {
+    /// - Parameter names: network names by their objects' name prefix (`NetworkID.namePrefix`), for
+    ///   sets whose jump is missing.
+    func networks(_ comments: [String: String], cacheKnown: Bool, names: [String: String] = [:]) -> [NodeFacts.Network] {
         let ipset = IPSet(socket: netlink)
-        let cacheKnown = access(cniCache, F_OK) == 0
         var networks: [NodeFacts.Network] = []
         for name in (try? ipset.names()) ?? [] where name.hasPrefix(NetworkID.prefix) && (name.hasSuffix("-P4") || name.hasSuffix("-P6")) {
             let chain = String(name.dropLast(3))
             let comment = comments[chain] ?? ""
-            let network = comment.split(separator: "\"").dropFirst().first.map(String.init) ?? "(unknown: \(chain))"
+            let network = comment.split(separator: "\"").dropFirst().first.map(String.init) ?? Self.name(of: chain, names)
             let members = (try? ipset.entries(name)) ?? []
             networks.append(NodeFacts.Network(name: network, generation: String(chain.suffix(7)), family: name.hasSuffix("6") ? .ipv6 : .ipv4,
                                               pods: members.count,
                                               orphans: orphans(members.map { InstalledMember(address: $0.address, comment: $0.comment) },
                                                                network: network, cacheKnown: cacheKnown)))
         }
-        networks += nftablesNetworks(cacheKnown: cacheKnown)
+        networks += nftablesNetworks(cacheKnown: cacheKnown, names: names)
         return networks.sorted { ($0.name, $0.family) < ($1.name, $1.family) }
+    }
+
+    /// Why the runtime's CNI cache cannot tell live attachments (absent or unreadable, as in a pod
+    /// that does not mount it); nil when it can. Without it every member would look like an orphan.
+    func cacheProblem() -> String? {
+        let why: String
+        do {
+            guard try Files.names(in: cniCache) != nil else {
+                return "the CNI cache \(cniCache) does not exist"
+                    + "; doctor cannot tell orphan members (name the runtime's cache, libcni's results directory, with --cni-cache DIR)"
+            }
+            return nil
+        } catch {
+            why = "\(error)"
+        }
+        return "the CNI cache \(cniCache) cannot be read (\(why))"
+            + "; doctor cannot tell orphan members (name the runtime's cache, libcni's results directory, with --cni-cache DIR)"
+    }
+
+    /// The network of a chain (RANDSNAT-<hash>-<generation>) whose jump names none, from `names`;
+    /// "(unknown: CHAIN)" when no known name has its hash.
+    static func name(of chain: String, _ names: [String: String]) -> String {
+        names[String(chain.dropLast(7))] ?? "(unknown: \(chain))"
     }
 
     /// Members the runtime's cache does not know, as "ADDRESS (COMMENT)".
@@ -180,7 +210,7 @@ public struct NodeInspector {
 
     /// The networks of the nftables backend: member sets of `inet randsnat`, named by the comments
     /// of their jumps (`randsnat: name: NET generation: GEN`).
-    func nftablesNetworks(cacheKnown: Bool) -> [NodeFacts.Network] {
+    func nftablesNetworks(cacheKnown: Bool, names known: [String: String]) -> [NodeFacts.Network] {
         guard let backend = try? NFTablesBackend(reader: netlink) else { return [] }
         var names: [String: String] = [:]
         for rule in (try? backend.rules(of: NFTFamilyPlan.baseChain)) ?? [] {
@@ -192,7 +222,7 @@ public struct NodeInspector {
         for set in (try? backend.setNames()) ?? [] where set.hasPrefix(NetworkID.prefix) && (set.hasSuffix("-P4") || set.hasSuffix("-P6")) {
             let chain = String(set.dropLast(3))
             let family: Family = set.hasSuffix("6") ? .ipv6 : .ipv4
-            let network = names[chain] ?? "(unknown: \(chain))"
+            let network = names[chain] ?? Self.name(of: chain, known)
             let members = ((try? backend.elements(of: set, family: family)) ?? []).map { InstalledMember(address: $0.key, comment: $0.comment) }
             networks.append(NodeFacts.Network(name: network, generation: String(chain.suffix(7)), family: family, pods: members.count,
                                               orphans: orphans(members, network: network, cacheKnown: cacheKnown), backend: .nftables))

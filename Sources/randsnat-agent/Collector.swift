@@ -10,6 +10,11 @@ import Synchronization
 /// netlink messages). A scrape never waits for a scan: it reads the last one.
 final class Collector: Sendable {
     private let state = Mutex(NodeMetrics())
+    /// Network names seen in earlier scans and passes: a set whose jump a flush took keeps its
+    /// network's name (and so its series' labels) until the jump is back.
+    private let networkNames = Mutex(Set<String>())
+    /// More names than a node has networks: past it the memory starts again (bounded whatever the node holds).
+    static let maxNetworkNames = 1024
     let top: Int
     let cniCache: String
     let log: @Sendable (String) -> Void
@@ -24,7 +29,12 @@ final class Collector: Sendable {
 
     /// A reconcile pass's outcome, for the reconcile series.
     func record(_ pass: AgentLoop.Pass) {
-        state.withLock { $0.reconcile?.record(pass.report, ended: pass.ended) }
+        state.withLock {
+            $0.reconcile?.record(pass.report, ended: pass.ended)
+            $0.configReloads[NodeMetrics.ConfigSource.netd] = pass.report.configRefusals.isEmpty
+            $0.configReloads[NodeMetrics.ConfigSource.settings] = pass.settingsAccepted
+        }
+        remember(pass.report.pods.keys.map(\.network))
         // A pass that wrote a legacy table read it whole through libiptc: what it freed goes back to the kernel.
         Heap.release()
     }
@@ -48,7 +58,9 @@ final class Collector: Sendable {
         var facts: NodeFacts?
         do {
             let probed = state.withLock { $0.facts?.timestampOffsets }  // the kernel's: probed once
-            facts = try NodeInspector(cniCache: cniCache).gather(portUse: false, knownTimestampOffsets: probed)
+            facts = try NodeInspector(cniCache: cniCache).gather(portUse: false, knownTimestampOffsets: probed,
+                                                                 knownNetworks: networkNames.withLock { Array($0) })
+            remember(facts?.networks.map(\.name).filter { !$0.hasPrefix("(unknown") } ?? [])
         } catch {
             log("randsnat-agent: reading the node's SNAT rules failed: \(error)")
         }
@@ -73,6 +85,13 @@ final class Collector: Sendable {
         // What the scan freed goes back to the kernel (glibc keeps freed heap otherwise: the RSS stayed
         // at the scan's peak between scans).
         Heap.release()
+    }
+
+    private func remember(_ names: [String]) {
+        networkNames.withLock { known in
+            if known.count + names.count > Self.maxNetworkNames { known = [] }
+            known.formUnion(names)
+        }
     }
 
     /// The exposition text of the last scan with counters read now.

@@ -100,4 +100,25 @@ struct DiagnosisTests {
         #expect(diagnosis.prometheus().contains("randsnat_orphan_members 1"))
         #expect(diagnosis.human().contains("\"pods\" ipv4 generation abc1234 (iptables): 3 pods, 1 without a live owner"))
     }
+
+    @Test func eachNetworkNamesItsNetfilter() {
+        var facts = NodeFacts()
+        facts.networks = [NodeFacts.Network(name: "a", generation: "abc1234", family: .ipv4, pods: 1, orphans: [], backend: .nftables),
+                          NodeFacts.Network(name: "a", generation: "abc1234", family: .ipv6, pods: 1, orphans: [], backend: .nftables),
+                          NodeFacts.Network(name: "b", generation: "def5678", family: .ipv4, pods: 2, orphans: [], backend: .iptables)]
+        let text = Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0).human()
+        #expect(text.contains("netfilter of network \"a\": nf_tables (table inet randsnat)\n"))
+        #expect(text.contains("netfilter of network \"b\": iptables-legacy (nat table and ipsets)\n"))
+    }
+
+    @Test func withoutACacheOrphansAreUnknownNotAll() {
+        var facts = NodeFacts()
+        facts.networks = [NodeFacts.Network(name: "pods", generation: "abc1234", family: .ipv4, pods: 3, orphans: [])]
+        facts.orphansUnknown = "the CNI cache /x does not exist; doctor cannot tell orphan members (... --cni-cache DIR)"
+        let diagnosis = Diagnosis(facts: facts, earlier: nil, intervalSeconds: 0)
+        #expect(diagnosis.severity == .healthy)
+        #expect(diagnosis.human().contains("orphans unknown: the CNI cache /x does not exist"))
+        #expect(!diagnosis.prometheus().contains("\nrandsnat_orphan_members "), "no orphan count: unknown")
+        #expect(diagnosis.json()["orphansUnknown"] == .string(facts.orphansUnknown!))
+    }
 }

@@ -51,6 +51,11 @@ struct EarlierSNATTests {
         Case(name: "with randsnat on nftables, the whole legacy table runs at the same priority",
              tables: [legacy([randsnatJump, Rule([], .jump("AWS-SNAT-CHAIN-0"))], chains: aws.chains)], pods: pods, backend: .nftables,
              expected: ["AWS-SNAT-CHAIN-0#2 certain aws-vpc-cni"]),
+        // Another network of the node on iptables (fails on 5df3a31: its MASQUERADE was "an earlier SNAT").
+        Case(name: "with randsnat on nftables, its own legacy chain of another network is no earlier SNAT",
+             tables: [legacy([randsnatJump], chains: ["RANDSNAT-abc": [
+                Rule([.destination(cidr("198.19.0.0/16"), inverted: false)], .stop("RETURN")),
+                Rule([], .snat(.init(name: "MASQUERADE", randomFully: true)))]])], pods: pods, backend: .nftables, expected: []),
         Case(name: "a masquerade of everything leaving an interface", tables: [legacy([Rule([.outInterface("eth0", inverted: false)], masquerade)])],
              pods: pods, backend: .iptables, expected: ["POSTROUTING#1 certain -"]),
         Case(name: "a source that misses the pod subnets", tables: [legacy([Rule([.source(cidr("10.9.0.0/16"), inverted: false)], masquerade)])],

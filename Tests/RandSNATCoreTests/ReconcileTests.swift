@@ -318,4 +318,16 @@ struct ReconcileTests {
         #expect(configs.networks["other"]?["toSource"] == .string("203.0.113.5"))
         #expect(configs.problems == ["40-bad.conf is not a JSON object; it is ignored"])
     }
+
+    /// What `randsnat_config_last_reload_successful{source="net.d"}` reads: a file that is no config, an
+    /// entry that does not parse; nothing when net.d is taken whole.
+    @Test func nodeConfigsRefusals() {
+        let good = ("10-a.conflist", Array(#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"bridge"},{"type":"randsnat"}]}"#.utf8))
+        #expect(NodeConfigs.parse([good]).refusals.isEmpty)
+        let refusals = NodeConfigs.parse([good, ("20-b.conf", Array("{".utf8)),
+                                          ("30-c.conf", Array(#"{"cniVersion":"1.0.0","name":"other","type":"randsnat","portRange":"9-8"}"#.utf8))]).refusals
+        #expect(refusals.count == 2)
+        #expect(refusals.first == "20-b.conf is not a JSON object; it is ignored")
+        #expect(refusals.last?.hasPrefix("network \"other\": its randsnat entry in net.d is refused") == true)
+    }
 }

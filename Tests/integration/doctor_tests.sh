@@ -234,3 +234,71 @@ test_doctor_sees_pod_tcp_timestamps() {
     expect_contains "the finding names the lever" "$(json_get '[f["text"] for f in d["findings"]]' < "$WORK/doctor.json")" "podTCPTimestamps 2 removes that"
     pod_del "$list" 2 >/dev/null
 }
+
+# Two networks, one on each backend (issue 19, item 6): randsnat's own legacy MASQUERADE is no earlier
+# SNAT for the nftables network, and doctor names the netfilter each network is on.
+# Fails on 5df3a31: doctor and the nftables network's STATUS called the iptables network's MASQUERADE
+# "an earlier SNAT" (doctor exit 2), and doctor printed one "netfilter: iptables-legacy" line.
+backend_specific doctor_and_status_with_networks_on_both_backends nftables "it puts one network on each backend itself"
+test_doctor_and_status_with_networks_on_both_backends() {
+    local legacy nft
+    legacy=$(conflist "$T-a" '"backend":"iptables"')
+    nft=$(conflist "$T-b" '"backend":"nftables"')
+    sed -i -e 's#198.18.0.0/24#198.18.1.0/24#' -e 's#rsnbr0#rsnbr1#' -e 's#2001:db8:18::/64#2001:db8:18:1::/64#' "$nft"
+    pod_add "$legacy" 1 >/dev/null
+    pod_add "$nft" 2 >/dev/null
+    expect_contains "network a is in the legacy nat table" "$(in_ns "$NODE" iptables-legacy-save -t nat)" "MASQUERADE --random-fully"
+    expect_contains "network b is in table inet randsnat" "$(in_ns "$NODE" nft list table inet randsnat)" "masquerade fully-random"
+    expect_eq "pod 1 (iptables) reaches ext SNATed" "$(ask 1 203.0.113.10)" "203.0.113.1"
+    expect_eq "pod 2 (nftables) reaches ext SNATed" "$(ask 2 203.0.113.10)" "203.0.113.1"
+    local out rc
+    out=$(doctor); rc=$?
+    expect_eq "doctor is healthy (exit 0)" "$rc" "0"
+    expect_absent "doctor calls none of randsnat's rules an earlier SNAT" "$out" "pod traffic before randsnat's rule"
+    expect_contains "doctor names network a's netfilter" "$out" "netfilter of network \"$T-a\": iptables-legacy"
+    expect_contains "doctor names network b's netfilter" "$out" "netfilter of network \"$T-b\": nf_tables"
+    expect_eq "--json: each network's backend" "$(doctor --json | json_get 'sorted(d["netfilter"]["networks"].items())')" \
+        "[('$T-a', ['iptables']), ('$T-b', ['nftables'])]"
+    local conf
+    for conf in "$(randsnat_conf "$T-a" '"backend":"iptables"')" "$(randsnat_conf "$T-b" '"backend":"nftables"')"; do
+        out=$(randsnat_exec STATUS "$conf" 2>&1); rc=$?
+        expect_eq "STATUS of $(basename "$conf") succeeds" "$rc" "0"
+        expect_absent "STATUS of $(basename "$conf") warns of no earlier SNAT" "$out" "pod traffic before randsnat's rule"
+    done
+    # A real earlier SNAT is still found with both backends in use.
+    in_ns "$NODE" iptables-legacy -t nat -I POSTROUTING 1 -o "${T}e0" -j MASQUERADE
+    out=$(doctor); rc=$?
+    expect_eq "a foreign MASQUERADE before randsnat's jump is still a problem (exit 2)" "$rc" "2"
+    expect_contains "it is named" "$out" "\`-A POSTROUTING -o ${T}e0 -j MASQUERADE\` SNATs pod traffic before randsnat's rule"
+    in_ns "$NODE" iptables-legacy -t nat -D POSTROUTING 1
+    pod_del "$legacy" 1 >/dev/null
+    pod_del "$nft" 2 >/dev/null
+}
+
+# doctor with a CNI cache it cannot read (issue 19, item 7: a pod that does not mount it, a wrong
+# --cni-cache): it says it cannot tell orphan members, naming the path and the flag, and does not
+# list every pod as one. Fails on 5df3a31: an absent cache went unmentioned, and a path that is not
+# a directory made every member an orphan (exit 1).
+test_doctor_without_a_cni_cache_cannot_tell_orphans() {
+    local list; list=$(conflist "$T-n")
+    pod_add "$list" 1 >/dev/null; pod_add "$list" 2 >/dev/null
+    local out rc
+    out=$(doctor); rc=$?
+    expect_eq "with the runtime's cache: healthy (exit 0)" "$rc" "0"
+    expect_absent "with the runtime's cache: no orphans unknown" "$out" "orphans unknown"
+    touch "$WORK/not-a-directory"
+    local cache
+    for cache in "$WORK/absent" "$WORK/not-a-directory"; do
+        out=$("$RANDSNAT_BIN" doctor --netns "/var/run/netns/$NODE" --interval 0 --cni-cache "$cache"); rc=$?
+        expect_eq "cache $(basename "$cache"): doctor is healthy (exit 0)" "$rc" "0"
+        expect_contains "cache $(basename "$cache"): it cannot tell orphans" "$out" "doctor cannot tell orphan members"
+        expect_contains "cache $(basename "$cache"): it names the path" "$out" "the CNI cache $cache"
+        expect_contains "cache $(basename "$cache"): it names the flag" "$out" "--cni-cache DIR"
+        expect_absent "cache $(basename "$cache"): no pod is called an orphan" "$out" "members the runtime does not know"
+        out=$("$RANDSNAT_BIN" doctor --netns "/var/run/netns/$NODE" --interval 0 --cni-cache "$cache" --json)
+        expect_eq "cache $(basename "$cache"): --json says the orphans are unknown" "$(printf '%s' "$out" | json_get 'd["orphansUnknown"] is not None and all(n["orphans"] is None for n in d["networks"])')" "True"
+        out=$("$RANDSNAT_BIN" doctor --netns "/var/run/netns/$NODE" --interval 0 --cni-cache "$cache" --prometheus)
+        expect_eq "cache $(basename "$cache"): --prometheus has no orphan count" "$(printf '%s\n' "$out" | grep -c '^randsnat_orphan_members')" "0"
+    done
+    pod_del "$list" 1 >/dev/null; pod_del "$list" 2 >/dev/null
+}

@@ -325,6 +325,84 @@ test_metrics_server_memory_bounded_under_hostile_clients() {
     for pod in 1 2 3; do pod_del "$list" $pod >/dev/null; done
 }
 
+# A refused config is visible (issue 19, item 8): randsnat_config_last_reload_successful per source
+# (net.d, settings) goes 0 while the agent, run as the DaemonSet runs it (--install --config), refuses
+# a broken settings file or a broken file in net.d, and 1 again once fixed; Prometheus evaluates the
+# RandsnatConfigRefused alert's expression as firing meanwhile. Fails on 5df3a31 (no such series:
+# a refused settings file left everything green, only the log said so).
+test_metrics_config_refusals_are_visible() {
+    mkdir -p "$WORK/root/etc/cni/net.d"
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["plugins"]=d["plugins"][:1]; print(json.dumps(d))' \
+        "$(conflist "$T-n" "")" > "$WORK/root/etc/cni/net.d/10-net.conflist"
+    settings_write ''
+    ip netns exec "$NODE" env RANDSNAT_RUN_DIR="$RANDSNAT_RUN_DIR" "$AGENT_BIN" --metrics "$METRICS" --scan-interval 1 \
+        --cni-cache "$CNI_CACHE_DIR" --host-root "$WORK/root" --resync 1 --install --config "$WORK/settings/config.json" > "$WORK/agent.log" 2>&1 &
+    AGENT_PID=$!
+    local list=$WORK/root/etc/cni/net.d/10-net.conflist i
+    for i in $(seq 1 50); do grep -q '"type": "randsnat"' "$list" && break; sleep 0.1; done
+    pod_add "$list" 1 >/dev/null
+    prometheus_up
+    local settings='randsnat_config_last_reload_successful{source="settings"}' netd='randsnat_config_last_reload_successful{source="net.d"}'
+    # scraped_wait SERIES VALUE: waits up to 8 s for SERIES to read VALUE on /metrics; prints what it read last.
+    scraped_wait() { local v="" deadline=$((SECONDS + 8)); while [ $SECONDS -le $deadline ]; do v=$(scraped "$1"); [ "$v" = "$2" ] && break; sleep 0.2; done; printf '%s' "$v"; }
+    expect_eq "the settings file is taken: 1" "$(scraped_wait "$settings" 1)" "1"
+    expect_eq "net.d is taken: 1" "$(scraped_wait "$netd" 1)" "1"
+    # A ConfigMap edit cut short: broken JSON.
+    printf '{"nonMasqueradeCIDRs":["198.19.0.0/16"' > "$WORK/settings/.new" && mv "$WORK/settings/.new" "$WORK/settings/config.json"
+    expect_eq "a broken settings file: 0" "$(scraped_wait "$settings" 0)" "0"
+    expect_eq "net.d is still taken" "$(scraped "$netd")" "1"
+    local expr; expr=$(python3 -c 'import sys, yaml
+for g in yaml.safe_load(open(sys.argv[1]))["groups"]:
+    for r in g["rules"]:
+        if r.get("alert") == "RandsnatConfigRefused": print(r["expr"])' "$ROOT/install/prometheus/randsnat-rules.yaml")
+    expect "the rules file has RandsnatConfigRefused" test -n "$expr"
+    expect_eq "Prometheus evaluates RandsnatConfigRefused's expression as firing for the settings" \
+        "$(promql_wait "$expr" >/dev/null; promql "count($expr)")" "1"
+    settings_write ''
+    expect_eq "the settings file fixed: 1 again" "$(scraped_wait "$settings" 1)" "1"
+    # A file in net.d that is no network config; then one whose randsnat entry has an invalid key.
+    printf '{' > "$WORK/root/etc/cni/net.d/.b" && mv "$WORK/root/etc/cni/net.d/.b" "$WORK/root/etc/cni/net.d/20-broken.conflist"
+    expect_eq "a broken file in net.d: 0" "$(scraped_wait "$netd" 0)" "0"
+    rm "$WORK/root/etc/cni/net.d/20-broken.conflist"
+    expect_eq "removed: 1 again" "$(scraped_wait "$netd" 1)" "1"
+    printf '{"cniVersion":"1.0.0","name":"%s-x","plugins":[{"type":"randsnat","portRange":"9-8"}]}' "$T" > "$WORK/root/etc/cni/net.d/.b" \
+        && mv "$WORK/root/etc/cni/net.d/.b" "$WORK/root/etc/cni/net.d/30-other.conflist"
+    expect_eq "a randsnat entry with an invalid portRange: 0" "$(scraped_wait "$netd" 0)" "0"
+    rm "$WORK/root/etc/cni/net.d/30-other.conflist"
+    expect_eq "removed: 1 again" "$(scraped_wait "$netd" 1)" "1"
+    kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
+    pod_del "$list" 1 >/dev/null
+}
+
+# Series keep their labels through a flush (issue 21): while a flush has taken randsnat's jumps (and
+# with them the comments that name the networks) the sets are still there; their series keep the
+# network's name, from the agent's earlier scans or from the CNI cache, instead of a new series
+# labelled "(unknown: RANDSNAT-...)". Fails on 5df3a31 (the label became "(unknown: RANDSNAT-...)").
+test_metrics_series_keep_their_labels_through_a_flush() {
+    local list; list=$(conflist "$T-n")
+    pod_add "$list" 1 >/dev/null; pod_add "$list" 2 >/dev/null
+    local cache text i
+    # First without a readable CNI cache (the names come from the agent's earlier scans), then with it
+    # (started after the flush: the names come from the cache).
+    for cache in "$WORK/absent" "$CNI_CACHE_DIR"; do
+        agent_up --cni-cache "$cache"
+        for i in $(seq 50); do text=$(in_ns "$NODE" curl -sf -m 2 "http://$METRICS/metrics"); printf '%s' "$text" | grep -q "randsnat_pods{network=\"$T-n\"" && break; sleep 0.2; done
+        expect_contains "cache $(basename "$cache"): the network's series are labelled with its name" "$text" "randsnat_pods{network=\"$T-n\""
+        if [ "$cache" = "$WORK/absent" ]; then
+            if [ "$BACKEND" = nftables ]; then in_ns "$NODE" nft flush chain inet randsnat postrouting
+            else in_ns "$NODE" iptables-legacy -t nat -F POSTROUTING; in_ns "$NODE" ip6tables-legacy -t nat -F POSTROUTING; fi
+            expect_eq "the flush took the jumps" "$(jump_count)" "0"
+        fi
+        sleep 2.5  # two scans (every second) after the flush
+        text=$(in_ns "$NODE" curl -sf -m 2 "http://$METRICS/metrics")
+        expect_contains "cache $(basename "$cache"): after the flush, still labelled with its name" "$text" "randsnat_pods{network=\"$T-n\""
+        expect_absent "cache $(basename "$cache"): no series is labelled (unknown: ...)" "$text" "(unknown:"
+        kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
+    done
+    expect_absent "doctor names the network too" "$(doctor)" "(unknown:"
+    pod_del "$list" 1 >/dev/null; pod_del "$list" 2 >/dev/null
+}
+
 test_metrics_alert_rules_pass_promtool() {
     mkdir -p "$WORK/rules/plain" "$WORK/rules/helm"
     cp "$ROOT/install/prometheus/randsnat-rules.yaml" "$WORK/rules/plain/randsnat-rules.yaml"

@@ -33,6 +33,7 @@ public struct AgentPass {
         var report = ReconcileReport()
         let configs = configFiles.map(NodeConfigs.parse)
         report.problems += configs?.problems ?? []
+        report.configRefusals = configs?.refusals ?? ["the node's net.d cannot be read"]
         // Adopted attachments have records before the networks are listed: this pass reconciles them.
         if let adoption, let configs {
             let found = adoption.run(plugin: plugin, records: records, configs: configs)

@@ -51,4 +51,18 @@ public struct NodeConfigs: Equatable, Sendable {
         let ranges = (ipam["ranges"]?.arrayValue ?? []).flatMap { $0.arrayValue ?? [] }
         return ([ipam] + ranges).compactMap { $0["subnet"]?.stringValue.flatMap(CIDR.init) }
     }
+
+    /// What the agent refuses in net.d, one sentence each: a file that is no network config, and a
+    /// randsnat entry that does not parse (its network keeps the config its pods' records hold).
+    /// Empty when net.d was taken whole (`randsnat_config_last_reload_successful{source="net.d"}`).
+    public var refusals: [String] {
+        problems + networks.sorted { $0.key < $1.key }.compactMap { name, entry in
+            do {
+                _ = try PluginConfig.parse(entry)
+                return nil
+            } catch {
+                return "network \"\(name)\": its randsnat entry in net.d is refused (\(error))"
+            }
+        }
+    }
 }

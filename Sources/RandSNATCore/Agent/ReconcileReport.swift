@@ -19,6 +19,9 @@ public struct ReconcileReport: Equatable, Sendable {
     /// Members no record backs that the pass kept, per network and family: their owners may be live
     /// pods (the runtime's attachments were unknown, or list them). 0 for every network reconciled.
     public var unbackedMembers: [NetworkFamily: Int] = [:]
+    /// What the pass refused in net.d (`NodeConfigs.refusals`), or that net.d could not be read;
+    /// empty when it took net.d whole. Set for the whole pass, not per network.
+    public var configRefusals: [String] = []
     /// What the pass's look at libcni's cache adopted and could not adopt (nil: it did not look).
     public var adoption: AdoptionReport?
 

@@ -102,6 +102,20 @@ public struct Diagnosis: Equatable, Sendable {
             : "TCP timestamp offsets: one per address pair (ports not included)"
     }
 
+    /// Where the node's nat rules other than randsnat's are: "nf_tables", "both" or "iptables-legacy".
+    var nodeNetfilter: String {
+        facts.nftablesNATRules > 0 && facts.legacyNATRules == 0 ? "nf_tables" : (facts.nftablesNATRules > 0 ? "both" : "iptables-legacy")
+    }
+
+    /// Each randsnat network with the backend(s) its state is on (two while it moves), by name.
+    var networkBackends: [(network: String, backends: [BackendKind])] {
+        var byName: [String: [BackendKind]] = [:]
+        for network in facts.networks where !(byName[network.name]?.contains(network.backend) ?? false) {
+            byName[network.name, default: []].append(network.backend)
+        }
+        return byName.sorted { $0.key < $1.key }.map { ($0.key, $0.value.sorted { $0.rawValue < $1.rawValue }) }
+    }
+
     // MARK: output
 
     public func human() -> String {
@@ -109,8 +123,10 @@ public struct Diagnosis: Equatable, Sendable {
         lines.append("conntrack (summed over CPUs): " + Self.watchedCounters.map { name in
             "\(name == "clashres" ? "clash_resolve" : name)=\(facts.counters[name] ?? 0)" + (deltas[name].map { " (+\($0) in \(intervalSeconds) s)" } ?? "")
         }.joined(separator: ", "))
-        let mode = facts.nftablesNATRules > 0 && facts.legacyNATRules == 0 ? "nf_tables" : (facts.nftablesNATRules > 0 ? "both" : "iptables-legacy")
-        lines.append("netfilter: \(mode) (legacy nat rules: \(facts.legacyNATRules), nf_tables nat rules: \(facts.nftablesNATRules))")
+        lines.append("netfilter: \(nodeNetfilter) for the node's other nat rules (legacy nat rules: \(facts.legacyNATRules), nf_tables nat rules: \(facts.nftablesNATRules))")
+        for (network, backends) in networkBackends {
+            lines.append("netfilter of network \"\(network)\": " + backends.map(\.netfilterText).joined(separator: " and "))
+        }
         lines.append("SNAT/MASQUERADE rules:")
         for rule in facts.rules {
             lines.append("  \(rule.source) \(rule.chain) #\(rule.position) \(rule.target)\(rule.randomFully ? " --random-fully" : " (no --random-fully)")"
@@ -134,6 +150,7 @@ public struct Diagnosis: Equatable, Sendable {
             lines.append("  \"\(network.name)\" \(network.family) generation \(network.generation) (\(network.backend.rawValue)): \(network.pods) pods, \(network.orphans.count) without a live owner")
         }
         if facts.networks.isEmpty { lines.append("  none") }
+        if let why = facts.orphansUnknown, !facts.networks.isEmpty { lines.append("  orphans unknown: \(why)") }
         lines.append(timestampText)
         lines.append("pods' TCP timestamps (from the CNI cache and each pod's namespace):")
         for network in facts.podTimestamps {
@@ -155,7 +172,11 @@ public struct Diagnosis: Equatable, Sendable {
                 (JSONKey(name), JSONValue.object(["total": .int(Int64(facts.counters[name] ?? 0))].merging(deltas[name].map { ["delta": JSONValue.int(Int64($0))] } ?? [:]) { a, _ in a }))
             })),
             "intervalSeconds": .double(intervalSeconds),
-            "netfilter": .object(["legacyNATRules": .int(Int64(facts.legacyNATRules)), "nftablesNATRules": .int(Int64(facts.nftablesNATRules))]),
+            "netfilter": .object(["legacyNATRules": .int(Int64(facts.legacyNATRules)), "nftablesNATRules": .int(Int64(facts.nftablesNATRules)),
+                                  "node": .string(nodeNetfilter),
+                                  "networks": .object(Dictionary(uniqueKeysWithValues: networkBackends.map { entry in
+                                      (JSONKey(entry.network), JSONValue.array(entry.backends.map { .string($0.rawValue) }))
+                                  }))]),
             "snatRules": .array(facts.rules.map { rule in
                 .object(["source": .string(rule.source), "chain": .string(rule.chain), "position": .int(Int64(rule.position)),
                          "target": .string(rule.target), "randomFully": .bool(rule.randomFully), "randsnat": .bool(rule.isRandsnat),
@@ -175,8 +196,10 @@ public struct Diagnosis: Equatable, Sendable {
             "networks": .array(facts.networks.map { network in
                 .object(["name": .string(network.name), "family": .string(network.family.rawValue), "generation": .string(network.generation),
                          "backend": .string(network.backend.rawValue),
-                         "pods": .int(Int64(network.pods)), "orphans": .array(network.orphans.map { .string($0) })])
+                         "pods": .int(Int64(network.pods)),
+                         "orphans": facts.orphansUnknown == nil ? .array(network.orphans.map { .string($0) }) : .null])
             }),
+            "orphansUnknown": facts.orphansUnknown.map { .string($0) } ?? .null,
             "podsNeverSeen": .array(facts.podsNeverSeen.map { network in
                 .object(["network": .string(network.network), "cacheEntries": .array(network.fileNames.map { .string($0) }),
                          "unreadable": .array(network.unreadable.map { .string($0) })])
@@ -224,7 +247,8 @@ public struct Diagnosis: Equatable, Sendable {
                facts.portUse.prefix(10).map { ("destination=\"\(label($0.destination))\",port=\"\($0.port)\",proto=\"\($0.proto)\",snat_address=\"\(label($0.snatAddress))\"",
                                                String(Double($0.entries) / Double(Self.capacity(facts)))) })
         metric("pods", "gauge", "Pods with SNAT per network.", facts.networks.map { ("network=\"\(label($0.name))\",family=\"\($0.family)\",backend=\"\($0.backend.rawValue)\"", "\($0.pods)") })
-        metric("orphan_members", "gauge", "Set members the runtime's CNI cache does not know.", [("", "\(facts.networks.map(\.orphans.count).reduce(0, +))")])
+        metric("orphan_members", "gauge", "Set members the runtime's CNI cache does not know (absent: the cache cannot be read).",
+               facts.orphansUnknown == nil ? [("", "\(facts.networks.map(\.orphans.count).reduce(0, +))")] : [])
         metric("pods_never_seen", "gauge", "Pods of libcni's cache that randsnat has no record of (no SNAT until the agent adopts them), per network.",
                facts.podsNeverSeen.map { ("network=\"\(label($0.network))\"", "\($0.fileNames.count + $0.unreadable.count)") })
         metric("tcp_timestamp_per_port_offsets", "gauge", "1 when the kernel gives per-port TCP timestamp offsets, 0 when not (absent: probe failed).",
@@ -244,5 +268,15 @@ public struct Diagnosis: Equatable, Sendable {
 extension String {
     func replacingAll(_ target: String, _ replacement: String) -> String {
         split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}
+
+extension BackendKind {
+    /// The netfilter a network's state is on, as doctor names it.
+    var netfilterText: String {
+        switch self {
+        case .iptables: "iptables-legacy (nat table and ipsets)"
+        case .nftables: "nf_tables (table inet randsnat)"
+        }
     }
 }

@@ -8,7 +8,8 @@
 ///   order of registration, which nobody chooses), except in randsnat's own chain; in the legacy
 ///   nat table that randsnat itself uses, only rules before randsnat's jump in POSTROUTING count
 ///   (with no jump yet, all of them: randsnat appends it). Chains reached by jumps count as their
-///   caller's rule.
+///   caller's rule. randsnat's own chains (`RANDSNAT-`) are never walked: with networks on both
+///   backends, the legacy chains of one are randsnat's rules, not an earlier SNAT for the other.
 /// - **Pod traffic**: a packet from a pod subnet to an address on the internet, unmarked, leaving by
 ///   an interface randsnat cannot name. A rule's conditions hold for it `.always`, `.never` or
 ///   `.maybe`: a source that covers every pod subnet always holds (one that misses them all never;
@@ -88,9 +89,12 @@ public struct EarlierSNAT: Equatable, Sendable {
             for (index, rule) in rules.enumerated() {
                 if stopped { return }
                 let text = rule.text(chain: chain, syntax: table.syntax)
-                if stopAtRandsnat, case .jump(let target) = rule.verdict, target.hasPrefix(NetworkID.prefix) {
-                    stopped = true
-                    return
+                if case .jump(let target) = rule.verdict, target.hasPrefix(NetworkID.prefix) {
+                    // randsnat's own chain: in the table randsnat writes, where its rules begin;
+                    // elsewhere (another network of the node on the other backend) rules that are
+                    // randsnat's too, never an earlier SNAT.
+                    if stopAtRandsnat { stopped = true; return }
+                    continue
                 }
                 let holds = EarlierSNAT.reach(rule.conditions, podSubnets: podSubnets)
                 let here = min(reach, holds)

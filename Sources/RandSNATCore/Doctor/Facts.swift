@@ -90,6 +90,9 @@ public struct NodeFacts: Equatable, Sendable {
     public var podTimestamps: [PodTimestamps] = []
     /// Things that could not be read, each a sentence.
     public var unreadable: [String] = []
+    /// Why orphan members cannot be told (the runtime's CNI cache is absent or unreadable); nil when
+    /// they can. Every network's `orphans` is then empty: unknown, not none.
+    public var orphansUnknown: String?
     /// Per randsnat network: pods of libcni's cache that randsnat has no record of (never saw).
     public var podsNeverSeen: [NeverSeenPods] = []
 
