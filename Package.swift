@@ -8,8 +8,7 @@ import PackageDescription
 //   so the per-pod binary (exec'd per pod, size and start-up measured) carries no HTTP server.
 // The pure half (CNI, RandSNATCore, Metrics) makes no system call. The lower half is one adapter per
 // library or protocol: SystemCalls (files, descriptors, errno, clocks), Netlink (the one netlink transport
-// and message model), Netfilter (xtables codec + libiptc, ipset, ctnetlink, nf_tables by its own codec,
-// and the raw IP socket of the nftables backend's departure packets).
+// and message model), Netfilter (xtables codec + libiptc, ipset, ctnetlink, nf_tables by its own codec).
 // The C modules hold headers only, each imported `internal` (no C type in a public signature):
 // CNetfilter (libiptc) by IPTCTable alone; CNetfilterUAPI (the kernel's netfilter headers) by the
 // xtables codec and snapshot and one protocol-numbers file each for ipset, ctnetlink and nf_tables;

@@ -191,6 +191,9 @@ public enum AgentLoop {
         while true {
             let started = now()
             let startedWall = wallClock()
+            if reason == "start" {
+                for line in Backends.removeEarlierLeftovers(runDirectory: runDirectory) { log("randsnat agent: \(line)") }
+            }
             if let install = options.install, reason == "start" || reason.hasPrefix("a change") {
                 let installer = Installer(options: install, files: HostFiles(executable: pluginBinary), log: log)
                 _ = installer.run()

@@ -94,13 +94,18 @@ public struct Installer {
     /// The shadowing check on the node (`EarlierSNAT`) for the backend the settings choose, with what
     /// could not be read; nil: no check.
     let earlierSNAT: ((BackendChoice) -> (found: [EarlierSNAT], unreadable: [String]))?
+    /// Removes what an earlier build left in the kernel (`Backends.removeEarlierLeftovers`), with
+    /// lines for the log; nil: nothing removed.
+    let earlierLeftovers: (() -> [String])?
 
     public init(options: Options, files: HostFiles, log: @escaping (String) -> Void,
-                earlierSNAT: ((BackendChoice) -> (found: [EarlierSNAT], unreadable: [String]))? = nil) {
+                earlierSNAT: ((BackendChoice) -> (found: [EarlierSNAT], unreadable: [String]))? = nil,
+                earlierLeftovers: (() -> [String])? = nil) {
         self.options = options
         self.files = files
         self.log = log
         self.earlierSNAT = earlierSNAT
+        self.earlierLeftovers = earlierLeftovers
     }
 
     var root: String { options.hostRoot.hasSuffix("/") ? String(options.hostRoot.dropLast()) : options.hostRoot }
@@ -175,6 +180,7 @@ public struct Installer {
         try files.makeDirectories(binDirectory)
         if try files.write(try files.ownExecutable(), to: binary, permissions: 0o755) { log("randsnat install: wrote \(binary) (randsnat \(BuildInfo.version))") }
         try files.removeStaleTemps(in: configDirectory)
+        for line in earlierLeftovers?() ?? [] { log("randsnat install: \(line)") }
         guard let plan = try ChainPlanner.plan(try configFiles(), settings: settings, fixMasquerade: options.fixMasquerade) else {
             log("randsnat install: the primary config is randsnat itself; nothing to chain")
             return .done

@@ -22,4 +22,17 @@ public enum Backends {
             }
         }
     }
+
+    /// Removes what an earlier build left in the kernel and this one no longer uses: the nftables
+    /// departures chain (see `NFTablesBackend.removeEarlierDepartures`). Lines for the log: what was
+    /// removed, or why it could not be; none on a node without it (or without nf_tables).
+    public static func removeEarlierLeftovers(runDirectory: String) -> [String] {
+        guard let backend = try? NFTablesBackend(runDirectory: runDirectory, lockTimeoutSeconds: PluginConfig().lockTimeoutSeconds) else { return [] }
+        do {
+            guard try backend.removeEarlierDepartures() else { return [] }
+            return ["removed chain \(NFTFamilyPlan.earlierDeparturesChain) of table inet \(nftablesTable), which an earlier randsnat left"]
+        } catch {
+            return ["chain \(NFTFamilyPlan.earlierDeparturesChain) of table inet \(nftablesTable), which an earlier randsnat left, could not be removed: \(error)"]
+        }
+    }
 }

@@ -86,17 +86,15 @@ struct NFTBatch {
 
     // MARK: sets
 
-    /// A set of addresses of `family`: with `interval`, of address ranges (CIDRs); with `expiring`,
-    /// one whose elements can be given a timeout (`flags timeout`: see `expireElements`); with
-    /// `dynamic`, one the datapath may delete from (`flags dynamic`: see `NFTDeparture`).
-    mutating func addSet(_ table: String, _ name: String, family: Family, interval: Bool, expiring: Bool = false, dynamic: Bool = false,
-                         comment: String) {
+    /// A set of addresses of `family`: with `interval`, of address ranges (CIDRs); `flags` are
+    /// further `NFT_SET_*` flags (a set an earlier build made keeps its own: see `install`).
+    mutating func addSet(_ table: String, _ name: String, family: Family, interval: Bool, flags extra: UInt32 = 0, comment: String) {
         let id = nextSetID
         nextSetID += 1
         append(NFTCommand.newSet, flags: .create, "creating set \(name)") {
             $0.addString(NFTSetAttribute.table, table)
             $0.addString(NFTSetAttribute.name, name)
-            let flags = (interval ? NFTConstant.setInterval : 0) | (expiring ? Self.expiringSetFlag : 0) | (dynamic ? NFTConstant.setDynamic : 0)
+            let flags = (interval ? NFTConstant.setInterval : 0) | extra
             if flags != 0 { $0.addNFT32(NFTSetAttribute.flags, flags) }
             $0.addNFT32(NFTSetAttribute.keyType, family == .ipv4 ? 7 : 8)  // nft's ipv4_addr, ipv6_addr
             $0.addNFT32(NFTSetAttribute.keyLength, UInt32(family.bitCount / 8))
@@ -149,22 +147,8 @@ struct NFTBatch {
         return elements.count <= 3 ? shown : "\(shown) and \(elements.count - 3) more"
     }
 
-    /// The set flag that lets elements carry a timeout (`NFT_SET_TIMEOUT`).
-    static let expiringSetFlag = NFTConstant.setTimeout
-
-    /// Gives elements already in an expiring set a timeout and an expiration of `milliseconds`: an
-    /// update of the element (kernels since 6.10; older ones answer success and change nothing),
-    /// after which the kernel's lookups and listings skip it and its garbage collector frees it. No
-    /// transaction object outlives the commit, unlike a delete's (see `NFTExpiry`). An element that is
-    /// not there is created, already expiring.
-    mutating func expireElements(_ table: String, _ set: String, _ elements: [Element], milliseconds: UInt64) {
-        guard !elements.isEmpty else { return }
-        elementMessage(NFTCommand.newElements, flags: [], table, set, elements, expiring: milliseconds,
-                       "expiring \(Self.listed(elements)) in set \(set)")
-    }
-
     private mutating func elementMessage(_ command: NetfilterMessageType, flags: NetlinkFlags, _ table: String, _ set: String, _ elements: [Element],
-                                         expiring milliseconds: UInt64? = nil, _ purpose: String) {
+                                         _ purpose: String) {
         let adding = command == NFTCommand.newElements
         append(command, flags: flags, purpose) {
             $0.addString(NFTElementAttribute.listTable, table)
@@ -174,10 +158,6 @@ struct NFTBatch {
                     list.nested(NFTDataAttribute.listElement) {
                         $0.addValue(NFTElementAttribute.key, element.key.bytes)
                         if element.isIntervalEnd { $0.addNFT32(NFTElementAttribute.flags, NFTConstant.elementIntervalEnd) }
-                        if let milliseconds {
-                            $0.addNFT64(NFTElementAttribute.timeout, milliseconds)
-                            $0.addNFT64(NFTElementAttribute.expiration, milliseconds)
-                        }
                         if let comment = element.comment, adding {
                             $0.add(NFTElementAttribute.userData, NFTBytes.userData(type: NFTConstant.elementComment, comment, limit: Self.commentLimit))
                         }
@@ -201,6 +181,9 @@ struct NFTBatch {
             throw NetfilterError(error)
         }
     }
+
+    /// True when nothing was added to the batch.
+    var isEmpty: Bool { messages.isEmpty }
 
     /// The messages as built (for tests).
     var requests: [NetlinkRequest] { messages }

@@ -1,7 +1,7 @@
 import RandSNATCore
 
 /// randsnat's nf_tables objects for one family of one network generation, as plain data: what the
-/// nftables backend writes (through libnftnl) and what CHECK compares the kernel's rules with.
+/// nftables backend writes (its own netlink batches) and what CHECK compares the kernel's rules with.
 ///
 ///     table inet randsnat
 ///       chain postrouting   type nat hook postrouting priority srcnat; policy accept
@@ -10,15 +10,10 @@ import RandSNATCore
 ///         ip daddr @RANDSNAT-<net>-<gen>-S4 return        pod subnets (interval set)
 ///         ip daddr @RANDSNAT-<net>-<gen>-B4 return        multicast, link-local, nonMasqueradeCIDRs (interval set)
 ///         [oifname "eth0"] masquerade fully-random          (or snat ip to ... fully-random)
-///       set RANDSNAT-<net>-<gen>-P4  ipv4_addr timeout   one element per pod, comment "<net>/<container>/<ifname>"
-///                                                         (no timeout of its own: DEL gives it one, see NFTExpiry)
+///       set RANDSNAT-<net>-<gen>-P4  ipv4_addr           one element per pod, comment "<net>/<container>/<ifname>"
+///                                                         (added by ADD, deleted by DEL: one batch each)
 ///       set RANDSNAT-<net>-<gen>-S4  ipv4_addr interval  the pods' subnets
 ///       set RANDSNAT-<net>-<gen>-B4  ipv4_addr interval  the bypass destinations
-///       chain departures   type filter hook output priority raw; policy accept    (one for the table)
-///         meta l4proto != 253 accept                     every other packet leaves after one comparison
-///         meta l4proto 253 ip daddr 127.0.0.1 @th,0,64 <secret> delete @RANDSNAT-<net>-<gen>-P4 { ip saddr } drop
-///                                                         one per generation and family: how DEL takes a
-///                                                         pod's element out (see `NFTDeparture`)
 struct NFTFamilyPlan: Equatable {
     static let table = "randsnat"
     static let baseChain = "postrouting"
@@ -37,46 +32,9 @@ struct NFTFamilyPlan: Equatable {
     /// one inet table holds both families.
     static func chain(_ names: ObjectNames) -> String { names.chain + "-" + names.family.digit }
     static func bypassSet(_ names: ObjectNames) -> String { names.chain + "-B" + names.family.digit }
-    /// The table's one chain of departure rules, on the output hook.
-    static let departuresChain = "departures"
-
-    /// The departures chain's first rule: every packet that cannot be a departure packet leaves the
-    /// chain after one comparison, whatever the number of generations on the node.
-    static let departureGuard = NFTRule(expressions: [.meta(.l4proto, .r1), .notEqual(.r1, [NFTDeparture.protocolNumber]), .verdict(.accept)],
-                                        comment: "randsnat: every packet but a departing pod's goes on")
-
-    /// A generation's departure rule: a packet of `NFTDeparture`'s form carrying `secret` takes its
-    /// source address out of the generation's member set, and goes no further.
-    static func departure(_ names: ObjectNames, secret: [UInt8], comment: String) -> NFTRule {
-        let v4 = names.family == .ipv4
-        let (source, destination): (UInt32, UInt32) = v4 ? (12, 16) : (8, 24)
-        let length: UInt32 = v4 ? 4 : 16
-        return NFTRule(expressions: [
-            .meta(.l4proto, .r1), .equal(.r1, [NFTDeparture.protocolNumber]),
-            .meta(.nfproto, .r1), .equal(.r1, [v4 ? NFTFamily.ipv4 : NFTFamily.ipv6]),
-            .payload(offset: destination, length: length, .r1), .equal(.r1, NFTDeparture.destination(names.family).bytes),
-            .transportPayload(offset: 0, length: UInt32(NFTDeparture.secretLength), .r1), .equal(.r1, secret),
-            .payload(offset: source, length: length, .r1), .deleteFromSet(set: names.memberSet, key: .r1),
-            .verdict(.drop),
-        ], comment: comment)
-    }
-
-    /// The member set a departure rule deletes from (nil for any other rule).
-    static func departedSet(of expressions: [NFTExpression?]) -> String? {
-        for case .deleteFromSet(let set, _)? in expressions { return set }
-        return nil
-    }
-
-    /// The secret a departure rule compares with (nil for any other rule).
-    static func departureSecret(of expressions: [NFTExpression?]) -> [UInt8]? {
-        for (index, expression) in expressions.enumerated() where index + 1 < expressions.count {
-            if case .transportPayload(0, UInt32(NFTDeparture.secretLength), let register)? = expression,
-               case .equal(register, let secret)? = expressions[index + 1], secret.count == NFTDeparture.secretLength {
-                return secret
-            }
-        }
-        return nil
-    }
+    /// The output-hook chain an earlier build kept in the table (its rules deleted pods' elements
+    /// from the datapath); install, the agent and the removal of a generation delete it.
+    static let earlierDeparturesChain = "departures"
 
     /// Translates the backend-neutral plan: consecutive destination RETURN rules become one lookup in
     /// the bypass set; everything else maps one to one.
@@ -293,8 +251,8 @@ struct NFTRule: Equatable {
                     index += 1
                 }
             case .transportPayload(let offset, let length, _):
-                // The value compared is a secret (see `NFTDeparture`): named, not shown.
-                parts.append("@th,\(offset * 8),\(length * 8) <secret>")
+                // The value compared is not shown (an earlier build's departure rules compared a secret).
+                parts.append("@th,\(offset * 8),\(length * 8) <value>")
                 if index + 1 < list.count, case .equal = list[index + 1] { index += 1 }
             case .deleteFromSet(let set, _):
                 parts.append("delete @\(set)")
@@ -446,78 +404,6 @@ struct NFTInterval: Equatable {
     }
 }
 
-/// How a pod's element leaves a member set when the datapath did not take it (no departure chain,
-/// see `NFTDeparture`): it expires instead of being deleted.
-///
-/// A commit that deletes anything leaves the deleted objects on nf_tables' destroy list, freed by a
-/// work item after an RCU grace period; and whenever a process closes a NETLINK_NETFILTER socket
-/// (nf_tables' or ctnetlink's), the kernel's release handler (`nft_rcv_nl_event`) waits for that work
-/// (`flush_work`). A DEL that deleted the pod's element therefore spent a grace period, 14–30 ms
-/// here, in `close()`. An element update commits nothing for later: so the pod's element is given a
-/// timeout of `milliseconds` (the member set has `flags timeout`), the kernel stops matching and
-/// listing it at the next jiffy, and its set's garbage collector frees it. The element update needs
-/// a kernel since 6.10; an older one answers success and leaves the element as it was, which the
-/// probe that follows sees: then, and for a member set without the flag (made by an older randsnat),
-/// the element is deleted as before.
-enum NFTExpiry {
-    /// The timeout and expiration given to an element that goes: the least there is (the kernel
-    /// rounds it up to one jiffy, 1–10 ms).
-    static let milliseconds: UInt64 = 1
-    /// The longest a jiffy is (HZ=100): an element reported further from its expiration than this
-    /// did not take the update.
-    static let longestJiffyMilliseconds: UInt64 = 10
-    /// How long DEL waits for the kernel to expire an element before it deletes it instead.
-    static let patienceMicroseconds = 50_000
-    /// How long after a tick is due DEL looks at the clock: the tick handler's own time.
-    static let afterTickMicroseconds = 20
-    /// How often DEL looks at the clock while a due tick has not shown yet (a tickless idle CPU
-    /// catches up when woken).
-    static let lateTickMicroseconds = 100
-
-    /// What the kernel says of the element when asked for it (NFT_MSG_GETSETELEM).
-    enum Probe: Equatable {
-        /// Not there, or expired (the kernel answers ENOENT for an expired element).
-        case absent
-        /// There; with the milliseconds to its expiration when it has one (NFTA_SET_ELEM_EXPIRATION).
-        case present(expiresIn: UInt64?)
-    }
-
-    enum Step: Equatable {
-        /// The element is gone: nothing matches it any more.
-        case done
-        /// It expires at a coming jiffy: ask again after the kernel's next tick.
-        case waitForTick
-        /// It did not take the timeout, or is still there after `patienceMicroseconds`: delete it.
-        case delete
-    }
-
-    /// The step after asking, `waited` microseconds after the update's commit.
-    static func next(after probe: Probe, waited: Int) -> Step {
-        switch probe {
-        case .absent:
-            return .done
-        case .present(let expiresIn?) where expiresIn <= longestJiffyMilliseconds && waited < patienceMicroseconds:
-            return .waitForTick
-        case .present:
-            return .delete
-        }
-    }
-
-    /// How long to sleep, at `now`, before looking whether the tick after `lastTick` has come
-    /// (nanoseconds on the monotonic clock; `tick` is a jiffy): until just after it is due, or a
-    /// short while when it is due already but the clock has not shown it.
-    ///
-    /// The kernel expires an element at the first jiffy after the commit that gave it its timeout
-    /// (expiration = the commit's jiffies + 1). The clock as of the last tick
-    /// (CLOCK_MONOTONIC_COARSE) advances with jiffies: read before the commit, its next change is
-    /// the earliest the element can be gone. Waiting for that change instead of asking the kernel
-    /// over and over costs one GET per element, and nothing of the wait but the tick itself.
-    static func sleepMicroseconds(lastTick: Int, now: Int, tick: Int) -> Int {
-        let due = lastTick + tick - now
-        return due > 0 ? due / 1000 + afterTickMicroseconds : lateTickMicroseconds
-    }
-}
-
 /// A base chain's type, hook and priority.
 struct NFTBaseChain: Equatable {
     let type: String
@@ -526,68 +412,4 @@ struct NFTBaseChain: Equatable {
 
     /// `type nat hook postrouting priority srcnat` (NF_IP_PRI_NAT_SRC): where pods' packets are SNATed.
     static let snat = Self(type: "nat", hook: NFTConstant.postrouting, priority: 100)
-    /// `type filter hook output priority raw` (NF_IP_PRI_RAW): packets this node sends, before
-    /// conntrack sees them (so a departure packet leaves no conntrack entry).
-    static let departures = Self(type: "filter", hook: NFTConstant.output, priority: -300)
-}
-
-/// How DEL takes a pod's element out of its member set without an nf_tables transaction: through
-/// the datapath.
-///
-/// Deleting the element in a batch leaves a transaction for nf_tables' destroy work, which every
-/// netfilter socket's close then waits for (an RCU grace period, 14–35 ms here: see `NFTExpiry`);
-/// giving it a 1 ms timeout costs the wait for the kernel's next tick (2.5 ms on average here). A
-/// set element can also be deleted by a rule (`delete @set { ip saddr }`, a dynset): the kernel
-/// marks it dead at once, lookups, GETs and listings skip it from then on, the set's garbage
-/// collector frees it, and no transaction is made. So each generation has a rule in the table's
-/// departures chain (output hook) that matches a packet only this node's root can send, and DEL
-/// sends it:
-///
-/// - IP protocol 253 (RFC 3692's number for experiments: no real traffic uses it),
-/// - to the loopback address of the family (127.0.0.1, ::1), from the pod's address (a raw socket
-///   with IP_HDRINCL / IPV6_HDRINCL, which needs CAP_NET_RAW in the node's network namespace),
-/// - carrying the generation's secret: 8 random bytes written into the rule when the generation is
-///   installed, which only a reader of nf_tables (CAP_NET_ADMIN) can learn, so a hostNetwork pod
-///   with CAP_NET_RAW alone cannot take pods' SNAT away.
-///
-/// The rule drops the packet (sendto answers EPERM), before conntrack. Where the generation has no
-/// rule (installed by an earlier randsnat, a member set without `flags dynamic` — sets made before
-/// this design —, a kernel before `firstKernel`, a rule the kernel refused) or the secret changed
-/// meanwhile (a reinstall), the element is still there, which the GET that follows sees: then the
-/// element expires as before (`NFTExpiry`).
-enum NFTDeparture {
-    static let protocolNumber: UInt8 = 253
-    static let secretLength = 8
-
-    /// The kernel release from which randsnat installs departure rules: the one its element updates
-    /// need too (6.10), so one floor holds for the whole nftables DEL. Older kernels delete from the
-    /// datapath as well, but some of them still listed dead elements in dumps, so a generation's
-    /// last DEL would count a member that is gone.
-    static let firstKernel = (major: 6, minor: 10)
-
-    /// True when `release` (uname's, "6.18.44-…") is `firstKernel` or later.
-    static func supported(kernelRelease release: String) -> Bool {
-        let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
-        guard numbers.count == 2 else { return false }
-        return (numbers[0], numbers[1]) >= firstKernel
-    }
-
-    static func destination(_ family: Family) -> IPAddress {
-        family == .ipv4 ? IPAddress("127.0.0.1")! : IPAddress("::1")!
-    }
-
-    /// The whole packet, IP header included: `source` to the family's loopback, protocol 253, the
-    /// secret as its payload. The kernel fills in an IPv4 header's checksum and identification.
-    static func packet(from source: IPAddress, secret: [UInt8]) -> [UInt8] {
-        let destination = destination(source.family).bytes
-        switch source.family {
-        case .ipv4:
-            let total = 20 + secret.count
-            return [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 0, 0, 0, 64, protocolNumber, 0, 0]
-                + source.bytes + destination + secret
-        case .ipv6:
-            return [0x60, 0, 0, 0, UInt8(secret.count >> 8), UInt8(secret.count & 0xFF), protocolNumber, 64]
-                + source.bytes + destination + secret
-        }
-    }
 }

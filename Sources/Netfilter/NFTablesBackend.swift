@@ -128,15 +128,6 @@ public final class NFTablesBackend: NATBackend {
         return count
     }
 
-    /// The secret of the generation's departure rule; nil without one (see `NFTDeparture`). One dump
-    /// of the departures chain: a rule per generation and family on the node.
-    func departureSecret(of names: ObjectNames) throws(NetfilterError) -> [UInt8]? {
-        for rule in try rules(of: NFTFamilyPlan.departuresChain) ?? [] where NFTFamilyPlan.departedSet(of: rule.expressions) == names.memberSet {
-            if let secret = NFTFamilyPlan.departureSecret(of: rule.expressions) { return secret }
-        }
-        return nil
-    }
-
     /// A set's flags (`NFT_SET_*`); nil when the set does not exist.
     func setFlags(_ name: String) throws(NetfilterError) -> UInt32? {
         let message = request(NFTCommand.getSet, dump: false) {
@@ -145,15 +136,6 @@ public final class NFTablesBackend: NATBackend {
         }
         guard let replies = try exchange(message, "reading nf_tables set", name), let reply = replies.first else { return nil }
         return try NFTDecoder.set(reply).flags
-    }
-
-    /// One element of a set, asked for by its key (a GET, not a dump of the set): absent (also when
-    /// expired, or when the set is gone), or present with the milliseconds to its expiration.
-    func probe(_ key: IPAddress, in set: String) throws(NetfilterError) -> NFTExpiry.Probe {
-        guard let replies = try element(key, in: set) else { return .absent }
-        var found: NFTElementDump?
-        for reply in replies where found == nil { found = try NFTDecoder.elements(reply).first }
-        return .present(expiresIn: found?.expiresIn)
     }
 
     /// The kernel's answer to a GET of one element; nil when the element (or the set) is not there.
@@ -166,12 +148,6 @@ public final class NFTablesBackend: NATBackend {
             }
         }
         return try exchange(message, "reading element \(key) of nf_tables set", set)
-    }
-
-    /// The answer to a GET that found the element, from the element's attributes: its expiration
-    /// (NFTA_SET_ELEM_EXPIRATION, milliseconds as a big-endian u64) when it has one.
-    static func probe(element attributes: [NetlinkAttribute]?) -> NFTExpiry.Probe {
-        .present(expiresIn: attributes.flatMap { try? NFTDecoder.element($0).expiresIn })
     }
 
     /// A chain's rules in order; nil when the table does not exist. A chain that does not exist
@@ -187,9 +163,6 @@ public final class NFTablesBackend: NATBackend {
             .filter { $0.table == table && $0.chain == chain }
     }
 
-    /// The string of type `type` in nft's user-data TLVs (type byte, length byte, value).
-    static func userDataString(_ bytes: [UInt8], type: UInt8) -> String { NFTBytes.userDataString(bytes, type: type) }
-
     // MARK: NATBackend
 
     public func isInstalled(_ plan: FamilyPlan) throws -> Bool {
@@ -204,14 +177,13 @@ public final class NFTablesBackend: NATBackend {
             let oldJumps = try (rules(of: baseChain) ?? []).filter { $0.jumpTarget == nft.chain }
             let tag = NFTRule.comment(NFTFamilyPlan.tag(plan.jump.comment))
             // A set's flags cannot change (the kernel refuses the batch): a member set made by an
-            // earlier randsnat keeps its flags (without `flags timeout` its elements are deleted,
-            // without `flags dynamic` they expire: see `retire`).
-            let flags = try setFlags(plan.names.memberSet) ?? (NFTBatch.expiringSetFlag | NFTConstant.setDynamic)
+            // earlier randsnat (`flags dynamic,timeout`) keeps its flags; elements are only added and
+            // deleted, which works in either.
+            let flags = try setFlags(plan.names.memberSet) ?? 0
             var batch = NFTBatch()
             batch.addTable(table)
             batch.addChain(table, baseChain, hook: .snat)
-            batch.addSet(table, plan.names.memberSet, family: plan.family, interval: false, expiring: flags & NFTBatch.expiringSetFlag != 0,
-                         dynamic: flags & NFTConstant.setDynamic != 0, comment: "\(tag): pods")
+            batch.addSet(table, plan.names.memberSet, family: plan.family, interval: false, flags: flags, comment: "\(tag): pods")
             batch.addSet(table, plan.names.subnetSet, family: plan.family, interval: true, comment: "\(tag): pod subnets")
             batch.addSet(table, nft.bypassSet, family: plan.family, interval: true, comment: "\(tag): destinations that bypass SNAT")
             batch.addElements(table, nft.bypassSet, NFTBatch.elements(nft.bypass))
@@ -220,59 +192,34 @@ public final class NFTablesBackend: NATBackend {
             for rule in nft.rules { batch.addRule(table, nft.chain, rule) }
             for jump in oldJumps { batch.deleteRule(table, baseChain, handle: jump.handle) }
             batch.addRule(table, baseChain, nft.jump)
+            try removeEarlierDepartures(in: &batch)
             try batch.commit(on: netlink)
-            if flags & NFTConstant.setDynamic != 0, flags & NFTBatch.expiringSetFlag != 0,
-               NFTDeparture.supported(kernelRelease: ThisProcess.kernelRelease) {
-                installDeparture(plan.names, comment: "\(tag): departing pods")
-            }
         }
     }
 
-    /// The generation's departure rule, with a new secret (a DEL that read the old one meanwhile
-    /// finds its element still there and lets it expire instead), in a batch of its own: SNAT is
-    /// whole without it, so a refusal leaves the generation without one, said in the log, and its
-    /// DELs let elements expire.
-    private func installDeparture(_ names: ObjectNames, comment: String) {
-        let chain = NFTFamilyPlan.departuresChain
-        do {
-            guard let secret = ThisProcess.randomBytes(NFTDeparture.secretLength) else {
-                return log("randsnat: /dev/urandom cannot be read: generation \(names.generation) gets no departure rule; its DELs wait for elements to expire")
-            }
-            let current = try chainNames().contains(chain) ? try rules(of: chain) ?? [] : []
+    /// Adds to `batch` the removal of the departures chain an earlier build kept in randsnat's table
+    /// (an output-hook chain whose rules deleted pods' elements, each naming a member set, so a set
+    /// could not go while it stayed).
+    private func removeEarlierDepartures(in batch: inout NFTBatch) throws(NetfilterError) {
+        guard try chainNames().contains(NFTFamilyPlan.earlierDeparturesChain) else { return }
+        batch.flushChain(table, NFTFamilyPlan.earlierDeparturesChain)
+        batch.deleteChain(table, NFTFamilyPlan.earlierDeparturesChain)
+    }
+
+    /// Removes the departures chain an earlier build left (see `removeEarlierDepartures`), under the
+    /// table lock; true when there was one. Install and the agent's first pass call it.
+    public func removeEarlierDepartures() throws -> Bool {
+        try tableLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
             var batch = NFTBatch()
-            if current.isEmpty { batch.addChain(table, chain, hook: .departures) }
-            if !current.contains(where: { NFTDecoder.same($0, NFTFamilyPlan.departureGuard) }) {
-                batch.addRule(table, chain, NFTFamilyPlan.departureGuard)
-            }
-            for rule in current where NFTFamilyPlan.departedSet(of: rule.expressions) == names.memberSet {
-                batch.deleteRule(table, chain, handle: rule.handle)
-            }
-            batch.addRule(table, chain, NFTFamilyPlan.departure(names, secret: secret, comment: comment))
+            try removeEarlierDepartures(in: &batch)
+            guard !batch.isEmpty else { return false }
             try batch.commit(on: netlink)
-        } catch {
-            log("randsnat: generation \(names.generation)'s departure rule could not be installed (its DELs wait for elements to expire): \(error)")
-        }
-    }
-
-    /// What of the departures chain goes with `sets`: their rules, or the whole chain when no other
-    /// generation's rule would be left.
-    private func removeDepartures(of sets: Set<String>, in batch: inout NFTBatch) throws(NetfilterError) {
-        let chain = NFTFamilyPlan.departuresChain
-        guard try chainNames().contains(chain) else { return }
-        let current = try rules(of: chain) ?? []
-        let leaving = current.filter { NFTFamilyPlan.departedSet(of: $0.expressions).map(sets.contains) ?? false }
-        let staying = current.filter { NFTFamilyPlan.departedSet(of: $0.expressions) != nil }.count - leaving.count
-        if staying == 0 {
-            batch.flushChain(table, chain)
-            batch.deleteChain(table, chain)
-        } else {
-            for rule in leaving { batch.deleteRule(table, chain, handle: rule.handle) }
+            return true
         }
     }
 
     public func uninstall(_ names: ObjectNames) throws {
         let chain = NFTFamilyPlan.chain(names)
-        // Under the table lock, as install: the departures chain is every network's.
         try tableLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
             let sets = Set(try setNames())
             var batch = NFTBatch()
@@ -283,7 +230,7 @@ public final class NFTablesBackend: NATBackend {
                 batch.flushChain(table, chain)
                 batch.deleteChain(table, chain)
             }
-            try removeDepartures(of: [names.memberSet], in: &batch)
+            try removeEarlierDepartures(in: &batch)
             for set in [names.memberSet, names.subnetSet, NFTFamilyPlan.bypassSet(names)] where sets.contains(set) {
                 batch.deleteSet(table, set)
             }
@@ -381,79 +328,19 @@ public final class NFTablesBackend: NATBackend {
         try retire([member.address], from: names)
     }
 
-    /// Takes `addresses` out of the generation's member set: gone from lookups and listings when it
-    /// returns. The datapath deletes them (a departure packet each, see `NFTDeparture`); those still
-    /// there after it (no departure chain, a changed secret) expire (see `expire`) rather than being
-    /// deleted, whose commit would make this process's socket closes wait for an RCU grace period
-    /// (see `NFTExpiry`). Deleted instead, as one batch, those the kernel did not expire, and all of
-    /// them when it cannot be asked for one element or refuses the update (a set without `flags timeout`).
+    /// Takes `addresses` out of the generation's member set in one batch: when the kernel has
+    /// acknowledged it they match no packet and no lookup, so an ADD of the same address may follow at
+    /// once. One that is not there makes the kernel refuse the whole batch; then one by one.
     func retire(_ addresses: [IPAddress], from names: ObjectNames) throws(NetfilterError) {
         let set = names.memberSet
-        var doomed = addresses
-        if let secret = try departureSecret(of: names) {
-            if case .failed(let error) = DepartureSender.send(addresses.map { NFTDeparture.packet(from: $0, secret: secret) }, family: names.family) {
-                log("randsnat: departure packets for \(set) could not be sent (\(error)); the elements expire instead")
-            }
-            doomed = []
-            for address in addresses where try probe(address, in: set) != .absent { doomed.append(address) }
-        }
-        guard !doomed.isEmpty else { return }
-        do {
-            doomed = try expire(doomed, in: set)
-        } catch {
-            // EINVAL for a set without the flag, or a kernel without element GETs: the delete below
-            // does what DEL always did, and its failure is the one reported.
-        }
-        guard !doomed.isEmpty else { return }
+        guard !addresses.isEmpty else { return }
         var batch = NFTBatch()
-        batch.deleteElements(table, set, doomed.map { NFTBatch.Element(key: $0) })
+        batch.deleteElements(table, set, addresses.map { NFTBatch.Element(key: $0) })
         guard try refusal(of: batch, allowing: [ENOENT]) != nil else { return }
-        // One of them is not there: the kernel refused the whole batch. One by one.
-        for address in doomed {
+        for address in addresses {
             var single = NFTBatch()
             single.deleteElements(table, set, [NFTBatch.Element(key: address)])
             _ = try refusal(of: single, allowing: [ENOENT])
-        }
-    }
-
-    /// Gives `addresses` a 1 ms timeout (one batch; one that is not there is created expiring and
-    /// goes with the others), then asks for each (a GET) after the kernel's next tick, until the
-    /// kernel no longer has it; returns those it did not expire (a kernel before 6.10 keeps them as
-    /// they were).
-    private func expire(_ addresses: [IPAddress], in set: String) throws(NetfilterError) -> [IPAddress] {
-        guard !addresses.isEmpty else { return [] }
-        var update = NFTBatch()
-        update.expireElements(table, set, addresses.map { NFTBatch.Element(key: $0) }, milliseconds: NFTExpiry.milliseconds)
-        var lastTick = ThisProcess.monotonicNanoseconds(asOfLastTick: true)  // before the commit: its jiffy or an earlier one
-        try update.commit(on: netlink)
-        let start = ThisProcess.monotonicNanoseconds()
-        var pending = addresses
-        var unexpired: [IPAddress] = []
-        while !pending.isEmpty {
-            Self.sleepUntilTick(after: lastTick, giveUpAt: start + NFTExpiry.patienceMicroseconds * 1000)
-            lastTick = ThisProcess.monotonicNanoseconds(asOfLastTick: true)
-            var waiting: [IPAddress] = []
-            for address in pending {
-                let waited = (ThisProcess.monotonicNanoseconds() - start) / 1000
-                switch NFTExpiry.next(after: try probe(address, in: set), waited: waited) {
-                case .done: break
-                case .waitForTick: waiting.append(address)
-                case .delete: unexpired.append(address)
-                }
-            }
-            pending = waiting
-        }
-        return unexpired
-    }
-
-    /// Returns once the kernel's clock shows a tick after `lastTick` (see `NFTExpiry.sleepMicroseconds`),
-    /// or at `giveUpAt` (monotonic nanoseconds).
-    private static func sleepUntilTick(after lastTick: Int, giveUpAt: Int) {
-        while ThisProcess.monotonicNanoseconds(asOfLastTick: true) <= lastTick {
-            let now = ThisProcess.monotonicNanoseconds()
-            guard now < giveUpAt else { return }
-            let nap = NFTExpiry.sleepMicroseconds(lastTick: lastTick, now: now, tick: ThisProcess.tickNanoseconds)
-            ThisProcess.sleep(microseconds: UInt32(min(nap, (giveUpAt - now) / 1000 + 1)))
         }
     }
 
@@ -525,23 +412,22 @@ public final class NFTablesBackend: NATBackend {
                 batch.deleteChain(table, chain)
             }
             let straySets = try setNames().filter { $0.hasPrefix(id.namePrefix) && !keptSets.contains($0) }
-            try removeDepartures(of: Set(straySets), in: &batch)
+            try removeEarlierDepartures(in: &batch)
             for set in straySets { batch.deleteSet(table, set) }
             try batch.commit(on: netlink)
         }
         try removeTableIfUnused()
     }
 
-    /// Deletes `inet randsnat` when it holds nothing but an empty postrouting chain (and the
-    /// departures chain's guard, whose generations are gone with their sets).
+    /// Deletes `inet randsnat` when it holds nothing but an empty postrouting chain (and an earlier
+    /// build's departures chain, see `removeEarlierDepartures`).
     func removeTableIfUnused() throws {
         try tableLock.withLock(timeoutSeconds: lockTimeoutSeconds) {
             guard try exchange(tableRequest(), "reading nf_tables table", "inet \(table)") != nil else { return }
             let chains = try chainNames()
             let sets = try setNames()
             let baseRules = try rules(of: baseChain) ?? []
-            // No set: no generation, and no departure rule (each names a member set).
-            guard sets.isEmpty, chains.allSatisfy({ $0 == baseChain || $0 == NFTFamilyPlan.departuresChain }), baseRules.isEmpty else { return }
+            guard sets.isEmpty, chains.allSatisfy({ $0 == baseChain || $0 == NFTFamilyPlan.earlierDeparturesChain }), baseRules.isEmpty else { return }
             var batch = NFTBatch()
             batch.deleteTable(table)
             try batch.commit(on: netlink)

@@ -15,6 +15,7 @@ public enum PluginMain {
     public static func run(flowCleanup: FlowCleanup = .flush) -> Never {
         let environment = ProcessEnvironment.read()
         let arguments = Array(CommandLine.arguments.dropFirst())
+        let runDirectory = environment["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"
         if arguments.first == "install" {
             let rest = Array(arguments.dropFirst())
             if UsageError.asksForHelp(rest) {
@@ -27,7 +28,8 @@ public enum PluginMain {
                 exit(Installer.Status.usage.rawValue)
             }
             exit(Installer(options: options, files: HostFiles(), log: { ProcessEnvironment.write("\($0)\n", to: 2) },
-                           earlierSNAT: NATHookReader.earlierSNAT).run().rawValue)
+                           earlierSNAT: NATHookReader.earlierSNAT,
+                           earlierLeftovers: { Backends.removeEarlierLeftovers(runDirectory: runDirectory) }).run().rawValue)
         }
         if arguments.first == "doctor" {
             exit(Doctor.run(Array(arguments.dropFirst())))
@@ -50,7 +52,6 @@ public enum PluginMain {
             exit(Installer.Status.usage.rawValue)
         }
         let log = { (line: String) in ProcessEnvironment.write("\(line)\n", to: 2) }
-        let runDirectory = environment["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"
         let makeBackend = Backends.factory(environment: environment, runDirectory: runDirectory, flowCleanup: flowCleanup, log: log)
         if agentMode {
             // `randsnat agent` is randsnat-agent's loop without the metrics endpoint (kept for callers of

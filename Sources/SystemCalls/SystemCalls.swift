@@ -179,24 +179,6 @@ public enum ThisProcess {
         return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
     }
 
-    /// Nanoseconds on the monotonic clock: fine, or `asOfLastTick` as the kernel's clock stood at its
-    /// last timer tick (CLOCK_MONOTONIC_COARSE, read without a system call). The kernel advances that
-    /// one and its jiffies counter together, so a change in it means a jiffy has passed.
-    public static func monotonicNanoseconds(asOfLastTick: Bool = false) -> Int {
-        var spec = timespec()
-        clock_gettime(asOfLastTick ? CLOCK_MONOTONIC_COARSE : CLOCK_MONOTONIC, &spec)
-        return spec.tv_sec * 1_000_000_000 + spec.tv_nsec
-    }
-
-    /// The kernel's timer tick (a jiffy) in nanoseconds: the coarse clock's resolution, 1/HZ.
-    public static let tickNanoseconds: Int = {
-        var spec = timespec()
-        guard clock_getres(CLOCK_MONOTONIC_COARSE, &spec) == 0, spec.tv_sec * 1_000_000_000 + spec.tv_nsec > 0 else {
-            return 10_000_000  // the longest tick there is (HZ=100)
-        }
-        return spec.tv_sec * 1_000_000_000 + spec.tv_nsec
-    }()
-
     /// Nanoseconds since the epoch on the real-time clock (the clock of files' modification times).
     public static func realTimeNanoseconds() -> Int64 {
         var spec = timespec()
@@ -207,29 +189,6 @@ public enum ThisProcess {
     /// Sleeps about `microseconds`.
     public static func sleep(microseconds: UInt32) {
         _ = usleep(microseconds)
-    }
-
-    /// The running kernel's release, as `uname -r` prints it ("6.18.44-…"); empty when unknown.
-    public static let kernelRelease: String = {
-        var names = utsname()
-        guard uname(&names) == 0 else { return "" }
-        return withUnsafeBytes(of: &names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-    }()
-
-    /// `count` bytes from the kernel's random number generator (/dev/urandom); nil when it cannot
-    /// be read.
-    public static func randomBytes(_ count: Int) -> [UInt8]? {
-        let fd = retryingOnInterrupt { open("/dev/urandom", O_RDONLY | O_CLOEXEC) }
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: count)
-        var filled = 0
-        while filled < count {
-            let got = bytes.withUnsafeMutableBytes { buffer in retryingOnInterrupt { read(fd, buffer.baseAddress! + filled, count - filled) } }
-            guard got > 0 else { return nil }
-            filled += got
-        }
-        return bytes
     }
 
     /// This process's id (for names that must not collide between processes, such as temp files).

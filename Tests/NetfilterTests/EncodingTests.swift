@@ -103,58 +103,6 @@ struct NFTPlanTests {
         #expect(plan.bypass.map { "\($0.first)-\($0.last) \($0.comment)" } == ["169.254.0.0-169.254.255.255 link-local", "224.0.0.0-239.255.255.255 multicast"])
     }
 
-    /// The departure rules as nft would print them (the secret named, never shown), per family, and
-    /// their expressions whole (the text leaves `meta nfproto` out).
-    @Test func theDepartureRuleReadsAsAPersonWouldWriteIt() {
-        let secret: [UInt8] = [0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4]
-        let four = Self.plan(PluginConfig()), six = Self.plan(PluginConfig(), family: .ipv6)
-        #expect(NFTFamilyPlan.departureGuard.text == "meta l4proto != 253 accept comment \"randsnat: every packet but a departing pod's goes on\"")
-        #expect(NFTFamilyPlan.departure(four.names, secret: secret, comment: "c").text
-                == "meta l4proto 253 ip daddr 127.0.0.1 @th,0,64 <secret> delete @\(four.names.memberSet) { ip saddr } drop comment \"c\"")
-        #expect(NFTFamilyPlan.departure(six.names, secret: secret, comment: "c").text
-                == "meta l4proto 253 ip6 daddr ::1 @th,0,64 <secret> delete @\(six.names.memberSet) { ip6 saddr } drop comment \"c\"")
-        #expect(NFTFamilyPlan.departure(four.names, secret: secret, comment: "c").expressions == [
-            .meta(.l4proto, .r1), .equal(.r1, [253]), .meta(.nfproto, .r1), .equal(.r1, [NFTFamily.ipv4]),
-            .payload(offset: 16, length: 4, .r1), .equal(.r1, [127, 0, 0, 1]),
-            .transportPayload(offset: 0, length: 8, .r1), .equal(.r1, secret),
-            .payload(offset: 12, length: 4, .r1), .deleteFromSet(set: four.names.memberSet, key: .r1), .verdict(.drop),
-        ])
-        #expect(NFTFamilyPlan.departure(six.names, secret: secret, comment: "c").expressions == [
-            .meta(.l4proto, .r1), .equal(.r1, [253]), .meta(.nfproto, .r1), .equal(.r1, [NFTFamily.ipv6]),
-            .payload(offset: 24, length: 16, .r1), .equal(.r1, IPAddress("::1")!.bytes),
-            .transportPayload(offset: 0, length: 8, .r1), .equal(.r1, secret),
-            .payload(offset: 8, length: 16, .r1), .deleteFromSet(set: six.names.memberSet, key: .r1), .verdict(.drop),
-        ])
-        #expect(NFTFamilyPlan.departureSecret(of: NFTFamilyPlan.departure(six.names, secret: secret, comment: "c").expressions) == secret)
-        #expect(NFTFamilyPlan.departedSet(of: NFTFamilyPlan.departure(six.names, secret: secret, comment: "c").expressions) == six.names.memberSet)
-        #expect(NFTFamilyPlan.departureSecret(of: four.rules.flatMap(\.expressions)) == nil, "no other rule has one")
-        #expect(NFTFamilyPlan.departedSet(of: NFTFamilyPlan.departureGuard.expressions) == nil)
-    }
-
-    @Test(arguments: [
-        ("6.18.44-fc-v669", true), ("6.10.0", true), ("7.0.1-arch1", true), ("6.9.12", false), ("5.15.0-105-generic", false),
-        ("6", false), ("", false), ("garbage", false),
-    ])
-    func departureRulesNeedTheKernelOfElementUpdates(release: String, supported: Bool) {
-        #expect(NFTDeparture.supported(kernelRelease: release) == supported)
-    }
-
-    /// The packet DEL sends: a whole IP header (the kernel fills in an IPv4 checksum and id), from
-    /// the pod to the family's loopback address, protocol 253, the secret as its payload.
-    @Test func theDeparturePacketIsTheRulesMatch() {
-        let secret: [UInt8] = [9, 8, 7, 6, 5, 4, 3, 2]
-        let four = NFTDeparture.packet(from: IPAddress("198.18.0.7")!, secret: secret)
-        #expect(four == [0x45, 0, 0, 28, 0, 0, 0, 0, 64, 253, 0, 0, 198, 18, 0, 7, 127, 0, 0, 1] + secret)
-        let six = NFTDeparture.packet(from: IPAddress("2001:db8::7")!, secret: secret)
-        #expect(six.count == 48 && Array(six[0..<8]) == [0x60, 0, 0, 0, 0, 8, 253, 64])
-        #expect(Array(six[8..<24]) == IPAddress("2001:db8::7")!.bytes && Array(six[24..<40]) == IPAddress("::1")!.bytes)
-        #expect(Array(six[40...]) == secret)
-        // Where the rule looks: destination at 16 (IPv4) / 24 (IPv6), the secret right after the header.
-        let rule = NFTFamilyPlan.departure(Self.plan(PluginConfig()).names, secret: secret, comment: "c").expressions
-        #expect(rule.contains(.payload(offset: 16, length: 4, .r1)) && rule.contains(.equal(.r1, Array(four[16..<20]))))
-        #expect(rule.contains(.equal(.r1, [four[9]])) && rule.contains(.equal(.r1, Array(four[20...]))))
-    }
-
     @Test func bypassCIDRsAreMergedIntoDisjointIntervals() {
         var config = PluginConfig()
         config.nonMasqueradeCIDRs = ["10.0.0.0/8", "10.1.0.0/16", "11.0.0.0/8", "2001:db8::/32"].map { CIDR($0)! }

@@ -99,11 +99,6 @@ struct NFTBatchExchangeTests {
 /// table written with `NFTBatch`, whose dump is decoded back to what was written; the captured dump,
 /// cut or garbled, throws.
 struct NFTDecoderTests {
-    /// A departure rule with a secret of the plan's family (so the two differ).
-    static func departure(_ plan: NFTFamilyPlan) -> NFTRule {
-        NFTFamilyPlan.departure(plan.names, secret: plan.family == .ipv4 ? [1, 2, 3, 4, 5, 6, 7, 8] : [8, 7, 6, 5, 4, 3, 2, 1],
-                                comment: "departing pods")
-    }
 
     static func plans() -> [NFTFamilyPlan] {
         var snat = PluginConfig()
@@ -128,7 +123,7 @@ struct NFTDecoderTests {
             batch.addTable(table)
             batch.addChain(table, NFTFamilyPlan.baseChain, hook: .snat)
             for plan in plans() {
-                batch.addSet(table, plan.names.memberSet, family: plan.family, interval: false, expiring: true, comment: "pods")
+                batch.addSet(table, plan.names.memberSet, family: plan.family, interval: false, comment: "pods")
                 batch.addSet(table, plan.names.subnetSet, family: plan.family, interval: true, comment: "subnets")
                 batch.addSet(table, plan.bypassSet, family: plan.family, interval: true, comment: "bypass")
                 batch.addElements(table, plan.bypassSet, NFTBatch.elements(plan.bypass))
@@ -136,9 +131,6 @@ struct NFTDecoderTests {
                 for rule in plan.rules { batch.addRule(table, plan.chain, rule) }
                 batch.addRule(table, NFTFamilyPlan.baseChain, plan.jump)
             }
-            batch.addChain(table, NFTFamilyPlan.departuresChain, hook: .departures)
-            batch.addRule(table, NFTFamilyPlan.departuresChain, NFTFamilyPlan.departureGuard)
-            for plan in plans() { batch.addRule(table, NFTFamilyPlan.departuresChain, departure(plan)) }
             let pod = plans()[0]
             batch.addElements(table, pod.names.memberSet, [NFTBatch.Element(key: IPAddress("198.18.0.5")!, comment: "pod a")])
             try batch.commit(on: socket)
@@ -150,7 +142,6 @@ struct NFTDecoderTests {
                 elements[plan.bypassSet] = try reader.elements(of: plan.bypassSet, family: plan.family)
             }
             rules[NFTFamilyPlan.baseChain] = try reader.rules(of: NFTFamilyPlan.baseChain)
-            rules[NFTFamilyPlan.departuresChain] = try reader.rules(of: NFTFamilyPlan.departuresChain)
             elements[pod.names.memberSet] = try reader.elements(of: pod.names.memberSet, family: .ipv4)
             var request = NetlinkRequest(NFTCommand.getRule, flags: [.request, .ack, .dump], sequence: socket.nextSequence(),
                                          header: NetfilterHeader(family: NFTFamily.inet))
@@ -174,16 +165,6 @@ struct NFTDecoderTests {
             #expect(bypass == plan.bypass.map { "\($0.first)-\($0.last)" })
             #expect(Set(dump.sets).isSuperset(of: [plan.names.memberSet, plan.names.subnetSet, plan.bypassSet]))
             #expect(dump.chains.contains(plan.chain))
-        }
-        // The departures chain reads back as written: the guard, then each generation's rule with its secret.
-        let departures = try #require(dump.rules[NFTFamilyPlan.departuresChain])
-        let written = [NFTFamilyPlan.departureGuard] + Self.plans().map(Self.departure)
-        #expect(departures.count == written.count)
-        for (installed, rule) in zip(departures, written) {
-            #expect(NFTDecoder.same(installed, rule), "\(rule.text)")
-            #expect(installed.expressions.allSatisfy { $0 != nil }, "every expression randsnat writes is read back")
-            #expect(NFTFamilyPlan.departureSecret(of: installed.expressions) == NFTFamilyPlan.departureSecret(of: rule.expressions))
-            #expect(NFTFamilyPlan.departedSet(of: installed.expressions) == NFTFamilyPlan.departedSet(of: rule.expressions))
         }
         let jumps = try #require(dump.rules[NFTFamilyPlan.baseChain])
         #expect(zip(jumps, Self.plans()).allSatisfy { NFTDecoder.same($0, $1.jump) } && jumps.count == 2)
@@ -257,7 +238,7 @@ struct NFTDecoderTests {
             let table = NFTFamilyPlan.table, set = "count-me"
             var batch = NFTBatch()
             batch.addTable(table)
-            batch.addSet(table, set, family: .ipv4, interval: false, expiring: true, comment: "pods")
+            batch.addSet(table, set, family: .ipv4, interval: false, comment: "pods")
             let count = 3_000  // ~40 elements to a kilobyte: several 32 KiB dump datagrams
             for first in stride(from: 0, to: count, by: 500) {  // a message holds 64 KiB at most
                 batch.addElements(table, set, (first..<(first + 500)).map {

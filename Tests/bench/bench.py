@@ -8,6 +8,7 @@ A benchmark, not a test: it prints figures and ratios and asserts nothing. Every
 network namespace it makes and removes (also on Ctrl-C or failure).
 
   bench.py [--rules 20000] [--runs 50] [--portmap-runs 20] [--standalone-runs 30] [--bridge-runs 15] [--concurrent 100]
+  bench.py --drain 100 [--drain-rounds 6]     a node drain: 100 pods' DELs at once, iptables and nftables in turn
 
 Standalone randsnat and the reference bridge run pod by pod in turn: --standalone-runs pairs on the
 empty table, --bridge-runs pairs at N rules.
@@ -242,6 +243,63 @@ def residents(counts, runs, backend=None):
             subprocess.run(["ip", "netns", "del", name])
             subprocess.run(["ip", "netns", "del", name + "-pod"])
     return {count: [statistics.median(values) for values in lists] for count, lists in samples.items()}
+
+
+def drain(count, rounds, backends=("iptables", "nftables")):
+    """A node drain as kubelet makes it: `count` pods' DELs started at once (chained randsnat, one
+    resident pod keeping the network), for each backend in turn, `rounds` times, the backends' order
+    alternating. Returns {backend: [wall ms per round]}; a failed DEL or a member left raises."""
+    names = {backend: "%s-drain-%s" % (NS, backend[:3]) for backend in backends}
+    walls = {backend: [] for backend in backends}
+
+    def config(backend, index):
+        conf = randsnat_config(index)
+        conf["backend"] = backend
+        conf["prevResult"]["interfaces"][0]["sandbox"] = "/var/run/netns/" + names[backend] + "-pod"
+        return json.dumps(conf).encode()
+
+    def start(backend, verb, index):
+        name = names[backend]
+        env = plugin_env(verb, "drain-%d" % index, "/var/run/netns/" + name + "-pod", {"RANDSNAT_RUN_DIR": RUN_DIR + "/" + name})
+        proc = subprocess.Popen(["nsenter", "--net=/var/run/netns/" + name, RANDSNAT], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        proc.stdin.write(config(backend, index))
+        proc.stdin.close()
+        return proc
+
+    def members(backend):
+        name = names[backend]
+        if backend == "nftables":
+            listing = sh("ip", "netns", "exec", name, "nft", "list", "table", "inet", "randsnat").decode()
+        else:
+            listing = sh("ip", "netns", "exec", name, "ipset", "save").decode()
+        return listing.count("/drain-")
+
+    def wait(procs, what):
+        failed = [proc.stderr.read().decode()[:300] for proc in procs if proc.wait(timeout=120) != 0]
+        if failed:
+            raise RuntimeError("%d of %d %s failed: %s" % (len(failed), len(procs), what, failed[0]))
+    try:
+        for backend, name in names.items():
+            sh("ip", "netns", "add", name)
+            sh("ip", "netns", "add", name + "-pod")
+            wait([start(backend, "ADD", 0)], "resident ADD")
+        for round in range(rounds):
+            order = backends if round % 2 == 0 else tuple(reversed(backends))
+            for backend in order:
+                for first in range(1, count + 1, 10):  # the pods come up ten at a time (not timed)
+                    wait([start(backend, "ADD", index) for index in range(first, min(first + 10, count + 1))], "ADDs")
+                began = time.perf_counter()
+                wait([start(backend, "DEL", index) for index in range(1, count + 1)], "DELs of the drain")
+                walls[backend].append((time.perf_counter() - began) * 1000)
+                left = members(backend)
+                if left != 1:
+                    raise RuntimeError("after the drain %s holds %d members; the resident pod's alone expected" % (backend, left))
+    finally:
+        for name in names.values():
+            subprocess.run(["ip", "netns", "del", name])
+            subprocess.run(["ip", "netns", "del", name + "-pod"])
+    return walls
 
 
 def print_residents(label, figures):
@@ -487,6 +545,9 @@ def main():
     parser.add_argument("--residents-runs", type=int, default=40)
     parser.add_argument("--residents-only", action="store_true", help="measure only ADD/DEL with 1 and --residents pods resident")
     parser.add_argument("--agent-only", action="store_true", help="measure only the agent with --residents pods")
+    parser.add_argument("--drain", type=int, default=None, metavar="PODS",
+                        help="measure only a node drain: PODS pods' DELs at once, iptables and nftables in turn")
+    parser.add_argument("--drain-rounds", type=int, default=6)
     parser.add_argument("--agent-memory", default=None, metavar="N,N,...",
                         help="measure only the DaemonSet agent's RSS with --residents pods and each count of foreign nat rules")
     args = parser.parse_args()
@@ -511,6 +572,19 @@ def main():
                         if key.startswith("syscalls"):
                             value = ", ".join("%s %d" % kv for kv in sorted(value.items(), key=lambda kv: -kv[1])[:10])
                         print("  %-9s %s: %s" % (backend, key, value), flush=True)
+        finally:
+            shutil.rmtree(RUN_DIR, ignore_errors=True)
+        return
+    if args.drain:
+        try:
+            print("node drain: %d DELs at once, iptables and nftables in turn, x%d ..." % (args.drain, args.drain_rounds), flush=True)
+            walls = drain(args.drain, args.drain_rounds)
+            for backend, values in walls.items():
+                print("  %-9s drain of %d pods: median %7.0f ms, min %7.0f, max %7.0f (%s)" % (
+                    backend, args.drain, statistics.median(values), min(values), max(values), ", ".join("%.0f" % v for v in values)))
+            ratios = [n / i for i, n in zip(walls["iptables"], walls["nftables"])]
+            print("  nftables / iptables: median of medians %.2f, per round %s" % (
+                statistics.median(walls["nftables"]) / statistics.median(walls["iptables"]), ", ".join("%.2f" % r for r in ratios)))
         finally:
             shutil.rmtree(RUN_DIR, ignore_errors=True)
         return

@@ -270,21 +270,32 @@ public struct SNATPlugin: CNIPlugin {
     func removeSNAT(_ owner: Attachment, members: [JSONKey: JSONValue], addresses: [IPAddress], onlyIf: () throws -> Bool = { true }) throws -> Bool {
         let config = (try? PluginConfig.parse(members).config) ?? PluginConfig()
         let id = NetworkID(network: owner.network)
-        return try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
-            guard try onlyIf() else { return false }
-            // One set of backends for the whole DEL: the record's backend is not built again by the fallback.
-            let backends = VerbBackends(makeBackend, config: config)
-            // The record says where the pod's members are: no dump of the network's members.
-            if try !removeRecorded(owner, backends: backends) {
-                for (backend, generations) in try holdings(id, config: config, backends: backends) {
-                    for generation in generations {
-                        try removeMembers(of: generation, backend) { owner.owns($0, of: addresses, limit: backend.commentLimit) }
-                    }
+        // One set of backends for the whole DEL (the record's backend is not built again by the
+        // fallback), made before the lock and kept until after it: their netlink sockets close
+        // unlocked. Closing a netfilter socket after a commit that deleted something waits for an
+        // RCU grace period (nf_tables' destroy work, ~10-30 ms), which the next DEL of the network
+        // need not wait behind.
+        let backends = VerbBackends(makeBackend, config: config)
+        return try withExtendedLifetime(backends) {
+            try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
+                guard try onlyIf() else { return false }
+                try removeSNATLocked(owner, id: id, config: config, backends: backends, addresses: addresses)
+                return true
+            }
+        }
+    }
+
+    private func removeSNATLocked(_ owner: Attachment, id: NetworkID, config: PluginConfig, backends: VerbBackends,
+                                  addresses: [IPAddress]) throws {
+        // The record says where the pod's members are: no dump of the network's members.
+        if try !removeRecorded(owner, backends: backends) {
+            for (backend, generations) in try holdings(id, config: config, backends: backends) {
+                for generation in generations {
+                    try removeMembers(of: generation, backend) { owner.owns($0, of: addresses, limit: backend.commentLimit) }
                 }
             }
-            try records.remove(owner)
-            return true
         }
+        try records.remove(owner)
     }
 
     /// Every backend with what it holds of the network. ADD, DEL and GC look in all of them: the pod
