@@ -365,6 +365,11 @@ for g in yaml.safe_load(open(sys.argv[1]))["groups"]:
     expect_eq "a broken file in net.d: 0" "$(scraped_wait "$netd" 0)" "0"
     rm "$WORK/root/etc/cni/net.d/20-broken.conflist"
     expect_eq "removed: 1 again" "$(scraped_wait "$netd" 1)" "1"
+    # A file the agent does not read (a FIFO: no regular file) is refused the same way.
+    mkfifo "$WORK/root/etc/cni/net.d/05-x.conflist"
+    expect_eq "a FIFO in net.d: 0" "$(scraped_wait "$netd" 0)" "0"
+    rm "$WORK/root/etc/cni/net.d/05-x.conflist"
+    expect_eq "removed: 1 again" "$(scraped_wait "$netd" 1)" "1"
     printf '{"cniVersion":"1.0.0","name":"%s-x","plugins":[{"type":"randsnat","portRange":"9-8"}]}' "$T" > "$WORK/root/etc/cni/net.d/.b" \
         && mv "$WORK/root/etc/cni/net.d/.b" "$WORK/root/etc/cni/net.d/30-other.conflist"
     expect_eq "a randsnat entry with an invalid portRange: 0" "$(scraped_wait "$netd" 0)" "0"
