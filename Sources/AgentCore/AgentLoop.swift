@@ -206,6 +206,7 @@ public enum AgentLoop {
             let (files, refused) = configFiles(configDirectory)
             var report = pass.run(configFiles: files)
             report.problems += refused
+            report.configRefusals += refused  // a file that cannot be read is refused as one that does not parse
             // The run directory is pruned at start and every resync period (not on each notification).
             if let files, reason == "start" || reason == "the resync period" {
                 let configured = Set(NodeConfigs.parse(files).networks.keys)

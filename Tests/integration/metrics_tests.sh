@@ -365,6 +365,11 @@ for g in yaml.safe_load(open(sys.argv[1]))["groups"]:
     expect_eq "a broken file in net.d: 0" "$(scraped_wait "$netd" 0)" "0"
     rm "$WORK/root/etc/cni/net.d/20-broken.conflist"
     expect_eq "removed: 1 again" "$(scraped_wait "$netd" 1)" "1"
+    # A file the agent does not read (a FIFO: no regular file) is refused the same way.
+    mkfifo "$WORK/root/etc/cni/net.d/05-x.conflist"
+    expect_eq "a FIFO in net.d: 0" "$(scraped_wait "$netd" 0)" "0"
+    rm "$WORK/root/etc/cni/net.d/05-x.conflist"
+    expect_eq "removed: 1 again" "$(scraped_wait "$netd" 1)" "1"
     printf '{"cniVersion":"1.0.0","name":"%s-x","plugins":[{"type":"randsnat","portRange":"9-8"}]}' "$T" > "$WORK/root/etc/cni/net.d/.b" \
         && mv "$WORK/root/etc/cni/net.d/.b" "$WORK/root/etc/cni/net.d/30-other.conflist"
     expect_eq "a randsnat entry with an invalid portRange: 0" "$(scraped_wait "$netd" 0)" "0"
@@ -401,6 +406,28 @@ test_metrics_series_keep_their_labels_through_a_flush() {
     done
     expect_absent "doctor names the network too" "$(doctor)" "(unknown:"
     pod_del "$list" 1 >/dev/null; pod_del "$list" 2 >/dev/null
+}
+
+# The agent with the DaemonSet's capabilities (NET_ADMIN and NET_RAW, no others) and the CNI cache
+# mounted, as install/README.md says: the orphan count and each network's podTCPTimestamps come from
+# the cache; the pods' own tcp_timestamps and the per-port probe need to enter network namespaces
+# (CAP_SYS_ADMIN), so the pods count as unreadable and the probe's series is absent.
+test_metrics_timestamps_with_the_daemonsets_capabilities() {
+    local list; list=$(conflist "$T-n" '"podTCPTimestamps":2')
+    pod_add "$list" 1 >/dev/null
+    local caps=-all,+net_admin,+net_raw
+    ip netns exec "$NODE" setpriv --inh-caps=$caps --ambient-caps=$caps --bounding-set=$caps "$AGENT_BIN" --metrics "$METRICS" \
+        --no-reconcile --scan-interval 1 --cni-cache "$CNI_CACHE_DIR" > "$WORK/agent.log" 2>&1 &
+    AGENT_PID=$!
+    local configured="" i
+    for i in $(seq 50); do configured=$(scraped "randsnat_pod_tcp_timestamps_configured{network=\"$T-n\"}"); [ -n "$configured" ] && break; sleep 0.2; done
+    expect_eq "the agent has only NET_ADMIN and NET_RAW" "$(awk '/^CapEff/ {print $2}' "/proc/$AGENT_PID/status")" "0000000000003000"
+    expect_eq "podTCPTimestamps from the cache" "$configured" "2"
+    expect_eq "the pod counts as unreadable" "$(scraped "randsnat_pod_tcp_timestamps_unreadable{network=\"$T-n\"}")" "1"
+    expect_eq "the orphan count is there (the cache is read)" "$(scraped "randsnat_orphan_members{network=\"$T-n\",family=\"ipv4\"}")" "0"
+    expect_eq "the per-port probe's series is absent" "$(scraped randsnat_tcp_timestamp_per_port_offsets)" ""
+    kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
+    pod_del "$list" 1 >/dev/null
 }
 
 test_metrics_alert_rules_pass_promtool() {

@@ -88,6 +88,7 @@ public struct PodRecord: Equatable, Sendable {
 
     /// The writer's process id when `name` is a temp file `tempFileName(of:writer:)` can make.
     public static func writer(ofTemp name: String) -> Int? {
+        guard name.utf8.count > 41 else { return nil }  // a record's name (37 bytes), without a copy
         let bytes = Array(name.utf8)
         guard bytes.count > 41, isRecordName(String(decoding: bytes[..<37], as: UTF8.self)),
               bytes[37..<41].elementsEqual(".tmp".utf8), bytes.count - 41 <= 10,
