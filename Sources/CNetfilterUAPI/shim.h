@@ -29,3 +29,10 @@
 
 /* XT_ALIGN rounds a match/target size up to the alignment the kernel's xtables ABI uses. */
 static inline unsigned long randsnat_xt_align(unsigned long size) { return XT_ALIGN(size); }
+
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <linux/membarrier.h>
+/* Returns after an RCU grace period (membarrier's MEMBARRIER_CMD_GLOBAL is synchronize_rcu());
+ * syscall() is variadic, which Swift cannot call. */
+static inline int randsnat_wait_for_grace_period(void) { return (int)syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0); }

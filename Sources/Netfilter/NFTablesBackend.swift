@@ -20,6 +20,8 @@ public final class NFTablesBackend: NATBackend {
     private let baseChain = NFTFamilyPlan.baseChain
 
     private let flowCleanup: FlowCleanup
+    /// True once a commit of this backend deleted elements (see `deinit`).
+    private var deletedElements = false
 
     public init(runDirectory: String, lockTimeoutSeconds: Double, flowCleanup: FlowCleanup = .flush,
                 log: @escaping (String) -> Void = { _ in }) throws(NetfilterError) {
@@ -28,6 +30,17 @@ public final class NFTablesBackend: NATBackend {
         tableLock = FileLock(path: runDirectory + "/nftables.lock", makingDirectory: runDirectory)
         self.lockTimeoutSeconds = lockTimeoutSeconds
         self.log = log
+    }
+
+    /// After a commit that deleted elements, waits for an RCU grace period before the socket closes.
+    /// The commit left the elements on nf_tables' destroy list, whose work frees them after a grace
+    /// period; closing a netfilter socket waits for that work while holding the kernel's commit mutex,
+    /// so every other process's nf_tables commit waits too (a node drain's DELs then went one grace
+    /// period each). Waited for here, outside the mutex (membarrier's global command is
+    /// `synchronize_rcu()`), the grace periods of DELs that run at once overlap and the close
+    /// usually finds the work done. Where the command is refused (nohz_full), the close waits as before.
+    deinit {
+        if deletedElements { _ = randsnat_wait_for_grace_period() }
     }
 
     /// A backend that only reads (for `randsnat doctor`): no lock directory is made.
@@ -336,6 +349,7 @@ public final class NFTablesBackend: NATBackend {
         guard !addresses.isEmpty else { return }
         var batch = NFTBatch()
         batch.deleteElements(table, set, addresses.map { NFTBatch.Element(key: $0) })
+        deletedElements = true
         guard try refusal(of: batch, allowing: [ENOENT]) != nil else { return }
         for address in addresses {
             var single = NFTBatch()

@@ -204,7 +204,7 @@ public struct NodeInspector {
         return members.filter { member in
             // A digest, or a comment an earlier release cut short, names no container to look up.
             guard let owner = Attachment.owner(fromComment: member.comment, network: network) else { return false }
-            return access("\(cniCache)/\(network)-\(owner.containerID)-\(owner.ifName)", F_OK) != 0
+            return access(cniCache + "/" + LibcniCache.fileName(of: owner), F_OK) != 0
         }.map { "\($0.address) (\($0.comment))" }
     }
 

@@ -131,9 +131,11 @@ struct AdoptionTests {
         let records = FakeRecords()
         let plugin = SNATPlugin(makeBackend: { _, _ in backend }, lock: NoLock(), log: { _ in }, pathExists: { _ in true }, records: records)
         let cache = FakeCache()
-        cache.files = ["net-c1-eth0": Self.entry(), "net-c4-eth0": Self.entry(container: "c4", ips: ["198.19.0.4/24"])]
+        cache.files = ["net-c1-eth0": Self.entry(), "net-c4-eth0": Self.entry(container: "c4", ips: ["198.19.0.4/24"]),
+                       "other-c3-eth0": Self.entry(network: "other", container: "c3")]
         let adoption = CacheAdoption(cache: cache)
         let report = adoption.run(plugin: plugin, records: records, configs: Self.configs)
+        #expect(!cache.reads.contains("other-c3-eth0"), "a network that does not chain randsnat is not read")
         let c1 = Attachment(network: "net", containerID: "c1", ifName: "eth0")
         #expect(report.adopted.count == 1 && report.adopted[0].hasPrefix("adopted net/c1/eth0 (198.18.0.5/24)"))
         #expect(try records.read(c1)?.addresses == [PodAddress("198.18.0.5/24")!])

@@ -102,6 +102,7 @@ test_agent_adopts_a_podman_container() {
     local chained=$WORK/pd-chained.conflist
     cp "$list" "$chained"
     local plain; plain=$(bridge_only "$chained")
+    local had_cache_dir=0; [ ! -e /var/lib/cni ] || had_cache_dir=1
     local envs; envs=$(podman_env)
     cp "$plain" "$WORK/podman/net.d/$T-pd.conflist"
     mkdir -p "$WORK/pdroot/etc/cni"
@@ -148,6 +149,6 @@ test_agent_adopts_a_podman_container() {
     expect_contains "the agent then releases the adopted container" "$(cat "$WORK/pd-agent.log")" "released adopted $T-pd/"
     expect_eq "its member is gone" "$(cat "$WORK/pd-members-after")" "0"
     expect_eq "and its record" "$(find "$RANDSNAT_RUN_DIR/records" -name '*.json' 2>/dev/null | wc -l)" "0"
-    expect "the host's /var/lib/cni was not made" test ! -e /var/lib/cni
+    [ $had_cache_dir = 1 ] || expect "the host's /var/lib/cni was not made" test ! -e /var/lib/cni
     podman_done "$T-pd"
 }

@@ -4,7 +4,8 @@ import CNI
 /// saw (`AdoptionPlan`), and tell which cannot be. The cache is read again only when a file was
 /// added to or removed from it, when the node's configs changed, or after `forget()`; an idle pass
 /// costs one `stat` of the cache directory. A file of an attachment that has a record is not read
-/// (its name is libcni's name of the attachment): an idle node reads no cache file at all.
+/// (its name is libcni's name of the attachment), nor that of a network randsnat has no part in: an
+/// idle node reads no cache file at all.
 public final class CacheAdoption {
     let cache: any LibcniCacheSource
     /// What the last read saw, to tell whether anything changed since.
@@ -21,7 +22,7 @@ public final class CacheAdoption {
     /// The next pass reads the cache again.
     public func forget() { stale = true }
 
-    /// The attachments libcni's cache holds, as of the last read (nil: no cache, or not readable).
+    /// The attachments libcni's cache holds in randsnat's networks, as of the last read (nil: no cache, or not readable).
     public var liveAttachments: Set<Attachment>? { last.liveAttachments }
 
     /// Adopts what can be adopted; the report's `adopted` lines are this call's adoptions.
@@ -52,8 +53,10 @@ public final class CacheAdoption {
         report.cacheRead = true
         // The records of every network: an attachment with a record is live when its file is there.
         var recorded: [String: Attachment] = [:]
+        var recordNetworks: [String] = []
         do {
-            for network in try records.networks() {
+            recordNetworks = try records.networks()
+            for network in recordNetworks {
                 for record in try records.records(of: NetworkID(network: network)).records {
                     recorded[LibcniCache.fileName(of: record.attachment)] = record.attachment
                 }
@@ -81,11 +84,15 @@ public final class CacheAdoption {
         }
         var live: Set<Attachment> = []
         var entries: [(fileName: String, entry: Result<CachedAttachment, CacheEntryError>)] = []
+        // Only randsnat's networks' files matter (to adopt, and as live owners of members): another
+        // network's pods are not read.
+        let prefixes = Set(configs.networks.keys).union(recordNetworks).map { Array(($0 + "-").utf8) }
         for name in names {
             if let attachment = recorded[name] {
                 live.insert(attachment)
                 continue
             }
+            guard prefixes.contains(where: { name.utf8.starts(with: $0) }) else { continue }
             let entry = cache.entry(name)
             if case .success(let cached) = entry { live.insert(cached.attachment) }
             entries.append((name, entry))
@@ -129,7 +136,7 @@ public struct AdoptionReport: Equatable, Sendable {
     public var problems: [String] = []
     /// Whether the cache could be read at all (false: no cache at that path, or not listable).
     public var cacheRead = false
-    /// The cache's attachments (of every network); nil when the cache could not be read.
+    /// The cache's attachments in randsnat's networks (in net.d or with records); nil when the cache could not be read.
     public var liveAttachments: Set<Attachment>?
 
     public init() {}

@@ -273,8 +273,8 @@ public struct SNATPlugin: CNIPlugin {
         // One set of backends for the whole DEL (the record's backend is not built again by the
         // fallback), made before the lock and kept until after it: their netlink sockets close
         // unlocked. Closing a netfilter socket after a commit that deleted something waits for an
-        // RCU grace period (nf_tables' destroy work, ~10-30 ms), which the next DEL of the network
-        // need not wait behind.
+        // RCU grace period (nf_tables' destroy work, ~10-30 ms; see `NFTablesBackend.deinit`), which
+        // the next DEL of the network need not wait behind.
         let backends = VerbBackends(makeBackend, config: config)
         return try withExtendedLifetime(backends) {
             try lock.withLock(id, timeoutSeconds: config.lockTimeoutSeconds) {
