@@ -14,8 +14,10 @@ extension NodeInspector {
         var networks: [String: Tally] = [:]
         let reader = PodNamespaceReader()
         for name in names.sorted() {
-            guard let bytes = try? CNICacheFiles.read(cniCache + "/" + name), let entry = CNICacheEntry(bytes), entry.hasRandsnat else { continue }
-            var tally = networks[entry.network] ?? Tally()
+            guard let bytes = try? CNICacheFiles.read(cniCache + "/" + name),
+                  let entry = try? CachedAttachment.parse(bytes, fileName: name), entry.chainedRandsnat else { continue }
+            let network = entry.attachment.network
+            var tally = networks[network] ?? Tally()
             tally.configured = tally.configured ?? entry.podTCPTimestamps
             if let netns = entry.netns, let pod = try? reader.read(netns: netns) {
                 tally.byValue[pod.tcpTimestamps, default: 0] += 1
@@ -23,7 +25,7 @@ extension NodeInspector {
             } else {
                 tally.unreadable += 1
             }
-            networks[entry.network] = tally
+            networks[network] = tally
         }
         return networks.sorted { $0.key < $1.key }.map {
             NodeFacts.PodTimestamps(network: $0.key, configured: $0.value.configured, podsByValue: $0.value.byValue,

@@ -39,7 +39,8 @@ struct PodTimestampsTests {
         let encoded = base64Encode(Array(config.utf8))
         var text = #"{"kind":"cniCacheV1","containerId":"c1","config":"\#(encoded)","ifName":"eth0","networkName":"pods","#
         if let netns { text += #""netns":"\#(netns)","# }
-        text += #""result":{"cniVersion":"1.0.0","interfaces":[{"name":"cni0"},{"name":"eth0","sandbox":"/var/run/netns/sb"}]}}"#
+        text += #""result":{"cniVersion":"1.0.0","interfaces":[{"name":"cni0"},{"name":"eth0","sandbox":"/var/run/netns/sb"}],"#
+        text += #""ips":[{"address":"198.18.0.5/24","interface":1}]}}"#
         return Array(text.utf8)
     }
 
@@ -56,13 +57,15 @@ struct PodTimestampsTests {
 
     @Test func libcniCacheEntries() throws {
         let conflist = #"{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"bridge"},{"type":"randsnat","podTCPTimestamps":2}]}"#
-        let chained = try #require(CNICacheEntry(Self.entry(config: conflist)))
-        #expect(chained == CNICacheEntry(network: "pods", netns: "/var/run/netns/p1", podTCPTimestamps: 2, hasRandsnat: true))
-        let standalone = try #require(CNICacheEntry(Self.entry(config: #"{"cniVersion":"1.0.0","name":"pods","type":"randsnat","ipam":{}}"#, netns: nil)))
-        #expect(standalone == CNICacheEntry(network: "pods", netns: "/var/run/netns/sb", podTCPTimestamps: nil, hasRandsnat: true))
-        let other = try #require(CNICacheEntry(Self.entry(config: #"{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"bridge"}]}"#)))
-        #expect(!other.hasRandsnat)
-        #expect(CNICacheEntry(Array("not json".utf8)) == nil)
+        // Doctor reads the cache with the adoption's one parser (CachedAttachment).
+        let chained = try CachedAttachment.parse(Self.entry(config: conflist))
+        #expect(chained.attachment == Attachment(network: "pods", containerID: "c1", ifName: "eth0"))
+        #expect(chained.netns == "/var/run/netns/p1" && chained.podTCPTimestamps == 2 && chained.chainedRandsnat)
+        let standalone = try CachedAttachment.parse(Self.entry(config: #"{"cniVersion":"1.0.0","name":"pods","type":"randsnat","ipam":{}}"#, netns: nil))
+        #expect(standalone.netns == "/var/run/netns/sb" && standalone.podTCPTimestamps == nil && standalone.chainedRandsnat)
+        let other = try CachedAttachment.parse(Self.entry(config: #"{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"bridge"}]}"#))
+        #expect(!other.chainedRandsnat)
+        #expect(throws: CacheEntryError.self) { try CachedAttachment.parse(Array("not json".utf8)) }
     }
 
     static func pods(_ byValue: [Int: Int], configured: Int?, retransmits: UInt64) -> NodeFacts.PodTimestamps {

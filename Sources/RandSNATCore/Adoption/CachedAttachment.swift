@@ -16,8 +16,9 @@ public enum LibcniCache {
     public static let defaultDirectory = "/var/lib/cni/results"
     /// The `kind` of the only format libcni writes.
     public static let kind = "cniCacheV1"
-    /// The most randsnat reads of one entry (see `CNICacheEntry.maxFileBytes`).
-    public static var entryLimit: Int { CNICacheEntry.maxFileBytes }
+    /// The most randsnat reads of one entry. An entry holds the config the runtime passed (at most
+    /// `Dispatcher.maxInputBytes`, or randsnat refused it) as base64 (4/3 of it), and the result.
+    public static let entryLimit = 3 * Dispatcher.maxInputBytes
 
     /// The entry's file name, as libcni makes it.
     public static func fileName(of attachment: Attachment) -> String {
@@ -35,12 +36,17 @@ public struct CachedAttachment: Equatable, Sendable {
     /// The types of the plugins of the config the runtime used; nil when the entry's config cannot be
     /// read (it is not needed to adopt the attachment: the node's current config is used).
     public let cachedPlugins: [String]?
+    /// randsnat's `podTCPTimestamps` in the config the runtime used; nil when not set there (or
+    /// randsnat is not in it). Doctor compares it with what the pods hold.
+    public let podTCPTimestamps: Int?
 
-    public init(attachment: Attachment, addresses: [PodAddress], netns: String? = nil, cachedPlugins: [String]? = nil) {
+    public init(attachment: Attachment, addresses: [PodAddress], netns: String? = nil, cachedPlugins: [String]? = nil,
+                podTCPTimestamps: Int? = nil) {
         self.attachment = attachment
         self.addresses = addresses
         self.netns = netns
         self.cachedPlugins = cachedPlugins
+        self.podTCPTimestamps = podTCPTimestamps
     }
 
     /// Whether the config the pod was set up with already chained randsnat.
@@ -88,11 +94,19 @@ public struct CachedAttachment: Equatable, Sendable {
         }
         guard !addresses.isEmpty else { throw .noAddress(interface: attachment.ifName, network: network) }
         var plugins: [String]?
+        var podTCPTimestamps: Int?
         if let text = document["config"]?.stringValue, let decoded = Base64.decode(text), let config = try? JSONValue.parse(decoded) {
-            plugins = (config["plugins"]?.arrayValue ?? [config]).compactMap { $0["type"]?.stringValue }
+            let entries = config["plugins"]?.arrayValue ?? [config]
+            plugins = entries.compactMap { $0["type"]?.stringValue }
+            if let randsnat = entries.first(where: { $0["type"]?.stringValue == "randsnat" })?.objectValue {
+                podTCPTimestamps = try? PluginConfig.parse(randsnat).config.podTCPTimestamps
+            }
         }
-        let netns = document["netns"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
-        return CachedAttachment(attachment: attachment, addresses: addresses, netns: netns, cachedPlugins: plugins)
+        // The entry's `netns` (newer libcni), else the sandbox its result gives the pod's interface.
+        let sandbox = result["interfaces"]?.arrayValue?.first { $0["name"]?.stringValue == attachment.ifName }?["sandbox"]?.stringValue
+        let netns = (document["netns"]?.stringValue ?? sandbox).flatMap { $0.isEmpty ? nil : $0 }
+        return CachedAttachment(attachment: attachment, addresses: addresses, netns: netns, cachedPlugins: plugins,
+                                podTCPTimestamps: podTCPTimestamps)
     }
 
     /// Why no pod can have this address (nil: it can): a member for it would SNAT what is not a pod's.

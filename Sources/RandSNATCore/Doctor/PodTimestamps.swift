@@ -49,64 +49,6 @@ public enum PodTCPCounters {
     }
 }
 
-/// One file of libcni's result cache (`/var/lib/cni/results/NETWORK-CONTAINER-IFNAME`, kind
-/// `cniCacheV1`): the network, the config the runtime used (base64 of its bytes) and the result.
-public struct CNICacheEntry: Equatable, Sendable {
-    public let network: String
-    /// The pod's network namespace: the entry's `netns`, else the `sandbox` of the result's interfaces.
-    public let netns: String?
-    /// randsnat's `podTCPTimestamps` in the cached config; nil when not set (or randsnat is not in it).
-    public let podTCPTimestamps: Int?
-    /// Whether randsnat is a plugin of the cached config.
-    public let hasRandsnat: Bool
-
-    public init(network: String, netns: String?, podTCPTimestamps: Int?, hasRandsnat: Bool) {
-        self.network = network
-        self.netns = netns
-        self.podTCPTimestamps = podTCPTimestamps
-        self.hasRandsnat = hasRandsnat
-    }
-
-    public init?(_ bytes: [UInt8]) {
-        guard let entry = try? JSONValue.parse(bytes), let network = entry["networkName"]?.stringValue else { return nil }
-        self.network = network
-        let sandbox = entry["result"]?["interfaces"]?.arrayValue?.compactMap { $0["sandbox"]?.stringValue }.first { !$0.isEmpty }
-        netns = entry["netns"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? sandbox
-        var plugin: JSONValue?
-        if let text = entry["config"]?.stringValue, let decoded = Base64.decode(text), let config = try? JSONValue.parse(decoded) {
-            plugin = (config["plugins"]?.arrayValue ?? [config]).first { $0["type"]?.stringValue == "randsnat" }
-        }
-        hasRandsnat = plugin != nil
-        podTCPTimestamps = plugin.flatMap { try? PluginConfig.parse($0.objectValue ?? [:]).config.podTCPTimestamps }
-    }
-}
-
-/// RFC 4648 base64 (Go's encoding of a []byte in JSON); padding optional, no line breaks.
-public enum Base64 {
-    public static func decode(_ text: String) -> [UInt8]? {
-        var out: [UInt8] = []
-        var buffer: UInt32 = 0, bits = 0
-        for byte in text.utf8 where byte != UInt8(ascii: "=") {
-            let value: UInt8
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"): value = byte - UInt8(ascii: "A")
-            case UInt8(ascii: "a")...UInt8(ascii: "z"): value = byte - UInt8(ascii: "a") + 26
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = byte - UInt8(ascii: "0") + 52
-            case UInt8(ascii: "+"): value = 62
-            case UInt8(ascii: "/"): value = 63
-            default: return nil
-            }
-            buffer = buffer << 6 | UInt32(value)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: buffer >> UInt32(bits)))
-            }
-        }
-        return out
-    }
-}
-
 extension NodeFacts {
     /// The TCP timestamps of one network's pods (from libcni's cache and each pod's namespace).
     public struct PodTimestamps: Equatable, Sendable {
