@@ -7,6 +7,10 @@ import SystemCalls
 /// Runs a delegated plugin (IPAM) the way libcni does: found in CNI_PATH, this process's
 /// environment with CNI_COMMAND set to the verb, the config on stdin, the result on stdout.
 public struct PluginExec: IPAMRunner {
+    /// The most a delegated plugin may print: the most randsnat takes on stdin (a result is smaller
+    /// than the config that carries it as prevResult).
+    static let outputLimit = Dispatcher.maxInputBytes
+
     /// This process's environ entries, as bytes.
     let processEnvironment: [[UInt8]]
 
@@ -35,7 +39,7 @@ public struct PluginExec: IPAMRunner {
 
         func wait() throws -> JSONValue? {
             if let answer { return try answer.get() }
-            let outcome = Result { try interpret(process.finish()) }
+            let outcome = Result { try interpret(process.finish(plugin: name)) }
             answer = outcome
             return try outcome.get()
         }
@@ -63,12 +67,19 @@ public struct PluginExec: IPAMRunner {
         let pid: Int32
         let stdout: FileDescriptor
 
-        /// Reads stdout to EOF and reaps the child.
-        func finish() -> (status: Int32, output: [UInt8]) {
+        /// Reads stdout to EOF (at most `outputLimit` bytes) and reaps the child.
+        func finish(plugin name: String) throws(DelegatedPluginError) -> (status: Int32, output: [UInt8]) {
             // A read error ends the output as EOF does: the exit status says whether the plugin succeeded.
-            let output = (try? stdout.readToEnd(chunk: 65536)) ?? []
+            let output = (try? stdout.readToEnd(limit: PluginExec.outputLimit, chunk: 65536)) ?? []
             stdout.close()
             var status: Int32 = 0
+            if output.count > PluginExec.outputLimit {
+                // A plugin that writes without end would block on the closed pipe or spin on EPIPE: it is
+                // ended, reaped, and its output refused.
+                kill(pid, SIGKILL)
+                _ = retryingOnInterrupt { waitpid(pid, &status, 0) }
+                throw DelegatedPluginError.oversizedResult(plugin: name, limit: PluginExec.outputLimit)
+            }
             _ = retryingOnInterrupt { waitpid(pid, &status, 0) }
             let exited = (status & 0x7F) == 0
             return (exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F), output)

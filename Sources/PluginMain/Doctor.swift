@@ -19,8 +19,8 @@ enum Doctor {
           --cni-cache DIR   libcni's result cache, to tell live pods and find their namespaces (default \(LibcniCache.defaultDirectory))
           -h, --help        this text
 
-        exit status: 0 healthy, 1 warning, 2 problem, 3 usage or could not inspect
-        (a usage error is 3, not 2, so that 2 keeps meaning "the node has a problem")
+        exit status: 0 healthy, 1 warning, 2 problem or usage error, 3 could not inspect
+        (a usage error is 2, as for every randsnat command: a check called with a wrong flag alerts)
         """
 
     static let optionForms = ["--netns PATH", "--interval SECONDS", "--json", "--prometheus", "--cni-cache DIR", "--help"]
@@ -60,7 +60,7 @@ enum Doctor {
             }
         } catch {
             ProcessEnvironment.write(error.message(command: "randsnat doctor"), to: 2)
-            return 3
+            return 2
         }
         do {
             if let netns { try NetworkNamespace.enterForGood(netns) }

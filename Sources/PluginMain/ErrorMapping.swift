@@ -18,7 +18,7 @@ enum ErrorMapping {
             return CNIError(error.isTimeout ? .tryAgainLater : .internal, error.description)
         case let error as DelegatedPluginError:
             switch error {
-            case .unreadableResult: return CNIError(.decodingFailure, error.description, details: error.details)
+            case .unreadableResult, .oversizedResult: return CNIError(.decodingFailure, error.description, details: error.details)
             case .notFound, .noResult, .failed, .cannotRun: return CNIError(.internal, error.description, details: error.details)
             }
         case let error as NetnsRefusal:

@@ -118,16 +118,24 @@ public struct FileDescriptor: Hashable, Sendable {
         return count
     }
 
-    /// Reads until the end of the file.
+    /// Reads until the end of the file (files randsnat or the kernel writes: see `readToEnd(limit:)` for
+    /// what others write).
     public func readToEnd(chunk: Int = 8192) throws(Errno) -> [UInt8] {
+        try readToEnd(limit: Int.max - 1, chunk: chunk)
+    }
+
+    /// Reads until the end of the file, or until more than `limit` bytes came: then it stops reading
+    /// and returns `limit + 1` bytes, so that the caller can tell an over-long input from one at the limit.
+    public func readToEnd(limit: Int, chunk: Int = 8192) throws(Errno) -> [UInt8] {
         var bytes: [UInt8] = []
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 1)
         defer { buffer.deallocate() }
-        while true {
-            let count = try read(into: buffer)
+        while bytes.count <= limit {
+            let count = try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(chunk, limit + 1 - bytes.count)]))
             if count == 0 { return bytes }
             bytes += buffer[0..<count]
         }
+        return bytes
     }
 
     /// Writes every byte (a short write is continued).

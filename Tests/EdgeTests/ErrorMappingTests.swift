@@ -40,6 +40,8 @@ struct ErrorMappingTests {
             words: ["not found in CNI_PATH", "/opt/cni/bin", "containernetworking-plugins"]),
         Row(error: DelegatedPluginError.unreadableResult(plugin: "host-local", reason: "at byte 0"), code: .decodingFailure,
             words: ["not JSON", "at byte 0"]),
+        Row(error: DelegatedPluginError.oversizedResult(plugin: "host-local", limit: 1 << 20), code: .decodingFailure,
+            words: ["host-local", "more than 1048576 bytes"]),
         Row(error: DelegatedPluginError.noResult(plugin: "host-local"), code: .internal, words: ["host-local", "printed no result"]),
         Row(error: DelegatedPluginError.failed(plugin: "host-local", verb: "ADD", exitStatus: 2), code: .internal, words: ["exit status 2"]),
         Row(error: DelegatedPluginError.cannotRun(path: "/opt/cni/bin/x", what: "run", reason: "Permission denied (EACCES)"), code: .internal,

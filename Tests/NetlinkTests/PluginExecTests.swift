@@ -21,7 +21,7 @@ struct PluginExecTests {
         let path = try script(#"grep SigIgn /proc/$$/status; exit 3"#)
         defer { unlink(path); rmdir(String(path.dropLast("/plugin".count))) }
         let input = [UInt8](repeating: UInt8(ascii: " "), count: 1 << 20)
-        let (status, output) = try PluginExec.spawn(path, environment: [], input: input).finish()
+        let (status, output) = try PluginExec.spawn(path, environment: [], input: input).finish(plugin: "test")
         #expect(status == 3)
         // The plugin gets SIGPIPE's default action back (bit 13 - 1 of SigIgn is clear).
         let text = String(decoding: output, as: UTF8.self)

@@ -144,6 +144,11 @@ struct AdoptionTests {
         #expect(report.problemLines.count == 1 && report.problemLines[0].contains("net-c4-eth0"))
         #expect(report.liveAttachments == [c1, Attachment(network: "net", containerID: "c4", ifName: "eth0")])
 
+        // An entry that cannot be parsed may be a live pod's: the live list is unknown while it is there.
+        let unreadable = CacheAdoption(cache: { let broken = FakeCache(); broken.files = cache.files
+                                                broken.files["net-c9-eth0"] = "{ not json"; return broken }())
+        #expect(unreadable.run(plugin: plugin, records: records, configs: Self.configs).liveAttachments == nil)
+
         // Nothing changed: no listing, no read; the refusal stays reported, the adoption is not repeated.
         cache.reads = []
         let listings = cache.listings

@@ -117,6 +117,16 @@ struct SystemCallsTests {
         #expect(try reader.readToEnd(chunk: 4096) == bytes)
         thread.join()
     }
+
+    /// A bounded read stops after limit + 1 bytes of an endless source.
+    @Test func aBoundedReadStopsAfterTheLimit() throws {
+        let zero = try FileDescriptor.open("/dev/zero")
+        defer { zero.close() }
+        #expect(try zero.readToEnd(limit: 10_000, chunk: 4096).count == 10_001)
+        let small = try FileDescriptor.open("/proc/self/comm")
+        defer { small.close() }
+        #expect(try small.readToEnd(limit: 1 << 20).count < 100)
+    }
 }
 
 /// A plain pthread for the pipe test (no Foundation).

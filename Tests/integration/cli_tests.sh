@@ -51,7 +51,7 @@ randsnat agent: an unknown option|2|randsnat agent --bogus|unknown argument --bo
 randsnat agent: resync x|2|randsnat agent --resync x|--resync x,SECONDS
 install: an unknown option|2|randsnat install --bogus|unknown argument --bogus,--host-root DIR,run '\''randsnat install --help'\'' for usage
 install: uninstall with watch|2|randsnat install --uninstall --watch|--uninstall cannot be used with --watch
-doctor: a bad interval (3: doctor'\''s 2 means a problem)|3|randsnat doctor --interval soon|--interval soon,from 0 to 3600,run '\''randsnat doctor --help'\'' for usage
+doctor: a bad interval|2|randsnat doctor --interval soon|--interval soon,from 0 to 3600,run '\''randsnat doctor --help'\'' for usage
 '
 
 backend_specific usage_errors_name_the_argument iptables "it runs no verb: nothing in it depends on the backend"

@@ -124,6 +124,20 @@ test_standalone_failed_add_leaves_nothing() {
     expect_contains "a vanished netns fails the ADD, naming the netns" "$out" "$T-pod3"
     expect_eq "the lease was given back" "$(ls "$WORK/ipam/$T-f3" 2>/dev/null | grep -c '^198\|^2001')" "0"
     expect_eq "no veth is left" "$(in_ns "$NODE" ip -o link show type veth | grep -c veth)" "0"
+    # 4. An IPAM plugin that prints more than randsnat reads of a plugin (1 MiB), and one that prints
+    # without end: each ADD fails with code 6 naming the limit, within a bounded time and memory (the
+    # endless one is stopped). On 5df3a31 the 3 MB answer was read whole ("not JSON"), and the endless
+    # one grew randsnat's memory until the address-space limit below ended it.
+    fake_ipam chatty 'cat >/dev/null; head -c 3000000 /dev/zero | tr "\0" x'
+    fake_ipam endless 'cat >/dev/null; exec yes'
+    for kind in chatty endless; do
+        list=$(standalone "$T-f$kind")
+        sed -i "s/\"type\":\"host-local\"/\"type\":\"$kind\"/" "$list"
+        out=$(ulimit -v 1000000; timeout 30 bash -c "$(declare -f pod_add_may_fail in_ns setup_failed); T=$T HERE=$HERE NODE=$NODE RUN=$RUN pod_add_may_fail $list 4" 2>&1)
+        expect_contains "an IPAM plugin's $kind output is refused at the limit" "$out" "printed more than 1048576 bytes"
+        expect_contains "with code 6" "$out" '"code":6'
+    done
+    expect_eq "the endless plugin was stopped" "$(pgrep -c -f "$WORK/fakebin/endless")" "0"
     expect_eq "nat tables and sets as before" "$(nat_state)" "$before"
     export CNI_PATH=$saved_path
 }

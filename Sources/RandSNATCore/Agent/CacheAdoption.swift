@@ -83,6 +83,9 @@ public final class CacheAdoption {
             }
         }
         var live: Set<Attachment> = []
+        // An entry that cannot be read or parsed may be a live pod's: while one is there the list of
+        // live attachments is unknown, and no member without a record is removed for not being in it.
+        var someUnread = false
         var entries: [(fileName: String, entry: Result<CachedAttachment, CacheEntryError>)] = []
         // Only randsnat's networks' files matter (to adopt, and as live owners of members): another
         // network's pods are not read.
@@ -94,7 +97,10 @@ public final class CacheAdoption {
             }
             guard prefixes.contains(where: { name.utf8.starts(with: $0) }) else { continue }
             let entry = cache.entry(name)
-            if case .success(let cached) = entry { live.insert(cached.attachment) }
+            switch entry {
+            case .success(let cached): live.insert(cached.attachment)
+            case .failure: someUnread = true
+            }
             entries.append((name, entry))
         }
         let recordedSet = Set(recorded.values)
@@ -118,7 +124,7 @@ public final class CacheAdoption {
         }
         report.refusals = refusals
         report.unadopted = AdoptionPlan(refusals: refusals).refusalCounts(networks: configs.networks.keys)
-        report.liveAttachments = live
+        report.liveAttachments = someUnread ? nil : live
         return report
     }
 }
@@ -136,7 +142,8 @@ public struct AdoptionReport: Equatable, Sendable {
     public var problems: [String] = []
     /// Whether the cache could be read at all (false: no cache at that path, or not listable).
     public var cacheRead = false
-    /// The cache's attachments in randsnat's networks (in net.d or with records); nil when the cache could not be read.
+    /// The cache's attachments in randsnat's networks (in net.d or with records); nil when the cache, or
+    /// one of those networks' entries, could not be read or parsed (whose pod it names is then unknown).
     public var liveAttachments: Set<Attachment>?
 
     public init() {}

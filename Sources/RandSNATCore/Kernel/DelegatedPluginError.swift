@@ -6,6 +6,8 @@ public enum DelegatedPluginError: Error, Equatable, Sendable, CustomStringConver
     case notFound(plugin: String, searchPath: [String])
     /// It exited 0 but printed something that is not JSON.
     case unreadableResult(plugin: String, reason: String)
+    /// It printed more than randsnat reads of a plugin (it was ended).
+    case oversizedResult(plugin: String, limit: Int)
     /// It exited 0 but printed nothing where a result was needed (ADD).
     case noResult(plugin: String)
     /// It failed without printing a CNI error.
@@ -19,6 +21,8 @@ public enum DelegatedPluginError: Error, Equatable, Sendable, CustomStringConver
             "IPAM plugin \"\(plugin)\" not found in CNI_PATH (\(searchPath.joined(separator: ":")))"
         case let .unreadableResult(plugin, _):
             "IPAM plugin \"\(plugin)\" printed a result that is not JSON"
+        case let .oversizedResult(plugin, limit):
+            "IPAM plugin \"\(plugin)\" printed more than \(limit) bytes; it was stopped and its output ignored"
         case let .noResult(plugin):
             "IPAM plugin \"\(plugin)\" printed no result"
         case let .failed(plugin, verb, exitStatus):
@@ -34,7 +38,7 @@ public enum DelegatedPluginError: Error, Equatable, Sendable, CustomStringConver
         case .notFound: "install it (Debian: containernetworking-plugins) or fix ipam.type"
         case let .unreadableResult(_, reason): reason
         case .noResult: "an IPAM plugin's ADD must print its result; check the plugin and its config"
-        case .failed, .cannotRun: ""
+        case .failed, .cannotRun, .oversizedResult: ""
         }
     }
 }
