@@ -35,8 +35,6 @@ struct NFTElementDump {
     let key: [UInt8]
     let flags: UInt32
     let comment: String
-    /// Milliseconds until it expires, for an element with a timeout.
-    let expiresIn: UInt64?
 }
 
 /// The one reader of nf_tables replies: every table, chain, set, element and rule message goes
@@ -87,8 +85,7 @@ enum NFTDecoder {
     static func element(_ a: [NetlinkAttribute]) throws(NetlinkError) -> NFTElementDump {
         let key = try a[NFTElementAttribute.key]?.nestedAttributes()[NFTDataAttribute.value]?.payload ?? []
         return NFTElementDump(key: key, flags: a[NFTElementAttribute.flags]?.be32 ?? 0,
-                              comment: NFTBytes.userDataString(a[NFTElementAttribute.userData]?.payload ?? [], type: NFTConstant.elementComment),
-                              expiresIn: NFTBytes.be64(a[NFTElementAttribute.expiration]?.payload))
+                              comment: NFTBytes.userDataString(a[NFTElementAttribute.userData]?.payload ?? [], type: NFTConstant.elementComment))
     }
 
     static func rule(_ reply: NetlinkReply) throws(NetfilterError) -> NFTRuleDump {

@@ -12,7 +12,7 @@ import RandSNATCore
 /// table      NAME:str
 /// chain      TABLE:str NAME:str [HOOK{HOOKNUM:be32 PRIORITY:be32} POLICY:be32 TYPE:str]
 /// set        TABLE:str NAME:str FLAGS:be32 KEY_TYPE:be32 KEY_LEN:be32 ID:be32 USERDATA:udata
-/// elements   TABLE:str SET:str ELEMENTS{ELEM{KEY{VALUE:bytes} FLAGS:be32 TIMEOUT:be64 EXPIRATION:be64 USERDATA:udata}...}
+/// elements   TABLE:str SET:str ELEMENTS{ELEM{KEY{VALUE:bytes} FLAGS:be32 USERDATA:udata}...}
 /// rule       TABLE:str CHAIN:str HANDLE:be64 EXPRESSIONS{ELEM{NAME:str DATA{...}}...} USERDATA:udata
 /// udata      type:u8 len:u8 value (a comment: NUL-terminated, at most 128 bytes with the NUL)
 /// ```
@@ -64,7 +64,6 @@ struct NFTElementAttribute: NetlinkAttributeName {
     static let listTable = Self(type: cValue(NFTA_SET_ELEM_LIST_TABLE)), listSet = Self(type: cValue(NFTA_SET_ELEM_LIST_SET))
     static let listElements = Self(type: cValue(NFTA_SET_ELEM_LIST_ELEMENTS))
     static let key = Self(type: cValue(NFTA_SET_ELEM_KEY)), flags = Self(type: cValue(NFTA_SET_ELEM_FLAGS))
-    static let timeout = Self(type: cValue(NFTA_SET_ELEM_TIMEOUT)), expiration = Self(type: cValue(NFTA_SET_ELEM_EXPIRATION))
     static let userData = Self(type: cValue(NFTA_SET_ELEM_USERDATA))
 }
 
