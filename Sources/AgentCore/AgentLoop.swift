@@ -38,7 +38,7 @@ public enum AgentLoop {
           -h, --help        this text
 
         environment:
-          RANDSNAT_RUN_DIR  pod records and locks (default /run/randsnat)
+          \(RunDirectory.variable)  pod records and locks (default \(RunDirectory.defaultPath))
 
         exit status: 0 converged (or stopped by SIGTERM), 1 not converged or could not start, 2 usage
         """

@@ -91,7 +91,7 @@ public struct FileLock {
 public struct NetworkFileLock: NetworkLock {
     let directory: String
 
-    public init(directory: String = "/run/randsnat") { self.directory = directory }
+    public init(directory: String = RunDirectory.defaultPath) { self.directory = directory }
 
     public func withLock<T>(_ id: NetworkID, timeoutSeconds: Double, _ body: () throws -> T) throws -> T {
         try file(hash: id.hash).withLock(timeoutSeconds: timeoutSeconds, body)

@@ -64,7 +64,7 @@ enum Doctor {
         }
         do {
             if let netns { try NetworkNamespace.enterForGood(netns) }
-            let runDirectory = ProcessEnvironment.read()["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"
+            let runDirectory = RunDirectory.path(in: ProcessEnvironment.read())
             let inspector = try NodeInspector(cniCache: cache, records: RecordFiles(runDirectory: runDirectory))
             let earlier = interval > 0 ? inspector.counters() : nil
             if interval > 0 { usleep(UInt32(interval * 1_000_000)) }

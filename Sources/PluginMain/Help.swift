@@ -25,7 +25,7 @@ enum Help {
           CNI_PATH          directories, ':'-separated, where standalone mode finds its IPAM plugin
 
         environment:
-          RANDSNAT_RUN_DIR  pod records and locks (default /run/randsnat)
+          \(RunDirectory.variable)  pod records and locks (default \(RunDirectory.defaultPath))
           XTABLES_LOCKFILE  the xtables lock, as iptables takes it (default /run/xtables.lock)
 
         network config keys (beside "type"; cni-conf/README.md gives each one's type, default and errors):

@@ -15,7 +15,7 @@ public enum PluginMain {
     public static func run(flowCleanup: FlowCleanup = .flush) -> Never {
         let environment = ProcessEnvironment.read()
         let arguments = Array(CommandLine.arguments.dropFirst())
-        let runDirectory = environment["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"
+        let runDirectory = RunDirectory.path(in: environment)
         if arguments.first == "install" {
             let rest = Array(arguments.dropFirst())
             if UsageError.asksForHelp(rest) {

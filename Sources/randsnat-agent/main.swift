@@ -32,7 +32,7 @@ loop?.cniCache = options.cniCache
 if options.reconcile, let loop, loop.alive || loop.once || !options.metrics {
     // A liveness probe, one pass, or the loop without an endpoint: what `randsnat agent` does.
     let environment = readEnvironment()
-    let runDirectory = environment["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"
+    let runDirectory = RunDirectory.path(in: environment)
     let (plugin, records) = AgentLoop.makePlugin(environment: environment, runDirectory: runDirectory)
     exit(AgentLoop.run(loop, plugin: plugin, records: records, runDirectory: runDirectory, pluginBinary: pluginBinary()))
 }
@@ -85,7 +85,7 @@ guard options.reconcile, let loop else {
 // The reconcile loop on the main thread; each pass updates what /metrics shows (under the
 // collector's lock, for as long as a copy takes: a scrape never waits for a pass).
 let environment = readEnvironment()
-let runDirectory = environment["RANDSNAT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/randsnat"
+let runDirectory = RunDirectory.path(in: environment)
 let (plugin, records) = AgentLoop.makePlugin(environment: environment, runDirectory: runDirectory)
 exit(AgentLoop.run(loop, plugin: plugin, records: records, runDirectory: runDirectory, pluginBinary: pluginBinary(),
                    afterPass: collector.record))
